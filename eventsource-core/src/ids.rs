@@ -1,0 +1,329 @@
+//! Newtypes for the identifiers people mix up: streams, versions, positions, event ids.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The identity of one event stream, usually `"<aggregate name>-<aggregate id>"`.
+///
+/// Cheap to clone (a shared string). Any non-empty UTF-8 string is a valid stream id; stores
+/// bind it as a parameter, so quotes and unicode are safe.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct StreamId(Arc<str>);
+
+impl StreamId {
+    /// Wraps a stream id.
+    ///
+    /// ```
+    /// # use eventsource_core::StreamId;
+    /// let id = StreamId::new("account-42");
+    /// assert_eq!(id.as_str(), "account-42");
+    /// ```
+    pub fn new(id: impl Into<Arc<str>>) -> Self {
+        Self(id.into())
+    }
+
+    /// The stream id of an aggregate instance: `"<category>-<id>"`.
+    pub fn for_aggregate(category: &str, id: &str) -> Self {
+        let mut s = String::with_capacity(category.len() + 1 + id.len());
+        s.push_str(category);
+        s.push('-');
+        s.push_str(id);
+        Self(s.into())
+    }
+
+    /// The id as a string slice.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for StreamId {
+    fn from(s: &str) -> Self {
+        Self::new(s)
+    }
+}
+
+impl From<String> for StreamId {
+    fn from(s: String) -> Self {
+        Self::new(s)
+    }
+}
+
+impl AsRef<str> for StreamId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The version of a stream: the number of events in it. The first event is version 1; versions
+/// have no gaps. [`Version::ZERO`] is the version of a stream with no events.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Version(u64);
+
+impl Version {
+    /// The version of a stream that has no events.
+    pub const ZERO: Version = Version(0);
+    /// The version of a stream's first event.
+    pub const FIRST: Version = Version(1);
+
+    /// Wraps a raw version number.
+    pub const fn new(v: u64) -> Self {
+        Self(v)
+    }
+
+    /// The raw version number.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The version after this one.
+    pub const fn next(self) -> Self {
+        Self(self.0.saturating_add(1))
+    }
+
+    /// This version plus `n` events.
+    pub const fn add(self, n: u64) -> Self {
+        Self(self.0.saturating_add(n))
+    }
+}
+
+impl fmt::Debug for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "v{}", self.0)
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl From<u64> for Version {
+    fn from(v: u64) -> Self {
+        Self(v)
+    }
+}
+
+/// A place in the store's total order of all events (the global log).
+///
+/// A position has two parts, compared in order: a `commit` part (for PostgreSQL, the writing
+/// transaction; for the in-memory store, the commit counter) and a `sequence` within it. Readers
+/// of the log see events in increasing position and never see an event appear later below a
+/// position they have passed.
+///
+/// It prints as `"<commit>.<sequence>"` and parses back from that form, so an HTTP client can
+/// hand a position it was given back to the server:
+///
+/// ```
+/// # use eventsource_core::Position;
+/// let p = Position::new(7, 42);
+/// assert_eq!(p.to_string(), "7.42");
+/// assert_eq!("7.42".parse::<Position>().unwrap(), p);
+/// assert!(Position::ZERO < p);
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize, Deserialize)]
+pub struct Position {
+    commit: u64,
+    sequence: u64,
+}
+
+impl Position {
+    /// The position before every event: reading "after ZERO" reads the whole log.
+    pub const ZERO: Position = Position {
+        commit: 0,
+        sequence: 0,
+    };
+
+    /// Builds a position from its parts.
+    pub const fn new(commit: u64, sequence: u64) -> Self {
+        Self { commit, sequence }
+    }
+
+    /// The commit part (compared first).
+    pub const fn commit(self) -> u64 {
+        self.commit
+    }
+
+    /// The sequence part (compared second).
+    pub const fn sequence(self) -> u64 {
+        self.sequence
+    }
+}
+
+impl fmt::Debug for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "@{}.{}", self.commit, self.sequence)
+    }
+}
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.commit, self.sequence)
+    }
+}
+
+/// The error of parsing a [`Position`] from text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid position `{input}`: expected `<commit>.<sequence>`, two unsigned integers")]
+pub struct ParsePositionError {
+    input: String,
+}
+
+impl FromStr for Position {
+    type Err = ParsePositionError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || ParsePositionError {
+            input: s.chars().take(64).collect(),
+        };
+        let (commit, sequence) = s.split_once('.').ok_or_else(err)?;
+        Ok(Position {
+            commit: commit.parse().map_err(|_| err())?,
+            sequence: sequence.parse().map_err(|_| err())?,
+        })
+    }
+}
+
+/// What an append expects the stream's current version to be.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
+pub enum ExpectedVersion {
+    /// No check: append at the end, whatever the version is.
+    Any,
+    /// The stream must not exist yet (have no events).
+    NoStream,
+    /// The stream must exist (have at least one event).
+    StreamExists,
+    /// The stream's version must be exactly this. `Exact(Version::ZERO)` is the same as
+    /// [`ExpectedVersion::NoStream`].
+    Exact(Version),
+}
+
+impl ExpectedVersion {
+    /// Whether a stream currently at `actual` satisfies this expectation.
+    pub fn matches(self, actual: Version) -> bool {
+        match self {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => actual == Version::ZERO,
+            ExpectedVersion::StreamExists => actual > Version::ZERO,
+            ExpectedVersion::Exact(v) => actual == v,
+        }
+    }
+}
+
+impl fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any version"),
+            ExpectedVersion::NoStream => f.write_str("no stream"),
+            ExpectedVersion::StreamExists => f.write_str("an existing stream"),
+            ExpectedVersion::Exact(v) => write!(f, "version {v}"),
+        }
+    }
+}
+
+/// The unique id of an event. Appending an event whose id is already stored is idempotent
+/// (see [`EventStore::append`](crate::EventStore::append)).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EventId(Uuid);
+
+impl EventId {
+    /// A fresh random id (UUID v4).
+    pub fn new_random() -> Self {
+        Self(Uuid::new_v4())
+    }
+
+    /// Wraps a UUID.
+    pub const fn from_uuid(id: Uuid) -> Self {
+        Self(id)
+    }
+
+    /// The id derived from an idempotency key and the event's index within a command: the same
+    /// key and index always give the same id (UUID v5), so a retried command appends nothing new.
+    pub fn derived(key: &str, index: u32) -> Self {
+        let mut name = Vec::with_capacity(key.len() + 5);
+        name.extend_from_slice(key.as_bytes());
+        name.push(0);
+        name.extend_from_slice(&index.to_be_bytes());
+        Self(Uuid::new_v5(&IDEMPOTENCY_NAMESPACE, &name))
+    }
+
+    /// The UUID.
+    pub const fn as_uuid(&self) -> &Uuid {
+        &self.0
+    }
+}
+
+/// The UUID v5 namespace of ids derived from idempotency keys.
+const IDEMPOTENCY_NAMESPACE: Uuid = Uuid::from_u128(0x6c1d_1e2f_8f3a_4a58_9d5e_3f0b_2c7a_91e4);
+
+impl fmt::Debug for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for EventId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl From<Uuid> for EventId {
+    fn from(id: Uuid) -> Self {
+        Self(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn position_orders_by_commit_then_sequence_and_round_trips_through_text() {
+        let a = Position::new(1, 9);
+        let b = Position::new(2, 1);
+        assert!(a < b);
+        assert_eq!(b.to_string().parse::<Position>().unwrap(), b);
+        assert!("1".parse::<Position>().is_err());
+        assert!("x.1".parse::<Position>().is_err());
+        assert!("1.-1".parse::<Position>().is_err());
+    }
+
+    #[test]
+    fn expected_version_matches() {
+        assert!(ExpectedVersion::Any.matches(Version::ZERO));
+        assert!(ExpectedVersion::NoStream.matches(Version::ZERO));
+        assert!(!ExpectedVersion::NoStream.matches(Version::new(1)));
+        assert!(ExpectedVersion::StreamExists.matches(Version::new(1)));
+        assert!(!ExpectedVersion::StreamExists.matches(Version::ZERO));
+        assert!(ExpectedVersion::Exact(Version::new(3)).matches(Version::new(3)));
+        assert!(!ExpectedVersion::Exact(Version::new(3)).matches(Version::new(2)));
+    }
+
+    #[test]
+    fn derived_event_ids_are_stable_per_key_and_index() {
+        assert_eq!(EventId::derived("k", 0), EventId::derived("k", 0));
+        assert_ne!(EventId::derived("k", 0), EventId::derived("k", 1));
+        assert_ne!(EventId::derived("k", 0), EventId::derived("j", 0));
+    }
+}

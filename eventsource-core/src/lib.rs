@@ -1,0 +1,55 @@
+//! # eventsource-core
+//!
+//! The runtime of eventsource: event and aggregate traits, the [`EventStore`] contract, the
+//! [`Repository`] that loads aggregates and runs commands with optimistic concurrency,
+//! snapshots, time travel, [projections](crate::projection) with checkpoints, and the embedded
+//! [`InMemoryStore`].
+//!
+//! With the `derive` feature (on by default) the derives `DomainEvent`, `Aggregate` and
+//! `Projection` are re-exported here, so one dependency plus a store is all a user adds.
+
+pub mod aggregate;
+pub mod codec;
+pub mod envelope;
+pub mod error;
+pub mod event;
+pub mod ids;
+pub mod metadata;
+pub mod projection;
+pub mod registry;
+pub mod repository;
+pub mod store;
+pub mod subscription;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+#[doc(hidden)]
+pub mod __private;
+
+pub use aggregate::{Aggregate, Apply};
+pub use envelope::{Commit, CommittedStream, NewEvent, RecordedEvent, Snapshot, StreamWrite};
+pub use error::{BoxError, CommandError, DecodeError, EncodeError, Error, StoreError};
+pub use event::{DomainEvent, EventSet, EventType, IntoEvents};
+pub use ids::{EventId, ExpectedVersion, ParsePositionError, Position, StreamId, Version};
+pub use metadata::Metadata;
+pub use projection::{
+    Handle, HandlerError, Projection, ProjectionError, ProjectionHandle, ProjectionRunner,
+    ProjectionStatus,
+};
+pub use registry::{EventRegistry, RegistryError};
+pub use repository::{At, CommandOptions, Loaded, Repository, RetryPolicy};
+pub use store::memory::InMemoryStore;
+pub use store::{AnyStore, DynEventStore, EventStore, LogPage, ReadUntil};
+pub use subscription::subscribe;
+
+#[cfg(feature = "derive")]
+pub use eventsource_derive::{Aggregate, DomainEvent, Projection};
+
+/// `use eventsource_core::prelude::*;` brings in what domain code and handlers use.
+pub mod prelude {
+    pub use crate::{
+        Aggregate, AnyStore, Apply, At, CommandError, CommandOptions, Commit, DomainEvent,
+        EventStore, Handle, HandlerError, InMemoryStore, Metadata, Position, Projection,
+        ProjectionRunner, RecordedEvent, Repository, StreamId, Version,
+    };
+}

@@ -1,0 +1,493 @@
+//! The core projection runner: checkpointed catch-up, then live following, for projections
+//! whose context is `()`. Handlers run at least once per event (see the module docs).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+
+use super::Projection;
+use crate::error::{BoxError, StoreError};
+use crate::ids::{Position, StreamId, Version};
+use crate::store::{EventStore, LogPage};
+
+/// Why a projection stopped, or a wait on it failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProjectionError {
+    /// A handler failed. The checkpoint stays before this event.
+    #[error(
+        "projection `{projection}` failed on `{event_type}` at stream `{stream}` version {version} (position {position})"
+    )]
+    Handler {
+        /// The projection.
+        projection: &'static str,
+        /// The event's stream.
+        stream: StreamId,
+        /// The event's version in its stream.
+        version: Version,
+        /// The event's stored type.
+        event_type: String,
+        /// The event's position.
+        position: Position,
+        /// The handler's error.
+        #[source]
+        source: BoxError,
+    },
+    /// The store failed with an error that retrying will not fix.
+    #[error("projection `{projection}`: the store failed")]
+    Store {
+        /// The projection.
+        projection: &'static str,
+        /// The store's error.
+        #[source]
+        source: StoreError,
+    },
+    /// The projection did not reach the position in time.
+    #[error("projection `{projection}` reached {reached}, not {target}, before the timeout")]
+    Timeout {
+        /// The projection.
+        projection: &'static str,
+        /// The position waited for.
+        target: Position,
+        /// Its checkpoint when the wait gave up.
+        reached: Position,
+    },
+    /// The projection is not running (it failed, was shut down, or its task died).
+    #[error("projection `{projection}` is not running")]
+    Stopped {
+        /// The projection.
+        projection: &'static str,
+        /// Why it stopped, if it failed.
+        #[source]
+        cause: Option<Arc<ProjectionError>>,
+    },
+}
+
+/// The state of a running projection, as its [`ProjectionHandle`] sees it.
+#[derive(Clone, Debug, Default)]
+pub struct ProjectionStatus {
+    /// Every event at or before this position has been handled (or was not of a handled type).
+    pub checkpoint: Position,
+    /// Whether the last read found nothing new (the projection is following live).
+    pub caught_up: bool,
+    /// Set when the projection stopped on an error.
+    pub failed: Option<Arc<ProjectionError>>,
+    /// Set when the projection stopped (after a failure or a shutdown).
+    pub stopped: bool,
+}
+
+enum Control {
+    Rebuild(oneshot::Sender<Result<(), ProjectionError>>),
+    Shutdown,
+}
+
+/// Runs a [`Projection`] against a store: reads from its checkpoint in batches, calls its
+/// handlers, saves the checkpoint after every batch, and follows the log live once caught up.
+///
+/// ```
+/// # use eventsource_core::*;
+/// # async fn doc<P: Projection<Context = ()>>(store: InMemoryStore, projection: P, commit: Commit)
+/// # -> Result<(), ProjectionError> {
+/// let handle = ProjectionRunner::new(store, projection).batch_size(500).spawn();
+/// handle.wait_for(commit.position, std::time::Duration::from_secs(5)).await?; // read your writes
+/// handle.shutdown().await?;
+/// # Ok(()) }
+/// ```
+pub struct ProjectionRunner<P, S> {
+    store: S,
+    projection: P,
+    batch_size: usize,
+    checkpoint: Position,
+}
+
+impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
+    /// A runner for `projection` over `store`, with batches of 256 events.
+    pub fn new(store: S, projection: P) -> Self {
+        Self {
+            store,
+            projection,
+            batch_size: 256,
+            checkpoint: Position::ZERO,
+        }
+    }
+
+    /// Sets how many events one batch (one read, one checkpoint save) holds.
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n.max(1);
+        self
+    }
+
+    /// The projection.
+    pub fn projection(&self) -> &P {
+        &self.projection
+    }
+
+    /// Catches up from the saved checkpoint to the current end of the log, then returns the
+    /// checkpoint reached. Does not follow live.
+    pub async fn catch_up(&mut self) -> Result<Position, ProjectionError> {
+        self.checkpoint = self.load_checkpoint().await?;
+        loop {
+            let page = self.read_page().await?;
+            if page.events.is_empty() && page.scanned_to <= self.checkpoint {
+                return Ok(self.checkpoint);
+            }
+            self.process(page).await?;
+        }
+    }
+
+    /// Clears the read model and the checkpoint, then catches up from zero.
+    pub async fn rebuild(&mut self) -> Result<Position, ProjectionError> {
+        self.reset().await?;
+        self.catch_up().await
+    }
+
+    /// Starts the projection on a tokio task.
+    pub fn spawn(self) -> ProjectionHandle {
+        let (control_tx, control_rx) = mpsc::channel(4);
+        let (status_tx, status_rx) = watch::channel(ProjectionStatus::default());
+        let span = tracing::info_span!("projection", projection = P::NAME);
+        let task = tokio::spawn(self.run(control_rx, status_tx).instrument(span));
+        ProjectionHandle {
+            name: P::NAME,
+            status: status_rx,
+            control: control_tx,
+            task,
+        }
+    }
+
+    async fn run(
+        mut self,
+        mut control: mpsc::Receiver<Control>,
+        status: watch::Sender<ProjectionStatus>,
+    ) -> Result<(), ProjectionError> {
+        let result = self.follow(&mut control, &status).await;
+        status.send_modify(|s| {
+            s.stopped = true;
+            if let Err(e) = &result {
+                s.failed = Some(Arc::new(clone_for_status(e)));
+            }
+        });
+        if let Err(error) = &result {
+            tracing::error!(%error, "projection stopped");
+        }
+        result
+    }
+
+    async fn follow(
+        &mut self,
+        control: &mut mpsc::Receiver<Control>,
+        status: &watch::Sender<ProjectionStatus>,
+    ) -> Result<(), ProjectionError> {
+        let mut wait = RETRY_START;
+        self.checkpoint = loop {
+            match self.load_checkpoint().await {
+                Ok(p) => break p,
+                Err(e) => pause_if_retryable(e, &mut wait).await?,
+            }
+        };
+        status.send_modify(|s| s.checkpoint = self.checkpoint);
+        loop {
+            match control.try_recv() {
+                Ok(Control::Shutdown) | Err(mpsc::error::TryRecvError::Disconnected) => {
+                    return Ok(());
+                }
+                Ok(Control::Rebuild(ack)) => {
+                    self.rebuild_now(ack, status).await;
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+            let mut wait = RETRY_START;
+            let page = loop {
+                match self.read_page().await {
+                    Ok(p) => break p,
+                    Err(e) => pause_if_retryable(e, &mut wait).await?,
+                }
+            };
+            if page.events.is_empty() && page.scanned_to <= self.checkpoint {
+                status.send_modify(|s| s.caught_up = true);
+                tokio::select! {
+                    woke = self.store.wait_for_events(self.checkpoint) => {
+                        if let Err(error) = woke {
+                            tracing::warn!(%error, "waiting for events failed; polling");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                    msg = control.recv() => match msg {
+                        Some(Control::Rebuild(ack)) => self.rebuild_now(ack, status).await,
+                        Some(Control::Shutdown) | None => return Ok(()),
+                    },
+                }
+                continue;
+            }
+            let full = page.events.len() >= self.batch_size;
+            self.process(page).await?;
+            status.send_modify(|s| {
+                s.checkpoint = self.checkpoint;
+                s.caught_up = !full;
+            });
+        }
+    }
+
+    async fn rebuild_now(
+        &mut self,
+        ack: oneshot::Sender<Result<(), ProjectionError>>,
+        status: &watch::Sender<ProjectionStatus>,
+    ) {
+        let result = self.reset().await;
+        status.send_modify(|s| {
+            s.checkpoint = self.checkpoint;
+            s.caught_up = false;
+        });
+        // The caller may have stopped waiting; the rebuild stands either way.
+        let _ = ack.send(result);
+    }
+
+    async fn reset(&mut self) -> Result<(), ProjectionError> {
+        tracing::info!("rebuilding from zero");
+        self.projection
+            .reset(&mut ())
+            .await
+            .map_err(|source| ProjectionError::Handler {
+                projection: P::NAME,
+                stream: StreamId::new(""),
+                version: Version::ZERO,
+                event_type: "(reset)".into(),
+                position: Position::ZERO,
+                source,
+            })?;
+        self.checkpoint = Position::ZERO;
+        self.store
+            .save_checkpoint(P::NAME, Position::ZERO)
+            .await
+            .map_err(|source| store_error::<P>(source))
+    }
+
+    // `&mut self`, not `&self`: the runner is `Send` but need not be `Sync`.
+    async fn load_checkpoint(&mut self) -> Result<Position, ProjectionError> {
+        let saved = self
+            .store
+            .load_checkpoint(P::NAME)
+            .await
+            .map_err(store_error::<P>)?;
+        Ok(saved.unwrap_or(Position::ZERO))
+    }
+
+    async fn read_page(&mut self) -> Result<LogPage, ProjectionError> {
+        self.store
+            .read_all(self.checkpoint, self.batch_size, P::event_types())
+            .await
+            .map_err(store_error::<P>)
+    }
+
+    /// Handles a page and saves the checkpoint at its end; on a handler error, saves the
+    /// checkpoint just before the failed event and returns the error.
+    async fn process(&mut self, page: LogPage) -> Result<(), ProjectionError> {
+        let span = tracing::debug_span!(
+            "projection_batch",
+            projection = P::NAME,
+            from = %self.checkpoint,
+            to = %page.scanned_to,
+            events = page.events.len()
+        );
+        async {
+            for event in &page.events {
+                if let Err(source) = self.projection.handle_event(event, &mut ()).await {
+                    let handled_to = self.checkpoint;
+                    self.save_checkpoint(handled_to).await?;
+                    return Err(ProjectionError::Handler {
+                        projection: P::NAME,
+                        stream: event.stream.clone(),
+                        version: event.version,
+                        event_type: event.event_type.clone(),
+                        position: event.position,
+                        source,
+                    });
+                }
+                self.checkpoint = event.position;
+            }
+            let to = page.scanned_to.max(self.checkpoint);
+            self.save_checkpoint(to).await
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn save_checkpoint(&mut self, to: Position) -> Result<(), ProjectionError> {
+        self.checkpoint = to;
+        self.store
+            .save_checkpoint(P::NAME, to)
+            .await
+            .map_err(store_error::<P>)
+    }
+}
+
+const RETRY_START: Duration = Duration::from_millis(50);
+
+/// Sleeps and returns `Ok` when `e` is a retryable backend error (a restarting database should
+/// pause a projection, not kill it); returns `e` otherwise.
+async fn pause_if_retryable(
+    e: ProjectionError,
+    wait: &mut Duration,
+) -> Result<(), ProjectionError> {
+    match &e {
+        ProjectionError::Store {
+            source:
+                StoreError::Backend {
+                    retryable: true,
+                    context,
+                    ..
+                },
+            ..
+        } => {
+            tracing::warn!(%context, ?wait, "store unavailable; retrying");
+            tokio::time::sleep(*wait).await;
+            *wait = (*wait * 2).min(Duration::from_secs(5));
+            Ok(())
+        }
+        _ => Err(e),
+    }
+}
+
+fn store_error<P: Projection>(source: StoreError) -> ProjectionError {
+    ProjectionError::Store {
+        projection: P::NAME,
+        source,
+    }
+}
+
+/// The status channel keeps a shareable copy of the failure; the task's own result keeps the
+/// original with its full source chain.
+fn clone_for_status(e: &ProjectionError) -> ProjectionError {
+    match e {
+        ProjectionError::Handler {
+            projection,
+            stream,
+            version,
+            event_type,
+            position,
+            source,
+        } => ProjectionError::Handler {
+            projection,
+            stream: stream.clone(),
+            version: *version,
+            event_type: event_type.clone(),
+            position: *position,
+            source: source.to_string().into(),
+        },
+        ProjectionError::Store { projection, source } => ProjectionError::Store {
+            projection,
+            source: StoreError::backend(source.to_string(), false, source.to_string()),
+        },
+        ProjectionError::Timeout {
+            projection,
+            target,
+            reached,
+        } => ProjectionError::Timeout {
+            projection,
+            target: *target,
+            reached: *reached,
+        },
+        ProjectionError::Stopped { projection, cause } => ProjectionError::Stopped {
+            projection,
+            cause: cause.clone(),
+        },
+    }
+}
+
+/// Controls a projection started with [`ProjectionRunner::spawn`].
+pub struct ProjectionHandle {
+    name: &'static str,
+    status: watch::Receiver<ProjectionStatus>,
+    control: mpsc::Sender<Control>,
+    task: JoinHandle<Result<(), ProjectionError>>,
+}
+
+impl std::fmt::Debug for ProjectionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProjectionHandle")
+            .field("name", &self.name)
+            .field("status", &*self.status.borrow())
+            .finish()
+    }
+}
+
+impl ProjectionHandle {
+    /// The projection's current status.
+    pub fn status(&self) -> ProjectionStatus {
+        self.status.borrow().clone()
+    }
+
+    /// The checkpoint: every event at or before it has been handled.
+    pub fn checkpoint(&self) -> Position {
+        self.status.borrow().checkpoint
+    }
+
+    /// Waits until the projection has handled everything up to `position` (read your writes:
+    /// pass the [`Commit::position`](crate::Commit) of your command). Returns the checkpoint
+    /// reached. Fails if the projection stops or the timeout passes first.
+    pub async fn wait_for(
+        &self,
+        position: Position,
+        timeout: Duration,
+    ) -> Result<Position, ProjectionError> {
+        let mut status = self.status.clone();
+        let waited = tokio::time::timeout(
+            timeout,
+            status.wait_for(|s| s.checkpoint >= position || s.stopped),
+        )
+        .await;
+        let current = self.status();
+        match waited {
+            Ok(Ok(_)) if current.checkpoint >= position => Ok(current.checkpoint),
+            Ok(_) => Err(ProjectionError::Stopped {
+                projection: self.name,
+                cause: current.failed,
+            }),
+            Err(_) => Err(ProjectionError::Timeout {
+                projection: self.name,
+                target: position,
+                reached: current.checkpoint,
+            }),
+        }
+    }
+
+    /// Clears the read model and the checkpoint, then replays the log from zero. Returns once
+    /// the reset is done; use [`ProjectionHandle::wait_for`] to wait for the replay.
+    pub async fn rebuild(&self) -> Result<(), ProjectionError> {
+        let stopped = || ProjectionError::Stopped {
+            projection: self.name,
+            cause: self.status.borrow().failed.clone(),
+        };
+        let (ack, done) = oneshot::channel();
+        self.control
+            .send(Control::Rebuild(ack))
+            .await
+            .map_err(|_| stopped())?;
+        done.await.map_err(|_| stopped())?
+    }
+
+    /// Stops the projection after the batch in progress (its checkpoint saved) and returns how
+    /// it ended.
+    pub async fn shutdown(self) -> Result<(), ProjectionError> {
+        // If the task already ended, its result below says how.
+        let _ = self.control.send(Control::Shutdown).await;
+        match self.task.await {
+            Ok(result) => result,
+            Err(join) => Err(ProjectionError::Stopped {
+                projection: self.name,
+                cause: Some(Arc::new(ProjectionError::Handler {
+                    projection: self.name,
+                    stream: StreamId::new(""),
+                    version: Version::ZERO,
+                    event_type: "(task)".into(),
+                    position: Position::ZERO,
+                    source: join.to_string().into(),
+                })),
+            }),
+        }
+    }
+}

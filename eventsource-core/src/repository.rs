@@ -1,0 +1,481 @@
+//! The [`Repository`]: loads aggregates (snapshot + tail), travels in time, and runs commands
+//! with optimistic concurrency: load, decide, append at the loaded version, and on a conflict
+//! reload and decide again.
+
+use std::marker::PhantomData;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use tracing::Instrument;
+
+use crate::aggregate::Aggregate;
+use crate::envelope::{Commit, CommittedStream, NewEvent, Snapshot, StreamWrite};
+use crate::error::{CommandError, Error, StoreError};
+use crate::event::{EventSet, IntoEvents};
+use crate::ids::{EventId, ExpectedVersion, Position, StreamId, Version};
+use crate::metadata::Metadata;
+use crate::store::{EventStore, ReadUntil};
+
+/// An aggregate's state as loaded, with the version and position it reflects.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Loaded<A> {
+    /// The folded state.
+    pub state: A,
+    /// The version of the last event folded in ([`Version::ZERO`] for a new aggregate).
+    pub version: Version,
+    /// The position of the last event folded in ([`Position::ZERO`] for a new aggregate).
+    pub position: Position,
+}
+
+/// The point in a stream's history [`Repository::load_at`] reconstructs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum At {
+    /// The state after this version. Asking for a version the stream has not reached is
+    /// [`Error::VersionNotFound`].
+    Version(Version),
+    /// The state after the last event recorded at or before this time.
+    Time(DateTime<Utc>),
+}
+
+/// How [`Repository::execute`] retries after a conflict: bounded attempts, exponential backoff
+/// with full jitter (each wait is random between zero and the current cap).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included (at least 1).
+    pub max_attempts: u32,
+    /// The cap of the first backoff.
+    pub base_delay: Duration,
+    /// The largest cap.
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 16,
+            base_delay: Duration::from_micros(500),
+            max_delay: Duration::from_millis(50),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// Never retry: the first conflict is returned as [`CommandError::RetriesExhausted`].
+    pub fn no_retry() -> Self {
+        Self {
+            max_attempts: 1,
+            ..Self::default()
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let cap = self
+            .base_delay
+            .saturating_mul(1u32 << attempt.min(16))
+            .min(self.max_delay);
+        cap.mul_f64(fastrand::f64())
+    }
+}
+
+/// Per-command options: metadata for the recorded events and an idempotency key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CommandOptions {
+    /// Metadata recorded with every event the command appends.
+    pub metadata: Metadata,
+    /// When set, event ids are derived from it ([`EventId::derived`]) and a command whose key
+    /// has already committed returns that first commit without deciding again.
+    pub idempotency_key: Option<String>,
+}
+
+impl CommandOptions {
+    /// Options with only metadata.
+    pub fn with_metadata(metadata: Metadata) -> Self {
+        Self {
+            metadata,
+            idempotency_key: None,
+        }
+    }
+
+    /// Sets the idempotency key.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+}
+
+/// Loads aggregates of type `A` from store `S` and runs commands on them.
+///
+/// ```
+/// # use eventsource_core::*;
+/// # fn doc<A: Aggregate>() {
+/// let repo: Repository<A, InMemoryStore> = Repository::new(InMemoryStore::new());
+/// # }
+/// ```
+pub struct Repository<A, S> {
+    store: S,
+    retry: RetryPolicy,
+    _aggregate: PhantomData<fn() -> A>,
+}
+
+impl<A, S: Clone> Clone for Repository<A, S> {
+    fn clone(&self) -> Self {
+        Self {
+            store: self.store.clone(),
+            retry: self.retry,
+            _aggregate: PhantomData,
+        }
+    }
+}
+
+impl<A, S: std::fmt::Debug> std::fmt::Debug for Repository<A, S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Repository")
+            .field("aggregate", &std::any::type_name::<A>())
+            .field("store", &self.store)
+            .field("retry", &self.retry)
+            .finish()
+    }
+}
+
+impl<A: Aggregate, S: EventStore> Repository<A, S> {
+    /// A repository over `store` with the default [`RetryPolicy`].
+    pub fn new(store: S) -> Self {
+        Self {
+            store,
+            retry: RetryPolicy::default(),
+            _aggregate: PhantomData,
+        }
+    }
+
+    /// Sets the retry policy.
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.retry = retry;
+        self
+    }
+
+    /// The store.
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    /// Loads the current state of aggregate `id`: the newest usable snapshot, then the events
+    /// after it. A stream with no events loads as `A::default()` at version zero.
+    pub async fn load(&self, id: &str) -> Result<Loaded<A>, Error> {
+        let stream = A::stream_id(id);
+        self.load_stream(&stream, ReadUntil::End)
+            .instrument(tracing::debug_span!("load", aggregate = A::NAME, stream = %stream))
+            .await
+    }
+
+    /// Loads aggregate `id` as it was at a version or a time (time travel). Snapshots above the
+    /// target are ignored.
+    pub async fn load_at(&self, id: &str, at: At) -> Result<Loaded<A>, Error> {
+        let stream = A::stream_id(id);
+        let until = match at {
+            At::Version(v) => ReadUntil::Version(v),
+            At::Time(t) => ReadUntil::Time(t),
+        };
+        let loaded = self
+            .load_stream(&stream, until)
+            .instrument(tracing::debug_span!("load_at", aggregate = A::NAME, stream = %stream, ?at))
+            .await?;
+        if let At::Version(v) = at {
+            if loaded.version < v {
+                return Err(Error::VersionNotFound {
+                    stream,
+                    requested: v,
+                    actual: loaded.version,
+                });
+            }
+        }
+        Ok(loaded)
+    }
+
+    async fn load_stream(&self, stream: &StreamId, until: ReadUntil) -> Result<Loaded<A>, Error> {
+        let mut loaded = self.load_snapshot(stream, until).await;
+        let mut events = self.store.read_stream(stream, loaded.version.next(), until);
+        while let Some(recorded) = events.try_next().await? {
+            let event = A::Event::decode(
+                &recorded.event_type,
+                recorded.schema_version,
+                &recorded.payload,
+            )
+            .map_err(|source| Error::Decode {
+                stream: recorded.stream.clone(),
+                version: recorded.version,
+                event_type: recorded.event_type.clone(),
+                schema_version: recorded.schema_version,
+                source,
+            })?;
+            loaded.state.apply(&event);
+            loaded.version = recorded.version;
+            loaded.position = recorded.position;
+        }
+        tracing::debug!(version = %loaded.version, position = %loaded.position, "loaded");
+        Ok(loaded)
+    }
+
+    /// The newest usable snapshot, or the empty state. A snapshot that cannot be read is
+    /// skipped with a warning: snapshots are an optimisation, never a reason to fail a load.
+    async fn load_snapshot(&self, stream: &StreamId, until: ReadUntil) -> Loaded<A> {
+        let empty = || Loaded {
+            state: A::default(),
+            version: Version::ZERO,
+            position: Position::ZERO,
+        };
+        if A::SNAPSHOT_EVERY.is_none() {
+            return empty();
+        }
+        match self
+            .store
+            .load_snapshot(stream, A::SNAPSHOT_VERSION, until)
+            .await
+        {
+            Ok(Some(snapshot)) => match A::decode_snapshot(&snapshot.payload) {
+                Ok(state) => {
+                    tracing::debug!(version = %snapshot.version, "snapshot used");
+                    Loaded {
+                        state,
+                        version: snapshot.version,
+                        position: snapshot.position,
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%stream, version = %snapshot.version, %error, "snapshot ignored: cannot decode");
+                    empty()
+                }
+            },
+            Ok(None) => empty(),
+            Err(error) => {
+                tracing::warn!(%stream, %error, "snapshot ignored: cannot load");
+                empty()
+            }
+        }
+    }
+
+    /// Runs a command on aggregate `id`: loads it, calls `decide` with the state, appends the
+    /// events it returns at the loaded version, and returns the [`Commit`]. On a conflict the
+    /// aggregate is reloaded and `decide` runs again (it is `FnMut`), as the [`RetryPolicy`]
+    /// allows. A decision with no events commits nothing and returns [`Commit::empty`].
+    pub async fn execute<D, E, F>(&self, id: &str, decide: F) -> Result<Commit, CommandError<E>>
+    where
+        F: FnMut(&A) -> Result<D, E> + Send,
+        D: IntoEvents<A::Event>,
+    {
+        self.execute_with(id, CommandOptions::default(), decide)
+            .await
+    }
+
+    /// [`Repository::execute`] with metadata and an idempotency key.
+    pub async fn execute_with<D, E, F>(
+        &self,
+        id: &str,
+        options: CommandOptions,
+        mut decide: F,
+    ) -> Result<Commit, CommandError<E>>
+    where
+        F: FnMut(&A) -> Result<D, E> + Send,
+        D: IntoEvents<A::Event>,
+    {
+        let mut decide_all = |[state]: [&A; 1]| decide(state).map(|d| [d]);
+        self.execute_many_with([id], options, &mut decide_all).await
+    }
+
+    /// Runs one command over several aggregates of this type, committing atomically: either
+    /// every aggregate's events are appended or none. `decide` gets the states in the order of
+    /// `ids` and returns the events for each, in the same order.
+    ///
+    /// ```
+    /// # use eventsource_core::*;
+    /// # async fn doc<A: Aggregate>(repo: Repository<A, InMemoryStore>) {
+    /// // a transfer: one withdrawal and one deposit, or neither
+    /// let _ = repo.execute_many(["from", "to"], |[_from, _to]| {
+    ///     Ok::<_, std::convert::Infallible>([Vec::<A::Event>::new(), Vec::new()])
+    /// }).await;
+    /// # }
+    /// ```
+    pub async fn execute_many<const N: usize, D, E, F>(
+        &self,
+        ids: [&str; N],
+        decide: F,
+    ) -> Result<Commit, CommandError<E>>
+    where
+        F: FnMut([&A; N]) -> Result<[D; N], E> + Send,
+        D: IntoEvents<A::Event>,
+    {
+        self.execute_many_with(ids, CommandOptions::default(), decide)
+            .await
+    }
+
+    /// [`Repository::execute_many`] with metadata and an idempotency key.
+    pub async fn execute_many_with<const N: usize, D, E, F>(
+        &self,
+        ids: [&str; N],
+        options: CommandOptions,
+        mut decide: F,
+    ) -> Result<Commit, CommandError<E>>
+    where
+        F: FnMut([&A; N]) -> Result<[D; N], E> + Send,
+        D: IntoEvents<A::Event>,
+    {
+        let streams: [StreamId; N] = ids.map(A::stream_id);
+        let span = tracing::debug_span!("execute", aggregate = A::NAME, stream = %streams.first().map(|s| s.as_str()).unwrap_or_default(), streams = N);
+        async move {
+            if let Some(key) = &options.idempotency_key {
+                if let Some(commit) = self.find_commit(key).await? {
+                    tracing::debug!(position = %commit.position, "idempotency key already committed");
+                    return Ok(commit);
+                }
+            }
+            let mut attempt = 0u32;
+            loop {
+                attempt += 1;
+                let mut loaded = Vec::with_capacity(N);
+                for s in &streams {
+                    loaded.push(self.load_stream(s, ReadUntil::End).await?);
+                }
+                let states: [&A; N] = std::array::from_fn(|i| &loaded[i].state);
+                let decided = tracing::debug_span!("decide", attempt).in_scope(|| decide(states));
+                let decided = decided.map_err(CommandError::Rejected)?.map(IntoEvents::into_events);
+                let writes = self.encode(&streams, &loaded, &decided, &options)?;
+                match self.store.append(writes).await {
+                    Ok(commit) => {
+                        tracing::debug!(position = %commit.position, events = commit.event_count(), attempt, "committed");
+                        self.snapshot_after(&streams, loaded, Vec::from(decided), &commit).await;
+                        return Ok(commit);
+                    }
+                    Err(StoreError::Conflict { stream, .. }) => {
+                        if attempt >= self.retry.max_attempts.max(1) {
+                            tracing::debug!(%stream, attempt, "conflict: retries exhausted");
+                            return Err(CommandError::RetriesExhausted { stream, attempts: attempt });
+                        }
+                        let wait = self.retry.backoff(attempt);
+                        tracing::debug!(%stream, attempt, ?wait, "conflict: reloading");
+                        tokio::time::sleep(wait).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn encode(
+        &self,
+        streams: &[StreamId],
+        loaded: &[Loaded<A>],
+        decided: &[Vec<A::Event>],
+        options: &CommandOptions,
+    ) -> Result<Vec<StreamWrite>, Error> {
+        let mut index = 0u32;
+        let mut writes = Vec::with_capacity(streams.len());
+        for ((stream, loaded), events) in streams.iter().zip(loaded).zip(decided) {
+            let mut new_events = Vec::with_capacity(events.len());
+            for event in events {
+                let id = match &options.idempotency_key {
+                    Some(key) => EventId::derived(key, index),
+                    None => EventId::new_random(),
+                };
+                index += 1;
+                new_events.push(NewEvent {
+                    id,
+                    event_type: event.event_type().to_owned(),
+                    schema_version: event.schema_version(),
+                    payload: event.encode()?,
+                    metadata: options.metadata.clone(),
+                });
+            }
+            writes.push(StreamWrite {
+                stream: stream.clone(),
+                expected: ExpectedVersion::Exact(loaded.version),
+                events: new_events,
+            });
+        }
+        Ok(writes)
+    }
+
+    /// The commit an idempotency key already produced: its events carry ids derived from the
+    /// key, numbered from 0.
+    async fn find_commit(&self, key: &str) -> Result<Option<Commit>, Error> {
+        let mut streams: Vec<CommittedStream> = Vec::new();
+        let (mut first, mut last) = (Position::ZERO, Position::ZERO);
+        let mut index = 0;
+        while let Some(e) = self.store.event_by_id(EventId::derived(key, index)).await? {
+            if index == 0 {
+                first = e.position;
+            }
+            last = last.max(e.position);
+            match streams.iter_mut().find(|s| s.stream == e.stream) {
+                Some(s) => {
+                    s.last_version = e.version;
+                    s.last_position = e.position;
+                    s.last_recorded_at = e.recorded_at;
+                }
+                None => streams.push(CommittedStream {
+                    stream: e.stream.clone(),
+                    first_version: e.version,
+                    last_version: e.version,
+                    last_position: e.position,
+                    last_recorded_at: e.recorded_at,
+                }),
+            }
+            index += 1;
+        }
+        Ok((!streams.is_empty()).then_some(Commit {
+            streams,
+            first_position: first,
+            position: last,
+        }))
+    }
+
+    /// Writes a snapshot of each aggregate whose new version crossed a multiple of
+    /// `A::SNAPSHOT_EVERY`. Failures are logged and dropped: the command has committed.
+    async fn snapshot_after(
+        &self,
+        streams: &[StreamId],
+        loaded: Vec<Loaded<A>>,
+        decided: Vec<Vec<A::Event>>,
+        commit: &Commit,
+    ) {
+        let Some(every) = A::SNAPSHOT_EVERY.filter(|n| *n > 0) else {
+            return;
+        };
+        for ((stream, mut loaded), events) in streams.iter().zip(loaded).zip(decided) {
+            // An idempotent repeat returns an earlier commit: its versions are not ours to fold.
+            let Some(committed) = commit
+                .streams
+                .iter()
+                .find(|s| &s.stream == stream && s.first_version == loaded.version.next())
+            else {
+                continue;
+            };
+            if loaded.version.get() / every == committed.last_version.get() / every {
+                continue;
+            }
+            for e in &events {
+                loaded.state.apply(e);
+            }
+            let span = tracing::debug_span!("snapshot", stream = %committed.stream, version = %committed.last_version);
+            let result = async {
+                let payload = loaded.state.encode_snapshot()?;
+                let snapshot = Snapshot {
+                    stream: committed.stream.clone(),
+                    version: committed.last_version,
+                    position: committed.last_position,
+                    event_recorded_at: committed.last_recorded_at,
+                    schema_version: A::SNAPSHOT_VERSION,
+                    payload,
+                };
+                self.store.save_snapshot(snapshot).await?;
+                Ok::<_, Error>(())
+            }
+            .instrument(span)
+            .await;
+            if let Err(error) = result {
+                tracing::warn!(stream = %committed.stream, %error, "snapshot not written");
+            }
+        }
+    }
+}

@@ -1,0 +1,414 @@
+//! The embedded in-memory store: the default, with no setup. Everything lives in the process and
+//! is gone when it exits; use it for tests, examples and single-process tools.
+//!
+//! All stream and log state sits behind one lock held only for the in-memory work of an append
+//! or a batch read (no I/O, no encoding, no awaiting under it). Live readers are woken through a
+//! watch channel on the log head, never by polling.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use futures::stream::{self, BoxStream, StreamExt};
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::watch;
+
+use super::{EventStore, LogPage, ReadUntil};
+use crate::envelope::{Commit, CommittedStream, RecordedEvent, Snapshot, StreamWrite};
+use crate::error::StoreError;
+use crate::ids::{EventId, Position, StreamId, Version};
+
+/// How many events a stream read copies out per lock acquisition.
+const READ_BATCH: usize = 256;
+
+/// The embedded in-memory event store. Cheap to clone: clones share the same data.
+///
+/// ```
+/// # tokio_test_block_on(async {
+/// use eventsource_core::{EventStore, ExpectedVersion, InMemoryStore, NewEvent, StreamWrite};
+///
+/// let store = InMemoryStore::new();
+/// let commit = store
+///     .append(vec![StreamWrite::new(
+///         "account-1",
+///         ExpectedVersion::NoStream,
+///         vec![NewEvent::new("account.opened", 1, &br#"{"owner":"ada"}"#[..])],
+///     )])
+///     .await?;
+/// assert_eq!(commit.streams[0].last_version.get(), 1);
+/// # Ok::<(), eventsource_core::StoreError>(())
+/// # }).unwrap();
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Clone, Default)]
+pub struct InMemoryStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    log: RwLock<Log>,
+    head: watch::Sender<Position>,
+    snapshots: Mutex<HashMap<StreamId, Vec<Snapshot>>>,
+    checkpoints: Mutex<HashMap<String, Position>>,
+}
+
+impl Default for Inner {
+    fn default() -> Self {
+        Self {
+            log: RwLock::default(),
+            head: watch::Sender::new(Position::ZERO),
+            snapshots: Mutex::default(),
+            checkpoints: Mutex::default(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Log {
+    /// Every event; the event at index `i` has sequence `i + 1`.
+    events: Vec<RecordedEvent>,
+    /// Per stream, the log indexes of its events in version order.
+    streams: HashMap<StreamId, Vec<usize>>,
+    /// Event id to log index.
+    ids: HashMap<EventId, usize>,
+    commits: u64,
+}
+
+impl Log {
+    fn version(&self, stream: &StreamId) -> Version {
+        Version::new(self.streams.get(stream).map_or(0, |s| s.len() as u64))
+    }
+
+    /// The index of the first event after `after`.
+    fn index_after(&self, after: Position) -> usize {
+        self.events.partition_point(|e| e.position <= after)
+    }
+
+    fn head(&self) -> Position {
+        self.events.last().map_or(Position::ZERO, |e| e.position)
+    }
+}
+
+impl std::fmt::Debug for InMemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let log = self.inner.log.read();
+        f.debug_struct("InMemoryStore")
+            .field("events", &log.events.len())
+            .field("streams", &log.streams.len())
+            .finish()
+    }
+}
+
+impl InMemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends under the log lock; everything here is in-memory work.
+    fn append_locked(&self, writes: &[StreamWrite]) -> Result<Commit, StoreError> {
+        let mut log = self.inner.log.write();
+        if let Some(original) = find_original_commit(&log, writes)? {
+            return Ok(original);
+        }
+        for w in writes {
+            let actual = log.version(&w.stream);
+            if !w.expected.matches(actual) {
+                return Err(StoreError::Conflict {
+                    stream: w.stream.clone(),
+                    expected: w.expected,
+                    actual,
+                });
+            }
+        }
+        log.commits += 1;
+        let commit_no = log.commits;
+        let now = Utc::now();
+        let first_position = Position::new(commit_no, log.events.len() as u64 + 1);
+        let mut streams = Vec::with_capacity(writes.len());
+        for w in writes {
+            let first_version = log.version(&w.stream).next();
+            let mut last_recorded = last_recorded_at(&log, &w.stream).map_or(now, |t| t.max(now));
+            for (i, e) in w.events.iter().enumerate() {
+                let index = log.events.len();
+                last_recorded = last_recorded.max(now);
+                log.events.push(RecordedEvent {
+                    id: e.id,
+                    stream: w.stream.clone(),
+                    version: first_version.add(i as u64),
+                    position: Position::new(commit_no, index as u64 + 1),
+                    event_type: e.event_type.clone(),
+                    schema_version: e.schema_version,
+                    payload: e.payload.clone(),
+                    metadata: e.metadata.clone(),
+                    recorded_at: last_recorded,
+                });
+                log.ids.insert(e.id, index);
+                log.streams.entry(w.stream.clone()).or_default().push(index);
+            }
+            let last_version = first_version.add(w.events.len() as u64 - 1);
+            let last = log.events.last().map(|e| (e.position, e.recorded_at));
+            let (last_position, last_recorded_at) = last.unwrap_or((Position::ZERO, now));
+            streams.push(CommittedStream {
+                stream: w.stream.clone(),
+                first_version,
+                last_version,
+                last_position,
+                last_recorded_at,
+            });
+        }
+        let position = log.head();
+        drop(log);
+        self.inner.head.send_replace(position);
+        Ok(Commit {
+            streams,
+            first_position,
+            position,
+        })
+    }
+}
+
+fn last_recorded_at(log: &Log, stream: &StreamId) -> Option<DateTime<Utc>> {
+    let idx = log.streams.get(stream)?.last()?;
+    Some(log.events[*idx].recorded_at)
+}
+
+/// Checks a request for malformed input and drops writes with no events.
+fn validate(writes: Vec<StreamWrite>) -> Result<Vec<StreamWrite>, StoreError> {
+    let writes: Vec<StreamWrite> = writes
+        .into_iter()
+        .filter(|w| !w.events.is_empty())
+        .collect();
+    let mut seen_streams = std::collections::HashSet::new();
+    let mut seen_ids = std::collections::HashSet::new();
+    for w in &writes {
+        if w.stream.as_str().is_empty() {
+            return Err(StoreError::InvalidRequest("empty stream id".into()));
+        }
+        if !seen_streams.insert(&w.stream) {
+            return Err(StoreError::InvalidRequest(format!(
+                "stream `{}` appears twice in one append",
+                w.stream
+            )));
+        }
+        for e in &w.events {
+            if !seen_ids.insert(e.id) {
+                return Err(StoreError::InvalidRequest(format!(
+                    "event id {} appears twice in one append",
+                    e.id
+                )));
+            }
+        }
+    }
+    Ok(writes)
+}
+
+/// If the request's event ids are already stored, the commit that stored them (when the
+/// request repeats it exactly) or the error that says how it differs.
+fn find_original_commit(log: &Log, writes: &[StreamWrite]) -> Result<Option<Commit>, StoreError> {
+    let total: usize = writes.iter().map(|w| w.events.len()).sum();
+    let mut found = 0;
+    let mut streams = Vec::with_capacity(writes.len());
+    let (mut first_position, mut position) = (None::<Position>, Position::ZERO);
+    for w in writes {
+        let mut committed: Option<CommittedStream> = None;
+        for e in &w.events {
+            let Some(&index) = log.ids.get(&e.id) else {
+                continue;
+            };
+            found += 1;
+            let stored = &log.events[index];
+            let reason = if stored.stream != w.stream {
+                Some("it is stored on another stream")
+            } else if !e.is_same_as(stored) {
+                Some("its type, schema version or payload differ")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Err(StoreError::EventIdReused {
+                    id: e.id,
+                    stored_stream: stored.stream.clone(),
+                    reason: reason.into(),
+                });
+            }
+            first_position =
+                Some(first_position.map_or(stored.position, |p| p.min(stored.position)));
+            position = position.max(stored.position);
+            let c = committed.get_or_insert_with(|| CommittedStream {
+                stream: w.stream.clone(),
+                first_version: stored.version,
+                last_version: stored.version,
+                last_position: stored.position,
+                last_recorded_at: stored.recorded_at,
+            });
+            if stored.version > c.last_version {
+                c.last_version = stored.version;
+                c.last_position = stored.position;
+                c.last_recorded_at = stored.recorded_at;
+            }
+        }
+        streams.extend(committed);
+    }
+    if found == 0 {
+        return Ok(None);
+    }
+    if found < total {
+        let id = writes
+            .iter()
+            .flat_map(|w| &w.events)
+            .find(|e| log.ids.contains_key(&e.id))
+            .map(|e| e.id);
+        let stored_stream = id
+            .and_then(|id| log.ids.get(&id))
+            .map(|&i| log.events[i].stream.clone());
+        if let (Some(id), Some(stored_stream)) = (id, stored_stream) {
+            return Err(StoreError::EventIdReused {
+                id,
+                stored_stream,
+                reason: "the append repeats only some events of an earlier one".into(),
+            });
+        }
+    }
+    Ok(Some(Commit {
+        streams,
+        first_position: first_position.unwrap_or(Position::ZERO),
+        position,
+    }))
+}
+
+impl EventStore for InMemoryStore {
+    async fn append(&self, writes: Vec<StreamWrite>) -> Result<Commit, StoreError> {
+        let writes = validate(writes)?;
+        if writes.is_empty() {
+            return Ok(Commit::empty());
+        }
+        let span = tracing::debug_span!("append", store = "memory", streams = writes.len());
+        let _enter = span.enter();
+        let commit = self.append_locked(&writes)?;
+        tracing::debug!(position = %commit.position, events = commit.event_count(), "appended");
+        Ok(commit)
+    }
+
+    fn read_stream<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        from: Version,
+        until: ReadUntil,
+    ) -> BoxStream<'a, Result<RecordedEvent, StoreError>> {
+        // Versions are 1-based: version v sits at index v - 1 of the stream's index list.
+        let start = from.get().max(1) as usize - 1;
+        stream::unfold(Some(start), move |next| async move {
+            let next = next?;
+            let batch: Vec<RecordedEvent> = {
+                let log = self.inner.log.read();
+                let indexes = log.streams.get(stream).map_or(&[][..], |v| v.as_slice());
+                indexes
+                    .iter()
+                    .skip(next)
+                    .take(READ_BATCH)
+                    .map(|&i| &log.events[i])
+                    .take_while(|e| until.admits(e))
+                    .cloned()
+                    .collect()
+            };
+            if batch.is_empty() {
+                return None;
+            }
+            let more = batch.len() == READ_BATCH;
+            let following = more.then_some(next + READ_BATCH);
+            Some((stream::iter(batch.into_iter().map(Ok)), following))
+        })
+        .flatten()
+        .boxed()
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
+        Ok(self.inner.log.read().version(stream))
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+        types: Option<&[&str]>,
+    ) -> Result<LogPage, StoreError> {
+        let log = self.inner.log.read();
+        let start = log.index_after(after);
+        let mut events = Vec::with_capacity(limit.min(READ_BATCH * 4));
+        let mut scanned_to = after;
+        for e in &log.events[start..] {
+            if events.len() >= limit {
+                break;
+            }
+            scanned_to = e.position;
+            if types.is_none_or(|t| t.contains(&e.event_type.as_str())) {
+                events.push(e.clone());
+            }
+        }
+        Ok(LogPage { events, scanned_to })
+    }
+
+    async fn head(&self) -> Result<Position, StoreError> {
+        Ok(self.inner.log.read().head())
+    }
+
+    async fn wait_for_events(&self, after: Position) -> Result<(), StoreError> {
+        let mut rx = self.inner.head.subscribe();
+        rx.wait_for(|head| *head > after)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        Ok(())
+    }
+
+    async fn event_by_id(&self, id: EventId) -> Result<Option<RecordedEvent>, StoreError> {
+        let log = self.inner.log.read();
+        Ok(log.ids.get(&id).map(|&i| log.events[i].clone()))
+    }
+
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        let mut all = self.inner.snapshots.lock();
+        let list = all.entry(snapshot.stream.clone()).or_default();
+        let key = |s: &Snapshot| (s.version, s.schema_version);
+        match list.binary_search_by_key(&key(&snapshot), key) {
+            Ok(i) => list[i] = snapshot,
+            Err(i) => list.insert(i, snapshot),
+        }
+        Ok(())
+    }
+
+    async fn load_snapshot(
+        &self,
+        stream: &StreamId,
+        schema_version: u32,
+        until: ReadUntil,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        let all = self.inner.snapshots.lock();
+        let Some(list) = all.get(stream) else {
+            return Ok(None);
+        };
+        let found = list.iter().rev().find(|s| {
+            s.schema_version == schema_version
+                && match until {
+                    ReadUntil::End => true,
+                    ReadUntil::Version(v) => s.version <= v,
+                    ReadUntil::Time(t) => s.event_recorded_at <= t,
+                }
+        });
+        Ok(found.cloned())
+    }
+
+    async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {
+        Ok(self.inner.checkpoints.lock().get(name).copied())
+    }
+
+    async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
+        self.inner
+            .checkpoints
+            .lock()
+            .insert(name.to_owned(), position);
+        Ok(())
+    }
+}

@@ -1,0 +1,151 @@
+//! The event store contract every backend implements, and the backends that live in core.
+//!
+//! # Invariants every store keeps
+//!
+//! - A stream's versions are 1, 2, 3, ... without gaps. [`EventStore::append`] writes all of its
+//!   events or none, and fails with [`StoreError::Conflict`] when a stream is not at the
+//!   expected version. Events are never updated or deleted.
+//! - Every event gets a global [`Position`]. Reading the log after a position returns events in
+//!   position order and never skips one: an event that becomes visible later never has a
+//!   position below one a reader has already been handed.
+//! - Within a stream, `recorded_at` never decreases, so "the events recorded at or before `t`"
+//!   is a prefix of the stream.
+//! - Appending events whose ids are already stored, with the same streams, types, schema
+//!   versions and payloads, writes nothing and returns the first commit. A stored id with other
+//!   content, or an append that repeats only some of an earlier one's events, is
+//!   [`StoreError::EventIdReused`].
+//! - An append with no events is a no-op: it checks nothing and returns [`Commit::empty`].
+//!
+//! The conformance suite (feature `testing`, [`crate::testing::conformance`]) checks all of these.
+
+pub(crate) mod dynamic;
+pub mod memory;
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+
+use crate::envelope::{Commit, RecordedEvent, Snapshot, StreamWrite};
+use crate::error::StoreError;
+use crate::ids::{EventId, Position, StreamId, Version};
+
+pub use dynamic::{AnyStore, DynEventStore};
+
+/// Where a stream read stops (inclusive).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadUntil {
+    /// At the stream's current end.
+    End,
+    /// After this version.
+    Version(Version),
+    /// After the last event recorded at or before this time.
+    Time(DateTime<Utc>),
+}
+
+impl ReadUntil {
+    /// Whether `event` lies within this bound.
+    pub fn admits(&self, event: &RecordedEvent) -> bool {
+        match self {
+            ReadUntil::End => true,
+            ReadUntil::Version(v) => event.version <= *v,
+            ReadUntil::Time(t) => event.recorded_at <= *t,
+        }
+    }
+}
+
+/// One page of the global log.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct LogPage {
+    /// The events, in position order.
+    pub events: Vec<RecordedEvent>,
+    /// How far the read got: every readable event up to and including this position was
+    /// considered (events filtered out by type included). The next read continues after it;
+    /// a checkpoint may be saved at it. Never below the position the read started after.
+    pub scanned_to: Position,
+}
+
+/// An append-only event store.
+///
+/// Methods return `Send` futures so stores work from spawned tasks. To choose a store at run
+/// time, wrap it in an [`AnyStore`].
+pub trait EventStore: Clone + Send + Sync + 'static {
+    /// Appends events to one or more streams atomically: every [`StreamWrite`] is checked
+    /// against its expected version, and all events are written or none are. Streams are
+    /// numbered in request order and the events of the commit get increasing positions.
+    ///
+    /// Errors: [`StoreError::Conflict`] (nothing written), [`StoreError::EventIdReused`],
+    /// [`StoreError::InvalidRequest`] (an empty stream id, a stream twice, an id twice).
+    fn append(
+        &self,
+        writes: Vec<StreamWrite>,
+    ) -> impl Future<Output = Result<Commit, StoreError>> + Send;
+
+    /// Reads `stream` forward from version `from` (inclusive) up to `until`, in batches: memory
+    /// holds one batch, not the stream. A missing stream reads as empty.
+    fn read_stream<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        from: Version,
+        until: ReadUntil,
+    ) -> BoxStream<'a, Result<RecordedEvent, StoreError>>;
+
+    /// The current version of `stream` ([`Version::ZERO`] if it has no events).
+    fn stream_version(
+        &self,
+        stream: &StreamId,
+    ) -> impl Future<Output = Result<Version, StoreError>> + Send;
+
+    /// Reads up to `limit` events of the global log after position `after`, in position order,
+    /// keeping only `types` when given. See [`LogPage::scanned_to`].
+    fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+        types: Option<&[&str]>,
+    ) -> impl Future<Output = Result<LogPage, StoreError>> + Send;
+
+    /// The position of the newest event readers can see ([`Position::ZERO`] if none).
+    fn head(&self) -> impl Future<Output = Result<Position, StoreError>> + Send;
+
+    /// Resolves when events after `after` may have become readable, or after the store's
+    /// polling interval. Wake-ups may be spurious; callers read and check.
+    fn wait_for_events(
+        &self,
+        after: Position,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The stored event with this id, if any.
+    fn event_by_id(
+        &self,
+        id: EventId,
+    ) -> impl Future<Output = Result<Option<RecordedEvent>, StoreError>> + Send;
+
+    /// Stores a snapshot. A snapshot of the same stream, version and schema version replaces it.
+    fn save_snapshot(
+        &self,
+        snapshot: Snapshot,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The newest snapshot of `stream` with this schema version whose last event lies within
+    /// `until` (by version, or by that event's recorded-at time).
+    fn load_snapshot(
+        &self,
+        stream: &StreamId,
+        schema_version: u32,
+        until: ReadUntil,
+    ) -> impl Future<Output = Result<Option<Snapshot>, StoreError>> + Send;
+
+    /// The checkpoint recorded for projection `name`, if any.
+    fn load_checkpoint(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<Option<Position>, StoreError>> + Send;
+
+    /// Records the checkpoint of projection `name`.
+    fn save_checkpoint(
+        &self,
+        name: &str,
+        position: Position,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}

@@ -1,0 +1,1 @@
+//! Derive macros for eventsource (filled by the derive work).

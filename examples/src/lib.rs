@@ -1,0 +1,1 @@
+//! Example domains for eventsource.
