@@ -1,1 +1,1243 @@
-//! The store conformance suite.
+//! The store conformance suite: every invariant of [`crate::store`] as a public async test
+//! function that any store runs from its own tests. The in-memory store and PostgreSQL run the
+//! same functions, unchanged.
+//!
+//! Each function takes a fresh, empty store and panics (through `assert!`) when the store breaks
+//! the contract. Run them all with [`conformance_tests!`](crate::conformance_tests), which
+//! expands to one `#[tokio::test]` per case:
+//!
+//! ```ignore
+//! mod conformance {
+//!     eventsource_core::conformance_tests!(|| async { eventsource_core::InMemoryStore::new() });
+//! }
+//! ```
+//!
+//! The factory is called once per test and must return a store that shares nothing with the
+//! stores of other tests (for PostgreSQL: a fresh schema).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use futures::{StreamExt, TryStreamExt};
+
+use super::fixtures::{AddedLog, BelowZero, Counter, CounterEvent};
+use crate::envelope::{NewEvent, RecordedEvent, Snapshot, StreamWrite};
+use crate::error::{CommandError, Error, StoreError};
+use crate::ids::{EventId, ExpectedVersion, Position, StreamId, Version};
+use crate::metadata::Metadata;
+use crate::projection::{ProjectionError, ProjectionRunner};
+use crate::repository::{At, CommandOptions, Repository};
+use crate::store::{EventStore, ReadUntil};
+use crate::subscription::subscribe;
+
+/// Expands to one `#[tokio::test]` per conformance case, each with a store from `$make`
+/// (a closure returning a future of a fresh store).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_tests!(@cases $make;
+            versions_start_at_one_without_gaps,
+            a_missing_stream_reads_empty,
+            stream_reads_honour_from_and_until_version,
+            time_travel_reads_return_the_recorded_prefix,
+            exact_version_conflict_writes_nothing,
+            no_stream_conflict_writes_nothing,
+            stream_exists_conflict_writes_nothing,
+            any_version_appends_at_the_end,
+            multi_stream_append_is_atomic,
+            multi_stream_append_commits_every_stream,
+            positions_increase_across_commits,
+            read_all_pages_filters_and_reports_scanned_to,
+            the_same_batch_again_returns_the_first_commit,
+            a_reused_event_id_with_other_content_is_rejected,
+            a_partial_repeat_is_rejected,
+            malformed_appends_are_rejected_and_write_nothing,
+            an_empty_append_is_a_no_op,
+            events_are_found_by_id,
+            payload_metadata_and_odd_stream_ids_round_trip,
+            snapshots_are_selected_by_schema_version_and_bound,
+            checkpoints_round_trip,
+            waiting_for_events_wakes_on_append,
+            concurrent_writers_and_a_live_subscriber_lose_nothing,
+            repository_retries_conflicts_until_every_command_commits,
+            repository_rejections_reach_the_caller_and_write_nothing,
+            repository_uses_snapshots_and_ignores_bad_ones,
+            repository_time_travel_by_version_and_time,
+            idempotency_key_returns_the_first_commit,
+            metadata_flows_into_recorded_events,
+            multi_aggregate_command_commits_atomically,
+            projection_waits_checkpoints_and_rebuilds,
+            projection_handler_error_stops_before_the_event,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let store = ($make)().await;
+                $crate::testing::conformance::$case(store).await;
+            }
+        )*
+    };
+}
+
+fn added(n: i64) -> NewEvent {
+    CounterEvent::Added(n).to_new_event()
+}
+
+fn write(stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> StreamWrite {
+    StreamWrite::new(stream, expected, events)
+}
+
+async fn read<S: EventStore>(store: &S, stream: &str) -> Vec<RecordedEvent> {
+    let stream = StreamId::new(stream);
+    store
+        .read_stream(&stream, Version::FIRST, ReadUntil::End)
+        .try_collect()
+        .await
+        .expect("read_stream")
+}
+
+async fn read_all_events<S: EventStore>(store: &S) -> Vec<RecordedEvent> {
+    let mut all = Vec::new();
+    let mut after = Position::ZERO;
+    loop {
+        let page = store.read_all(after, 100, None).await.expect("read_all");
+        if page.events.is_empty() && page.scanned_to <= after {
+            return all;
+        }
+        after = page.scanned_to;
+        all.extend(page.events);
+    }
+}
+
+fn versions(events: &[RecordedEvent]) -> Vec<u64> {
+    events.iter().map(|e| e.version.get()).collect()
+}
+
+fn assert_conflict(result: Result<crate::Commit, StoreError>, stream: &str, actual: u64) {
+    match result {
+        Err(StoreError::Conflict {
+            stream: s,
+            actual: a,
+            ..
+        }) => {
+            assert_eq!(s.as_str(), stream, "conflict names the stream");
+            assert_eq!(a.get(), actual, "conflict reports the actual version");
+        }
+        other => panic!("expected a conflict on {stream}, got {other:?}"),
+    }
+}
+
+/// Versions are 1, 2, 3, ... without gaps across appends, and the commit reports them.
+pub async fn versions_start_at_one_without_gaps<S: EventStore>(store: S) {
+    let c1 = store
+        .append(vec![write(
+            "s",
+            ExpectedVersion::NoStream,
+            vec![added(1), added(2), added(3)],
+        )])
+        .await
+        .expect("first append");
+    assert_eq!(c1.streams.len(), 1);
+    assert_eq!(
+        (
+            c1.streams[0].first_version.get(),
+            c1.streams[0].last_version.get()
+        ),
+        (1, 3)
+    );
+    let c2 = store
+        .append(vec![write(
+            "s",
+            ExpectedVersion::Exact(Version::new(3)),
+            vec![added(4), added(5)],
+        )])
+        .await
+        .expect("second append");
+    assert_eq!(
+        (
+            c2.streams[0].first_version.get(),
+            c2.streams[0].last_version.get()
+        ),
+        (4, 5)
+    );
+    let events = read(&store, "s").await;
+    assert_eq!(versions(&events), vec![1, 2, 3, 4, 5]);
+    assert_eq!(
+        store
+            .stream_version(&StreamId::new("s"))
+            .await
+            .expect("version")
+            .get(),
+        5
+    );
+    assert_eq!(
+        c2.position, events[4].position,
+        "the commit position is its last event's"
+    );
+    assert_eq!(c2.first_position, events[3].position);
+    assert_eq!(c2.streams[0].last_position, events[4].position);
+}
+
+/// A stream nobody wrote to reads as empty at version zero.
+pub async fn a_missing_stream_reads_empty<S: EventStore>(store: S) {
+    assert!(read(&store, "nobody").await.is_empty());
+    assert_eq!(
+        store
+            .stream_version(&StreamId::new("nobody"))
+            .await
+            .expect("version"),
+        Version::ZERO
+    );
+    assert_eq!(store.head().await.expect("head"), Position::ZERO);
+}
+
+/// `from` and `ReadUntil::Version` bound a stream read, both inclusive.
+pub async fn stream_reads_honour_from_and_until_version<S: EventStore>(store: S) {
+    let events: Vec<NewEvent> = (1..=10).map(added).collect();
+    store
+        .append(vec![write("s", ExpectedVersion::Any, events)])
+        .await
+        .expect("append");
+    let stream = StreamId::new("s");
+    let part: Vec<RecordedEvent> = store
+        .read_stream(
+            &stream,
+            Version::new(4),
+            ReadUntil::Version(Version::new(7)),
+        )
+        .try_collect()
+        .await
+        .expect("read");
+    assert_eq!(versions(&part), vec![4, 5, 6, 7]);
+    let tail: Vec<RecordedEvent> = store
+        .read_stream(&stream, Version::new(9), ReadUntil::End)
+        .try_collect()
+        .await
+        .expect("read");
+    assert_eq!(versions(&tail), vec![9, 10]);
+    let none: Vec<RecordedEvent> = store
+        .read_stream(&stream, Version::new(11), ReadUntil::End)
+        .try_collect()
+        .await
+        .expect("read");
+    assert!(none.is_empty());
+}
+
+/// `ReadUntil::Time(t)` returns the events recorded at or before `t`, and `recorded_at` never
+/// decreases within a stream.
+pub async fn time_travel_reads_return_the_recorded_prefix<S: EventStore>(store: S) {
+    store
+        .append(vec![write(
+            "s",
+            ExpectedVersion::Any,
+            vec![added(1), added(2)],
+        )])
+        .await
+        .expect("append");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    store
+        .append(vec![write("s", ExpectedVersion::Any, vec![added(3)])])
+        .await
+        .expect("append");
+    let all = read(&store, "s").await;
+    assert!(
+        all.windows(2).all(|w| w[0].recorded_at <= w[1].recorded_at),
+        "recorded_at never decreases"
+    );
+    let t = all[1].recorded_at;
+    assert!(
+        all[2].recorded_at > t,
+        "the later append was recorded later"
+    );
+    let stream = StreamId::new("s");
+    let prefix: Vec<RecordedEvent> = store
+        .read_stream(&stream, Version::FIRST, ReadUntil::Time(t))
+        .try_collect()
+        .await
+        .expect("read");
+    assert_eq!(versions(&prefix), vec![1, 2]);
+    let before: Vec<RecordedEvent> = store
+        .read_stream(
+            &stream,
+            Version::FIRST,
+            ReadUntil::Time(all[0].recorded_at - chrono::Duration::seconds(1)),
+        )
+        .try_collect()
+        .await
+        .expect("read");
+    assert!(before.is_empty());
+}
+
+/// A wrong `Exact` version is a typed conflict, and nothing of the append is written.
+pub async fn exact_version_conflict_writes_nothing<S: EventStore>(store: S) {
+    store
+        .append(vec![write(
+            "s",
+            ExpectedVersion::Any,
+            vec![added(1), added(2)],
+        )])
+        .await
+        .expect("append");
+    let head = store.head().await.expect("head");
+    let result = store
+        .append(vec![write(
+            "s",
+            ExpectedVersion::Exact(Version::new(1)),
+            vec![added(3), added(4)],
+        )])
+        .await;
+    assert_conflict(result, "s", 2);
+    assert_eq!(versions(&read(&store, "s").await), vec![1, 2]);
+    assert_eq!(
+        store.head().await.expect("head"),
+        head,
+        "nothing reached the log"
+    );
+}
+
+/// `NoStream` on a stream with events is a conflict that writes nothing.
+pub async fn no_stream_conflict_writes_nothing<S: EventStore>(store: S) {
+    store
+        .append(vec![write("s", ExpectedVersion::Any, vec![added(1)])])
+        .await
+        .expect("append");
+    assert_conflict(
+        store
+            .append(vec![write("s", ExpectedVersion::NoStream, vec![added(2)])])
+            .await,
+        "s",
+        1,
+    );
+    assert_conflict(
+        store
+            .append(vec![write(
+                "s",
+                ExpectedVersion::Exact(Version::ZERO),
+                vec![added(2)],
+            )])
+            .await,
+        "s",
+        1,
+    );
+    assert_eq!(versions(&read(&store, "s").await), vec![1]);
+}
+
+/// `StreamExists` on a missing stream is a conflict that writes nothing.
+pub async fn stream_exists_conflict_writes_nothing<S: EventStore>(store: S) {
+    assert_conflict(
+        store
+            .append(vec![write(
+                "s",
+                ExpectedVersion::StreamExists,
+                vec![added(1)],
+            )])
+            .await,
+        "s",
+        0,
+    );
+    assert!(read(&store, "s").await.is_empty());
+    store
+        .append(vec![write("s", ExpectedVersion::NoStream, vec![added(1)])])
+        .await
+        .expect("append");
+    store
+        .append(vec![write(
+            "s",
+            ExpectedVersion::StreamExists,
+            vec![added(2)],
+        )])
+        .await
+        .expect("append");
+    assert_eq!(versions(&read(&store, "s").await), vec![1, 2]);
+}
+
+/// `Any` appends at the end whatever the version.
+pub async fn any_version_appends_at_the_end<S: EventStore>(store: S) {
+    for n in 1..=3 {
+        let c = store
+            .append(vec![write("s", ExpectedVersion::Any, vec![added(n)])])
+            .await
+            .expect("append");
+        assert_eq!(c.streams[0].last_version.get(), n as u64);
+    }
+}
+
+/// When one stream of a multi-stream append conflicts, no stream is written.
+pub async fn multi_stream_append_is_atomic<S: EventStore>(store: S) {
+    store
+        .append(vec![write("b", ExpectedVersion::Any, vec![added(1)])])
+        .await
+        .expect("append");
+    let head = store.head().await.expect("head");
+    let result = store
+        .append(vec![
+            write("a", ExpectedVersion::NoStream, vec![added(1), added(2)]),
+            write("b", ExpectedVersion::NoStream, vec![added(3)]),
+        ])
+        .await;
+    assert_conflict(result, "b", 1);
+    assert!(
+        read(&store, "a").await.is_empty(),
+        "the other stream was not written"
+    );
+    assert_eq!(versions(&read(&store, "b").await), vec![1]);
+    assert_eq!(store.head().await.expect("head"), head);
+}
+
+/// A multi-stream append writes every stream, numbered in request order, in one commit.
+pub async fn multi_stream_append_commits_every_stream<S: EventStore>(store: S) {
+    let commit = store
+        .append(vec![
+            write("b", ExpectedVersion::NoStream, vec![added(1), added(2)]),
+            write("a", ExpectedVersion::NoStream, vec![added(3)]),
+        ])
+        .await
+        .expect("append");
+    assert_eq!(commit.streams.len(), 2);
+    assert_eq!(commit.streams[0].stream.as_str(), "b");
+    assert_eq!(commit.streams[1].stream.as_str(), "a");
+    assert_eq!(commit.event_count(), 3);
+    let log = read_all_events(&store).await;
+    let order: Vec<(&str, u64)> = log
+        .iter()
+        .map(|e| (e.stream.as_str(), e.version.get()))
+        .collect();
+    assert_eq!(
+        order,
+        vec![("b", 1), ("b", 2), ("a", 1)],
+        "log order follows the request"
+    );
+    assert_eq!(commit.first_position, log[0].position);
+    assert_eq!(commit.position, log[2].position);
+}
+
+/// Every commit's events come after the previous commit's in the log.
+pub async fn positions_increase_across_commits<S: EventStore>(store: S) {
+    let mut last = Position::ZERO;
+    for i in 0..20 {
+        let stream = format!("s{}", i % 3);
+        let c = store
+            .append(vec![write(
+                &stream,
+                ExpectedVersion::Any,
+                vec![added(i), added(i)],
+            )])
+            .await
+            .expect("append");
+        assert!(
+            c.first_position > last,
+            "commit {i} starts after the previous one"
+        );
+        assert!(c.position > c.first_position);
+        last = c.position;
+    }
+    let log = read_all_events(&store).await;
+    assert_eq!(log.len(), 40);
+    assert!(log.windows(2).all(|w| w[0].position < w[1].position));
+    assert_eq!(store.head().await.expect("head"), last);
+}
+
+/// `read_all` honours its limit and type filter, and `scanned_to` moves past filtered events so
+/// a reader that handles nothing still advances.
+pub async fn read_all_pages_filters_and_reports_scanned_to<S: EventStore>(store: S) {
+    let reset = CounterEvent::Reset.to_new_event();
+    store
+        .append(vec![write(
+            "s",
+            ExpectedVersion::Any,
+            vec![added(1), reset, added(2), added(3)],
+        )])
+        .await
+        .expect("append");
+    let page = store.read_all(Position::ZERO, 2, None).await.expect("page");
+    assert_eq!(page.events.len(), 2);
+    assert_eq!(page.scanned_to, page.events[1].position);
+    let next = store
+        .read_all(page.scanned_to, 10, None)
+        .await
+        .expect("page");
+    assert_eq!(versions(&next.events), vec![3, 4]);
+
+    let only_resets = store
+        .read_all(Position::ZERO, 10, Some(&["counter.reset"]))
+        .await
+        .expect("page");
+    assert_eq!(only_resets.events.len(), 1);
+    assert_eq!(only_resets.events[0].event_type, "counter.reset");
+    let head = store.head().await.expect("head");
+    assert!(
+        only_resets.scanned_to >= head,
+        "a filtered read still scans to the head"
+    );
+    let after = store
+        .read_all(only_resets.scanned_to, 10, None)
+        .await
+        .expect("page");
+    assert!(after.events.is_empty());
+    assert!(
+        after.scanned_to >= only_resets.scanned_to,
+        "scanned_to never goes back"
+    );
+
+    let nothing = store
+        .read_all(Position::ZERO, 10, Some(&["no.such.type"]))
+        .await
+        .expect("page");
+    assert!(nothing.events.is_empty());
+    assert!(nothing.scanned_to >= head);
+}
+
+/// Appending the same events again (same ids) writes nothing and returns the first commit.
+pub async fn the_same_batch_again_returns_the_first_commit<S: EventStore>(store: S) {
+    let batch = vec![added(1), added(2)];
+    let first = store
+        .append(vec![write("s", ExpectedVersion::NoStream, batch.clone())])
+        .await
+        .expect("append");
+    store
+        .append(vec![write("s", ExpectedVersion::Any, vec![added(3)])])
+        .await
+        .expect("append");
+    let again = store
+        .append(vec![write("s", ExpectedVersion::NoStream, batch)])
+        .await
+        .expect("a repeat is not an error, even with a stale expected version");
+    assert_eq!(again.streams, first.streams);
+    assert_eq!(again.position, first.position);
+    assert_eq!(again.first_position, first.first_position);
+    assert_eq!(versions(&read(&store, "s").await), vec![1, 2, 3]);
+}
+
+/// An id already stored with another payload, or on another stream, is an error.
+pub async fn a_reused_event_id_with_other_content_is_rejected<S: EventStore>(store: S) {
+    let original = added(1);
+    store
+        .append(vec![write(
+            "s",
+            ExpectedVersion::Any,
+            vec![original.clone()],
+        )])
+        .await
+        .expect("append");
+    let other_payload = added(2).with_id(original.id);
+    match store
+        .append(vec![write("s", ExpectedVersion::Any, vec![other_payload])])
+        .await
+    {
+        Err(StoreError::EventIdReused {
+            id, stored_stream, ..
+        }) => {
+            assert_eq!(id, original.id);
+            assert_eq!(stored_stream.as_str(), "s");
+        }
+        other => panic!("expected EventIdReused, got {other:?}"),
+    }
+    let other_stream = original.clone();
+    assert!(matches!(
+        store
+            .append(vec![write("t", ExpectedVersion::Any, vec![other_stream])])
+            .await,
+        Err(StoreError::EventIdReused { .. })
+    ));
+    assert_eq!(read(&store, "s").await.len(), 1);
+    assert!(read(&store, "t").await.is_empty());
+}
+
+/// An append that repeats only some events of an earlier one is rejected and writes nothing.
+pub async fn a_partial_repeat_is_rejected<S: EventStore>(store: S) {
+    let first = added(1);
+    store
+        .append(vec![write("s", ExpectedVersion::Any, vec![first.clone()])])
+        .await
+        .expect("append");
+    let result = store
+        .append(vec![write(
+            "s",
+            ExpectedVersion::Any,
+            vec![first, added(2)],
+        )])
+        .await;
+    assert!(
+        matches!(result, Err(StoreError::EventIdReused { .. })),
+        "got {result:?}"
+    );
+    assert_eq!(read(&store, "s").await.len(), 1);
+}
+
+/// Malformed requests are typed errors and write nothing.
+pub async fn malformed_appends_are_rejected_and_write_nothing<S: EventStore>(store: S) {
+    let empty_id = store
+        .append(vec![write("", ExpectedVersion::Any, vec![added(1)])])
+        .await;
+    assert!(
+        matches!(empty_id, Err(StoreError::InvalidRequest(_))),
+        "got {empty_id:?}"
+    );
+    let twice = store
+        .append(vec![
+            write("s", ExpectedVersion::Any, vec![added(1)]),
+            write("s", ExpectedVersion::Any, vec![added(2)]),
+        ])
+        .await;
+    assert!(
+        matches!(twice, Err(StoreError::InvalidRequest(_))),
+        "got {twice:?}"
+    );
+    let e = added(1);
+    let same_id = store
+        .append(vec![write("s", ExpectedVersion::Any, vec![e.clone(), e])])
+        .await;
+    assert!(
+        matches!(same_id, Err(StoreError::InvalidRequest(_))),
+        "got {same_id:?}"
+    );
+    assert_eq!(store.head().await.expect("head"), Position::ZERO);
+}
+
+/// An append with no events checks nothing and writes nothing.
+pub async fn an_empty_append_is_a_no_op<S: EventStore>(store: S) {
+    let c = store.append(vec![]).await.expect("empty append");
+    assert!(c.is_empty());
+    let c = store
+        .append(vec![write(
+            "s",
+            ExpectedVersion::Exact(Version::new(7)),
+            vec![],
+        )])
+        .await
+        .expect("a write with no events is a no-op, even with an unmet expectation");
+    assert!(c.is_empty());
+    assert_eq!(c.position, Position::ZERO);
+    assert!(read(&store, "s").await.is_empty());
+}
+
+/// Stored events are found by id; unknown ids are `None`.
+pub async fn events_are_found_by_id<S: EventStore>(store: S) {
+    let e = added(5);
+    store
+        .append(vec![write(
+            "s",
+            ExpectedVersion::Any,
+            vec![added(1), e.clone()],
+        )])
+        .await
+        .expect("append");
+    let found = store
+        .event_by_id(e.id)
+        .await
+        .expect("lookup")
+        .expect("found");
+    assert_eq!(found.version.get(), 2);
+    assert_eq!(found.payload, e.payload);
+    assert!(
+        store
+            .event_by_id(EventId::new_random())
+            .await
+            .expect("lookup")
+            .is_none()
+    );
+}
+
+/// Payloads come back byte for byte; metadata and stream ids with quotes and unicode survive.
+pub async fn payload_metadata_and_odd_stream_ids_round_trip<S: EventStore>(store: S) {
+    let stream = "order-'; DROP TABLE events; --\"ü€😀";
+    let payload = Bytes::from_static("{\"note\":\"it's \\\"quoted\\\" ü€😀\",\"n\":1}".as_bytes());
+    let metadata = Metadata::new()
+        .with_correlation_id(uuid::Uuid::new_v4())
+        .with_causation_id(uuid::Uuid::new_v4())
+        .with_header("tenant", "acme ü");
+    let e = NewEvent::new("odd.event", 3, payload.clone()).with_metadata(metadata.clone());
+    store
+        .append(vec![write(
+            stream,
+            ExpectedVersion::NoStream,
+            vec![e.clone()],
+        )])
+        .await
+        .expect("append");
+    let got = read(&store, stream).await;
+    assert_eq!(got.len(), 1);
+    let got = &got[0];
+    assert_eq!(got.stream.as_str(), stream);
+    assert_eq!(got.id, e.id);
+    assert_eq!(got.event_type, "odd.event");
+    assert_eq!(got.schema_version, 3);
+    assert_eq!(got.payload, payload);
+    assert_eq!(got.metadata, metadata);
+    let age = Utc::now() - got.recorded_at;
+    assert!(
+        age < chrono::Duration::minutes(5) && age > chrono::Duration::minutes(-5),
+        "recorded_at is now"
+    );
+}
+
+fn snapshot(version: u64, schema_version: u32, at: chrono::DateTime<Utc>) -> Snapshot {
+    Snapshot {
+        stream: StreamId::new("s"),
+        version: Version::new(version),
+        position: Position::new(1, version),
+        event_recorded_at: at,
+        schema_version,
+        payload: Bytes::from(format!("{{\"v\":{version}}}")),
+    }
+}
+
+/// `load_snapshot` returns the newest snapshot of the asked schema version within the bound.
+pub async fn snapshots_are_selected_by_schema_version_and_bound<S: EventStore>(store: S) {
+    let stream = StreamId::new("s");
+    assert!(
+        store
+            .load_snapshot(&stream, 1, ReadUntil::End)
+            .await
+            .expect("load")
+            .is_none()
+    );
+    let t0 = Utc::now() - chrono::Duration::minutes(10);
+    let t = |m| t0 + chrono::Duration::minutes(m);
+    for s in [
+        snapshot(3, 1, t(1)),
+        snapshot(5, 1, t(2)),
+        snapshot(7, 2, t(3)),
+    ] {
+        store.save_snapshot(s).await.expect("save");
+    }
+    let v = |s: Option<Snapshot>| s.map(|s| s.version.get());
+    assert_eq!(
+        v(store
+            .load_snapshot(&stream, 1, ReadUntil::End)
+            .await
+            .expect("load")),
+        Some(5)
+    );
+    assert_eq!(
+        v(store
+            .load_snapshot(&stream, 2, ReadUntil::End)
+            .await
+            .expect("load")),
+        Some(7)
+    );
+    assert_eq!(
+        v(store
+            .load_snapshot(&stream, 3, ReadUntil::End)
+            .await
+            .expect("load")),
+        None
+    );
+    let until4 = ReadUntil::Version(Version::new(4));
+    assert_eq!(
+        v(store.load_snapshot(&stream, 1, until4).await.expect("load")),
+        Some(3)
+    );
+    assert_eq!(
+        v(store.load_snapshot(&stream, 2, until4).await.expect("load")),
+        None
+    );
+    let at = ReadUntil::Time(t(1) + chrono::Duration::seconds(30));
+    assert_eq!(
+        v(store.load_snapshot(&stream, 1, at).await.expect("load")),
+        Some(3)
+    );
+    let got = store
+        .load_snapshot(&stream, 1, ReadUntil::End)
+        .await
+        .expect("load")
+        .expect("some");
+    assert_eq!(got, snapshot(5, 1, t(2)), "a snapshot round-trips");
+    let mut replaced = snapshot(5, 1, t(2));
+    replaced.payload = Bytes::from_static(b"{\"v\":\"new\"}");
+    store
+        .save_snapshot(replaced.clone())
+        .await
+        .expect("replace");
+    assert_eq!(
+        store
+            .load_snapshot(&stream, 1, ReadUntil::End)
+            .await
+            .expect("load"),
+        Some(replaced)
+    );
+}
+
+/// Checkpoints are absent until saved, then read back, then overwritten.
+pub async fn checkpoints_round_trip<S: EventStore>(store: S) {
+    assert_eq!(store.load_checkpoint("p").await.expect("load"), None);
+    store
+        .save_checkpoint("p", Position::new(3, 9))
+        .await
+        .expect("save");
+    assert_eq!(
+        store.load_checkpoint("p").await.expect("load"),
+        Some(Position::new(3, 9))
+    );
+    store
+        .save_checkpoint("p", Position::new(4, 1))
+        .await
+        .expect("save");
+    assert_eq!(
+        store.load_checkpoint("p").await.expect("load"),
+        Some(Position::new(4, 1))
+    );
+    assert_eq!(
+        store.load_checkpoint("q").await.expect("load"),
+        None,
+        "names are separate"
+    );
+}
+
+/// A reader waiting at the head is woken by an append.
+pub async fn waiting_for_events_wakes_on_append<S: EventStore>(store: S) {
+    let head = store.head().await.expect("head");
+    let waiter = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            loop {
+                store.wait_for_events(head).await.expect("wait");
+                if store.head().await.expect("head") > head {
+                    return;
+                }
+            }
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    store
+        .append(vec![write("s", ExpectedVersion::Any, vec![added(1)])])
+        .await
+        .expect("append");
+    tokio::time::timeout(Duration::from_secs(10), waiter)
+        .await
+        .expect("the waiter woke")
+        .expect("the waiter did not fail");
+}
+
+/// Several writer tasks on one stream (optimistic, retrying on conflict) and on many streams,
+/// while a live subscriber reads: the subscriber sees every event exactly once, in position
+/// order, each stream's versions gap-free and in order.
+pub async fn concurrent_writers_and_a_live_subscriber_lose_nothing<S: EventStore>(store: S) {
+    const HOT_WRITERS: usize = 4;
+    const HOT_APPENDS: usize = 25;
+    const SPREAD_WRITERS: usize = 4;
+    const SPREAD_APPENDS: usize = 40;
+    let total = HOT_WRITERS * HOT_APPENDS + SPREAD_WRITERS * SPREAD_APPENDS * 2;
+
+    let subscriber = {
+        let events = subscribe(store.clone(), Position::ZERO, 32);
+        tokio::spawn(async move {
+            events
+                .take(total)
+                .try_collect::<Vec<RecordedEvent>>()
+                .await
+                .expect("subscription")
+        })
+    };
+    let mut writers = Vec::new();
+    for w in 0..HOT_WRITERS {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            let hot = StreamId::new("hot");
+            for i in 0..HOT_APPENDS {
+                loop {
+                    let v = store.stream_version(&hot).await.expect("version");
+                    let e = added((w * 1000 + i) as i64);
+                    match store
+                        .append(vec![StreamWrite::new(
+                            hot.clone(),
+                            ExpectedVersion::Exact(v),
+                            vec![e],
+                        )])
+                        .await
+                    {
+                        Ok(_) => break,
+                        Err(StoreError::Conflict { .. }) => tokio::task::yield_now().await,
+                        Err(e) => panic!("append failed: {e}"),
+                    }
+                }
+            }
+        }));
+    }
+    for w in 0..SPREAD_WRITERS {
+        let store = store.clone();
+        writers.push(tokio::spawn(async move {
+            for i in 0..SPREAD_APPENDS {
+                let stream = format!("spread-{w}-{}", i % 5);
+                let events = vec![added(i as i64), added(i as i64)];
+                store
+                    .append(vec![write(&stream, ExpectedVersion::Any, events)])
+                    .await
+                    .expect("append");
+            }
+        }));
+    }
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let seen = tokio::time::timeout(Duration::from_secs(60), subscriber)
+        .await
+        .expect("the subscriber saw every event in time")
+        .expect("subscriber task");
+    assert_eq!(seen.len(), total);
+    let ids: HashSet<EventId> = seen.iter().map(|e| e.id).collect();
+    assert_eq!(ids.len(), total, "no event seen twice");
+    assert!(
+        seen.windows(2).all(|w| w[0].position < w[1].position),
+        "position order"
+    );
+    let mut per_stream: HashMap<&str, Vec<u64>> = HashMap::new();
+    for e in &seen {
+        per_stream
+            .entry(e.stream.as_str())
+            .or_default()
+            .push(e.version.get());
+    }
+    for (stream, vs) in &per_stream {
+        let expected: Vec<u64> = (1..=vs.len() as u64).collect();
+        assert_eq!(vs, &expected, "stream {stream} is gap-free and in order");
+    }
+    assert_eq!(per_stream["hot"].len(), HOT_WRITERS * HOT_APPENDS);
+    let stored = read_all_events(&store).await;
+    assert_eq!(
+        stored.iter().map(|e| e.id).collect::<Vec<_>>(),
+        seen.iter().map(|e| e.id).collect::<Vec<_>>()
+    );
+}
+
+/// Concurrent commands on one aggregate all commit through reload-and-retry; the final
+/// version is exactly the number of commands.
+pub async fn repository_retries_conflicts_until_every_command_commits<S: EventStore>(store: S) {
+    const TASKS: usize = 6;
+    const COMMANDS: usize = 10;
+    let repo = Repository::<Counter, S>::new(store.clone());
+    let mut tasks = Vec::new();
+    for _ in 0..TASKS {
+        let repo = repo.clone();
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..COMMANDS {
+                repo.execute("c", |c| c.add(1)).await.expect("command");
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("task");
+    }
+    let loaded = repo.load("c").await.expect("load");
+    assert_eq!(loaded.version.get(), (TASKS * COMMANDS) as u64);
+    assert_eq!(loaded.state.value, (TASKS * COMMANDS) as i64);
+    assert_eq!(loaded.state.applied, (TASKS * COMMANDS) as u64);
+}
+
+/// A domain error reaches the caller typed and nothing is written; a decision with no events
+/// commits nothing.
+pub async fn repository_rejections_reach_the_caller_and_write_nothing<S: EventStore>(store: S) {
+    let repo = Repository::<Counter, S>::new(store.clone());
+    repo.execute("c", |c| c.add(2)).await.expect("command");
+    match repo.execute("c", |c| c.add(-5)).await {
+        Err(CommandError::Rejected(BelowZero)) => {}
+        other => panic!("expected the domain error, got {other:?}"),
+    }
+    let none = repo
+        .execute("c", |_| Ok::<_, BelowZero>(None::<CounterEvent>))
+        .await
+        .expect("empty decision");
+    assert!(none.is_empty());
+    assert_eq!(repo.load("c").await.expect("load").version.get(), 1);
+}
+
+/// Snapshots are written every `SNAPSHOT_EVERY` events, used on load, and ignored (never
+/// misread) when their schema differs or their payload is corrupt.
+pub async fn repository_uses_snapshots_and_ignores_bad_ones<S: EventStore>(store: S) {
+    let repo = Repository::<Counter, S>::new(store.clone());
+    for _ in 0..12 {
+        repo.execute("c", |c| c.add(1)).await.expect("command");
+    }
+    let stream = StreamId::new("counter-c");
+    let snap = store
+        .load_snapshot(&stream, 1, ReadUntil::End)
+        .await
+        .expect("load")
+        .expect("a snapshot");
+    assert_eq!(snap.version.get(), 10, "snapshots every 5 events");
+    let state: Counter = serde_json::from_slice(&snap.payload).expect("snapshot payload");
+    assert_eq!(
+        state,
+        Counter {
+            value: 10,
+            applied: 10
+        },
+        "a snapshot is exactly the state at its version"
+    );
+    let loaded = repo.load("c").await.expect("load");
+    assert_eq!(
+        (
+            loaded.version.get(),
+            loaded.state.value,
+            loaded.state.applied
+        ),
+        (12, 12, 12)
+    );
+
+    // A corrupt snapshot of the current schema is skipped, not misread.
+    let mut corrupt = snap.clone();
+    corrupt.version = Version::new(11);
+    corrupt.payload = Bytes::from_static(b"{\"value\": \"not a number\"");
+    store.save_snapshot(corrupt).await.expect("save");
+    let loaded = repo
+        .load("c")
+        .await
+        .expect("load despite a corrupt snapshot");
+    assert_eq!(
+        (
+            loaded.version.get(),
+            loaded.state.value,
+            loaded.state.applied
+        ),
+        (12, 12, 12)
+    );
+
+    // A snapshot of another schema version is never decoded, even when it is newer.
+    let mut other_schema = snap;
+    other_schema.version = Version::new(12);
+    other_schema.schema_version = 99;
+    other_schema.payload = Bytes::from_static(b"{\"value\": 1000, \"applied\": 1}");
+    store.save_snapshot(other_schema).await.expect("save");
+    let loaded = repo.load("c").await.expect("load");
+    assert_eq!(loaded.state.value, 12);
+}
+
+/// `load_at` reconstructs the state at a version (ignoring snapshots above it) and at a time.
+pub async fn repository_time_travel_by_version_and_time<S: EventStore>(store: S) {
+    let repo = Repository::<Counter, S>::new(store.clone());
+    for n in 1..=7 {
+        repo.execute("c", |c| c.add(n)).await.expect("command");
+    }
+    let at3 = repo
+        .load_at("c", At::Version(Version::new(3)))
+        .await
+        .expect("load_at");
+    assert_eq!(
+        (at3.version.get(), at3.state.value, at3.state.applied),
+        (3, 6, 3)
+    );
+    let at6 = repo
+        .load_at("c", At::Version(Version::new(6)))
+        .await
+        .expect("load_at");
+    assert_eq!(
+        (at6.version.get(), at6.state.value),
+        (6, 21),
+        "uses the snapshot at 5, not above"
+    );
+    match repo.load_at("c", At::Version(Version::new(8))).await {
+        Err(Error::VersionNotFound {
+            requested, actual, ..
+        }) => {
+            assert_eq!((requested.get(), actual.get()), (8, 7));
+        }
+        other => panic!("expected VersionNotFound, got {other:?}"),
+    }
+    let events = read(&store, "counter-c").await;
+    let at_time = repo
+        .load_at("c", At::Time(events[3].recorded_at))
+        .await
+        .expect("load_at");
+    assert!(
+        at_time.version.get() >= 4,
+        "every event recorded at or before t is included"
+    );
+    assert!(events[at_time.version.get() as usize - 1].recorded_at <= events[3].recorded_at);
+    let before = repo
+        .load_at(
+            "c",
+            At::Time(events[0].recorded_at - chrono::Duration::seconds(1)),
+        )
+        .await
+        .expect("load_at");
+    assert_eq!(before.version, Version::ZERO);
+}
+
+/// A command retried with the same idempotency key returns the first commit and appends
+/// nothing, even though deciding again would now fail.
+pub async fn idempotency_key_returns_the_first_commit<S: EventStore>(store: S) {
+    let repo = Repository::<Counter, S>::new(store.clone());
+    repo.execute("c", |c| c.add(1)).await.expect("command");
+    let opts = CommandOptions::default().idempotency_key("request-42");
+    let first = repo
+        .execute_with("c", opts.clone(), |c| c.add(-1))
+        .await
+        .expect("first");
+    let again = repo
+        .execute_with("c", opts, |c| c.add(-1))
+        .await
+        .expect("a retry returns the first commit");
+    assert_eq!(first, again);
+    let loaded = repo.load("c").await.expect("load");
+    assert_eq!((loaded.version.get(), loaded.state.value), (2, 0));
+}
+
+/// Metadata set on a command is recorded with each of its events.
+pub async fn metadata_flows_into_recorded_events<S: EventStore>(store: S) {
+    let repo = Repository::<Counter, S>::new(store.clone());
+    let correlation = uuid::Uuid::new_v4();
+    let causation = uuid::Uuid::new_v4();
+    let metadata = Metadata::new()
+        .with_correlation_id(correlation)
+        .with_causation_id(causation)
+        .with_header("user", "ada");
+    let opts = CommandOptions::with_metadata(metadata.clone());
+    repo.execute_with("c", opts, |c| {
+        Ok::<_, BelowZero>(vec![c.add(1)?, c.add(2)?])
+    })
+    .await
+    .expect("command");
+    let events = read(&store, "counter-c").await;
+    assert_eq!(events.len(), 2);
+    assert!(events.iter().all(|e| e.metadata == metadata));
+}
+
+/// A command over two aggregates commits both or neither.
+pub async fn multi_aggregate_command_commits_atomically<S: EventStore>(store: S) {
+    let repo = Repository::<Counter, S>::new(store.clone());
+    repo.execute("a", |c| c.add(10)).await.expect("seed");
+    let commit = repo
+        .execute_many(["a", "b"], |[a, b]| {
+            Ok::<_, BelowZero>([a.add(-4)?, b.add(4)?])
+        })
+        .await
+        .expect("transfer");
+    assert_eq!(commit.streams.len(), 2);
+    let rejected = repo
+        .execute_many(["a", "b"], |[a, b]| {
+            Ok::<_, BelowZero>([a.add(-100)?, b.add(100)?])
+        })
+        .await;
+    assert!(matches!(rejected, Err(CommandError::Rejected(BelowZero))));
+    let (a, b) = (
+        repo.load("a").await.expect("a"),
+        repo.load("b").await.expect("b"),
+    );
+    assert_eq!((a.state.value, b.state.value), (6, 4));
+    assert_eq!((a.version.get(), b.version.get()), (2, 1));
+}
+
+/// A spawned projection catches up, follows live, lets a caller wait for a position (even one
+/// of an event it filters out), records its checkpoint, and rebuilds from zero.
+pub async fn projection_waits_checkpoints_and_rebuilds<S: EventStore>(store: S) {
+    let repo = Repository::<Counter, S>::new(store.clone());
+    for n in 1..=3 {
+        repo.execute("c", |c| c.add(n)).await.expect("command");
+    }
+    let log = AddedLog::default();
+    let seen = log.seen.clone();
+    let handle = ProjectionRunner::new(store.clone(), log)
+        .batch_size(2)
+        .spawn();
+    let wait = Duration::from_secs(10);
+    let c = repo.execute("c", |c| c.add(4)).await.expect("command");
+    handle
+        .wait_for(c.position, wait)
+        .await
+        .expect("caught up and live");
+    let values = |seen: &parking_lot::Mutex<Vec<(String, u64, i64)>>| -> Vec<i64> {
+        seen.lock().iter().map(|(_, _, n)| *n).collect()
+    };
+    assert_eq!(values(&seen), vec![1, 2, 3, 4]);
+
+    let reset = repo
+        .execute("c", |_| Ok::<_, BelowZero>(CounterEvent::Reset))
+        .await
+        .expect("reset");
+    handle
+        .wait_for(reset.position, wait)
+        .await
+        .expect("an unhandled event still advances the checkpoint");
+    assert_eq!(
+        store
+            .load_checkpoint("conformance.added-log")
+            .await
+            .expect("checkpoint"),
+        Some(handle.checkpoint())
+    );
+    assert!(handle.checkpoint() >= reset.position);
+
+    handle.rebuild().await.expect("rebuild");
+    handle
+        .wait_for(reset.position, wait)
+        .await
+        .expect("rebuilt");
+    assert_eq!(
+        values(&seen),
+        vec![1, 2, 3, 4],
+        "a rebuild replays from zero once"
+    );
+    handle.shutdown().await.expect("clean shutdown");
+}
+
+/// A handler error stops the projection with an error naming the event, and its checkpoint
+/// stays before that event; a fixed projection resumes exactly there.
+pub async fn projection_handler_error_stops_before_the_event<S: EventStore>(store: S) {
+    let repo = Repository::<Counter, S>::new(store.clone());
+    let mut commits = BTreeMap::new();
+    for n in 1..=5 {
+        commits.insert(n, repo.execute("c", |c| c.add(n)).await.expect("command"));
+    }
+    let failing = AddedLog {
+        fail_on: Some(3),
+        ..AddedLog::default()
+    };
+    let handle = ProjectionRunner::new(store.clone(), failing.clone()).spawn();
+    match handle
+        .wait_for(commits[&5].position, Duration::from_secs(10))
+        .await
+    {
+        Err(ProjectionError::Stopped {
+            cause: Some(cause), ..
+        }) => match &*cause {
+            ProjectionError::Handler {
+                stream,
+                version,
+                event_type,
+                ..
+            } => {
+                assert_eq!(
+                    (stream.as_str(), version.get(), event_type.as_str()),
+                    ("counter-c", 3, "counter.added")
+                );
+            }
+            other => panic!("expected a handler error, got {other:?}"),
+        },
+        other => panic!("expected the projection to stop, got {other:?}"),
+    }
+    assert!(matches!(
+        handle.shutdown().await,
+        Err(ProjectionError::Handler { .. })
+    ));
+    let checkpoint = store
+        .load_checkpoint("conformance.added-log")
+        .await
+        .expect("load")
+        .expect("saved");
+    assert_eq!(
+        checkpoint, commits[&2].position,
+        "the checkpoint stays before the failed event"
+    );
+    assert_eq!(failing.seen.lock().len(), 2);
+
+    let fixed = AddedLog {
+        seen: failing.seen.clone(),
+        fail_on: None,
+    };
+    let handle = ProjectionRunner::new(store.clone(), fixed).spawn();
+    handle
+        .wait_for(commits[&5].position, Duration::from_secs(10))
+        .await
+        .expect("resumed");
+    let ns: Vec<i64> = failing.seen.lock().iter().map(|(_, _, n)| *n).collect();
+    assert_eq!(
+        ns,
+        vec![1, 2, 3, 4, 5],
+        "resumed at the failed event, nothing twice"
+    );
+    handle.shutdown().await.expect("shutdown");
+}
