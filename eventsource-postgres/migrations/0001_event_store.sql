@@ -47,11 +47,15 @@ CREATE TABLE snapshots (
     schema_version bigint NOT NULL,
     commit_id bigint NOT NULL,
     seq bigint NOT NULL,
+    -- The event's recorded-at time: microseconds here, the nanoseconds below them apart
+    -- (timestamptz has microseconds; a snapshot must round-trip exactly).
     event_recorded_at timestamptz NOT NULL,
+    event_recorded_ns smallint NOT NULL DEFAULT 0 CHECK (event_recorded_ns BETWEEN 0 AND 999),
     payload bytea NOT NULL,
     PRIMARY KEY (stream_id, schema_version, version)
 );
-CREATE INDEX snapshots_recorded ON snapshots (stream_id, schema_version, event_recorded_at);
+CREATE INDEX snapshots_recorded
+    ON snapshots (stream_id, schema_version, event_recorded_at, event_recorded_ns);
 
 CREATE TABLE checkpoints (
     name text PRIMARY KEY,

@@ -382,7 +382,8 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
             .ok_or(BatchError::LeaseLost)
     }
 
-    async fn begin(&self) -> Result<PgProjectionContext, BatchError> {
+    // `&mut self`, not `&self`: the runner is `Send` but need not be `Sync`.
+    async fn begin(&mut self) -> Result<PgProjectionContext, BatchError> {
         let tx = self
             .store
             .pool()
@@ -394,7 +395,11 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
 
     /// Saves the checkpoint in `ctx`'s transaction and commits, if this runner still holds
     /// the lease.
-    async fn commit(&self, mut ctx: PgProjectionContext, to: Position) -> Result<(), BatchError> {
+    async fn commit(
+        &mut self,
+        mut ctx: PgProjectionContext,
+        to: Position,
+    ) -> Result<(), BatchError> {
         let token = self.token()?;
         let (c, s) = position_params(to);
         let fail = |e| BatchError::Failed(store_error::<P>(backend("saving the checkpoint", e)));

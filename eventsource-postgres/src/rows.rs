@@ -2,7 +2,7 @@
 //! [`StoreError::Corrupt`], naming its stream and version.
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use eventsource_core::{
     EventId, Metadata, Position, RecordedEvent, Snapshot, StoreError, StreamId, Version,
 };
@@ -97,9 +97,17 @@ pub(crate) fn snapshot(row: &PgRow) -> Result<Snapshot, StoreError> {
     let schema_version: i64 = row.try_get(2).map_err(c)?;
     let commit: i64 = row.try_get(3).map_err(c)?;
     let seq: i64 = row.try_get(4).map_err(c)?;
-    let event_recorded_at: DateTime<Utc> = row.try_get(5).map_err(c)?;
-    let payload: Vec<u8> = row.try_get(6).map_err(c)?;
+    let micros: DateTime<Utc> = row.try_get(5).map_err(c)?;
+    let nanos: i16 = row.try_get(6).map_err(c)?;
+    let payload: Vec<u8> = row.try_get(7).map_err(c)?;
     let bad = |what: &str| corrupt(&stream, version, format!("snapshot: invalid {what}"));
+    let nanos = u32::try_from(nanos)
+        .ok()
+        .filter(|n| *n < 1000)
+        .ok_or_else(|| bad("recorded-at nanoseconds"))?;
+    let event_recorded_at = micros
+        .with_nanosecond(micros.timestamp_subsec_micros() * 1000 + nanos)
+        .ok_or_else(|| bad("recorded-at time"))?;
     Ok(Snapshot {
         stream: stream.clone(),
         version,
@@ -108,4 +116,12 @@ pub(crate) fn snapshot(row: &PgRow) -> Result<Snapshot, StoreError> {
         schema_version: u32::try_from(schema_version).map_err(|_| bad("schema version"))?,
         payload: Bytes::from(payload),
     })
+}
+
+/// A time as the store keeps it: whole microseconds (what `timestamptz` holds) and the
+/// nanoseconds below them.
+pub(crate) fn split_nanos(t: DateTime<Utc>) -> (DateTime<Utc>, i16) {
+    let sub_micro = t.timestamp_subsec_nanos() % 1000;
+    let micros = t.with_nanosecond(t.timestamp_subsec_nanos() - sub_micro).unwrap_or(t);
+    (micros, i16::try_from(sub_micro).unwrap_or(0))
 }

@@ -68,8 +68,10 @@ impl Sql {
             read_all: read_all_page(""),
             read_all_typed: read_all_page("AND e.event_type = ANY($4)"),
             head: format!(
-                "SELECT e.commit_id, e.seq FROM {s}.events e WHERE e.commit_id < {h} \
-                 ORDER BY e.commit_id DESC, e.seq DESC LIMIT 1"
+                "SELECT h.horizon, e.commit_id, e.seq FROM (SELECT {h} AS horizon) h \
+                 LEFT JOIN LATERAL (SELECT e.commit_id, e.seq FROM {s}.events e \
+                   WHERE e.commit_id < h.horizon \
+                   ORDER BY e.commit_id DESC, e.seq DESC LIMIT 1) e ON true"
             ),
             probe: format!(
                 "SELECT EXISTS (SELECT 1 FROM {s}.events e \
@@ -79,22 +81,25 @@ impl Sql {
             event_by_id: format!("SELECT {cols} FROM {s}.events e WHERE e.event_id = $1"),
             save_snapshot: format!(
                 "INSERT INTO {s}.snapshots (stream_id, version, schema_version, commit_id, seq, \
-                   event_recorded_at, payload) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+                   event_recorded_at, event_recorded_ns, payload) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
                  ON CONFLICT (stream_id, schema_version, version) DO UPDATE SET \
                    commit_id = excluded.commit_id, seq = excluded.seq, \
-                   event_recorded_at = excluded.event_recorded_at, payload = excluded.payload"
+                   event_recorded_at = excluded.event_recorded_at, \
+                   event_recorded_ns = excluded.event_recorded_ns, payload = excluded.payload"
             ),
             load_snapshot_version: format!(
                 "SELECT stream_id, version, schema_version, commit_id, seq, event_recorded_at, \
-                   payload FROM {s}.snapshots \
+                   event_recorded_ns, payload FROM {s}.snapshots \
                  WHERE stream_id = $1 AND schema_version = $2 AND version <= $3 \
                  ORDER BY version DESC LIMIT 1"
             ),
             load_snapshot_time: format!(
                 "SELECT stream_id, version, schema_version, commit_id, seq, event_recorded_at, \
-                   payload FROM {s}.snapshots \
-                 WHERE stream_id = $1 AND schema_version = $2 AND event_recorded_at <= $3 \
-                 ORDER BY event_recorded_at DESC, version DESC LIMIT 1"
+                   event_recorded_ns, payload FROM {s}.snapshots \
+                 WHERE stream_id = $1 AND schema_version = $2 \
+                   AND (event_recorded_at, event_recorded_ns) <= ($3, $4) \
+                 ORDER BY event_recorded_at DESC, event_recorded_ns DESC, version DESC LIMIT 1"
             ),
             load_checkpoint: format!("SELECT commit_id, seq FROM {s}.checkpoints WHERE name = $1"),
             save_checkpoint: format!(

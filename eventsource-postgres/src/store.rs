@@ -118,6 +118,7 @@ impl PgStoreBuilder {
                 wake: watch::Sender::new(0),
                 pending_notify: Arc::new(Notify::new()),
                 background: OnceLock::new(),
+                last_commit: std::sync::atomic::AtomicI64::new(0),
                 inline: Vec::new(),
             }),
         };
@@ -158,6 +159,9 @@ pub(crate) struct Inner {
     /// Tells the background notifier that a NOTIFY is due.
     pending_notify: Arc<Notify>,
     background: OnceLock<Vec<AbortHandle>>,
+    /// The commit part of the newest position this store (any clone) appended or was handed
+    /// back by an idempotent append: reads wait until the horizon passes it.
+    last_commit: std::sync::atomic::AtomicI64,
     inline: Vec<Arc<Mutex<Box<dyn DynInline>>>>,
 }
 
@@ -319,6 +323,12 @@ impl EventStore for PgStore {
                     Err(e) => return Err(backend("appending", e)),
                 }
             };
+            let position = match &outcome {
+                Outcome::Written(c, _) | Outcome::AlreadyStored(c) => c.position,
+            };
+            self.inner
+                .last_commit
+                .fetch_max(to_i64(position.commit()), std::sync::atomic::Ordering::AcqRel);
             Ok(match outcome {
                 Outcome::Written(commit, _) => {
                     self.announce();
@@ -416,35 +426,38 @@ impl EventStore for PgStore {
             }
             let (commit, seq) = position_params(after);
             let limit_param = i64::try_from(limit).unwrap_or(i64::MAX);
-            let query = match types {
-                None => sqlx::query(&self.inner.sql.read_all)
-                    .bind(commit)
-                    .bind(seq)
-                    .bind(limit_param),
-                Some(types) => sqlx::query(&self.inner.sql.read_all_typed)
-                    .bind(commit)
-                    .bind(seq)
-                    .bind(limit_param)
-                    .bind(types.to_vec()),
-            };
-            let rows = query
-                .fetch_all(&self.inner.pool)
-                .await
-                .map_err(|e| backend("reading the log", e))?;
-            page_from_rows(&rows, after, limit)
+            let mut settle = self.settle();
+            loop {
+                let rows = query_page(&self.inner.sql, commit, seq, limit_param, types)
+                    .fetch_all(&self.inner.pool)
+                    .await
+                    .map_err(|e| backend("reading the log", e))?;
+                let page = page_from_rows(&rows, after, limit)?;
+                let full = page.events.len() >= limit;
+                if full || settle.done(horizon_of(&rows)).await {
+                    return Ok(page);
+                }
+            }
         }
         .instrument(span)
         .await
     }
 
     async fn head(&self) -> Result<Position, StoreError> {
-        let row: Option<(i64, i64)> = sqlx::query_as(&self.inner.sql.head)
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(|e| backend("reading the head", e))?;
-        Ok(row
-            .and_then(|(c, s)| position_from(c, s))
-            .unwrap_or(Position::ZERO))
+        let mut settle = self.settle();
+        loop {
+            let (horizon, c, s): (i64, Option<i64>, Option<i64>) =
+                sqlx::query_as(&self.inner.sql.head)
+                    .fetch_one(&self.inner.pool)
+                    .await
+                    .map_err(|e| backend("reading the head", e))?;
+            if settle.done(horizon).await {
+                return Ok(c
+                    .zip(s)
+                    .and_then(|(c, s)| position_from(c, s))
+                    .unwrap_or(Position::ZERO));
+            }
+        }
     }
 
     async fn wait_for_events(&self, after: Position) -> Result<(), StoreError> {
@@ -486,13 +499,15 @@ impl EventStore for PgStore {
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
         let (commit, seq) = position_params(snapshot.position);
+        let (at, at_ns) = rows::split_nanos(snapshot.event_recorded_at);
         sqlx::query(&self.inner.sql.save_snapshot)
             .bind(snapshot.stream.as_str())
             .bind(to_i64(snapshot.version.get()))
             .bind(i64::from(snapshot.schema_version))
             .bind(commit)
             .bind(seq)
-            .bind(snapshot.event_recorded_at)
+            .bind(at)
+            .bind(at_ns)
             .bind(snapshot.payload.as_ref())
             .execute(&self.inner.pool)
             .await
@@ -515,10 +530,14 @@ impl EventStore for PgStore {
                 .bind(stream.as_str())
                 .bind(i64::from(schema_version))
                 .bind(to_i64(v.get())),
-            ReadUntil::Time(t) => sqlx::query(&self.inner.sql.load_snapshot_time)
-                .bind(stream.as_str())
-                .bind(i64::from(schema_version))
-                .bind(t),
+            ReadUntil::Time(t) => {
+                let (at, at_ns) = rows::split_nanos(t);
+                sqlx::query(&self.inner.sql.load_snapshot_time)
+                    .bind(stream.as_str())
+                    .bind(i64::from(schema_version))
+                    .bind(at)
+                    .bind(at_ns)
+            }
         };
         let row = query
             .fetch_optional(&self.inner.pool)
@@ -555,6 +574,14 @@ impl EventStore for PgStore {
 }
 
 impl PgStore {
+    fn settle(&self) -> Settle {
+        Settle {
+            target: self.inner.last_commit.load(std::sync::atomic::Ordering::Acquire),
+            started: std::time::Instant::now(),
+            pause: Duration::from_micros(500),
+        }
+    }
+
     /// The last version a stream read may return, or `None` when there is nothing to read.
     async fn stream_bound(
         &self,
@@ -571,6 +598,57 @@ impl PgStore {
                 .await
                 .map_err(|e| backend("finding the version at a time", e)),
         }
+    }
+}
+
+fn query_page<'q>(
+    sql: &'q Sql,
+    commit: i64,
+    seq: i64,
+    limit: i64,
+    types: Option<&[&str]>,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    match types {
+        None => sqlx::query(&sql.read_all)
+            .bind(commit)
+            .bind(seq)
+            .bind(limit),
+        Some(types) => sqlx::query(&sql.read_all_typed)
+            .bind(commit)
+            .bind(seq)
+            .bind(limit)
+            .bind(types.iter().map(|t| (*t).to_owned()).collect::<Vec<String>>()),
+    }
+}
+
+fn horizon_of(rows: &[PgRow]) -> i64 {
+    rows.first()
+        .and_then(|r| r.try_get::<i64, _>(0).ok())
+        .unwrap_or(0)
+}
+
+/// Read-your-writes: a read that starts after this store handle's append returned waits
+/// (briefly) until the horizon has passed that append, so the caller sees its own events.
+/// Only transactions running at that moment can hold it back; the wait is bounded by
+/// [`SETTLE_LIMIT`], after which the read returns what is readable.
+struct Settle {
+    target: i64,
+    started: std::time::Instant,
+    pause: Duration,
+}
+
+/// The longest a read waits for the horizon to pass the store handle's own last append.
+const SETTLE_LIMIT: Duration = Duration::from_secs(2);
+
+impl Settle {
+    /// Whether a read that saw `horizon` may return; if not, pauses first.
+    async fn done(&mut self, horizon: i64) -> bool {
+        if horizon > self.target || self.started.elapsed() >= SETTLE_LIMIT {
+            return true;
+        }
+        tokio::time::sleep(self.pause).await;
+        self.pause = (self.pause * 2).min(Duration::from_millis(20));
+        false
     }
 }
 
