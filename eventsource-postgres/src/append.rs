@@ -224,7 +224,12 @@ pub(crate) fn outcome(writes: &[StreamWrite], rows: Vec<AppendRow>) -> Result<Ou
                 .iter()
                 .find(|w| w.stream == stream)
                 .map_or(ExpectedVersion::Any, |w| w.expected);
-            let actual = Version::new(first.version.and_then(|v| u64::try_from(v).ok()).unwrap_or(0));
+            let actual = Version::new(
+                first
+                    .version
+                    .and_then(|v| u64::try_from(v).ok())
+                    .unwrap_or(0),
+            );
             Err(StoreError::Conflict {
                 stream,
                 expected,
@@ -257,7 +262,8 @@ pub(crate) fn outcome(writes: &[StreamWrite], rows: Vec<AppendRow>) -> Result<Ou
                     id: EventId::from_uuid(id),
                     stream: StreamId::new(stream),
                     version: Version::new(version),
-                    position: position_from(commit, seq).ok_or_else(|| corrupt_reply("a position"))?,
+                    position: position_from(commit, seq)
+                        .ok_or_else(|| corrupt_reply("a position"))?,
                     recorded_at: at,
                 });
             }
@@ -280,13 +286,15 @@ fn commit_of(writes: &[StreamWrite], events: &[WrittenEvent]) -> Commit {
     for e in events {
         first_position = Some(first_position.map_or(e.position, |p| p.min(e.position)));
         position = position.max(e.position);
-        let c = per_stream.entry(&e.stream).or_insert_with(|| CommittedStream {
-            stream: e.stream.clone(),
-            first_version: e.version,
-            last_version: e.version,
-            last_position: e.position,
-            last_recorded_at: e.recorded_at,
-        });
+        let c = per_stream
+            .entry(&e.stream)
+            .or_insert_with(|| CommittedStream {
+                stream: e.stream.clone(),
+                first_version: e.version,
+                last_version: e.version,
+                last_position: e.position,
+                last_recorded_at: e.recorded_at,
+            });
         c.first_version = c.first_version.min(e.version);
         if e.version >= c.last_version {
             c.last_version = e.version;

@@ -60,9 +60,11 @@ pub(crate) fn is_connection_lost(e: &sqlx::Error) -> bool {
 /// The store error for a failed sqlx call made while doing `context`.
 pub(crate) fn backend(context: &str, e: sqlx::Error) -> StoreError {
     match code(&e).as_deref() {
-        Some(sqlstate::UNDEFINED_TABLE | sqlstate::UNDEFINED_FUNCTION) => StoreError::Config(
-            format!("{context}: the store's schema is missing or incomplete ({e}); run the migrations (PgStore::migrate)"),
-        ),
+        Some(sqlstate::UNDEFINED_TABLE | sqlstate::UNDEFINED_FUNCTION) => {
+            StoreError::Config(format!(
+                "{context}: the store's schema is missing or incomplete ({e}); run the migrations (PgStore::migrate)"
+            ))
+        }
         _ => {
             let retryable = is_retryable(&e);
             StoreError::backend(context, retryable, e)

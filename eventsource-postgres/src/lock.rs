@@ -62,7 +62,11 @@ impl PgStreamLock {
         let Some(mut conn) = self.conn.take() else {
             return Ok(());
         };
-        match sqlx::query(UNLOCK_SQL).bind(&self.key).execute(&mut *conn).await {
+        match sqlx::query(UNLOCK_SQL)
+            .bind(&self.key)
+            .execute(&mut *conn)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) => {
                 // The lock state of this connection is unknown: never reuse it.

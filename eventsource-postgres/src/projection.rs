@@ -384,12 +384,10 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
 
     // `&mut self`, not `&self`: the runner is `Send` but need not be `Sync`.
     async fn begin(&mut self) -> Result<PgProjectionContext, BatchError> {
-        let tx = self
-            .store
-            .pool()
-            .begin()
-            .await
-            .map_err(|e| BatchError::Failed(store_error::<P>(backend("beginning a batch", e))))?;
+        let tx =
+            self.store.pool().begin().await.map_err(|e| {
+                BatchError::Failed(store_error::<P>(backend("beginning a batch", e)))
+            })?;
         Ok(PgProjectionContext::new(tx, self.store.clone()))
     }
 
@@ -503,7 +501,10 @@ const RETRY_START: Duration = Duration::from_millis(50);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Sleeps and grows the backoff if `e` is a retryable store error; returns it otherwise.
-async fn pause_if_retryable(e: ProjectionError, wait: &mut Duration) -> Result<(), ProjectionError> {
+async fn pause_if_retryable(
+    e: ProjectionError,
+    wait: &mut Duration,
+) -> Result<(), ProjectionError> {
     match &e {
         ProjectionError::Store {
             source: StoreError::Backend {

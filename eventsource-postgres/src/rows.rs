@@ -122,6 +122,8 @@ pub(crate) fn snapshot(row: &PgRow) -> Result<Snapshot, StoreError> {
 /// nanoseconds below them.
 pub(crate) fn split_nanos(t: DateTime<Utc>) -> (DateTime<Utc>, i16) {
     let sub_micro = t.timestamp_subsec_nanos() % 1000;
-    let micros = t.with_nanosecond(t.timestamp_subsec_nanos() - sub_micro).unwrap_or(t);
+    let micros = t
+        .with_nanosecond(t.timestamp_subsec_nanos() - sub_micro)
+        .unwrap_or(t);
     (micros, i16::try_from(sub_micro).unwrap_or(0))
 }

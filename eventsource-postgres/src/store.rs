@@ -4,8 +4,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use eventsource_core::{
-    Commit, EventId, EventStore, LogPage, Position, ReadUntil, RecordedEvent, Snapshot,
-    StoreError, StreamId, StreamWrite, Version,
+    Commit, EventId, EventStore, LogPage, Position, ReadUntil, RecordedEvent, Snapshot, StoreError,
+    StreamId, StreamWrite, Version,
 };
 use futures::stream::{self, BoxStream, StreamExt};
 use sqlx::postgres::{PgPoolOptions, PgRow};
@@ -407,7 +407,9 @@ impl EventStore for PgStore {
             .fetch_optional(&self.inner.pool)
             .await
             .map_err(|e| backend("reading a stream version", e))?;
-        Ok(Version::new(v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0)))
+        Ok(Version::new(
+            v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0),
+        ))
     }
 
     async fn read_all(
@@ -555,7 +557,9 @@ impl EventStore for PgStore {
         match row {
             None => Ok(None),
             Some((c, s)) => position_from(c, s).map(Some).ok_or_else(|| {
-                StoreError::Config(format!("checkpoint `{name}` holds an invalid position {c}.{s}"))
+                StoreError::Config(format!(
+                    "checkpoint `{name}` holds an invalid position {c}.{s}"
+                ))
             }),
         }
     }
@@ -576,7 +580,10 @@ impl EventStore for PgStore {
 impl PgStore {
     fn settle(&self) -> Settle {
         Settle {
-            target: self.inner.last_commit.load(std::sync::atomic::Ordering::Acquire),
+            target: self
+                .inner
+                .last_commit
+                .load(std::sync::atomic::Ordering::Acquire),
             started: std::time::Instant::now(),
             pause: Duration::from_micros(500),
         }
@@ -617,7 +624,12 @@ fn query_page<'q>(
             .bind(commit)
             .bind(seq)
             .bind(limit)
-            .bind(types.iter().map(|t| (*t).to_owned()).collect::<Vec<String>>()),
+            .bind(
+                types
+                    .iter()
+                    .map(|t| (*t).to_owned())
+                    .collect::<Vec<String>>(),
+            ),
     }
 }
 
@@ -667,9 +679,7 @@ pub(crate) fn page_from_rows(
     };
     let mut events = Vec::with_capacity(rows.len());
     for row in rows {
-        let present: Option<String> = row
-            .try_get(1)
-            .map_err(|e| backend("reading the log", e))?;
+        let present: Option<String> = row.try_get(1).map_err(|e| backend("reading the log", e))?;
         if present.is_some() {
             events.push(rows::event(row, 1)?);
         }
