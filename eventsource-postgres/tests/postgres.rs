@@ -1,5 +1,8 @@
 //! PostgreSQL-specific behaviour of `PgStore`, against the real server (`scripts/test`).
 
+// Test code: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 #[path = "postgres/appends.rs"]
