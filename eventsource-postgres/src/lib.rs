@@ -67,8 +67,12 @@
 //!    `xmin` is at most its xid, or it gets an xid later, at or above `xmax`), so its events
 //!    land at or above the horizon: above any position a reader has passed.
 //!
-//! So a page that is not full may report `scanned_to = (horizon, 0)`, and a checkpoint
-//! saved there is exact. Writers to different streams never share a lock: the order comes
+//! So a page that is not full has examined every event that will ever exist below the
+//! horizon: its `scanned_to` is the newest readable event (of any type, when the read filters
+//! by type), and a checkpoint saved there is exact. (`(horizon, 0)` would be safe too, but it
+//! moves with every transaction in the cluster, and an idle projection would then write a new
+//! checkpoint on every poll.) Reads from a store handle also wait, briefly, until the horizon
+//! has passed that handle's own last append, so a caller reads its own writes. Writers to different streams never share a lock: the order comes
 //! from xids PostgreSQL assigns anyway. The price: the horizon is cluster-wide, so any long
 //! write transaction (in any database of the cluster, a `SELECT ... FOR UPDATE`, a prepared
 //! transaction) delays readers until it ends. Nothing is lost, and [`PgStore::lag`] reports

@@ -11,6 +11,9 @@ use tokio::sync::{Notify, watch};
 use crate::schema::PgSchema;
 
 const BACKOFF_START: Duration = Duration::from_millis(50);
+/// The shortest time between two NOTIFYs: appends within it share one (each NOTIFY is a small
+/// write transaction with its own commit).
+const NOTIFY_EVERY: Duration = Duration::from_millis(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// The notification channel of a schema (channel names are at most 63 bytes; the schema name
@@ -38,7 +41,10 @@ pub(crate) async fn notifier(pool: PgPool, channel: String, pending: Arc<Notify>
             .execute(&pool)
             .await
         {
-            Ok(_) => backoff = BACKOFF_START,
+            Ok(_) => {
+                backoff = BACKOFF_START;
+                tokio::time::sleep(NOTIFY_EVERY).await;
+            }
             Err(error) => {
                 tracing::warn!(%error, "notify failed; subscribers fall back to polling");
                 // Try again after a pause; the flag stays set so the burst is not forgotten.

@@ -43,14 +43,21 @@ impl Sql {
         let s = schema.quoted();
         let h = horizon(&s);
         let cols = EVENT_COLUMNS;
-        let read_all_page = |filter: &str| {
+        // Column 0: the horizon; 1-2: the newest readable event of any type (only read when
+        // filtering by type, where it is how far a non-full page scanned); then the events.
+        let read_all_page = |filter: &str, newest: &str| {
             format!(
-                "SELECT h.horizon, {cols} FROM (SELECT {h} AS horizon) h \
+                "SELECT h.horizon, n.commit_id, n.seq, {cols} FROM (SELECT {h} AS horizon) h \
+                 LEFT JOIN LATERAL ({newest}) n ON true \
                  LEFT JOIN LATERAL (SELECT * FROM {s}.events e \
                    WHERE (e.commit_id, e.seq) > ($1, $2) AND e.commit_id < h.horizon {filter} \
                    ORDER BY e.commit_id, e.seq LIMIT $3) e ON true"
             )
         };
+        let newest_readable = format!(
+            "SELECT x.commit_id, x.seq FROM {s}.events x WHERE x.commit_id < h.horizon \
+             ORDER BY x.commit_id DESC, x.seq DESC LIMIT 1"
+        );
         Self {
             append: format!(
                 "SELECT status, r_stream, r_version, r_commit, r_seq, r_recorded, r_id, r_reason \
@@ -65,8 +72,8 @@ impl Sql {
                  ORDER BY e.recorded_at DESC, e.version DESC LIMIT 1"
             ),
             stream_version: format!("SELECT version FROM {s}.streams WHERE stream_id = $1"),
-            read_all: read_all_page(""),
-            read_all_typed: read_all_page("AND e.event_type = ANY($4)"),
+            read_all: read_all_page("", "SELECT NULL::bigint AS commit_id, NULL::bigint AS seq"),
+            read_all_typed: read_all_page("AND e.event_type = ANY($4)", &newest_readable),
             head: format!(
                 "SELECT h.horizon, e.commit_id, e.seq FROM (SELECT {h} AS horizon) h \
                  LEFT JOIN LATERAL (SELECT e.commit_id, e.seq FROM {s}.events e \

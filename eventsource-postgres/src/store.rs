@@ -664,30 +664,45 @@ impl Settle {
     }
 }
 
-/// A log page from the rows of `read_all`: column 0 is the horizon (on every row, and alone on
-/// the one row of an empty page), the event columns follow.
+/// A log page from the rows of `read_all`: column 0 is the horizon, 1-2 the newest readable
+/// event when filtering by type (on every row, and alone on the one row of an empty page), the
+/// event columns follow.
+///
+/// `scanned_to` is the last event the read examined: the last one returned when the page is
+/// full; otherwise, every readable event has been examined, so the newest readable one (of
+/// any type). `(horizon, 0)` would be a valid bound too, but it moves with every transaction
+/// in the cluster, so an idle projection would save a new checkpoint (a write, which moves
+/// the horizon again) on every poll.
 pub(crate) fn page_from_rows(
     rows: &[PgRow],
     after: Position,
     limit: usize,
 ) -> Result<LogPage, StoreError> {
-    let horizon: i64 = match rows.first() {
-        Some(row) => row
-            .try_get(0)
-            .map_err(|e| backend("reading the horizon", e))?,
-        None => 0,
-    };
     let mut events = Vec::with_capacity(rows.len());
     for row in rows {
-        let present: Option<String> = row.try_get(1).map_err(|e| backend("reading the log", e))?;
+        let present: Option<String> = row.try_get(3).map_err(|e| backend("reading the log", e))?;
         if present.is_some() {
-            events.push(rows::event(row, 1)?);
+            events.push(rows::event(row, 3)?);
         }
     }
-    let scanned_to = match events.last() {
-        Some(last) if events.len() >= limit => last.position,
-        // Not a full page: every event below the horizon has been seen.
-        _ => Position::new(u64::try_from(horizon).unwrap_or(0), 0).max(after),
+    let last = events.last().map(|e| e.position);
+    let scanned_to = match last {
+        Some(last) if events.len() >= limit => last,
+        _ => {
+            let newest = match rows.first() {
+                Some(row) => {
+                    let c: Option<i64> =
+                        row.try_get(1).map_err(|e| backend("reading the log", e))?;
+                    let s: Option<i64> =
+                        row.try_get(2).map_err(|e| backend("reading the log", e))?;
+                    c.zip(s).and_then(|(c, s)| position_from(c, s))
+                }
+                None => None,
+            };
+            after
+                .max(last.unwrap_or(after))
+                .max(newest.unwrap_or(after))
+        }
     };
     Ok(LogPage { events, scanned_to })
 }
