@@ -181,7 +181,7 @@ pub(crate) fn retry_inside(e: &sqlx::Error) -> bool {
         Some(sqlstate::DEADLOCK_DETECTED | sqlstate::SERIALIZATION_FAILURE) => true,
         Some(sqlstate::UNIQUE_VIOLATION) => matches!(
             e.as_database_error().and_then(|d| d.constraint()),
-            Some("events_event_id" | "events_stream_version" | "streams_pkey")
+            Some("events_event_id" | "events_stream_version")
         ),
         _ => false,
     }

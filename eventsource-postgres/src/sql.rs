@@ -71,7 +71,10 @@ impl Sql {
                 "SELECT e.version FROM {s}.events e WHERE e.stream_id = $1 AND e.recorded_at <= $2 \
                  ORDER BY e.recorded_at DESC, e.version DESC LIMIT 1"
             ),
-            stream_version: format!("SELECT version FROM {s}.streams WHERE stream_id = $1"),
+            stream_version: format!(
+                "SELECT e.version FROM {s}.events e WHERE e.stream_id = $1 \
+                 ORDER BY e.version DESC LIMIT 1"
+            ),
             read_all: read_all_page("", "SELECT NULL::bigint AS commit_id, NULL::bigint AS seq"),
             read_all_typed: read_all_page("AND e.event_type = ANY($4)", &newest_readable),
             head: format!(
