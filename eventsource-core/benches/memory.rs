@@ -10,8 +10,8 @@ use std::time::Duration;
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use eventsource_core::testing::fixtures::{AddedLog, Counter, CounterEvent};
 use eventsource_core::{
-    Aggregate, EventStore, ExpectedVersion, InMemoryStore, NewEvent, ProjectionRunner, Repository,
-    StreamWrite,
+    Aggregate, EventStore, ExpectedVersion, InMemoryStore, NewEvent, Position, ProjectionRunner,
+    Repository, StreamWrite,
 };
 
 fn added(n: i64) -> NewEvent {
