@@ -4,6 +4,8 @@
 //! Measured with a counting global allocator (this test binary only): the peak allocated while
 //! reading must stay far below what the events would take if they were collected.
 
+#![allow(clippy::unwrap_used)] // test setup helpers, not library code
+
 use eventsource_core::testing::fixtures::{Counter, CounterEvent};
 use eventsource_core::{
     Aggregate, EventSet, EventStore, ExpectedVersion, HandlerError, InMemoryStore, Position,
