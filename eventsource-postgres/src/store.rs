@@ -117,7 +117,8 @@ impl PgStoreBuilder {
                 options: self.clone(),
                 wake: watch::Sender::new(0),
                 pending_notify: Arc::new(Notify::new()),
-                background: OnceLock::new(),
+                notifier: OnceLock::new(),
+                listener: OnceLock::new(),
                 last_commit: std::sync::atomic::AtomicI64::new(0),
                 inline: Vec::new(),
             }),
@@ -158,7 +159,8 @@ pub(crate) struct Inner {
     pub(crate) wake: watch::Sender<u64>,
     /// Tells the background notifier that a NOTIFY is due.
     pending_notify: Arc<Notify>,
-    background: OnceLock<Vec<AbortHandle>>,
+    notifier: OnceLock<AbortHandle>,
+    listener: OnceLock<AbortHandle>,
     /// The commit part of the newest position this store (any clone) appended or was handed
     /// back by an idempotent append: reads wait until the horizon passes it.
     last_commit: std::sync::atomic::AtomicI64,
@@ -167,7 +169,7 @@ pub(crate) struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        for task in self.background.get().into_iter().flatten() {
+        for task in [self.notifier.get(), self.listener.get()].into_iter().flatten() {
             task.abort();
         }
     }
@@ -236,23 +238,30 @@ impl PgStore {
         Ok(self)
     }
 
-    /// Starts the background notifier and listener, once.
-    fn ensure_background(&self) {
-        self.inner.background.get_or_init(|| {
-            if !self.inner.options.listen {
-                return Vec::new();
-            }
-            let notifier = tokio::spawn(notify::notifier(
+    /// Starts the background notifier, once (on the first append).
+    fn ensure_notifier(&self) {
+        self.inner.notifier.get_or_init(|| {
+            tokio::spawn(notify::notifier(
                 self.inner.pool.clone(),
                 self.inner.channel.clone(),
                 self.inner.pending_notify.clone(),
-            ));
-            let listener = tokio::spawn(notify::listener(
+            ))
+            .abort_handle()
+        });
+    }
+
+    /// Starts the LISTEN task, once (on the first wait), unless listening is off.
+    fn ensure_listener(&self) {
+        if !self.inner.options.listen {
+            return;
+        }
+        self.inner.listener.get_or_init(|| {
+            tokio::spawn(notify::listener(
                 self.inner.pool.clone(),
                 self.inner.channel.clone(),
                 self.inner.wake.clone(),
-            ));
-            vec![notifier.abort_handle(), listener.abort_handle()]
+            ))
+            .abort_handle()
         });
     }
 
@@ -261,7 +270,7 @@ impl PgStore {
     fn announce(&self) {
         self.inner.wake.send_modify(|n| *n = n.wrapping_add(1));
         if self.inner.options.listen {
-            self.ensure_background();
+            self.ensure_notifier();
             self.inner.pending_notify.notify_one();
         }
     }
@@ -463,7 +472,7 @@ impl EventStore for PgStore {
     }
 
     async fn wait_for_events(&self, after: Position) -> Result<(), StoreError> {
-        self.ensure_background();
+        self.ensure_listener();
         // Subscribe before probing, so a wake-up between the probe and the wait is not lost.
         let mut woken = self.inner.wake.subscribe();
         let (c, s) = position_params(after);
