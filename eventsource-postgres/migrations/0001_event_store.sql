@@ -71,6 +71,9 @@ CREATE TABLE checkpoints (
 -- per stored event (status 1, the original commit), or one row describing why nothing was
 -- written: status 2 conflict (r_stream, r_version = actual), status 3 id reused (r_id, r_stream
 -- = stored stream, r_reason), status 4 the horizon's xid does not fit a position.
+--
+-- p_check_ids: look the event ids up first. Callers pass false, and true again after a
+-- unique violation on events_event_id (the batch, or part of it, is already stored).
 CREATE FUNCTION append_events(
     w_streams text[],
     w_expected bigint[],
@@ -79,7 +82,8 @@ CREATE FUNCTION append_events(
     e_types text[],
     e_schema bigint[],
     e_payloads bytea[],
-    e_meta jsonb[]
+    e_meta jsonb[],
+    p_check_ids boolean
 ) RETURNS TABLE (
     status smallint,
     r_stream text,
@@ -97,7 +101,8 @@ SET search_path FROM CURRENT
 SET plan_cache_mode = force_generic_plan
 AS $$
 DECLARE
-    n_found integer;
+    n_found integer := 0;
+    v_conflict integer;
     n_total integer := cardinality(e_ids);
     v_commit bigint;
     v_xid bigint;
@@ -116,39 +121,6 @@ BEGIN
         ORDER BY 1
     ) AS keys;
 
-    -- Idempotency, checked under the stream locks: a concurrent append of the same events to
-    -- the same streams has committed by now (each statement here takes a new snapshot).
-    IF EXISTS (SELECT 1 FROM events e WHERE e.event_id = ANY (e_ids)) THEN
-        SELECT count(*) INTO n_found FROM events e WHERE e.event_id = ANY (e_ids);
-        RETURN QUERY
-        WITH input AS (
-            SELECT i.id, w_streams[i.w] AS stream, i.ty, i.sv, i.p
-            FROM unnest(e_w, e_ids, e_types, e_schema, e_payloads) AS i (w, id, ty, sv, p)
-        )
-        SELECT 3::smallint, e.stream_id, e.version, e.commit_id, e.seq, e.recorded_at, e.event_id,
-               CASE WHEN e.stream_id <> i.stream THEN 'it is stored on another stream'
-                    ELSE 'its type, schema version or payload differ' END
-        FROM input i JOIN events e ON e.event_id = i.id
-        WHERE e.stream_id <> i.stream OR e.event_type <> i.ty
-           OR e.schema_version <> i.sv OR e.payload <> i.p
-        LIMIT 1;
-        IF FOUND THEN RETURN; END IF;
-        IF n_found < n_total THEN
-            RETURN QUERY
-            SELECT 3::smallint, e.stream_id, e.version, e.commit_id, e.seq, e.recorded_at,
-                   e.event_id, 'the append repeats only some events of an earlier one'::text
-            FROM events e WHERE e.event_id = ANY (e_ids)
-            ORDER BY e.commit_id, e.seq LIMIT 1;
-            RETURN;
-        END IF;
-        RETURN QUERY
-        SELECT 1::smallint, e.stream_id, e.version, e.commit_id, e.seq, e.recorded_at, e.event_id,
-               NULL::text
-        FROM events e WHERE e.event_id = ANY (e_ids)
-        ORDER BY e.commit_id, e.seq;
-        RETURN;
-    END IF;
-
     -- Each stream's current version and last recorded-at time, read under its lock.
     SELECT array_agg(coalesce(cur.version, 0) ORDER BY w.ord),
            array_agg(cur.recorded_at ORDER BY w.ord)
@@ -163,11 +135,59 @@ BEGIN
     FOR i IN 1 .. cardinality(w_streams) LOOP
         IF (w_expected[i] = -2 AND v_versions[i] = 0)
            OR (w_expected[i] >= 0 AND v_versions[i] <> w_expected[i]) THEN
-            RETURN QUERY SELECT 2::smallint, w_streams[i], v_versions[i], NULL::bigint,
-                NULL::bigint, NULL::timestamptz, NULL::uuid, NULL::text;
-            RETURN;
+            v_conflict := i;
+            EXIT;
         END IF;
     END LOOP;
+
+    -- Idempotency, checked under the stream locks (a concurrent append of the same events to
+    -- the same streams has committed by now: each statement takes a new snapshot), and only
+    -- when it can matter: when asked (the caller's first attempt met the event_id unique
+    -- index), or before reporting a conflict (a retried append must get its first commit,
+    -- not a conflict). Otherwise the unique index is the check, at no extra cost.
+    -- Each id is a LIMIT 1 lateral probe of the event_id index: a plain `= ANY(array)` or an
+    -- EXISTS (pulled up into a semi-join) lets the planner scan the whole log.
+    IF p_check_ids OR v_conflict IS NOT NULL THEN
+        SELECT count(*) INTO n_found FROM unnest(e_ids) AS u (id)
+        CROSS JOIN LATERAL (SELECT 1 FROM events e WHERE e.event_id = u.id LIMIT 1) AS x;
+    END IF;
+    IF n_found > 0 THEN
+        RETURN QUERY
+        WITH input AS (
+            SELECT i.id, w_streams[i.w] AS stream, i.ty, i.sv, i.p
+            FROM unnest(e_w, e_ids, e_types, e_schema, e_payloads) AS i (w, id, ty, sv, p)
+        )
+        SELECT 3::smallint, e.stream_id, e.version, e.commit_id, e.seq, e.recorded_at, e.event_id,
+               CASE WHEN e.stream_id <> i.stream THEN 'it is stored on another stream'
+                    ELSE 'its type, schema version or payload differ' END
+        FROM input i
+        CROSS JOIN LATERAL (SELECT * FROM events x WHERE x.event_id = i.id LIMIT 1) AS e
+        WHERE e.stream_id <> i.stream OR e.event_type <> i.ty
+           OR e.schema_version <> i.sv OR e.payload <> i.p
+        LIMIT 1;
+        IF FOUND THEN RETURN; END IF;
+        IF n_found < n_total THEN
+            RETURN QUERY
+            SELECT 3::smallint, e.stream_id, e.version, e.commit_id, e.seq, e.recorded_at,
+                   e.event_id, 'the append repeats only some events of an earlier one'::text
+            FROM unnest(e_ids) AS u (id)
+            CROSS JOIN LATERAL (SELECT * FROM events x WHERE x.event_id = u.id LIMIT 1) AS e
+            ORDER BY e.commit_id, e.seq LIMIT 1;
+            RETURN;
+        END IF;
+        RETURN QUERY
+        SELECT 1::smallint, e.stream_id, e.version, e.commit_id, e.seq, e.recorded_at, e.event_id,
+               NULL::text
+        FROM unnest(e_ids) AS u (id)
+        CROSS JOIN LATERAL (SELECT * FROM events x WHERE x.event_id = u.id LIMIT 1) AS e
+        ORDER BY e.commit_id, e.seq;
+        RETURN;
+    END IF;
+    IF v_conflict IS NOT NULL THEN
+        RETURN QUERY SELECT 2::smallint, w_streams[v_conflict], v_versions[v_conflict],
+            NULL::bigint, NULL::bigint, NULL::timestamptz, NULL::uuid, NULL::text;
+        RETURN;
+    END IF;
 
     -- The position's commit part: this transaction's xid8 under the current era.
     v_xid := pg_current_xact_id()::text::bigint;

@@ -149,11 +149,13 @@ fn decode_row(row: &PgRow) -> Result<AppendRow, sqlx::Error> {
     })
 }
 
-/// Runs `append_events` once on `conn` (one round trip).
+/// Runs `append_events` once on `conn` (one round trip). `check_ids`: look the event ids up
+/// before writing (after an attempt met the event_id unique index).
 pub(crate) async fn call(
     conn: &mut PgConnection,
     sql: &str,
     p: &AppendParams,
+    check_ids: bool,
 ) -> Result<Vec<AppendRow>, sqlx::Error> {
     let rows = sqlx::query(sql)
         .bind(&p.streams)
@@ -164,9 +166,16 @@ pub(crate) async fn call(
         .bind(&p.schema_versions)
         .bind(&p.payloads)
         .bind(&p.metadata)
+        .bind(check_ids)
         .fetch_all(conn)
         .await?;
     rows.iter().map(decode_row).collect()
+}
+
+/// Whether `e` says that an event id of the append is already stored.
+pub(crate) fn is_stored_id(e: &sqlx::Error) -> bool {
+    crate::errors::code(e).as_deref() == Some(sqlstate::UNIQUE_VIOLATION)
+        && e.as_database_error().and_then(|d| d.constraint()) == Some("events_event_id")
 }
 
 /// Whether an append that failed with `e` should be tried again inside the store: deadlocks,

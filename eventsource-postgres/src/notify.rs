@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::{Connection, PgConnection, PgPool};
 use sqlx::postgres::PgListener;
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::{Notify, watch};
 
 use crate::schema::PgSchema;

@@ -61,7 +61,7 @@ impl Sql {
         Self {
             append: format!(
                 "SELECT status, r_stream, r_version, r_commit, r_seq, r_recorded, r_id, r_reason \
-                 FROM {s}.append_events($1, $2, $3, $4, $5, $6, $7, $8::text[]::jsonb[])"
+                 FROM {s}.append_events($1, $2, $3, $4, $5, $6, $7, $8::text[]::jsonb[], $9)"
             ),
             read_stream: format!(
                 "SELECT {cols} FROM {s}.events e WHERE e.stream_id = $1 \

@@ -169,7 +169,10 @@ pub(crate) struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        for task in [self.notifier.get(), self.listener.get()].into_iter().flatten() {
+        for task in [self.notifier.get(), self.listener.get()]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
         }
     }
@@ -279,14 +282,16 @@ impl PgStore {
         &self,
         writes: &[StreamWrite],
         params: &AppendParams,
+        check_ids: bool,
     ) -> Result<Result<Outcome, StoreError>, sqlx::Error> {
+        let sql = &self.inner.sql.append;
         if self.inner.inline.is_empty() {
             let mut conn = self.inner.pool.acquire().await?;
-            let rows = append::call(&mut conn, &self.inner.sql.append, params).await?;
+            let rows = append::call(&mut conn, sql, params, check_ids).await?;
             return Ok(append::outcome(writes, rows));
         }
         let mut tx = self.inner.pool.begin().await?;
-        let rows = append::call(&mut tx, &self.inner.sql.append, params).await?;
+        let rows = append::call(&mut tx, sql, params, check_ids).await?;
         let outcome = append::outcome(writes, rows);
         let Ok(Outcome::Written(_, written)) = &outcome else {
             // Nothing new was written: the inline read models already reflect it.
@@ -320,12 +325,19 @@ impl EventStore for PgStore {
         async {
             let params = AppendParams::new(&writes)?;
             let mut attempt = 0;
+            let mut check_ids = false;
             let outcome = loop {
                 attempt += 1;
-                match self.append_once(&writes, &params).await {
+                match self.append_once(&writes, &params, check_ids).await {
                     Ok(outcome) => break outcome?,
                     Err(e) if attempt < APPEND_ATTEMPTS && append::retry_inside(&e) => {
                         tracing::debug!(error = %e, attempt, "append retried");
+                        // Met a stored event id, or lost the connection (the append may
+                        // have committed): look the ids up this time.
+                        check_ids = append::is_stored_id(&e) || crate::errors::is_connection_lost(&e);
+                        if append::is_stored_id(&e) {
+                            continue;
+                        }
                         let cap = 2u64.pow(attempt.min(6));
                         tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=cap))).await;
                     }
