@@ -65,7 +65,7 @@ impl Sql {
             ),
             read_stream: format!(
                 "SELECT {cols} FROM {s}.events e WHERE e.stream_id = $1 \
-                 AND e.version >= $2 AND e.version <= $3 ORDER BY e.version LIMIT $4"
+                 AND e.version >= $2 AND e.version <= $3 ORDER BY e.version"
             ),
             version_at_time: format!(
                 "SELECT e.version FROM {s}.events e WHERE e.stream_id = $1 AND e.recorded_at <= $2 \

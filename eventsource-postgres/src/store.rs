@@ -7,7 +7,7 @@ use eventsource_core::{
     Commit, EventId, EventStore, LogPage, Position, ReadUntil, RecordedEvent, Snapshot, StoreError,
     StreamId, StreamWrite, Version,
 };
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use sqlx::postgres::{PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
 use tokio::sync::{Mutex, Notify, watch};
@@ -23,8 +23,6 @@ use crate::schema::PgSchema;
 use crate::sql::Sql;
 use crate::{migrate, notify};
 
-/// How many events a stream read fetches per query.
-const STREAM_BATCH: i64 = 512;
 /// How many times an append is tried inside the store before its error is returned.
 const APPEND_ATTEMPTS: u32 = 6;
 
@@ -372,54 +370,26 @@ impl EventStore for PgStore {
         from: Version,
         until: ReadUntil,
     ) -> BoxStream<'a, Result<RecordedEvent, StoreError>> {
-        enum State {
-            Start,
-            Reading { next: i64, last: i64 },
-            Done,
-        }
+        // One streamed query: rows are decoded as they arrive from the socket, so memory
+        // holds what the consumer has not taken yet (the socket's buffers), not the stream;
+        // a slow consumer stops the server through TCP backpressure.
         let first = to_i64(from.get().max(1));
-        stream::unfold(State::Start, move |state| async move {
-            let (next, last) = match state {
-                State::Done => return None,
-                State::Reading { next, last } => (next, last),
-                State::Start => match self.stream_bound(stream, until).await {
-                    Ok(Some(last)) => (first, last),
-                    Ok(None) => return None,
-                    Err(e) => return Some((vec![Err(e)], State::Done)),
-                },
-            };
-            if next > last {
-                return None;
-            }
-            let rows = sqlx::query(&self.inner.sql.read_stream)
-                .bind(stream.as_str())
-                .bind(next)
-                .bind(last)
-                .bind(STREAM_BATCH)
-                .fetch_all(&self.inner.pool)
-                .await;
-            let rows = match rows {
-                Ok(rows) => rows,
-                Err(e) => return Some((vec![Err(backend("reading a stream", e))], State::Done)),
-            };
-            if rows.is_empty() {
-                return None;
-            }
-            let full = rows.len() as i64 == STREAM_BATCH;
-            let batch: Vec<Result<RecordedEvent, StoreError>> =
-                rows.iter().map(|r| rows::event(r, 0)).collect();
-            let failed = batch.iter().any(Result::is_err);
-            let following = match batch.last() {
-                Some(Ok(e)) if full && !failed => State::Reading {
-                    next: to_i64(e.version.get()) + 1,
-                    last,
-                },
-                _ => State::Done,
-            };
-            Some((batch, following))
-        })
-        .flat_map(stream::iter)
-        .boxed()
+        stream::once(self.stream_bound(stream, until))
+            .map_ok(move |bound| match bound {
+                Some(last) => sqlx::query(&self.inner.sql.read_stream)
+                    .bind(stream.as_str())
+                    .bind(first)
+                    .bind(last)
+                    .fetch(&self.inner.pool)
+                    .map(move |row| match row {
+                        Ok(row) => rows::event_of(&row, 0, stream.clone()),
+                        Err(e) => Err(backend("reading a stream", e)),
+                    })
+                    .boxed(),
+                None => stream::empty().boxed(),
+            })
+            .try_flatten()
+            .boxed()
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
