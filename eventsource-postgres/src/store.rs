@@ -14,7 +14,7 @@ use tokio::sync::{Mutex, Notify, watch};
 use tokio::task::AbortHandle;
 use tracing::Instrument;
 
-use crate::append::{self, AppendParams, Outcome};
+use crate::append::{self, AppendParams, Outcome, Path};
 use crate::errors::backend;
 use crate::inline::{DynInline, Inline};
 use crate::projection::PgProjectionContext;
@@ -280,16 +280,25 @@ impl PgStore {
         &self,
         writes: &[StreamWrite],
         params: &AppendParams,
-        check_ids: bool,
+        path: Path,
     ) -> Result<Result<Outcome, StoreError>, sqlx::Error> {
-        let sql = &self.inner.sql.append;
+        let sql = &self.inner.sql;
         if self.inner.inline.is_empty() {
             let mut conn = self.inner.pool.acquire().await?;
-            let rows = append::call(&mut conn, sql, params, check_ids).await?;
+            let mut rows = append::call(&mut conn, sql, params, path).await?;
+            if path == Path::Fast && append::is_conflict(&rows) {
+                // A retried append must get its first commit, not a conflict: look again,
+                // with the ids.
+                rows =
+                    append::call(&mut conn, sql, params, Path::Locked { check_ids: true }).await?;
+            }
             return Ok(append::outcome(writes, rows));
         }
         let mut tx = self.inner.pool.begin().await?;
-        let rows = append::call(&mut tx, sql, params, check_ids).await?;
+        let mut rows = append::call(&mut tx, sql, params, path).await?;
+        if path == Path::Fast && append::is_conflict(&rows) {
+            rows = append::call(&mut tx, sql, params, Path::Locked { check_ids: true }).await?;
+        }
         let outcome = append::outcome(writes, rows);
         let Ok(Outcome::Written(_, written)) = &outcome else {
             // Nothing new was written: the inline read models already reflect it.
@@ -323,17 +332,22 @@ impl EventStore for PgStore {
         async {
             let params = AppendParams::new(&writes)?;
             let mut attempt = 0;
-            let mut check_ids = false;
+            let mut path = Path::Fast;
             let outcome = loop {
                 attempt += 1;
-                match self.append_once(&writes, &params, check_ids).await {
+                match self.append_once(&writes, &params, path).await {
                     Ok(outcome) => break outcome?,
                     Err(e) if attempt < APPEND_ATTEMPTS && append::retry_inside(&e) => {
                         tracing::debug!(error = %e, attempt, "append retried");
-                        // Met a stored event id, or lost the connection (the append may
-                        // have committed): look the ids up this time.
-                        check_ids = append::is_stored_id(&e) || crate::errors::is_connection_lost(&e);
-                        if append::is_stored_id(&e) {
+                        // Retries serialise on the stream locks. Met a stored event id, or
+                        // lost the connection (the append may have committed): look the ids
+                        // up this time.
+                        let stored = append::is_stored_id(&e);
+                        path = Path::Locked {
+                            check_ids: stored || crate::errors::is_connection_lost(&e),
+                        };
+                        if stored || !crate::errors::is_connection_lost(&e) {
+                            // A race or a deadlock: go again at once, under the locks.
                             continue;
                         }
                         let cap = 2u64.pow(attempt.min(6));
