@@ -10,7 +10,12 @@ use quote::quote_spanned;
 /// Outside generics this is a `const _` item, evaluated by `cargo check`. Where the condition
 /// names generic parameters it must be an inline `const { }` block inside a function body
 /// (pass `in_body`), evaluated when that function is instantiated.
-pub(crate) fn const_assert(span: Span, cond: TokenStream, message: &str, in_body: bool) -> TokenStream {
+pub(crate) fn const_assert(
+    span: Span,
+    cond: TokenStream,
+    message: &str,
+    in_body: bool,
+) -> TokenStream {
     // `panic!` takes a format string: keep the message literal.
     let message = message.replace('{', "{{").replace('}', "}}");
     let check = quote_spanned! {span=>

@@ -31,7 +31,9 @@ impl EventList {
         let mut events = Vec::with_capacity(types.len());
         for ty in types {
             let last = match &ty {
-                syn::Type::Path(p) if p.qself.is_none() => p.path.segments.last().map(|s| s.ident.clone()),
+                syn::Type::Path(p) if p.qself.is_none() => {
+                    p.path.segments.last().map(|s| s.ident.clone())
+                }
                 _ => None,
             };
             match last {
@@ -63,7 +65,10 @@ pub(crate) fn check_not_empty(cx: &Ctxt, list: &EventList, attr: &str) {
 pub(crate) fn check_listed_once(cx: &Ctxt, list: &EventList) {
     for (i, e) in list.events.iter().enumerate() {
         if list.events[..i].iter().any(|f| f.text == e.text) {
-            cx.error_spanned_by(&e.ty, format!("event `{}` is listed twice in `events(...)`", e.text));
+            cx.error_spanned_by(
+                &e.ty,
+                format!("event `{}` is listed twice in `events(...)`", e.text),
+            );
         }
     }
 }

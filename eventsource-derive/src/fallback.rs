@@ -48,7 +48,10 @@ pub(crate) fn aggregate(cx: Ctxt, aggregate: &Aggregate<'_>) -> TokenStream {
         fresh
     });
     let (enum_def, conversions) = if unique && !aggregate.events.events.is_empty() {
-        (aggregate::event_enum(aggregate), aggregate::conversions(aggregate))
+        (
+            aggregate::event_enum(aggregate),
+            aggregate::conversions(aggregate),
+        )
     } else {
         let vis = &aggregate.input.vis;
         (quote!(#vis enum #event_enum {}), TokenStream::new())

@@ -112,7 +112,7 @@ pub fn derive_domain_event(input: TokenStream) -> TokenStream {
 ///
 /// let event = CounterEvent::from(Incremented { by: 2 });
 /// let mut counter = Counter::default();
-/// counter.apply(&event);
+/// Aggregate::apply(&mut counter, &event); // `Apply::apply` has the same name
 /// assert_eq!(counter.value, 2);
 /// assert_eq!(event.event_type(), "counter.incremented");
 /// let decoded = CounterEvent::decode("counter.incremented", 1, br#"{"by":2}"#).unwrap();

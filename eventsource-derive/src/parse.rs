@@ -65,12 +65,13 @@ pub(crate) fn parse_attrs(
 ) -> Option<Span> {
     let mut first = None;
     for attr in attrs.iter().filter(|a| a.path() == &name) {
-        first.get_or_insert_with(|| attr.path().get_ident().map_or_else(Span::call_site, |i| i.span()));
+        first.get_or_insert_with(|| {
+            attr.path()
+                .get_ident()
+                .map_or_else(Span::call_site, |i| i.span())
+        });
         if !matches!(attr.meta, syn::Meta::List(_)) {
-            cx.error_spanned_by(
-                attr,
-                format!("expected `#[{name}(key = value, ...)]`"),
-            );
+            cx.error_spanned_by(attr, format!("expected `#[{name}(key = value, ...)]`"));
             continue;
         }
         let result = attr.parse_nested_meta(|meta| {
@@ -148,7 +149,11 @@ fn take_value_tokens(input: ParseStream<'_>) -> syn::Result<TokenStream> {
 }
 
 /// The `= value` part of `key = value`, or an error at the key if it is missing.
-fn value<'a>(meta: &'a ParseNestedMeta<'_>, key: Symbol, example: &str) -> syn::Result<ParseStream<'a>> {
+fn value<'a>(
+    meta: &'a ParseNestedMeta<'_>,
+    key: Symbol,
+    example: &str,
+) -> syn::Result<ParseStream<'a>> {
     if !meta.input.peek(Token![=]) {
         return Err(meta.error(format!("`{key}` expects a value: `{key} = {example}`")));
     }
@@ -162,11 +167,18 @@ fn wrong_value(input: ParseStream<'_>, key: Symbol, what: &str, example: &str) -
         Ok(_) => return input.error(format!("`{key}` expects {what}, e.g. `{key} = {example}`")),
         Err(e) => return e,
     };
-    syn::Error::new_spanned(tokens, format!("`{key}` expects {what}, e.g. `{key} = {example}`"))
+    syn::Error::new_spanned(
+        tokens,
+        format!("`{key}` expects {what}, e.g. `{key} = {example}`"),
+    )
 }
 
 /// `key = "string"`.
-pub(crate) fn lit_str(meta: &ParseNestedMeta<'_>, key: Symbol, example: &str) -> syn::Result<LitStr> {
+pub(crate) fn lit_str(
+    meta: &ParseNestedMeta<'_>,
+    key: Symbol,
+    example: &str,
+) -> syn::Result<LitStr> {
     let input = value(meta, key, example)?;
     if input.peek(LitStr) {
         input.parse()
@@ -176,7 +188,11 @@ pub(crate) fn lit_str(meta: &ParseNestedMeta<'_>, key: Symbol, example: &str) ->
 }
 
 /// `key = 42`, an integer that must fit `N`.
-pub(crate) fn lit_int<N>(meta: &ParseNestedMeta<'_>, key: Symbol, example: &str) -> syn::Result<(N, LitInt)>
+pub(crate) fn lit_int<N>(
+    meta: &ParseNestedMeta<'_>,
+    key: Symbol,
+    example: &str,
+) -> syn::Result<(N, LitInt)>
 where
     N: std::str::FromStr,
     N::Err: std::fmt::Display,
@@ -190,7 +206,11 @@ where
         Ok(n) => Ok((n, lit)),
         Err(_) => Err(syn::Error::new_spanned(
             &lit,
-            format!("`{key}` is out of range: `{}` does not fit a `{}`", lit, std::any::type_name::<N>()),
+            format!(
+                "`{key}` is out of range: `{}` does not fit a `{}`",
+                lit,
+                std::any::type_name::<N>()
+            ),
         )),
     }
 }
@@ -205,7 +225,11 @@ pub(crate) fn ty(meta: &ParseNestedMeta<'_>, key: Symbol, example: &str) -> syn:
 }
 
 /// `key = some::path`.
-pub(crate) fn path(meta: &ParseNestedMeta<'_>, key: Symbol, example: &str) -> syn::Result<syn::Path> {
+pub(crate) fn path(
+    meta: &ParseNestedMeta<'_>,
+    key: Symbol,
+    example: &str,
+) -> syn::Result<syn::Path> {
     let input = value(meta, key, example)?;
     if input.peek(LitStr) {
         return Err(wrong_value(input, key, "a path, not a string", example));
@@ -214,7 +238,11 @@ pub(crate) fn path(meta: &ParseNestedMeta<'_>, key: Symbol, example: &str) -> sy
 }
 
 /// `key = Ident`.
-pub(crate) fn ident(meta: &ParseNestedMeta<'_>, key: Symbol, example: &str) -> syn::Result<syn::Ident> {
+pub(crate) fn ident(
+    meta: &ParseNestedMeta<'_>,
+    key: Symbol,
+    example: &str,
+) -> syn::Result<syn::Ident> {
     let input = value(meta, key, example)?;
     if input.peek(syn::Ident) && !input.peek2(Token![::]) {
         input.parse()
@@ -290,7 +318,8 @@ pub(crate) fn reject_union(cx: &Ctxt, input: &syn::DeriveInput, derive: &str, wh
 pub(crate) fn impl_generics(generics: &syn::Generics, extra: &[TokenStream]) -> syn::Generics {
     let mut generics = generics.clone();
     let lifetimes: Vec<syn::Lifetime> = generics.lifetimes().map(|l| l.lifetime.clone()).collect();
-    let generic = generics.type_params().next().is_some() || generics.const_params().next().is_some();
+    let generic =
+        generics.type_params().next().is_some() || generics.const_params().next().is_some();
     let where_clause = generics.make_where_clause();
     for l in lifetimes {
         where_clause.predicates.push(syn::parse_quote!(#l: 'static));

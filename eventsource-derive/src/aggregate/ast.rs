@@ -37,22 +37,39 @@ impl<'a> Aggregate<'a> {
         let mut event_enum = Slot::new(ATTR, symbol::EVENT_ENUM);
         let mut krate = Slot::new(ATTR, symbol::CRATE);
 
-        let attr_span = parse::parse_attrs(cx, &input.attrs, ATTR, symbol::AGGREGATE_KEYS, |key, meta| {
-            match key {
-                symbol::NAME => name.set(cx, &meta.path, parse::lit_str(meta, key, "\"account\"")?),
-                symbol::EVENTS => {
-                    let (span, types) = parse::list::<syn::Type>(meta, key, "(Opened, Deposited)")?;
-                    events.set(cx, &meta.path, EventList::new(cx, span, types));
+        let attr_span = parse::parse_attrs(
+            cx,
+            &input.attrs,
+            ATTR,
+            symbol::AGGREGATE_KEYS,
+            |key, meta| {
+                match key {
+                    symbol::NAME => {
+                        name.set(cx, &meta.path, parse::lit_str(meta, key, "\"account\"")?)
+                    }
+                    symbol::EVENTS => {
+                        let (span, types) =
+                            parse::list::<syn::Type>(meta, key, "(Opened, Deposited)")?;
+                        events.set(cx, &meta.path, EventList::new(cx, span, types));
+                    }
+                    symbol::SNAPSHOT_EVERY => {
+                        every.set(cx, &meta.path, parse::lit_int::<u64>(meta, key, "100")?)
+                    }
+                    symbol::SNAPSHOT_VERSION => {
+                        snapshot_version.set(
+                            cx,
+                            &meta.path,
+                            parse::lit_int::<u32>(meta, key, "2")?,
+                        );
+                    }
+                    symbol::EVENT_ENUM => {
+                        event_enum.set(cx, &meta.path, parse::ident(meta, key, "AccountEvent")?)
+                    }
+                    _ => krate.set(cx, &meta.path, parse::crate_path(meta, key)?),
                 }
-                symbol::SNAPSHOT_EVERY => every.set(cx, &meta.path, parse::lit_int::<u64>(meta, key, "100")?),
-                symbol::SNAPSHOT_VERSION => {
-                    snapshot_version.set(cx, &meta.path, parse::lit_int::<u32>(meta, key, "2")?);
-                }
-                symbol::EVENT_ENUM => event_enum.set(cx, &meta.path, parse::ident(meta, key, "AccountEvent")?),
-                _ => krate.set(cx, &meta.path, parse::crate_path(meta, key)?),
-            }
-            Ok(())
-        });
+                Ok(())
+            },
+        );
         let span = attr_span.unwrap_or_else(|| input.ident.span());
         if attr_span.is_none() {
             cx.error_at(
@@ -77,7 +94,10 @@ impl<'a> Aggregate<'a> {
                 if attr_span.is_some() {
                     cx.error_at(span, "missing `events(...)` in `#[aggregate(...)]`: list the events this aggregate folds, e.g. `events(Opened, Deposited)`");
                 }
-                EventList { span, events: Vec::new() }
+                EventList {
+                    span,
+                    events: Vec::new(),
+                }
             }
         };
         let event_enum = event_enum
@@ -91,9 +111,12 @@ impl<'a> Aggregate<'a> {
             name_given,
             events,
             event_enum,
-            snapshots: every.take().map(|(key, (every, every_lit))| Snapshots { key, every, every_lit }),
+            snapshots: every.take().map(|(key, (every, every_lit))| Snapshots {
+                key,
+                every,
+                every_lit,
+            }),
             snapshot_version: snapshot_version.take().map(|(key, (v, lit))| (key, v, lit)),
         }
     }
-
 }

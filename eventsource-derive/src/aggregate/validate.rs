@@ -20,7 +20,12 @@ pub(crate) fn check(cx: &Ctxt, aggregate: &Aggregate<'_>) {
 
 /// An aggregate's state is a struct or an enum.
 fn check_item_kind(cx: &Ctxt, aggregate: &Aggregate<'_>) {
-    parse::reject_union(cx, aggregate.input, "Aggregate", "use a struct or an enum for the state");
+    parse::reject_union(
+        cx,
+        aggregate.input,
+        "Aggregate",
+        "use a struct or an enum for the state",
+    );
 }
 
 /// The name is the stream category: not empty, no `-` (it separates category and id).
@@ -30,7 +35,10 @@ fn check_name(cx: &Ctxt, aggregate: &Aggregate<'_>) {
     }
     let value = aggregate.name.value();
     if value.trim().is_empty() {
-        cx.error_spanned_by(&aggregate.name, "the aggregate `name` cannot be empty: it is the category of its streams");
+        cx.error_spanned_by(
+            &aggregate.name,
+            "the aggregate `name` cannot be empty: it is the category of its streams",
+        );
     }
 }
 
@@ -39,7 +47,10 @@ fn check_name(cx: &Ctxt, aggregate: &Aggregate<'_>) {
 fn check_variant_names(cx: &Ctxt, aggregate: &Aggregate<'_>) {
     let events = &aggregate.events.events;
     for (i, e) in events.iter().enumerate() {
-        if let Some(first) = events[..i].iter().find(|f| f.variant == e.variant && f.text != e.text) {
+        if let Some(first) = events[..i]
+            .iter()
+            .find(|f| f.variant == e.variant && f.text != e.text)
+        {
             cx.error_spanned_by(
                 &e.ty,
                 format!(
@@ -64,7 +75,10 @@ fn check_snapshots(cx: &Ctxt, aggregate: &Aggregate<'_>) {
     }
     if let Some((key, version, lit)) = &aggregate.snapshot_version {
         if aggregate.snapshots.is_none() {
-            cx.error_spanned_by(key, "`snapshot_version` needs `snapshot_every`: this aggregate takes no snapshots");
+            cx.error_spanned_by(
+                key,
+                "`snapshot_version` needs `snapshot_every`: this aggregate takes no snapshots",
+            );
         } else if *version == 0 {
             cx.error_spanned_by(lit, "snapshot versions start at 1");
         }

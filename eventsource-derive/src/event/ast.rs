@@ -12,15 +12,9 @@ pub(crate) enum Older {
     /// No older version decodes.
     None,
     /// `previous = Type`: decode as that type, then convert.
-    Previous {
-        key: syn::Path,
-        ty: syn::Type,
-    },
+    Previous { key: syn::Path, ty: syn::Type },
     /// `upcast_json = path`: transform the raw JSON, then decode as this type.
-    UpcastJson {
-        key: syn::Path,
-        func: syn::Path,
-    },
+    UpcastJson { key: syn::Path, func: syn::Path },
 }
 
 pub(crate) struct Event<'a> {
@@ -49,26 +43,36 @@ impl<'a> Event<'a> {
         let mut krate = Slot::new(ATTR, symbol::CRATE);
         let mut aliases = Vec::new();
 
-        let attr_span = parse::parse_attrs(cx, &input.attrs, ATTR, symbol::EVENT_KEYS, |key, meta| {
-            match key {
-                symbol::NAME => name.set(cx, &meta.path, parse::lit_str(meta, key, "\"account.opened\"")?),
-                symbol::VERSION => version.set(cx, &meta.path, parse::lit_int::<u32>(meta, key, "2")?),
-                symbol::PREVIOUS => previous.set(cx, &meta.path, parse::ty(meta, key, "DepositedV1")?),
-                symbol::UPCAST_JSON => {
-                    upcast_json.set(cx, &meta.path, parse::path(meta, key, "upcast_v1")?);
-                }
-                symbol::ALIAS => {
-                    if meta.input.peek(syn::token::Paren) {
-                        let (_, list) = parse::list::<LitStr>(meta, key, "(\"old.name\", \"older.name\")")?;
-                        aliases.extend(list);
-                    } else {
-                        aliases.push(parse::lit_str(meta, key, "\"old.name\"")?);
+        let attr_span =
+            parse::parse_attrs(cx, &input.attrs, ATTR, symbol::EVENT_KEYS, |key, meta| {
+                match key {
+                    symbol::NAME => name.set(
+                        cx,
+                        &meta.path,
+                        parse::lit_str(meta, key, "\"account.opened\"")?,
+                    ),
+                    symbol::VERSION => {
+                        version.set(cx, &meta.path, parse::lit_int::<u32>(meta, key, "2")?)
                     }
+                    symbol::PREVIOUS => {
+                        previous.set(cx, &meta.path, parse::ty(meta, key, "DepositedV1")?)
+                    }
+                    symbol::UPCAST_JSON => {
+                        upcast_json.set(cx, &meta.path, parse::path(meta, key, "upcast_v1")?);
+                    }
+                    symbol::ALIAS => {
+                        if meta.input.peek(syn::token::Paren) {
+                            let (_, list) =
+                                parse::list::<LitStr>(meta, key, "(\"old.name\", \"older.name\")")?;
+                            aliases.extend(list);
+                        } else {
+                            aliases.push(parse::lit_str(meta, key, "\"old.name\"")?);
+                        }
+                    }
+                    _ => krate.set(cx, &meta.path, parse::crate_path(meta, key)?),
                 }
-                _ => krate.set(cx, &meta.path, parse::crate_path(meta, key)?),
-            }
-            Ok(())
-        });
+                Ok(())
+            });
 
         let name_given = name.get().is_some();
         let name = match name.get() {

@@ -27,9 +27,15 @@ fn check_name(cx: &Ctxt, event: &Event<'_>) {
         return; // already reported
     }
     if value.trim().is_empty() {
-        cx.error_spanned_by(&event.name, "the event `name` cannot be empty: it is the type name the store records");
+        cx.error_spanned_by(
+            &event.name,
+            "the event `name` cannot be empty: it is the type name the store records",
+        );
     } else if value.trim() != value {
-        cx.error_spanned_by(&event.name, "the event `name` has leading or trailing whitespace");
+        cx.error_spanned_by(
+            &event.name,
+            "the event `name` has leading or trailing whitespace",
+        );
     }
 }
 
@@ -37,7 +43,10 @@ fn check_name(cx: &Ctxt, event: &Event<'_>) {
 fn check_version(cx: &Ctxt, event: &Event<'_>) {
     if let Some(lit) = &event.version_lit {
         if event.version == 0 {
-            cx.error_spanned_by(lit, "event versions start at 1: use `version = 1` for the first shape");
+            cx.error_spanned_by(
+                lit,
+                "event versions start at 1: use `version = 1` for the first shape",
+            );
         }
     }
 }
@@ -49,7 +58,10 @@ fn check_aliases(cx: &Ctxt, event: &Event<'_>) {
         if value.trim().is_empty() {
             cx.error_spanned_by(alias, "an event `alias` cannot be empty");
         } else if value == event.name.value() {
-            cx.error_spanned_by(alias, "this `alias` is the event's own `name`: an alias is a former name");
+            cx.error_spanned_by(
+                alias,
+                "this `alias` is the event's own `name`: an alias is a former name",
+            );
         } else if event.aliases[..i].iter().any(|a| a.value() == value) {
             cx.error_spanned_by(alias, format!("alias `{value}` is given twice"));
         }

@@ -27,18 +27,29 @@ impl<'a> Projection<'a> {
         let mut context = Slot::new(ATTR, symbol::CONTEXT);
         let mut krate = Slot::new(ATTR, symbol::CRATE);
 
-        let attr_span = parse::parse_attrs(cx, &input.attrs, ATTR, symbol::PROJECTION_KEYS, |key, meta| {
-            match key {
-                symbol::NAME => name.set(cx, &meta.path, parse::lit_str(meta, key, "\"balances\"")?),
-                symbol::EVENTS => {
-                    let (span, types) = parse::list::<syn::Type>(meta, key, "(Opened, Deposited)")?;
-                    events.set(cx, &meta.path, EventList::new(cx, span, types));
+        let attr_span = parse::parse_attrs(
+            cx,
+            &input.attrs,
+            ATTR,
+            symbol::PROJECTION_KEYS,
+            |key, meta| {
+                match key {
+                    symbol::NAME => {
+                        name.set(cx, &meta.path, parse::lit_str(meta, key, "\"balances\"")?)
+                    }
+                    symbol::EVENTS => {
+                        let (span, types) =
+                            parse::list::<syn::Type>(meta, key, "(Opened, Deposited)")?;
+                        events.set(cx, &meta.path, EventList::new(cx, span, types));
+                    }
+                    symbol::CONTEXT => {
+                        context.set(cx, &meta.path, parse::ty(meta, key, "MyContext")?)
+                    }
+                    _ => krate.set(cx, &meta.path, parse::crate_path(meta, key)?),
                 }
-                symbol::CONTEXT => context.set(cx, &meta.path, parse::ty(meta, key, "MyContext")?),
-                _ => krate.set(cx, &meta.path, parse::crate_path(meta, key)?),
-            }
-            Ok(())
-        });
+                Ok(())
+            },
+        );
         let span = attr_span.unwrap_or_else(|| input.ident.span());
         if attr_span.is_none() {
             cx.error_at(
@@ -62,7 +73,10 @@ impl<'a> Projection<'a> {
                 if attr_span.is_some() {
                     cx.error_at(span, "missing `events(...)` in `#[projection(...)]`: list the events this projection handles, e.g. `events(Opened, Deposited)`");
                 }
-                EventList { span, events: Vec::new() }
+                EventList {
+                    span,
+                    events: Vec::new(),
+                }
             }
         };
         Projection {

@@ -17,11 +17,14 @@ pub(crate) fn expand(projection: &Projection<'_>) -> TokenStream {
     let context = context(projection);
     let list = &projection.events.events;
     let types: Vec<_> = list.iter().map(|e| &e.ty).collect();
-    let handle: Vec<TokenStream> = list.iter().map(|e| {
-        let (ty, span) = (&e.ty, e.ty.span());
-        let k = projection.krate.at(span);
-        quote_spanned!(span=> <Self as #k::Handle<#ty>>::handle(self, __e, __event, __ctx))
-    }).collect();
+    let handle: Vec<TokenStream> = list
+        .iter()
+        .map(|e| {
+            let (ty, span) = (&e.ty, e.ty.span());
+            let k = projection.krate.at(span);
+            quote_spanned!(span=> <Self as #k::Handle<#ty>>::handle(self, __e, __event, __ctx))
+        })
+        .collect();
     let arm = |ty: &syn::Type, handle: &TokenStream| {
         quote! {
             return match <#ty as #krate::DomainEvent>::decode(__event.schema_version, &__event.payload) {

@@ -18,12 +18,20 @@ pub(crate) fn check(cx: &Ctxt, projection: &Projection<'_>) {
 
 /// A projection is a struct or an enum.
 fn check_item_kind(cx: &Ctxt, projection: &Projection<'_>) {
-    parse::reject_union(cx, projection.input, "Projection", "use a struct or an enum for the read model");
+    parse::reject_union(
+        cx,
+        projection.input,
+        "Projection",
+        "use a struct or an enum for the read model",
+    );
 }
 
 /// The name keys the checkpoint: it cannot be empty.
 fn check_name(cx: &Ctxt, projection: &Projection<'_>) {
     if projection.name_given && projection.name.value().trim().is_empty() {
-        cx.error_spanned_by(&projection.name, "the projection `name` cannot be empty: it is the key of its checkpoint");
+        cx.error_spanned_by(
+            &projection.name,
+            "the projection `name` cannot be empty: it is the key of its checkpoint",
+        );
     }
 }
