@@ -30,10 +30,33 @@ use serde::de::DeserializeOwned;
     label = "`{Self}` needs `#[derive(serde::Deserialize)]`",
     note = "events are stored as JSON: add `#[derive(serde::Deserialize)]` to `{Self}`"
 )]
-pub trait EventDecode: DeserializeOwned {}
+pub trait EventDecode: Sized {
+    /// Decodes a payload stored as `name` with schema `version`.
+    fn decode_event(name: &str, version: u32, payload: &[u8]) -> Result<Self, DecodeError>;
+    /// Decodes the JSON value a raw upcaster produced.
+    fn decode_event_value(
+        name: &str,
+        version: u32,
+        value: serde_json::Value,
+    ) -> Result<Self, DecodeError>;
+}
 
 #[diagnostic::do_not_recommend]
-impl<T: DeserializeOwned> EventDecode for T {}
+impl<T: DeserializeOwned> EventDecode for T {
+    #[inline]
+    fn decode_event(name: &str, version: u32, payload: &[u8]) -> Result<Self, DecodeError> {
+        codec::decode_json(name, version, payload)
+    }
+
+    #[inline]
+    fn decode_event_value(
+        name: &str,
+        version: u32,
+        value: serde_json::Value,
+    ) -> Result<Self, DecodeError> {
+        codec::decode_from_value(name, version, value)
+    }
+}
 
 /// An event payload the store can encode: `serde::Serialize`.
 #[diagnostic::on_unimplemented(
@@ -41,10 +64,18 @@ impl<T: DeserializeOwned> EventDecode for T {}
     label = "`{Self}` needs `#[derive(serde::Serialize)]`",
     note = "an aggregate writes its events as JSON: add `#[derive(serde::Serialize)]` to `{Self}`"
 )]
-pub trait EventEncode: Serialize {}
+pub trait EventEncode {
+    /// Encodes the payload of an event stored as `name`.
+    fn encode_event(&self, name: &str) -> Result<Bytes, EncodeError>;
+}
 
 #[diagnostic::do_not_recommend]
-impl<T: Serialize + ?Sized> EventEncode for T {}
+impl<T: Serialize + ?Sized> EventEncode for T {
+    #[inline]
+    fn encode_event(&self, name: &str) -> Result<Bytes, EncodeError> {
+        codec::encode_json(name, self)
+    }
+}
 
 /// Aggregate state that can be snapshotted: `Serialize` and `Deserialize` (owned).
 #[diagnostic::on_unimplemented(
@@ -52,10 +83,23 @@ impl<T: Serialize + ?Sized> EventEncode for T {}
     label = "`snapshot_every` needs `{Self}: Serialize + Deserialize`",
     note = "add `#[derive(serde::Serialize, serde::Deserialize)]` to `{Self}`, or remove `snapshot_every`"
 )]
-pub trait SnapshotState: Serialize + DeserializeOwned {}
+pub trait SnapshotState: Sized {
+    /// Encodes the state of aggregate `name`.
+    fn encode_snapshot(&self, name: &str) -> Result<Bytes, EncodeError>;
+    /// Decodes a snapshot.
+    fn decode_snapshot(payload: &[u8]) -> Result<Self, DecodeError>;
+}
 
 #[diagnostic::do_not_recommend]
-impl<T: Serialize + DeserializeOwned> SnapshotState for T {}
+impl<T: Serialize + DeserializeOwned> SnapshotState for T {
+    fn encode_snapshot(&self, name: &str) -> Result<Bytes, EncodeError> {
+        codec::encode_json(name, self)
+    }
+
+    fn decode_snapshot(payload: &[u8]) -> Result<Self, DecodeError> {
+        serde_json::from_slice(payload).map_err(DecodeError::Snapshot)
+    }
+}
 
 /// The conversion from the previous version of an event: `TryFrom<P>` (so also `From<P>`),
 /// with an error that boxes into [`BoxError`].
@@ -65,8 +109,8 @@ impl<T: Serialize + DeserializeOwned> SnapshotState for T {}
     note = "add `impl From<{P}> for {Self}` (or `TryFrom`, whose `Error` implements `std::error::Error + Send + Sync`): it is the upcast, in plain Rust"
 )]
 pub trait UpcastFrom<P>: Sized {
-    /// Converts the previous version.
-    fn upcast_from(previous: P) -> Result<Self, BoxError>;
+    /// Converts the previous version, stored as `name`, from version `from` to `to`.
+    fn upcast_from(previous: P, name: &str, from: u32, to: u32) -> Result<Self, DecodeError>;
 }
 
 #[diagnostic::do_not_recommend]
@@ -76,62 +120,45 @@ where
     <T as TryFrom<P>>::Error: Into<BoxError>,
 {
     #[inline]
-    fn upcast_from(previous: P) -> Result<Self, BoxError> {
-        T::try_from(previous).map_err(Into::into)
+    fn upcast_from(previous: P, name: &str, from: u32, to: u32) -> Result<Self, DecodeError> {
+        T::try_from(previous).map_err(|source| DecodeError::Upcast {
+            name: name.into(),
+            from,
+            to,
+            source: source.into(),
+        })
     }
 }
 
-/// Decodes the current version of an event.
+/// Runs a raw upcaster over the JSON of an older version that has no type of its own.
 #[inline]
-pub fn decode_payload<T: EventDecode>(
+pub fn upcast_json<F, E>(
     name: &str,
     version: u32,
+    to: u32,
     payload: &[u8],
-) -> Result<T, DecodeError> {
-    codec::decode_json(name, version, payload)
-}
-
-/// Decodes an older version as `P`, then upcasts it into `T`.
-#[inline]
-pub fn decode_previous<P: DomainEvent, T: DomainEvent + UpcastFrom<P>>(
-    version: u32,
-    payload: &[u8],
-) -> Result<T, DecodeError> {
-    let previous = P::decode(version, payload)?;
-    T::upcast_from(previous).map_err(|source| DecodeError::Upcast {
-        name: T::NAME.into(),
-        from: P::VERSION,
-        to: T::VERSION,
-        source,
-    })
-}
-
-/// Decodes an older version that has no type of its own: parses the JSON, runs the user's
-/// raw upcaster over it, and decodes the result as `T`.
-#[inline]
-pub fn decode_raw<T, F, E>(version: u32, payload: &[u8], upcast: F) -> Result<T, DecodeError>
+    upcast: F,
+) -> Result<serde_json::Value, DecodeError>
 where
-    T: DomainEvent + EventDecode,
     F: FnOnce(u32, serde_json::Value) -> Result<serde_json::Value, E>,
     E: Into<BoxError>,
 {
-    let value = codec::decode_value(T::NAME, version, payload)?;
-    let value = upcast(version, value).map_err(|source| DecodeError::Upcast {
-        name: T::NAME.into(),
+    let value = codec::decode_value(name, version, payload)?;
+    upcast(version, value).map_err(|source| DecodeError::Upcast {
+        name: name.into(),
         from: version,
-        to: T::VERSION,
+        to,
         source: source.into(),
-    })?;
-    codec::decode_from_value(T::NAME, version, value)
+    })
 }
 
 /// The error for a version a type does not know.
 #[cold]
-pub fn unsupported_version<T: DomainEvent>(version: u32) -> DecodeError {
+pub fn unsupported_version(name: &str, version: u32, current: u32) -> DecodeError {
     DecodeError::UnsupportedVersion {
-        name: T::NAME.into(),
+        name: name.into(),
         version,
-        current: T::VERSION,
+        current,
     }
 }
 
@@ -144,34 +171,10 @@ pub fn unknown_event(name: &str, version: u32) -> DecodeError {
     }
 }
 
-/// Encodes one event of an event set.
-#[inline]
-pub fn encode_event<T: DomainEvent + EventEncode>(event: &T) -> Result<Bytes, EncodeError> {
-    codec::encode_json(T::NAME, event)
-}
-
-/// Encodes aggregate state for a snapshot.
-#[inline]
-pub fn encode_snapshot<T: SnapshotState>(name: &str, state: &T) -> Result<Bytes, EncodeError> {
-    codec::encode_json(name, state)
-}
-
-/// Decodes aggregate state from a snapshot.
-#[inline]
-pub fn decode_snapshot<T: SnapshotState>(payload: &[u8]) -> Result<T, DecodeError> {
-    serde_json::from_slice(payload).map_err(DecodeError::Snapshot)
-}
-
 /// A decode error as a handler error.
 #[cold]
 pub fn handler_error(error: DecodeError) -> BoxError {
     Box::new(error)
-}
-
-/// Whether `name` is `E`'s stored name or one of its aliases.
-#[inline]
-pub fn is_stored_as<E: DomainEvent>(name: &str) -> bool {
-    name == E::NAME || E::ALIASES.contains(&name)
 }
 
 /// `a == b`, usable in constants.

@@ -3,7 +3,6 @@
 
 use proc_macro2::{Span, TokenStream};
 use quote::quote;
-use syn::spanned::Spanned;
 
 use crate::assert::const_assert;
 use crate::ctxt::Ctxt;
@@ -16,6 +15,13 @@ pub(crate) struct Listed {
     pub(crate) variant: syn::Ident,
     /// The type as the user wrote it, for messages.
     pub(crate) text: String,
+}
+
+impl Listed {
+    /// Where errors about this event point: the type's name (its last path segment).
+    pub(crate) fn span(&self) -> Span {
+        self.variant.span()
+    }
 }
 
 /// The `events(...)` list.
@@ -51,6 +57,18 @@ impl EventList {
     }
 }
 
+/// The `EventType` of `ty`, as a struct literal over its consts: every mention of a listed type
+/// is then a `<T as DomainEvent>` path, so a type that is not an event is reported once.
+pub(crate) fn event_type(krate: &TokenStream, ty: &syn::Type) -> TokenStream {
+    quote! {
+        #krate::__private::EventType {
+            name: <#ty as #krate::DomainEvent>::NAME,
+            version: <#ty as #krate::DomainEvent>::VERSION,
+            aliases: <#ty as #krate::DomainEvent>::ALIASES,
+        }
+    }
+}
+
 /// A list names at least one event (`derive` is the derive's name, for the message).
 pub(crate) fn check_not_empty(cx: &Ctxt, list: &EventList, attr: &str) {
     if list.events.is_empty() {
@@ -82,13 +100,14 @@ pub(crate) fn identity_checks(krate: &Krate, list: &EventList, in_body: bool) ->
     let mut out = TokenStream::new();
     for (j, b) in list.events.iter().enumerate() {
         for a in &list.events[..j] {
+            let (ea, eb) = (event_type(&k, &a.ty), event_type(&k, &b.ty));
             let (ta, tb) = (&a.ty, &b.ty);
             let same_version = quote! {
-                !(#k::__private::names_overlap(#k::__private::EventType::of::<#ta>(), #k::__private::EventType::of::<#tb>())
+                !(#k::__private::names_overlap(#ea, #eb)
                     && <#ta as #k::DomainEvent>::VERSION == <#tb as #k::DomainEvent>::VERSION)
             };
             out.extend(const_assert(
-                tb.span(),
+                b.span(),
                 same_version,
                 &format!(
                     "events `{}` and `{}` are stored under the same name and version: give one of them another `name`",
@@ -97,11 +116,11 @@ pub(crate) fn identity_checks(krate: &Krate, list: &EventList, in_body: bool) ->
                 in_body,
             ));
             let other_versions = quote! {
-                !#k::__private::names_overlap(#k::__private::EventType::of::<#ta>(), #k::__private::EventType::of::<#tb>())
+                !#k::__private::names_overlap(#ea, #eb)
                     || <#ta as #k::DomainEvent>::VERSION == <#tb as #k::DomainEvent>::VERSION
             };
             out.extend(const_assert(
-                tb.span(),
+                b.span(),
                 other_versions,
                 &format!(
                     "events `{}` and `{}` share a stored name: list only the newest version (older versions decode through its `previous`)",

@@ -27,7 +27,7 @@ pub(crate) fn event(cx: Ctxt, event: &Event<'_>) -> TokenStream {
                 const NAME: &'static str = #name;
                 const VERSION: u32 = #version;
                 fn decode(__version: u32, _: &[u8]) -> ::core::result::Result<Self, #krate::DecodeError> {
-                    ::core::result::Result::Err(#krate::__private::unsupported_version::<Self>(__version))
+                    ::core::result::Result::Err(#krate::__private::unsupported_version(#name, __version, #version))
                 }
             }
         };

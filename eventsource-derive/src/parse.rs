@@ -5,7 +5,7 @@
 use proc_macro2::{Span, TokenStream, TokenTree};
 use quote::{ToTokens, quote, quote_spanned};
 use syn::meta::ParseNestedMeta;
-use syn::parse::ParseStream;
+use syn::parse::{ParseStream, discouraged::Speculative};
 use syn::punctuated::Punctuated;
 use syn::{LitInt, LitStr, Token};
 
@@ -55,15 +55,15 @@ impl<T> Slot<T> {
 /// Walks every `#[name(...)]` attribute in `attrs`, calling `each` with the key and its
 /// [`ParseNestedMeta`] for known keys. Unknown keys, malformed attributes and value errors are
 /// reported into `cx` and parsing goes on with the next key, so every mistake shows at once.
-/// Returns the span of the first such attribute, for errors about missing keys.
 pub(crate) fn parse_attrs(
     cx: &Ctxt,
     attrs: &[syn::Attribute],
     name: Symbol,
     keys: &[Symbol],
     mut each: impl FnMut(Symbol, &ParseNestedMeta<'_>) -> syn::Result<()>,
-) -> Option<Span> {
+) -> Seen {
     let mut first = None;
+    let mut keys_seen = Vec::new();
     for attr in attrs.iter().filter(|a| a.path() == &name) {
         first.get_or_insert_with(|| {
             attr.path()
@@ -79,6 +79,7 @@ pub(crate) fn parse_attrs(
                 cx.error_spanned_by(&meta.path, unknown_key(name, &meta.path, keys));
                 return skip_value(meta.input);
             };
+            keys_seen.push(key);
             if let Err(error) = each(key, &meta) {
                 cx.syn_error(error);
                 return skip_value(meta.input);
@@ -89,7 +90,24 @@ pub(crate) fn parse_attrs(
             cx.syn_error(error);
         }
     }
-    first
+    Seen {
+        span: first,
+        keys: keys_seen,
+    }
+}
+
+/// What [`parse_attrs`] saw: where the attribute is, and which keys were written (even with
+/// a bad value, so a bad value is not also reported as a missing key).
+pub(crate) struct Seen {
+    /// The first attribute's name, for errors about missing keys.
+    pub(crate) span: Option<Span>,
+    keys: Vec<Symbol>,
+}
+
+impl Seen {
+    pub(crate) fn has(&self, key: Symbol) -> bool {
+        self.keys.contains(&key)
+    }
 }
 
 fn unknown_key(attr: Symbol, path: &syn::Path, keys: &[Symbol]) -> String {
@@ -266,6 +284,44 @@ pub(crate) fn list<T: syn::parse::Parse>(
     let paren = syn::parenthesized!(content in meta.input);
     let items = Punctuated::<T, Token![,]>::parse_terminated(&content)?;
     Ok((paren.span.join(), items.into_iter().collect()))
+}
+
+/// `key(A, b::C, D<u8>)`: a list of types. An entry that is not a type is reported at its
+/// tokens and parsing goes on.
+pub(crate) fn type_list(
+    cx: &Ctxt,
+    meta: &ParseNestedMeta<'_>,
+    key: Symbol,
+    example: &str,
+) -> syn::Result<(Span, Vec<syn::Type>)> {
+    if !meta.input.peek(syn::token::Paren) {
+        return Err(meta.error(format!(
+            "`{key}` expects a parenthesised list: `{key}{example}`"
+        )));
+    }
+    let content;
+    let paren = syn::parenthesized!(content in meta.input);
+    let mut types = Vec::new();
+    while !content.is_empty() {
+        let fork = content.fork();
+        match fork.parse::<syn::Type>() {
+            Ok(ty) if fork.is_empty() || fork.peek(Token![,]) => {
+                content.advance_to(&fork);
+                types.push(ty);
+            }
+            _ => {
+                let tokens = take_value_tokens(&content)?;
+                cx.error_spanned_by(
+                    tokens,
+                    format!("expected an event type such as `Deposited` or `events::Deposited` in `{key}(...)`"),
+                );
+            }
+        }
+        if !content.is_empty() {
+            content.parse::<Token![,]>()?;
+        }
+    }
+    Ok((paren.span.join(), types))
 }
 
 /// `crate = "path"`: the runtime crate's path, for re-exports.

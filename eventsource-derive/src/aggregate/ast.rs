@@ -22,6 +22,8 @@ pub(crate) struct Aggregate<'a> {
     pub(crate) name_given: bool,
     /// Empty when missing (already reported).
     pub(crate) events: EventList,
+    /// Whether `events(...)` parsed.
+    pub(crate) events_given: bool,
     pub(crate) event_enum: syn::Ident,
     pub(crate) snapshots: Option<Snapshots>,
     pub(crate) snapshot_version: Option<(syn::Path, u32, LitInt)>,
@@ -37,7 +39,7 @@ impl<'a> Aggregate<'a> {
         let mut event_enum = Slot::new(ATTR, symbol::EVENT_ENUM);
         let mut krate = Slot::new(ATTR, symbol::CRATE);
 
-        let attr_span = parse::parse_attrs(
+        let seen = parse::parse_attrs(
             cx,
             &input.attrs,
             ATTR,
@@ -48,8 +50,7 @@ impl<'a> Aggregate<'a> {
                         name.set(cx, &meta.path, parse::lit_str(meta, key, "\"account\"")?)
                     }
                     symbol::EVENTS => {
-                        let (span, types) =
-                            parse::list::<syn::Type>(meta, key, "(Opened, Deposited)")?;
+                        let (span, types) = parse::type_list(cx, meta, key, "(Opened, Deposited)")?;
                         events.set(cx, &meta.path, EventList::new(cx, span, types));
                     }
                     symbol::SNAPSHOT_EVERY => {
@@ -70,6 +71,7 @@ impl<'a> Aggregate<'a> {
                 Ok(())
             },
         );
+        let attr_span = seen.span;
         let span = attr_span.unwrap_or_else(|| input.ident.span());
         if attr_span.is_none() {
             cx.error_at(
@@ -82,16 +84,17 @@ impl<'a> Aggregate<'a> {
         let name = match name.take() {
             Some((_, name)) => name,
             None => {
-                if attr_span.is_some() {
+                if attr_span.is_some() && !seen.has(symbol::NAME) {
                     cx.error_at(span, "missing `name` in `#[aggregate(...)]`: add `name = \"...\"`, the category of its streams");
                 }
                 LitStr::new("", span)
             }
         };
+        let events_given = events.get().is_some();
         let events = match events.take() {
             Some((_, list)) => list,
             None => {
-                if attr_span.is_some() {
+                if attr_span.is_some() && !seen.has(symbol::EVENTS) {
                     cx.error_at(span, "missing `events(...)` in `#[aggregate(...)]`: list the events this aggregate folds, e.g. `events(Opened, Deposited)`");
                 }
                 EventList {
@@ -110,6 +113,7 @@ impl<'a> Aggregate<'a> {
             name,
             name_given,
             events,
+            events_given,
             event_enum,
             snapshots: every.take().map(|(key, (every, every_lit))| Snapshots {
                 key,

@@ -22,7 +22,7 @@ pub(crate) fn expand(aggregate: &Aggregate<'_>) -> TokenStream {
     let event_set = event_set(aggregate);
     let variants = list.iter().map(|e| &e.variant);
     let apply = list.iter().map(|e| {
-        let (ty, span) = (&e.ty, e.ty.span());
+        let (ty, span) = (&e.ty, e.span());
         let k = aggregate.krate.at(span);
         quote_spanned!(span=> <Self as #k::Apply<#ty>>::apply(self, __e))
     });
@@ -40,11 +40,11 @@ pub(crate) fn expand(aggregate: &Aggregate<'_>) -> TokenStream {
             const SNAPSHOT_VERSION: u32 = #version;
 
             fn encode_snapshot(&self) -> ::core::result::Result<#krate::__private::Bytes, #krate::EncodeError> {
-                #k::__private::encode_snapshot::<#self_at_key>(<Self as #krate::Aggregate>::NAME, self)
+                <#self_at_key as #k::__private::SnapshotState>::encode_snapshot(self, <Self as #krate::Aggregate>::NAME)
             }
 
             fn decode_snapshot(__payload: &[u8]) -> ::core::result::Result<Self, #krate::DecodeError> {
-                #k::__private::decode_snapshot::<#self_at_key>(__payload)
+                <#self_at_key as #k::__private::SnapshotState>::decode_snapshot(__payload)
             }
         }
     });
@@ -131,7 +131,7 @@ pub(crate) fn conversions(aggregate: &Aggregate<'_>) -> TokenStream {
             impl #krate::IntoEvents<#event_enum> for #types {
                 #[inline]
                 fn into_events(self) -> #krate::__private::Vec<#event_enum> {
-                    #krate::__private::Vec::from([#event_enum::#variants(self)])
+                    <#krate::__private::Vec<#event_enum> as ::core::convert::From<[#event_enum; 1]>>::from([#event_enum::#variants(self)])
                 }
             }
         )*
@@ -140,7 +140,7 @@ pub(crate) fn conversions(aggregate: &Aggregate<'_>) -> TokenStream {
         impl #krate::IntoEvents<#event_enum> for #event_enum {
             #[inline]
             fn into_events(self) -> #krate::__private::Vec<#event_enum> {
-                #krate::__private::Vec::from([self])
+                <#krate::__private::Vec<#event_enum> as ::core::convert::From<[#event_enum; 1]>>::from([self])
             }
         }
 
@@ -192,16 +192,17 @@ fn event_set(aggregate: &Aggregate<'_>) -> TokenStream {
     let list = &aggregate.events.events;
     let variants: Vec<_> = list.iter().map(|e| &e.variant).collect();
     let types: Vec<_> = list.iter().map(|e| &e.ty).collect();
+    let event_types = types.iter().map(|ty| events::event_type(&krate, ty));
     let encode = list.iter().map(|e| {
-        let (ty, span) = (&e.ty, e.ty.span());
+        let (ty, span) = (&e.ty, e.span());
         let k = aggregate.krate.at(span);
-        quote_spanned!(span=> #k::__private::encode_event::<#ty>(__e))
+        quote_spanned!(span=> <#ty as #k::__private::EventEncode>::encode_event(__e, <#ty as #k::DomainEvent>::NAME))
     });
     quote! {
         #[automatically_derived]
         impl #krate::EventSet for #event_enum {
             const EVENT_TYPES: &'static [#krate::EventType] = &[
-                #(#krate::EventType::of::<#types>(),)*
+                #(#event_types,)*
             ];
 
             #[inline]

@@ -10,7 +10,7 @@ use super::ast::Aggregate;
 pub(crate) fn check(cx: &Ctxt, aggregate: &Aggregate<'_>) {
     check_item_kind(cx, aggregate);
     check_name(cx, aggregate);
-    if aggregate.name_given {
+    if aggregate.events_given {
         events::check_not_empty(cx, &aggregate.events, "aggregate");
     }
     events::check_listed_once(cx, &aggregate.events);

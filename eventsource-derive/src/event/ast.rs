@@ -43,43 +43,45 @@ impl<'a> Event<'a> {
         let mut krate = Slot::new(ATTR, symbol::CRATE);
         let mut aliases = Vec::new();
 
-        let attr_span =
-            parse::parse_attrs(cx, &input.attrs, ATTR, symbol::EVENT_KEYS, |key, meta| {
-                match key {
-                    symbol::NAME => name.set(
-                        cx,
-                        &meta.path,
-                        parse::lit_str(meta, key, "\"account.opened\"")?,
-                    ),
-                    symbol::VERSION => {
-                        version.set(cx, &meta.path, parse::lit_int::<u32>(meta, key, "2")?)
-                    }
-                    symbol::PREVIOUS => {
-                        previous.set(cx, &meta.path, parse::ty(meta, key, "DepositedV1")?)
-                    }
-                    symbol::UPCAST_JSON => {
-                        upcast_json.set(cx, &meta.path, parse::path(meta, key, "upcast_v1")?);
-                    }
-                    symbol::ALIAS => {
-                        if meta.input.peek(syn::token::Paren) {
-                            let (_, list) =
-                                parse::list::<LitStr>(meta, key, "(\"old.name\", \"older.name\")")?;
-                            aliases.extend(list);
-                        } else {
-                            aliases.push(parse::lit_str(meta, key, "\"old.name\"")?);
-                        }
-                    }
-                    _ => krate.set(cx, &meta.path, parse::crate_path(meta, key)?),
+        let seen = parse::parse_attrs(cx, &input.attrs, ATTR, symbol::EVENT_KEYS, |key, meta| {
+            match key {
+                symbol::NAME => name.set(
+                    cx,
+                    &meta.path,
+                    parse::lit_str(meta, key, "\"account.opened\"")?,
+                ),
+                symbol::VERSION => {
+                    version.set(cx, &meta.path, parse::lit_int::<u32>(meta, key, "2")?)
                 }
-                Ok(())
-            });
+                symbol::PREVIOUS => {
+                    previous.set(cx, &meta.path, parse::ty(meta, key, "DepositedV1")?)
+                }
+                symbol::UPCAST_JSON => {
+                    upcast_json.set(cx, &meta.path, parse::path(meta, key, "upcast_v1")?);
+                }
+                symbol::ALIAS => {
+                    if meta.input.peek(syn::token::Paren) {
+                        let (_, list) =
+                            parse::list::<LitStr>(meta, key, "(\"old.name\", \"older.name\")")?;
+                        aliases.extend(list);
+                    } else {
+                        aliases.push(parse::lit_str(meta, key, "\"old.name\"")?);
+                    }
+                }
+                _ => krate.set(cx, &meta.path, parse::crate_path(meta, key)?),
+            }
+            Ok(())
+        });
 
+        let attr_span = seen.span;
         let name_given = name.get().is_some();
         let name = match name.get() {
             Some(name) => name.clone(),
             None => {
                 let span = attr_span.unwrap_or_else(|| input.ident.span());
-                missing_name(cx, span, attr_span.is_some());
+                if !seen.has(symbol::NAME) {
+                    missing_name(cx, span, attr_span.is_some());
+                }
                 LitStr::new("", span)
             }
         };

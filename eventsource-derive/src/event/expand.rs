@@ -34,13 +34,31 @@ pub(crate) fn expand(event: &Event<'_>) -> TokenStream {
             bounds.push(quote!(Self: #krate::__private::UpcastFrom<#ty>));
             checks.extend(previous_checks(event, ty, generic));
             Some(quote_spanned! {span=>
-                #k::__private::decode_previous::<#ty, #self_at_ty>(__version, __payload)
+                match <#ty as #k::DomainEvent>::decode(__version, __payload) {
+                    ::core::result::Result::Ok(__previous) => {
+                        <#self_at_ty as #k::__private::UpcastFrom<#ty>>::upcast_from(
+                            __previous,
+                            #name,
+                            <#ty as #k::DomainEvent>::VERSION,
+                            #version,
+                        )
+                    }
+                    ::core::result::Result::Err(__error) => ::core::result::Result::Err(__error),
+                }
             })
         }
         Older::UpcastJson { func, .. } => {
             let k = event.krate.at(func.span());
-            Some(quote_spanned! {func.span()=>
-                #k::__private::decode_raw::<Self, _, _>(__version, __payload, #func)
+            let upcast = quote_spanned! {func.span()=>
+                #k::__private::upcast_json(#name, __version, #version, __payload, #func)
+            };
+            Some(quote! {
+                match #upcast {
+                    ::core::result::Result::Ok(__value) => {
+                        <#self_at_ident as #krate_at_ident::__private::EventDecode>::decode_event_value(#name, __version, __value)
+                    }
+                    ::core::result::Result::Err(__error) => ::core::result::Result::Err(__error),
+                }
             })
         }
     };
@@ -76,11 +94,11 @@ pub(crate) fn expand(event: &Event<'_>) -> TokenStream {
                 ) -> ::core::result::Result<Self, #krate::DecodeError> {
                     #body_checks
                     if __version == #version {
-                        #krate_at_ident::__private::decode_payload::<#self_at_ident>(#name, __version, __payload)
+                        <#self_at_ident as #krate_at_ident::__private::EventDecode>::decode_event(#name, __version, __payload)
                     }
                     #older
                     else {
-                        ::core::result::Result::Err(#krate::__private::unsupported_version::<Self>(__version))
+                        ::core::result::Result::Err(#krate::__private::unsupported_version(#name, __version, #version))
                     }
                 }
             }
@@ -100,6 +118,7 @@ fn previous_checks(event: &Event<'_>, previous: &syn::Type, generic: bool) -> To
     let ident = &event.input.ident;
     let prev_text = quote!(#previous).to_string().replace(' ', "");
     let span = previous.span();
+    let previous_type = crate::events::event_type(&krate, previous);
     let lower = const_assert(
         span,
         quote!(<#previous as #krate::DomainEvent>::VERSION < #version),
@@ -112,7 +131,7 @@ fn previous_checks(event: &Event<'_>, previous: &syn::Type, generic: bool) -> To
         span,
         quote! {
             #krate::__private::names_overlap(
-                #krate::__private::EventType::of::<#previous>(),
+                #previous_type,
                 #krate::__private::EventType { name: #name, version: #version, aliases: &[#(#aliases),*] },
             )
         },

@@ -15,6 +15,8 @@ pub(crate) struct Projection<'a> {
     pub(crate) name_given: bool,
     /// Empty when missing (already reported).
     pub(crate) events: EventList,
+    /// Whether `events(...)` parsed.
+    pub(crate) events_given: bool,
     /// `context = Type`, `()` by default.
     pub(crate) context: Option<syn::Type>,
 }
@@ -27,7 +29,7 @@ impl<'a> Projection<'a> {
         let mut context = Slot::new(ATTR, symbol::CONTEXT);
         let mut krate = Slot::new(ATTR, symbol::CRATE);
 
-        let attr_span = parse::parse_attrs(
+        let seen = parse::parse_attrs(
             cx,
             &input.attrs,
             ATTR,
@@ -38,8 +40,7 @@ impl<'a> Projection<'a> {
                         name.set(cx, &meta.path, parse::lit_str(meta, key, "\"balances\"")?)
                     }
                     symbol::EVENTS => {
-                        let (span, types) =
-                            parse::list::<syn::Type>(meta, key, "(Opened, Deposited)")?;
+                        let (span, types) = parse::type_list(cx, meta, key, "(Opened, Deposited)")?;
                         events.set(cx, &meta.path, EventList::new(cx, span, types));
                     }
                     symbol::CONTEXT => {
@@ -50,6 +51,7 @@ impl<'a> Projection<'a> {
                 Ok(())
             },
         );
+        let attr_span = seen.span;
         let span = attr_span.unwrap_or_else(|| input.ident.span());
         if attr_span.is_none() {
             cx.error_at(
@@ -61,16 +63,17 @@ impl<'a> Projection<'a> {
         let name = match name.take() {
             Some((_, name)) => name,
             None => {
-                if attr_span.is_some() {
+                if attr_span.is_some() && !seen.has(symbol::NAME) {
                     cx.error_at(span, "missing `name` in `#[projection(...)]`: add `name = \"...\"`, the key of its checkpoint");
                 }
                 LitStr::new("", span)
             }
         };
+        let events_given = events.get().is_some();
         let events = match events.take() {
             Some((_, list)) => list,
             None => {
-                if attr_span.is_some() {
+                if attr_span.is_some() && !seen.has(symbol::EVENTS) {
                     cx.error_at(span, "missing `events(...)` in `#[projection(...)]`: list the events this projection handles, e.g. `events(Opened, Deposited)`");
                 }
                 EventList {
@@ -85,6 +88,7 @@ impl<'a> Projection<'a> {
             name,
             name_given,
             events,
+            events_given,
             context: context.take().map(|(_, ty)| ty),
         }
     }

@@ -3,7 +3,6 @@
 
 use proc_macro2::TokenStream;
 use quote::{quote, quote_spanned};
-use syn::spanned::Spanned;
 
 use crate::events;
 use crate::parse;
@@ -17,10 +16,11 @@ pub(crate) fn expand(projection: &Projection<'_>) -> TokenStream {
     let context = context(projection);
     let list = &projection.events.events;
     let types: Vec<_> = list.iter().map(|e| &e.ty).collect();
+    let event_types = types.iter().map(|ty| events::event_type(&krate, ty));
     let handle: Vec<TokenStream> = list
         .iter()
         .map(|e| {
-            let (ty, span) = (&e.ty, e.ty.span());
+            let (ty, span) = (&e.ty, e.span());
             let k = projection.krate.at(span);
             quote_spanned!(span=> <Self as #k::Handle<#ty>>::handle(self, __e, __event, __ctx))
         })
@@ -58,7 +58,7 @@ pub(crate) fn expand(projection: &Projection<'_>) -> TokenStream {
                 type Context = #context;
 
                 fn event_types() -> ::core::option::Option<&'static [&'static str]> {
-                    const __TYPES: &[#krate::EventType] = &[#(#krate::EventType::of::<#types>(),)*];
+                    const __TYPES: &[#krate::EventType] = &[#(#event_types,)*];
                     const __COUNT: usize = #krate::__private::stored_name_count(__TYPES);
                     static __NAMES: [&str; __COUNT] = #krate::__private::stored_names::<__COUNT>(__TYPES);
                     ::core::option::Option::Some(&__NAMES)

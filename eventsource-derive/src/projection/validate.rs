@@ -10,7 +10,7 @@ use super::ast::Projection;
 pub(crate) fn check(cx: &Ctxt, projection: &Projection<'_>) {
     check_item_kind(cx, projection);
     check_name(cx, projection);
-    if projection.name_given {
+    if projection.events_given {
         events::check_not_empty(cx, &projection.events, "projection");
     }
     events::check_listed_once(cx, &projection.events);
