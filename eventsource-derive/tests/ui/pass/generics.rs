@@ -19,7 +19,7 @@ pub struct Labelled<'a> {
 
 #[derive(Debug, Default, Aggregate)]
 #[aggregate(name = "box", events(Filled<u32>, Labelled<'static>))]
-pub struct Crate<T: Send + Sync + 'static, const N: usize> {
+pub struct Crate<T: Send + Sync + Default + 'static, const N: usize> {
     pub items: Vec<u32>,
     pub label: String,
     pub marker: std::marker::PhantomData<[T; N]>,

@@ -32,7 +32,7 @@ pub struct Happened {
 }
 
 #[derive(Serialize, Deserialize, DomainEvent)]
-#[event(name = "shadow.changed", version = 2, previous = Happened)]
+#[event(name = "shadow.happened", version = 2, previous = Happened)]
 pub struct Changed {
     n: i64,
 }
