@@ -83,21 +83,36 @@ pub struct DerivedBalances {
 }
 
 impl Handle<Opened> for DerivedBalances {
-    async fn handle(&mut self, _: Opened, _: &RecordedEvent, _: &mut ()) -> Result<(), HandlerError> {
+    async fn handle(
+        &mut self,
+        _: Opened,
+        _: &RecordedEvent,
+        _: &mut (),
+    ) -> Result<(), HandlerError> {
         self.accounts += 1;
         Ok(())
     }
 }
 
 impl Handle<Deposited> for DerivedBalances {
-    async fn handle(&mut self, e: Deposited, _: &RecordedEvent, _: &mut ()) -> Result<(), HandlerError> {
+    async fn handle(
+        &mut self,
+        e: Deposited,
+        _: &RecordedEvent,
+        _: &mut (),
+    ) -> Result<(), HandlerError> {
         self.total += e.amount_cents;
         Ok(())
     }
 }
 
 impl Handle<Withdrawn> for DerivedBalances {
-    async fn handle(&mut self, e: Withdrawn, _: &RecordedEvent, _: &mut ()) -> Result<(), HandlerError> {
+    async fn handle(
+        &mut self,
+        e: Withdrawn,
+        _: &RecordedEvent,
+        _: &mut (),
+    ) -> Result<(), HandlerError> {
         self.total -= e.amount_cents;
         Ok(())
     }
@@ -195,7 +210,11 @@ impl Projection for HandBalances {
         Some(&["account.opened", "account.deposited", "account.withdrawn"])
     }
 
-    async fn handle_event(&mut self, event: &RecordedEvent, _: &mut ()) -> Result<(), HandlerError> {
+    async fn handle_event(
+        &mut self,
+        event: &RecordedEvent,
+        _: &mut (),
+    ) -> Result<(), HandlerError> {
         if !matches!(
             event.event_type.as_str(),
             "account.opened" | "account.deposited" | "account.withdrawn"
@@ -218,10 +237,26 @@ impl Projection for HandBalances {
 fn stored(n: usize) -> Vec<(&'static str, u32, bytes::Bytes)> {
     (0..n)
         .map(|i| match i % 5 {
-            0 => ("account.opened", 1, bytes::Bytes::from(format!(r#"{{"owner":"owner-{i}"}}"#))),
-            1 => ("account.deposited", 1, bytes::Bytes::from(format!(r#"{{"amount":{}.25}}"#, i % 1000))),
-            2 | 3 => ("account.deposited", 2, bytes::Bytes::from(format!(r#"{{"amount_cents":{}}}"#, i % 997))),
-            _ => ("account.withdrawn", 1, bytes::Bytes::from(format!(r#"{{"amount_cents":{}}}"#, i % 13))),
+            0 => (
+                "account.opened",
+                1,
+                bytes::Bytes::from(format!(r#"{{"owner":"owner-{i}"}}"#)),
+            ),
+            1 => (
+                "account.deposited",
+                1,
+                bytes::Bytes::from(format!(r#"{{"amount":{}.25}}"#, i % 1000)),
+            ),
+            2 | 3 => (
+                "account.deposited",
+                2,
+                bytes::Bytes::from(format!(r#"{{"amount_cents":{}}}"#, i % 997)),
+            ),
+            _ => (
+                "account.withdrawn",
+                1,
+                bytes::Bytes::from(format!(r#"{{"amount_cents":{}}}"#, i % 13)),
+            ),
         })
         .collect()
 }
@@ -248,8 +283,12 @@ fn recorded(n: usize) -> Vec<RecordedEvent> {
 fn folded<E: From<Opened> + From<Deposited> + From<Withdrawn>>(n: usize) -> Vec<E> {
     (0..n)
         .map(|i| match i % 3 {
-            0 => E::from(Opened { owner: String::new() }),
-            1 => E::from(Deposited { amount_cents: i as i64 }),
+            0 => E::from(Opened {
+                owner: String::new(),
+            }),
+            1 => E::from(Deposited {
+                amount_cents: i as i64,
+            }),
             _ => E::from(Withdrawn { amount_cents: 1 }),
         })
         .collect()
