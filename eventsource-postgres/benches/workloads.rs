@@ -24,7 +24,7 @@ use eventsource_core::{
     Aggregate, EventSet, EventStore, ExpectedVersion, HandlerError, NewEvent, Position, Projection,
     ProjectionRunner, RecordedEvent, Repository, RetryPolicy, Snapshot, StreamWrite, Version,
 };
-use eventsource_postgres::PgStore;
+use eventsource_postgres::{PgStore, Xid8};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
@@ -213,45 +213,51 @@ async fn raw_bulk(pool: &PgPool, s: &str, stream: &str, n: usize) {
     .unwrap();
 }
 
-/// Catch-up by pages of 1,000 with a checkpoint upsert per page; returns the sum.
+/// Catch-up by pages of 1,000 with a checkpoint upsert per page; returns the sum. The
+/// gap-safe form decodes and binds `xid8` in binary (no text casts per row).
 async fn raw_catch_up(pool: &PgPool, s: &str, kind: Kind) -> i64 {
-    let (mut a, mut b) = (0i64, 0i64);
+    let (mut a, mut b) = (0u64, 0i64);
     let mut sum = 0i64;
-    let (page, key): (String, &str) = match kind {
-        Kind::Plain => (
-            format!(
-                "SELECT id, 0::bigint, payload FROM {s}.events WHERE id > $1 ORDER BY id LIMIT 1000"
-            ),
-            "plain",
-        ),
-        Kind::GapSafe => (
-            format!(
-                "SELECT tx::text::bigint, id, payload FROM {s}.events \
-                 WHERE (tx, id) > ($1::text::xid8, $2) \
-                 AND tx < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY tx, id LIMIT 1000"
-            ),
-            "gapsafe",
+    let page = match kind {
+        Kind::Plain => {
+            format!("SELECT id, payload FROM {s}.events WHERE id > $1 ORDER BY id LIMIT 1000")
+        }
+        Kind::GapSafe => format!(
+            "SELECT tx, id, payload FROM {s}.events \
+             WHERE (tx, id) > ($1, $2) AND tx < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY tx, id LIMIT 1000"
         ),
     };
     loop {
-        let q = sqlx::query(&page).bind(a);
-        let q = if kind == Kind::GapSafe { q.bind(b) } else { q };
-        let rows = q.fetch_all(pool).await.unwrap();
-        if rows.is_empty() {
+        let rows = match kind {
+            Kind::Plain => sqlx::query(&page).bind(b).fetch_all(pool).await.unwrap(),
+            Kind::GapSafe => sqlx::query(&page)
+                .bind(Xid8(a))
+                .bind(b)
+                .fetch_all(pool)
+                .await
+                .unwrap(),
+        };
+        let Some(last) = rows.last() else {
             return sum;
-        }
+        };
+        let payload_at = if kind == Kind::Plain { 1 } else { 2 };
         for r in &rows {
-            sum += decode_n(r.get::<&[u8], _>(2));
+            sum += decode_n(r.get::<&[u8], _>(payload_at));
         }
-        let last = rows.last().unwrap();
-        a = last.get(0);
-        b = last.get(1);
+        match kind {
+            Kind::Plain => b = last.get(0),
+            Kind::GapSafe => {
+                a = last.get::<Xid8, _>(0).0;
+                b = last.get(1);
+            }
+        }
         sqlx::query(&format!(
             "INSERT INTO {s}.checkpoints VALUES ($1, $2, $3) \
              ON CONFLICT (name) DO UPDATE SET a = excluded.a, b = excluded.b"
         ))
-        .bind(key)
-        .bind(a)
+        .bind("catch-up")
+        .bind(a as i64)
         .bind(b)
         .execute(pool)
         .await

@@ -192,10 +192,12 @@ pub(crate) fn is_stored_id(e: &sqlx::Error) -> bool {
         && e.as_database_error().and_then(|d| d.constraint()) == Some("events_event_id")
 }
 
-/// Whether an attempt's rows report a conflict (which the fast path reports without having
-/// looked at the event ids).
-pub(crate) fn is_conflict(rows: &[AppendRow]) -> bool {
-    rows.first().is_some_and(|r| r.status == CONFLICT)
+/// Whether fast-path rows report a conflict while some of the event ids are stored: the
+/// append must then go through `append_events`, which tells a retried append (its first
+/// commit) from a conflict.
+pub(crate) fn conflict_with_stored_ids(rows: &[AppendRow]) -> bool {
+    rows.first()
+        .is_some_and(|r| r.status == CONFLICT && r.commit.is_some_and(|n| n > 0))
 }
 
 /// Whether an append that failed with `e` should be tried again inside the store: deadlocks,

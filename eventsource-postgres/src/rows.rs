@@ -45,13 +45,16 @@ pub(crate) fn event(row: &PgRow, at: usize) -> Result<RecordedEvent, StoreError>
 }
 
 /// Decodes an event row of a stream already known (its stream column is not read again).
+///
+/// The columns' types are fixed by the store's own SQL, so the per-row type-compatibility
+/// check is skipped (`try_get_unchecked`); values are still decoded and validated.
 pub(crate) fn event_of(
     row: &PgRow,
     at: usize,
     stream: StreamId,
 ) -> Result<RecordedEvent, StoreError> {
     let version: i64 = row
-        .try_get(at + 1)
+        .try_get_unchecked(at + 1)
         .map_err(|e| corrupt(&stream, Version::ZERO, e))?;
     let version = u64::try_from(version)
         .ok()
@@ -59,13 +62,13 @@ pub(crate) fn event_of(
         .map(Version::new)
         .ok_or_else(|| corrupt(&stream, Version::ZERO, format!("invalid version {version}")))?;
     let c = |e: sqlx::Error| corrupt(&stream, version, e);
-    let commit: i64 = row.try_get(at + 2).map_err(c)?;
-    let seq: i64 = row.try_get(at + 3).map_err(c)?;
+    let commit: i64 = row.try_get_unchecked(at + 2).map_err(c)?;
+    let seq: i64 = row.try_get_unchecked(at + 3).map_err(c)?;
     let position = position_from(commit, seq)
         .ok_or_else(|| corrupt(&stream, version, format!("invalid position {commit}.{seq}")))?;
-    let id: Uuid = row.try_get(at + 4).map_err(c)?;
-    let event_type: String = row.try_get(at + 5).map_err(c)?;
-    let schema_version: i64 = row.try_get(at + 6).map_err(c)?;
+    let id: Uuid = row.try_get_unchecked(at + 4).map_err(c)?;
+    let event_type: String = row.try_get_unchecked(at + 5).map_err(c)?;
+    let schema_version: i64 = row.try_get_unchecked(at + 6).map_err(c)?;
     let schema_version = u32::try_from(schema_version).map_err(|_| {
         corrupt(
             &stream,
@@ -73,11 +76,11 @@ pub(crate) fn event_of(
             format!("invalid schema version {schema_version}"),
         )
     })?;
-    let payload: Vec<u8> = row.try_get(at + 7).map_err(c)?;
+    let payload: Vec<u8> = row.try_get_unchecked(at + 7).map_err(c)?;
     let metadata: Option<sqlx::types::Json<Metadata>> = row
-        .try_get(at + 8)
+        .try_get_unchecked(at + 8)
         .map_err(|e| corrupt(&stream, version, format!("invalid metadata: {e}")))?;
-    let recorded_at: DateTime<Utc> = row.try_get(at + 9).map_err(c)?;
+    let recorded_at: DateTime<Utc> = row.try_get_unchecked(at + 9).map_err(c)?;
     Ok(RecordedEvent {
         id: EventId::from_uuid(id),
         stream,

@@ -65,6 +65,9 @@ impl Sql {
             // a concurrent writer of the same stream, so such a race ends in a unique
             // violation on (stream_id, version); the store then retries through
             // `append_events`, which serialises on stream locks and checks the event ids.
+            // A conflict row carries, in its commit column, how many of the event ids are
+            // stored (looked up only then): none makes it a plain conflict; any sends the
+            // append to `append_events` (a retried append gets its first commit).
             append_fast: format!(
                 "WITH w AS ( \
                    SELECT w.ord::integer AS ord, w.s, w.x, coalesce(c.version, 0) AS version, \
@@ -88,9 +91,14 @@ impl Sql {
                    JOIN w ON w.ord = i.w \
                    WHERE NOT EXISTS (SELECT 1 FROM bad) \
                    ORDER BY i.ord \
-                   RETURNING stream_id, version, commit_id, seq, recorded_at, event_id) \
-                 SELECT 2::smallint, bad.s, bad.version, NULL::bigint, NULL::bigint, \
-                   NULL::timestamptz, NULL::uuid, NULL::text FROM bad \
+                   RETURNING stream_id, version, commit_id, seq, recorded_at, event_id), \
+                 stored AS ( \
+                   SELECT count(*) AS n FROM unnest($4::uuid[]) AS u (id) \
+                   CROSS JOIN LATERAL (SELECT 1 FROM {s}.events e WHERE e.event_id = u.id \
+                     LIMIT 1) x \
+                   WHERE EXISTS (SELECT 1 FROM bad)) \
+                 SELECT 2::smallint, bad.s, bad.version, (SELECT stored.n FROM stored), \
+                   NULL::bigint, NULL::timestamptz, NULL::uuid, NULL::text FROM bad \
                  UNION ALL \
                  SELECT 0::smallint, ins.stream_id, ins.version, ins.commit_id, ins.seq, \
                    ins.recorded_at, ins.event_id, NULL::text FROM ins"

@@ -286,9 +286,8 @@ impl PgStore {
         if self.inner.inline.is_empty() {
             let mut conn = self.inner.pool.acquire().await?;
             let mut rows = append::call(&mut conn, sql, params, path).await?;
-            if path == Path::Fast && append::is_conflict(&rows) {
-                // A retried append must get its first commit, not a conflict: look again,
-                // with the ids.
+            if path == Path::Fast && append::conflict_with_stored_ids(&rows) {
+                // A retried append must get its first commit, not a conflict.
                 rows =
                     append::call(&mut conn, sql, params, Path::Locked { check_ids: true }).await?;
             }
@@ -296,7 +295,7 @@ impl PgStore {
         }
         let mut tx = self.inner.pool.begin().await?;
         let mut rows = append::call(&mut tx, sql, params, path).await?;
-        if path == Path::Fast && append::is_conflict(&rows) {
+        if path == Path::Fast && append::conflict_with_stored_ids(&rows) {
             rows = append::call(&mut tx, sql, params, Path::Locked { check_ids: true }).await?;
         }
         let outcome = append::outcome(writes, rows);
