@@ -13,7 +13,8 @@
 //! W3: store time / baseline time (lower is better).
 //!
 //! `DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench -p eventsource-postgres --bench workloads`
-//! (scale with `BENCH_SCALE`, default 1.0).
+//! (scale with `BENCH_SCALE`, default 1.0; `BENCH_ONLY=W4` runs the workloads whose name starts
+//! so; `BENCH_W4_READ_ONLY=1` also times W4's reads alone, without the runner).
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -528,6 +529,28 @@ async fn w4(env: &Env, target: Option<Kind>) -> f64 {
                 .connect(&env.url)
                 .await
                 .unwrap();
+            if std::env::var("BENCH_W4_READ_ONLY").is_ok() {
+                // Diagnostic: the reads alone, no runner, no checkpoints.
+                let start = Instant::now();
+                let (mut after, mut sum) = (Position::ZERO, 0i64);
+                loop {
+                    let page = reader
+                        .read_all(after, 1000, Some(&["counter.added"]))
+                        .await
+                        .unwrap();
+                    if page.events.is_empty() {
+                        break;
+                    }
+                    for e in &page.events {
+                        sum += decode_n(&e.payload);
+                    }
+                    after = page.scanned_to;
+                }
+                eprintln!(
+                    "read_all only: {:.3}s sum {sum}",
+                    start.elapsed().as_secs_f64()
+                );
+            }
             let start = Instant::now();
             let mut runner = ProjectionRunner::new(reader, Sum(0)).batch_size(1000);
             let reached = runner.catch_up().await.unwrap();
