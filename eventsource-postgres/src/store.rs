@@ -684,8 +684,11 @@ pub(crate) fn page_from_rows(
 ) -> Result<LogPage, StoreError> {
     let mut events = Vec::with_capacity(rows.len());
     for row in rows {
-        let present: Option<String> = row.try_get(3).map_err(|e| backend("reading the log", e))?;
-        if present.is_some() {
+        // An empty page is one row of NULL event columns (the left join).
+        let event = row
+            .try_get_raw(3)
+            .map_err(|e| backend("reading the log", e))?;
+        if !sqlx::ValueRef::is_null(&event) {
             events.push(rows::event(row, 3)?);
         }
     }

@@ -119,3 +119,18 @@ pub fn event(n: u64) -> NewEvent {
 pub fn write(stream: &str, expected: ExpectedVersion, events: Vec<NewEvent>) -> StreamWrite {
     StreamWrite::new(stream, expected, events)
 }
+
+/// The horizon is cluster-wide: a test that holds a write transaction open on purpose holds
+/// back every reader of every other test. Such a test takes this exclusively; the others of
+/// the binary share it.
+static HORIZON: tokio::sync::RwLock<()> = tokio::sync::RwLock::const_new(());
+
+/// Shared use of the horizon (most tests).
+pub async fn horizon_shared() -> tokio::sync::RwLockReadGuard<'static, ()> {
+    HORIZON.read().await
+}
+
+/// Exclusive use of the horizon (a test that holds it back on purpose).
+pub async fn horizon_exclusive() -> tokio::sync::RwLockWriteGuard<'static, ()> {
+    HORIZON.write().await
+}

@@ -22,6 +22,7 @@ async fn versions(store: &PgStore, stream: &str) -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn conflicting_append_is_rejected_with_expected_and_actual_and_nothing_is_written() {
+    let _horizon = crate::common::horizon_shared().await;
     let store = common::fresh_store().await;
     store
         .append(vec![write(
@@ -56,6 +57,7 @@ async fn conflicting_append_is_rejected_with_expected_and_actual_and_nothing_is_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_any_appends_on_one_new_stream_never_surface_a_unique_violation() {
+    let _horizon = crate::common::horizon_shared().await;
     let store = common::fresh_store().await;
     let mut tasks = Vec::new();
     for t in 0..8u64 {
@@ -81,6 +83,7 @@ async fn racing_any_appends_on_one_new_stream_never_surface_a_unique_violation()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_same_batch_appended_concurrently_commits_once_and_both_get_the_first_commit() {
+    let _horizon = crate::common::horizon_shared().await;
     let store = common::fresh_store().await;
     for round in 0..20 {
         let stream = format!("s{round}");
@@ -96,6 +99,7 @@ async fn the_same_batch_appended_concurrently_commits_once_and_both_get_the_firs
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_payload_that_differs_only_in_json_formatting_is_a_different_event() {
+    let _horizon = crate::common::horizon_shared().await;
     // jsonb would normalise these two into one value; the store compares bytes.
     let store = common::fresh_store().await;
     let first = NewEvent::new("t", 1, &br#"{"a":1,"b":2}"#[..]);
@@ -118,6 +122,7 @@ async fn a_payload_that_differs_only_in_json_formatting_is_a_different_event() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn multi_stream_appends_in_opposite_orders_never_deadlock_or_lose_events() {
+    let _horizon = crate::common::horizon_shared().await;
     let store = common::fresh_store().await;
     let mut tasks = Vec::new();
     for t in 0..8u64 {
@@ -144,6 +149,7 @@ async fn multi_stream_appends_in_opposite_orders_never_deadlock_or_lose_events()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn stream_ids_with_quotes_sql_and_unicode_are_plain_data() {
+    let _horizon = crate::common::horizon_shared().await;
     let store = common::fresh_store().await;
     let odd = [
         "'; DROP TABLE events; --",
@@ -178,6 +184,7 @@ async fn stream_ids_with_quotes_sql_and_unicode_are_plain_data() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_schema_name_that_is_not_an_identifier_is_rejected_before_any_sql() {
+    let _horizon = crate::common::horizon_shared().await;
     for bad in [
         "x; DROP TABLE y",
         "Robert'); DROP TABLE students;--",
@@ -196,6 +203,7 @@ async fn a_schema_name_that_is_not_an_identifier_is_rejected_before_any_sql() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn migrating_from_many_processes_at_once_is_safe_and_idempotent() {
+    let _horizon = crate::common::horizon_shared().await;
     let schema = common::unique_schema();
     let url = common::database_url();
     let mut tasks = Vec::new();
@@ -224,6 +232,7 @@ async fn migrating_from_many_processes_at_once_is_safe_and_idempotent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_per_stream_lock_serialises_a_hot_stream_without_conflicts() {
+    let _horizon = crate::common::horizon_shared().await;
     let store = common::fresh_store().await;
     let stream = StreamId::new("hot");
     let mut tasks = Vec::new();
@@ -253,6 +262,7 @@ async fn the_per_stream_lock_serialises_a_hot_stream_without_conflicts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn time_travel_reads_are_served_by_indexes() {
+    let _horizon = crate::common::horizon_shared().await;
     let store = common::fresh_store().await;
     let mut conn = common::raw().await;
     let schema = store.schema().as_str().to_owned();

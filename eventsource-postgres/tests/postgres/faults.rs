@@ -25,6 +25,7 @@ async fn corrupt(store: &PgStore, set: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_corrupt_row_is_a_typed_error_naming_its_stream_and_version() {
+    let _horizon = crate::common::horizon_shared().await;
     for set in [
         r#"metadata = '{"correlation_id": 5}'"#,
         "schema_version = -1",
@@ -61,6 +62,7 @@ async fn a_corrupt_row_is_a_typed_error_naming_its_stream_and_version() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_missing_table_is_a_configuration_error_not_a_panic() {
+    let _horizon = crate::common::horizon_shared().await;
     let store = common::fresh_store().await;
     let mut conn = common::raw().await;
     let schema = store.schema().as_str();
@@ -91,6 +93,7 @@ async fn kill_sessions(app: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_connections_surface_as_errors_and_a_subscriber_recovers_without_losing_events() {
+    let _horizon = crate::common::horizon_shared().await;
     let app = format!("es_kill_{:08x}", fastrand::u32(..));
     let url = common::url_with_application(&app);
     let writer = common::fresh_store().await;

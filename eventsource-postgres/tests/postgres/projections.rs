@@ -94,6 +94,7 @@ async fn read_model(store: &PgStore) -> (i64, Option<i64>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_handler_failing_halfway_leaves_neither_read_model_nor_checkpoint_changed() {
+    let _horizon = crate::common::horizon_shared().await;
     let store = common::fresh_store().await;
     create_read_model(&store).await;
     let mut positions = Vec::new();
@@ -140,6 +141,7 @@ async fn a_handler_failing_halfway_leaves_neither_read_model_nor_checkpoint_chan
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_runner_holds_the_lease_and_a_standby_takes_over_when_it_dies() {
+    let _horizon = crate::common::horizon_shared().await;
     let writer = common::fresh_store().await;
     create_read_model(&writer).await;
     let app = format!("es_lease_{:08x}", fastrand::u32(..));
@@ -198,6 +200,7 @@ async fn one_runner_holds_the_lease_and_a_standby_takes_over_when_it_dies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_inline_projection_is_consistent_when_the_append_returns_and_a_failure_appends_nothing()
 {
+    let _horizon = crate::common::horizon_shared().await;
     let plain = common::fresh_store().await;
     create_read_model(&plain).await;
     let store = PgStore::builder()
