@@ -1,0 +1,1 @@
+//! The order domain (in progress).
