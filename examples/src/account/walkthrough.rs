@@ -346,7 +346,7 @@ pub async fn run_walkthrough(store: AnyStore) -> Result<AccountWalkthrough, Walk
     ));
     for line in &alice_statement {
         story.say(format!(
-            "  v{} @{:<6} {:<26} balance {:>7}   request {}",
+            "  v{} @{:<10} {:<26} balance {:>7}   request {}",
             line.version,
             line.position.to_string(),
             describe(&line.entry),
