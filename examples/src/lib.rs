@@ -8,5 +8,6 @@
 
 pub mod account;
 pub mod orders;
+pub mod projections;
 pub mod request;
 pub mod store;

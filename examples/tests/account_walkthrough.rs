@@ -5,26 +5,21 @@
 
 mod common;
 
-use eventsource_core::{AnyStore, Version};
-use eventsource_examples::account::walkthrough::AccountWalkthrough;
+use eventsource_core::Version;
+use eventsource_examples::account::walkthrough::{AccountWalkthrough, WalkthroughError};
 use eventsource_examples::account::{AccountError, Entry, run_walkthrough};
 
 // The race holds one decision on a worker thread until the other is made: two workers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_walkthrough_runs_on_the_in_memory_store() {
-    check(walk(common::in_memory()).await);
+async fn the_walkthrough_runs_on_the_in_memory_store() -> Result<(), WalkthroughError> {
+    check(run_walkthrough(common::in_memory()).await?);
+    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_walkthrough_runs_on_postgres() {
-    check(walk(common::postgres("account_walkthrough").await).await);
-}
-
-async fn walk(store: AnyStore) -> AccountWalkthrough {
-    match run_walkthrough(store).await {
-        Ok(tour) => tour,
-        Err(e) => panic!("the walkthrough failed: {e}"),
-    }
+async fn the_walkthrough_runs_on_postgres() -> Result<(), WalkthroughError> {
+    check(run_walkthrough(common::postgres("account_walkthrough").await).await?);
+    Ok(())
 }
 
 fn check(tour: AccountWalkthrough) {

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use eventsource_core::prelude::*;
 use eventsource_core::{
-    CommandOptions, EncodeError, ExpectedVersion, NewEvent, ProjectionError, ProjectionHandle,
-    ReadUntil, StoreError, StreamWrite, codec,
+    CommandOptions, EncodeError, ExpectedVersion, NewEvent, ProjectionError, ReadUntil, StoreError,
+    StreamWrite, codec,
 };
 use parking_lot::{Condvar, Mutex};
 use uuid::Uuid;
@@ -21,6 +21,7 @@ use uuid::Uuid;
 use super::commands::{AccountError, transfer_between};
 use super::model::{Account, AccountOpened, DepositedV1};
 use super::{Balance, Balances, Statement, StatementLine};
+use crate::projections::start_in_memory;
 use crate::request::Request;
 
 /// How long the tour waits for a projection to catch up before calling it a failure.
@@ -157,8 +158,8 @@ pub async fn run_walkthrough(store: AnyStore) -> Result<AccountWalkthrough, Walk
     // --- 2. Read models ----------------------------------------------------------------------
     let balances = Balances::default();
     let statement = Statement::default();
-    let balances_handle = start_in_memory_projection(&store, balances.clone()).await?;
-    let statement_handle = start_in_memory_projection(&store, statement.clone()).await?;
+    let balances_handle = start_in_memory(&store, balances.clone()).await?;
+    let statement_handle = start_in_memory(&store, statement.clone()).await?;
 
     // --- 3. Commands -------------------------------------------------------------------------
     story.chapter("2. Commands: decide on the current state, record what happened");
@@ -427,21 +428,6 @@ async fn seed_version_1_history(store: &AnyStore, alice: &str) -> Result<Commit,
         .collect();
     let write = StreamWrite::new(Account::stream_id(alice), ExpectedVersion::NoStream, events);
     Ok(store.append(vec![write]).await?)
-}
-
-/// Starts a projection whose read model lives in this process's memory. Such a read model is
-/// empty at every start, so it is rebuilt from the start of the log rather than resumed from a
-/// checkpoint an earlier run saved (a read model kept in the database would resume instead).
-async fn start_in_memory_projection<P>(
-    store: &AnyStore,
-    projection: P,
-) -> Result<ProjectionHandle, ProjectionError>
-where
-    P: Projection<Context = ()>,
-{
-    let mut runner = ProjectionRunner::new(store.clone(), projection);
-    runner.rebuild().await?;
-    Ok(runner.spawn())
 }
 
 /// Runs two withdrawals of `amount_cents` from `account` at the same time, each on its own

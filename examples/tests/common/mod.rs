@@ -1,6 +1,8 @@
 //! Helpers shared by the end-to-end tests.
 
 #![allow(dead_code)]
+// These helpers fail the calling test by panicking, with a message saying what to fix.
+#![allow(clippy::panic)]
 
 use eventsource_core::AnyStore;
 use eventsource_examples::store;
