@@ -1,0 +1,24 @@
+//! `#[derive(Aggregate)]`: parse -> validate -> expand.
+
+mod ast;
+mod expand;
+mod validate;
+
+use proc_macro2::TokenStream;
+
+use crate::ctxt::Ctxt;
+use crate::fallback;
+
+pub(crate) fn derive(input: &syn::DeriveInput) -> TokenStream {
+    let cx = Ctxt::new();
+    let aggregate = ast::Aggregate::from_ast(&cx, input);
+    validate::check(&cx, &aggregate);
+    if cx.is_ok() {
+        expand::expand(&aggregate)
+    } else {
+        fallback::aggregate(cx, &aggregate)
+    }
+}
+
+pub(crate) use ast::Aggregate;
+pub(crate) use expand::{conversions, event_enum};

@@ -1,0 +1,86 @@
+//! The rules a `#[derive(Aggregate)]` item must follow that the macro can see on its own.
+//! Rules over the listed events' identities are const assertions in the expansion.
+
+use crate::ctxt::Ctxt;
+use crate::events;
+use crate::parse;
+
+use super::ast::Aggregate;
+
+pub(crate) fn check(cx: &Ctxt, aggregate: &Aggregate<'_>) {
+    check_item_kind(cx, aggregate);
+    check_name(cx, aggregate);
+    if aggregate.events_given {
+        events::check_not_empty(cx, &aggregate.events, "aggregate");
+    }
+    events::check_listed_once(cx, &aggregate.events);
+    check_variant_names(cx, aggregate);
+    check_snapshots(cx, aggregate);
+}
+
+/// An aggregate's state is a struct or an enum.
+fn check_item_kind(cx: &Ctxt, aggregate: &Aggregate<'_>) {
+    parse::reject_union(
+        cx,
+        aggregate.input,
+        "Aggregate",
+        "use a struct or an enum for the state",
+    );
+}
+
+/// The name is the stream category: not empty, no `-` (it separates category and id).
+fn check_name(cx: &Ctxt, aggregate: &Aggregate<'_>) {
+    if !aggregate.name_given {
+        return;
+    }
+    let value = aggregate.name.value();
+    if value.trim().is_empty() {
+        cx.error_spanned_by(
+            &aggregate.name,
+            "the aggregate `name` cannot be empty: it is the category of its streams",
+        );
+    }
+}
+
+/// The generated enum names each variant after the event type's last path segment, so two
+/// listed types cannot end in the same name.
+fn check_variant_names(cx: &Ctxt, aggregate: &Aggregate<'_>) {
+    let events = &aggregate.events.events;
+    for (i, e) in events.iter().enumerate() {
+        if let Some(first) = events[..i]
+            .iter()
+            .find(|f| f.variant == e.variant && f.text != e.text)
+        {
+            cx.error_spanned_by(
+                &e.ty,
+                format!(
+                    "`{}` and `{}` would both be the variant `{}` of `{}`: rename one of the event types",
+                    first.text, e.text, e.variant, aggregate.event_enum
+                ),
+            );
+        }
+    }
+}
+
+/// `snapshot_every` is at least 1, and `snapshot_version` (a schema version, from 1) only
+/// means something when snapshots are taken.
+fn check_snapshots(cx: &Ctxt, aggregate: &Aggregate<'_>) {
+    if let Some(s) = &aggregate.snapshots {
+        if s.every == 0 {
+            cx.error_spanned_by(
+                &s.every_lit,
+                "`snapshot_every = 0` would snapshot never: remove `snapshot_every` to disable snapshots, or give a number of events such as 100",
+            );
+        }
+    }
+    if let Some((key, version, lit)) = &aggregate.snapshot_version {
+        if aggregate.snapshots.is_none() {
+            cx.error_spanned_by(
+                key,
+                "`snapshot_version` needs `snapshot_every`: this aggregate takes no snapshots",
+            );
+        } else if *version == 0 {
+            cx.error_spanned_by(lit, "snapshot versions start at 1");
+        }
+    }
+}

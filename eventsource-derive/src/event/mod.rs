@@ -1,0 +1,23 @@
+//! `#[derive(DomainEvent)]`: parse -> validate -> expand.
+
+mod ast;
+mod expand;
+mod validate;
+
+use proc_macro2::TokenStream;
+
+use crate::ctxt::Ctxt;
+use crate::fallback;
+
+pub(crate) fn derive(input: &syn::DeriveInput) -> TokenStream {
+    let cx = Ctxt::new();
+    let event = ast::Event::from_ast(&cx, input);
+    validate::check(&cx, &event);
+    if cx.is_ok() {
+        expand::expand(&event)
+    } else {
+        fallback::event(cx, &event)
+    }
+}
+
+pub(crate) use ast::Event;

@@ -1,0 +1,95 @@
+//! The typed model of one `#[derive(Projection)]` item.
+
+use syn::LitStr;
+
+use crate::ctxt::Ctxt;
+use crate::events::EventList;
+use crate::parse::{self, Krate, Slot};
+use crate::symbol::{self, Symbol};
+
+pub(crate) struct Projection<'a> {
+    pub(crate) input: &'a syn::DeriveInput,
+    pub(crate) krate: Krate,
+    /// The checkpoint name; an empty placeholder when missing (already reported).
+    pub(crate) name: LitStr,
+    pub(crate) name_given: bool,
+    /// Empty when missing (already reported).
+    pub(crate) events: EventList,
+    /// Whether `events(...)` parsed.
+    pub(crate) events_given: bool,
+    /// `context = Type`, `()` by default.
+    pub(crate) context: Option<syn::Type>,
+}
+
+impl<'a> Projection<'a> {
+    pub(crate) fn from_ast(cx: &Ctxt, input: &'a syn::DeriveInput) -> Self {
+        const ATTR: Symbol = symbol::PROJECTION;
+        let mut name = Slot::new(ATTR, symbol::NAME);
+        let mut events = Slot::new(ATTR, symbol::EVENTS);
+        let mut context = Slot::new(ATTR, symbol::CONTEXT);
+        let mut krate = Slot::new(ATTR, symbol::CRATE);
+
+        let seen = parse::parse_attrs(
+            cx,
+            &input.attrs,
+            ATTR,
+            symbol::PROJECTION_KEYS,
+            |key, meta| {
+                match key {
+                    symbol::NAME => {
+                        name.set(cx, &meta.path, parse::lit_str(meta, key, "\"balances\"")?)
+                    }
+                    symbol::EVENTS => {
+                        let (span, types) = parse::type_list(cx, meta, key, "(Opened, Deposited)")?;
+                        events.set(cx, &meta.path, EventList::new(cx, span, types));
+                    }
+                    symbol::CONTEXT => {
+                        context.set(cx, &meta.path, parse::ty(meta, key, "MyContext")?)
+                    }
+                    _ => krate.set(cx, &meta.path, parse::crate_path(meta, key)?),
+                }
+                Ok(())
+            },
+        );
+        let attr_span = seen.span;
+        let span = attr_span.unwrap_or_else(|| input.ident.span());
+        if attr_span.is_none() {
+            cx.error_at(
+                span,
+                "`Projection` needs `#[projection(name = \"...\", events(...))]`: its checkpoint name and the events it handles",
+            );
+        }
+        let name_given = name.get().is_some();
+        let name = match name.take() {
+            Some((_, name)) => name,
+            None => {
+                if attr_span.is_some() && !seen.has(symbol::NAME) {
+                    cx.error_at(span, "missing `name` in `#[projection(...)]`: add `name = \"...\"`, the key of its checkpoint");
+                }
+                LitStr::new("", span)
+            }
+        };
+        let events_given = events.get().is_some();
+        let events = match events.take() {
+            Some((_, list)) => list,
+            None => {
+                if attr_span.is_some() && !seen.has(symbol::EVENTS) {
+                    cx.error_at(span, "missing `events(...)` in `#[projection(...)]`: list the events this projection handles, e.g. `events(Opened, Deposited)`");
+                }
+                EventList {
+                    span,
+                    events: Vec::new(),
+                }
+            }
+        };
+        Projection {
+            input,
+            krate: Krate::new(krate.take().map(|(_, p)| p)),
+            name,
+            name_given,
+            events,
+            events_given,
+            context: context.take().map(|(_, ty)| ty),
+        }
+    }
+}

@@ -1,0 +1,24 @@
+//! `#[derive(Projection)]`: parse -> validate -> expand.
+
+mod ast;
+mod expand;
+mod validate;
+
+use proc_macro2::TokenStream;
+
+use crate::ctxt::Ctxt;
+use crate::fallback;
+
+pub(crate) fn derive(input: &syn::DeriveInput) -> TokenStream {
+    let cx = Ctxt::new();
+    let projection = ast::Projection::from_ast(&cx, input);
+    validate::check(&cx, &projection);
+    if cx.is_ok() {
+        expand::expand(&projection)
+    } else {
+        fallback::projection(cx, &projection)
+    }
+}
+
+pub(crate) use ast::Projection;
+pub(crate) use expand::context;

@@ -1,0 +1,108 @@
+//! A derived projection sees only the events it lists: the store filters on its stored names
+//! (aliases included) and the dispatch never deserialises another type.
+// Domain types are `pub` as a user's would be; the docs-under-`deny` case is `strict_lints.rs`.
+#![allow(missing_docs)]
+
+use eventsource_core::prelude::*;
+use eventsource_core::{ExpectedVersion, NewEvent, StreamWrite};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Serialize, Deserialize, DomainEvent)]
+#[event(name = "shop.ordered", alias = "shop.purchased")]
+pub struct Ordered {
+    pub sku: String,
+}
+
+#[derive(Debug, Serialize, Deserialize, DomainEvent)]
+#[event(name = "shop.shipped")]
+pub struct Shipped {
+    pub sku: String,
+}
+
+#[derive(Default, Projection)]
+#[projection(name = "orders", events(Ordered, Shipped))]
+pub struct Orders {
+    pub seen: Vec<String>,
+}
+
+impl Handle<Ordered> for Orders {
+    async fn handle(
+        &mut self,
+        e: Ordered,
+        _: &RecordedEvent,
+        _: &mut (),
+    ) -> Result<(), HandlerError> {
+        self.seen.push(format!("ordered {}", e.sku));
+        Ok(())
+    }
+}
+
+impl Handle<Shipped> for Orders {
+    async fn handle(
+        &mut self,
+        e: Shipped,
+        _: &RecordedEvent,
+        _: &mut (),
+    ) -> Result<(), HandlerError> {
+        self.seen.push(format!("shipped {}", e.sku));
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_projection_receives_only_its_events() {
+    let store = InMemoryStore::new();
+    store
+        .append(vec![StreamWrite::new(
+            "shop-1",
+            ExpectedVersion::Any,
+            vec![
+                NewEvent::new("shop.ordered", 1, r#"{"sku":"a"}"#),
+                // Not listed, and not even JSON: it must never be deserialised.
+                NewEvent::new("shop.audited", 1, "not json"),
+                NewEvent::new("shop.purchased", 1, r#"{"sku":"b"}"#),
+                NewEvent::new("shop.shipped", 1, r#"{"sku":"a"}"#),
+            ],
+        )])
+        .await
+        .unwrap();
+    let mut runner = ProjectionRunner::new(store, Orders::default());
+    runner.catch_up().await.unwrap();
+    assert_eq!(
+        runner.projection().seen,
+        ["ordered a", "ordered b", "shipped a"]
+    );
+    assert_eq!(
+        Orders::event_types(),
+        Some(&["shop.ordered", "shop.purchased", "shop.shipped"][..])
+    );
+}
+
+#[tokio::test]
+async fn an_unlisted_event_handed_over_anyway_is_skipped_without_decoding() {
+    let mut orders = Orders::default();
+    let event = RecordedEvent {
+        id: eventsource_core::EventId::new_random(),
+        stream: "shop-1".into(),
+        version: Version::new(1),
+        position: Position::new(1, 0),
+        event_type: "shop.audited".into(),
+        schema_version: 1,
+        payload: "not json".into(),
+        metadata: Metadata::default(),
+        recorded_at: chrono_now(),
+    };
+    orders.handle_event(&event, &mut ()).await.unwrap();
+    assert!(orders.seen.is_empty());
+
+    let bad = RecordedEvent {
+        event_type: "shop.ordered".into(),
+        ..event
+    };
+    let error = orders.handle_event(&bad, &mut ()).await.unwrap_err();
+    assert!(error.is::<eventsource_core::DecodeError>(), "{error}");
+}
+
+fn chrono_now() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now()
+}

@@ -1,0 +1,20 @@
+use eventsource_core::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, DomainEvent)]
+#[event(name = "account.opened")]
+pub struct Opened {}
+
+#[derive(Serialize, Deserialize, DomainEvent)]
+#[event(name = "account.deposited")]
+pub struct Deposited {}
+
+#[derive(Default, Aggregate)]
+#[aggregate(name = "account", events(Opened, Deposited))]
+pub struct Account {}
+
+impl Apply<Opened> for Account {
+    fn apply(&mut self, _: &Opened) {}
+}
+
+fn main() {}

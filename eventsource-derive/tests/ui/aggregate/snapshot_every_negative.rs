@@ -1,0 +1,24 @@
+use eventsource_core::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, DomainEvent)]
+#[event(name = "account.opened")]
+pub struct Opened {}
+
+#[derive(Serialize, Deserialize, DomainEvent)]
+#[event(name = "account.deposited")]
+pub struct Deposited {}
+
+#[derive(Default, Serialize, Deserialize, Aggregate)]
+#[aggregate(name = "account", events(Opened, Deposited), snapshot_every = -5)]
+pub struct Account {}
+
+impl Apply<Opened> for Account {
+    fn apply(&mut self, _: &Opened) {}
+}
+
+impl Apply<Deposited> for Account {
+    fn apply(&mut self, _: &Deposited) {}
+}
+
+fn main() {}

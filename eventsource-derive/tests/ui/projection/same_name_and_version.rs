@@ -1,0 +1,41 @@
+use eventsource_core::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize, DomainEvent)]
+#[event(name = "account.opened")]
+pub struct Opened {}
+
+#[derive(Serialize, Deserialize, DomainEvent)]
+#[event(name = "account.deposited")]
+pub struct Deposited {}
+
+mod legacy {
+    use super::*;
+    #[derive(Serialize, Deserialize, DomainEvent)]
+    #[event(name = "account.opened")]
+    pub struct Created {}
+}
+
+impl Handle<legacy::Created> for Balances {
+    async fn handle(&mut self, _: legacy::Created, _: &RecordedEvent, _: &mut ()) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
+#[derive(Projection)]
+#[projection(name = "balances", events(Opened, Deposited, legacy::Created))]
+pub struct Balances {}
+
+impl Handle<Opened> for Balances {
+    async fn handle(&mut self, _: Opened, _: &RecordedEvent, _: &mut ()) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
+impl Handle<Deposited> for Balances {
+    async fn handle(&mut self, _: Deposited, _: &RecordedEvent, _: &mut ()) -> Result<(), HandlerError> {
+        Ok(())
+    }
+}
+
+fn main() {}
