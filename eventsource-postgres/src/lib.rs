@@ -1,1 +1,123 @@
-//! PostgreSQL event store for eventsource.
+//! # eventsource-postgres
+//!
+//! The PostgreSQL event store for eventsource, on sqlx: [`PgStore`] implements the core's
+//! [`EventStore`](eventsource_core::EventStore), plus live subscriptions through
+//! LISTEN/NOTIFY, transactional and inline projections ([`PgProjectionRunner`],
+//! [`PgStore::with_inline_projection`]), a per-stream lock for hot streams
+//! ([`PgStore::lock_stream`]) and lag reporting ([`PgStore::lag`]). PostgreSQL 13 or newer.
+//!
+//! ```no_run
+//! # async fn doc() -> Result<(), eventsource_core::StoreError> {
+//! use eventsource_core::{EventStore, ExpectedVersion, NewEvent, StreamWrite};
+//! use eventsource_postgres::PgStore;
+//!
+//! let store = PgStore::connect("postgres://postgres@127.0.0.1:5432/postgres").await?;
+//! let commit = store
+//!     .append(vec![StreamWrite::new(
+//!         "account-1",
+//!         ExpectedVersion::NoStream,
+//!         vec![NewEvent::new("account.opened", 1, &br#"{"owner":"ada"}"#[..])],
+//!     )])
+//!     .await?;
+//! # let _ = commit; Ok(()) }
+//! ```
+//!
+//! ## Schema
+//!
+//! All tables live in one schema (default `eventsource`, see [`PgStoreBuilder::schema`]);
+//! its name is validated as a plain identifier ([`PgSchema`]) and is the only thing ever
+//! spliced into SQL; every value is a bound parameter. The migrations are plain SQL files
+//! embedded with `sqlx::migrate!` and written with unqualified names: the store runs them on
+//! a dedicated connection whose `search_path` is the schema (its functions pin it with
+//! `SET search_path FROM CURRENT`), under a session advisory lock, so any number of
+//! processes may start at once. `events` holds the log (payload as `bytea`, byte for byte
+//! as written), `streams` one row per stream (its version and last recorded-at time),
+//! `snapshots`, `checkpoints`, and `store_meta` the era.
+//!
+//! ## Appends
+//!
+//! An append is one statement, `append_events(...)`, with the batch as arrays: one round trip
+//! whatever its size. Inside it: the written streams are locked with transaction-scoped
+//! advisory locks in a fixed order (so multi-stream appends cannot deadlock each other; a
+//! deadlock reported anyway, `40P01`, is retried), then the event ids are checked (the same
+//! events again return the first commit, other content under a stored id is
+//! [`StoreError::EventIdReused`](eventsource_core::StoreError::EventIdReused)), then the
+//! expected versions (a mismatch is returned as a row and becomes the typed
+//! [`Conflict`](eventsource_core::StoreError::Conflict)), then the rows are inserted with one
+//! `INSERT ... SELECT FROM unnest(...)`. Because the stream lock is taken before the stream
+//! row is read, racing `ExpectedVersion::Any` appends on one stream queue up instead of
+//! colliding on a unique index; unique violations that can still happen (two appends of the
+//! same new event id to different streams) are recognised by SQLSTATE and constraint name and
+//! retried, after which the id check reports them. Nothing ever matches error text.
+//! `recorded_at` is `max(now(), the stream's last recorded_at)`, so it never decreases
+//! within a stream.
+//!
+//! ## Why the global order never skips
+//!
+//! A position is `(commit, sequence)`: `commit = era << 48 | xid8` of the writing
+//! transaction (`pg_current_xact_id()`, the top-level id even inside subtransactions), and
+//! `sequence` a global identity. A reader only passes events whose `commit` is below the
+//! *horizon*: `era << 48 | pg_snapshot_xmin(pg_current_snapshot())`, computed in the same
+//! statement that reads the page. This is safe because:
+//!
+//! 1. every transaction with an xid below `xmin` has ended when the snapshot is taken, so
+//!    all events below the horizon that will ever exist are already committed and visible to
+//!    that very snapshot; and
+//! 2. every transaction that commits later has an xid at or above `xmin` (it was running, so
+//!    `xmin` is at most its xid, or it gets an xid later, at or above `xmax`), so its events
+//!    land at or above the horizon: above any position a reader has passed.
+//!
+//! So a page that is not full has examined every event that will ever exist below the
+//! horizon: its `scanned_to` is the newest readable event (of any type, when the read filters
+//! by type), and a checkpoint saved there is exact. (`(horizon, 0)` would be safe too, but it
+//! moves with every transaction in the cluster, and an idle projection would then write a new
+//! checkpoint on every poll.) Reads from a store handle also wait, briefly, until the horizon
+//! has passed that handle's own last append, so a caller reads its own writes. Writers to different streams never share a lock: the order comes
+//! from xids PostgreSQL assigns anyway. The price: the horizon is cluster-wide, so any long
+//! write transaction (in any database of the cluster, a `SELECT ... FOR UPDATE`, a prepared
+//! transaction) delays readers until it ends. Nothing is lost, and [`PgStore::lag`] reports
+//! who holds it (pid, age, state, query; prepared transactions). The store keeps its own
+//! write transactions to one statement and takes leases with session advisory locks, never
+//! row locks.
+//!
+//! ## Eras: dump/restore into another cluster
+//!
+//! xids belong to a cluster. After a restore into a cluster whose xids are behind the stored
+//! ones, new events would get positions below ones readers have passed. On start
+//! ([`PgStore::migrate`]) the store compares the newest stored position with the cluster's
+//! next xid; if the stored one is ahead it moves to the next era (`store_meta.era`), which is
+//! folded into the top bits of every new position, so positions keep increasing. pg_upgrade
+//! and physical failover keep xids and need nothing.
+//!
+//! ## Live subscriptions
+//!
+//! [`EventStore::wait_for_events`](eventsource_core::EventStore::wait_for_events) is woken by
+//! a LISTEN on a dedicated connection (re-established with backoff; a reconnect wakes
+//! waiters, since notifications may have been missed). The NOTIFY is not sent inside the
+//! append: the append only flags a background task, which sends one NOTIFY per burst on its
+//! own connection, so the notification queue's commit lock is off the append's path.
+//! A NOTIFY says "committed", not "readable": while committed events wait behind the
+//! horizon, waiters poll every [`PgStoreBuilder::poll_interval`].
+
+mod append;
+mod errors;
+mod horizon;
+mod inline;
+mod lock;
+mod migrate;
+mod notify;
+mod projection;
+mod rows;
+mod schema;
+mod sql;
+mod store;
+mod xid;
+
+pub use horizon::{PgHorizonHolder, PgLag, PgPreparedXact};
+pub use lock::PgStreamLock;
+pub use projection::{
+    PgProjectionContext, PgProjectionHandle, PgProjectionRunner, PgProjectionStatus,
+};
+pub use schema::PgSchema;
+pub use store::{PgStore, PgStoreBuilder};
+pub use xid::Xid8;

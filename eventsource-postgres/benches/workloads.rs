@@ -1,0 +1,689 @@
+//! PgStore against hand-written sqlx on the same server, the workloads of issue 4:
+//!
+//! - W1: 10,000 commands (load + decide + append one event) over 1,000 streams, 1 and 8 tasks
+//! - W2: 8 tasks x 250 commands on one hot stream: optimistic retries, and the per-stream lock
+//! - W3: load of a 10,000-event stream, without and with a snapshot
+//! - W4: catch-up of 100,000 events through a projection (decode + sum), checkpoints included
+//! - W5: bulk append of 100,000 events in batches of 1,000
+//!
+//! Baselines: "plain" (a BIGSERIAL log, not gap-safe) and "gapsafe" (the same table plus an
+//! `xid8` column and index, read below `pg_snapshot_xmin`). Runs are interleaved
+//! (store, plain, gapsafe, store, ...) `BENCH_RUNS` times (default 5); the table shows the
+//! median of the per-run ratios. Throughput ratios: store / baseline (higher is better);
+//! W3: store time / baseline time (lower is better).
+//!
+//! `DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench -p eventsource-postgres --bench workloads`
+//! (scale with `BENCH_SCALE`, default 1.0).
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::{Duration, Instant};
+
+use eventsource_core::testing::fixtures::{Counter, CounterEvent};
+use eventsource_core::{
+    Aggregate, EventSet, EventStore, ExpectedVersion, HandlerError, NewEvent, Position, Projection,
+    ProjectionRunner, RecordedEvent, Repository, RetryPolicy, Snapshot, StreamWrite, Version,
+};
+use eventsource_postgres::PgStore;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::{PgPool, Row};
+use uuid::Uuid;
+
+/// The counter without snapshots (W1, W2, W3 without a snapshot).
+#[derive(Default)]
+struct Tally(Counter);
+
+impl Aggregate for Tally {
+    const NAME: &'static str = "tally";
+    type Event = CounterEvent;
+    fn apply(&mut self, event: &CounterEvent) {
+        self.0.apply(event);
+    }
+}
+
+fn added(n: i64) -> NewEvent {
+    CounterEvent::Added(n).to_new_event()
+}
+
+fn decode_n(payload: &[u8]) -> i64 {
+    match CounterEvent::decode("counter.added", 1, payload).unwrap() {
+        CounterEvent::Added(n) => n,
+        CounterEvent::Reset => 0,
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Plain,
+    GapSafe,
+}
+
+struct Env {
+    url: String,
+    pool: PgPool,
+    scale: f64,
+}
+
+fn scaled(env: &Env, n: usize) -> usize {
+    ((n as f64 * env.scale) as usize).max(1)
+}
+
+fn schema() -> String {
+    format!("es_bench_{:08x}", fastrand::u32(..))
+}
+
+async fn store(env: &Env) -> (PgStore, String) {
+    let s = schema();
+    let store = PgStore::builder()
+        .schema(&s)
+        .max_connections(12)
+        .connect(&env.url)
+        .await
+        .unwrap();
+    (store, s)
+}
+
+async fn baseline(env: &Env, kind: Kind) -> String {
+    let s = schema();
+    let xid = if kind == Kind::GapSafe {
+        "tx xid8 NOT NULL DEFAULT pg_current_xact_id(),"
+    } else {
+        ""
+    };
+    for ddl in [
+        format!("CREATE SCHEMA {s}"),
+        format!(
+            "CREATE TABLE {s}.events (id bigserial PRIMARY KEY, {xid} stream_id text NOT NULL, \
+             version bigint NOT NULL, event_id uuid NOT NULL UNIQUE, event_type text NOT NULL, \
+             payload bytea NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now(), \
+             UNIQUE (stream_id, version))"
+        ),
+        format!(
+            "CREATE TABLE {s}.snapshots (stream_id text PRIMARY KEY, version bigint NOT NULL, \
+             payload bytea NOT NULL)"
+        ),
+        format!(
+            "CREATE TABLE {s}.checkpoints (name text PRIMARY KEY, a bigint NOT NULL, b bigint NOT NULL)"
+        ),
+    ] {
+        sqlx::query(&ddl).execute(&env.pool).await.unwrap();
+    }
+    if kind == Kind::GapSafe {
+        sqlx::query(&format!("CREATE INDEX ON {s}.events (tx, id)"))
+            .execute(&env.pool)
+            .await
+            .unwrap();
+    }
+    s
+}
+
+async fn drop_schema(env: &Env, s: &str) {
+    sqlx::query(&format!("DROP SCHEMA {s} CASCADE"))
+        .execute(&env.pool)
+        .await
+        .unwrap();
+}
+
+// ---- hand-written baselines ----
+
+/// Load + fold + append one event; `Ok(false)` on a conflict (unique violation).
+async fn raw_command(pool: &PgPool, s: &str, stream: &str) -> bool {
+    let rows = sqlx::query(&format!(
+        "SELECT version, payload FROM {s}.events WHERE stream_id = $1 ORDER BY version"
+    ))
+    .bind(stream)
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let mut version = 0i64;
+    let mut sum = 0i64;
+    for r in &rows {
+        version = r.get(0);
+        sum += decode_n(r.get::<&[u8], _>(1));
+    }
+    std::hint::black_box(sum);
+    let payload = CounterEvent::Added(1).encode().unwrap();
+    match sqlx::query(&format!(
+        "INSERT INTO {s}.events (stream_id, version, event_id, event_type, payload) \
+         VALUES ($1, $2, $3, 'counter.added', $4)"
+    ))
+    .bind(stream)
+    .bind(version + 1)
+    .bind(Uuid::new_v4())
+    .bind(payload.as_ref())
+    .execute(pool)
+    .await
+    {
+        Ok(_) => true,
+        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => false,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// The same command under a per-stream transaction-scoped advisory lock.
+async fn raw_locked_command(pool: &PgPool, s: &str, stream: &str) {
+    let mut tx = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind(format!("{s}/{stream}"))
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    let rows = sqlx::query(&format!(
+        "SELECT version, payload FROM {s}.events WHERE stream_id = $1 ORDER BY version"
+    ))
+    .bind(stream)
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    let mut version = 0i64;
+    for r in &rows {
+        version = r.get(0);
+        std::hint::black_box(decode_n(r.get::<&[u8], _>(1)));
+    }
+    sqlx::query(&format!(
+        "INSERT INTO {s}.events (stream_id, version, event_id, event_type, payload) \
+         VALUES ($1, $2, $3, 'counter.added', $4)"
+    ))
+    .bind(stream)
+    .bind(version + 1)
+    .bind(Uuid::new_v4())
+    .bind(CounterEvent::Added(1).encode().unwrap().as_ref())
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+}
+
+async fn raw_bulk(pool: &PgPool, s: &str, stream: &str, n: usize) {
+    let versions: Vec<i64> = (1..=n as i64).collect();
+    let ids: Vec<Uuid> = (0..n).map(|_| Uuid::new_v4()).collect();
+    let payloads: Vec<Vec<u8>> = (0..n)
+        .map(|i| CounterEvent::Added(i as i64).encode().unwrap().to_vec())
+        .collect();
+    sqlx::query(&format!(
+        "INSERT INTO {s}.events (stream_id, version, event_id, event_type, payload) \
+         SELECT $1, v, id, 'counter.added', p FROM unnest($2::bigint[], $3::uuid[], $4::bytea[]) AS t (v, id, p)"
+    ))
+    .bind(stream)
+    .bind(&versions)
+    .bind(&ids)
+    .bind(&payloads)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// Catch-up by pages of 1,000 with a checkpoint upsert per page; returns the sum.
+async fn raw_catch_up(pool: &PgPool, s: &str, kind: Kind) -> i64 {
+    let (mut a, mut b) = (0i64, 0i64);
+    let mut sum = 0i64;
+    let (page, key): (String, &str) = match kind {
+        Kind::Plain => (
+            format!(
+                "SELECT id, 0::bigint, payload FROM {s}.events WHERE id > $1 ORDER BY id LIMIT 1000"
+            ),
+            "plain",
+        ),
+        Kind::GapSafe => (
+            format!(
+                "SELECT tx::text::bigint, id, payload FROM {s}.events \
+                 WHERE (tx, id) > ($1::text::xid8, $2) \
+                 AND tx < pg_snapshot_xmin(pg_current_snapshot()) ORDER BY tx, id LIMIT 1000"
+            ),
+            "gapsafe",
+        ),
+    };
+    loop {
+        let q = sqlx::query(&page).bind(a);
+        let q = if kind == Kind::GapSafe { q.bind(b) } else { q };
+        let rows = q.fetch_all(pool).await.unwrap();
+        if rows.is_empty() {
+            return sum;
+        }
+        for r in &rows {
+            sum += decode_n(r.get::<&[u8], _>(2));
+        }
+        let last = rows.last().unwrap();
+        a = last.get(0);
+        b = last.get(1);
+        sqlx::query(&format!(
+            "INSERT INTO {s}.checkpoints VALUES ($1, $2, $3) \
+             ON CONFLICT (name) DO UPDATE SET a = excluded.a, b = excluded.b"
+        ))
+        .bind(key)
+        .bind(a)
+        .bind(b)
+        .execute(pool)
+        .await
+        .unwrap();
+    }
+}
+
+// ---- the store side ----
+
+struct Sum(i64);
+
+impl Projection for Sum {
+    const NAME: &'static str = "bench.sum";
+    type Context = ();
+    fn event_types() -> Option<&'static [&'static str]> {
+        Some(&["counter.added"])
+    }
+    async fn handle_event(&mut self, e: &RecordedEvent, _: &mut ()) -> Result<(), HandlerError> {
+        self.0 += decode_n(&e.payload);
+        Ok(())
+    }
+}
+
+// ---- workloads: each returns seconds for one run ----
+
+async fn w1(env: &Env, target: Option<Kind>, tasks: usize) -> f64 {
+    let commands = scaled(env, 10_000);
+    let per_task = commands / tasks;
+    let (store, s) = match target {
+        None => store(env).await,
+        Some(k) => {
+            let s = baseline(env, k).await;
+            let (st, s2) = store(env).await; // unused store schema keeps the setup symmetric
+            drop_schema(env, &s2).await;
+            (st, s)
+        }
+    };
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let (store, pool, s) = (store.clone(), env.pool.clone(), s.clone());
+        handles.push(tokio::spawn(async move {
+            let repo = Repository::<Tally, _>::new(store);
+            for i in 0..per_task {
+                let id = format!("{}", (t * per_task + i) % 1000);
+                match target {
+                    None => {
+                        repo.execute(&id, |c| c.0.add(1)).await.unwrap();
+                    }
+                    Some(_) => while !raw_command(&pool, &s, &format!("tally-{id}")).await {},
+                }
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    drop_schema(env, &s).await;
+    commands as f64 / secs
+}
+
+/// W2; `locked` picks the per-stream lock variants. Returns commands per second.
+async fn w2(env: &Env, target: Option<Kind>, locked: bool) -> f64 {
+    let tasks = 8;
+    let per_task = scaled(env, 250);
+    let (store, s) = match target {
+        None => store(env).await,
+        Some(k) => {
+            let s = baseline(env, k).await;
+            let (st, s2) = store(env).await;
+            drop_schema(env, &s2).await;
+            (st, s)
+        }
+    };
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..tasks {
+        let (store, pool, s) = (store.clone(), env.pool.clone(), s.clone());
+        handles.push(tokio::spawn(async move {
+            let repo = Repository::<Tally, _>::new(store.clone()).with_retry(RetryPolicy {
+                max_attempts: 10_000,
+                ..RetryPolicy::default()
+            });
+            let stream = Tally::stream_id("hot");
+            for _ in 0..per_task {
+                match (target, locked) {
+                    (None, false) => {
+                        repo.execute("hot", |c| c.0.add(1)).await.unwrap();
+                    }
+                    (None, true) => {
+                        let lock = store.lock_stream(&stream).await.unwrap();
+                        repo.execute("hot", |c| c.0.add(1)).await.unwrap();
+                        lock.release().await.unwrap();
+                    }
+                    (Some(_), false) => {
+                        let mut attempt = 0u32;
+                        while !raw_command(&pool, &s, "tally-hot").await {
+                            attempt += 1;
+                            let cap = (500u64 << attempt.min(7)).min(50_000);
+                            tokio::time::sleep(Duration::from_micros(fastrand::u64(0..=cap))).await;
+                        }
+                    }
+                    (Some(_), true) => raw_locked_command(&pool, &s, "tally-hot").await,
+                }
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let secs = start.elapsed().as_secs_f64();
+    // The final version is exactly right.
+    let version: i64 = match target {
+        None => store
+            .stream_version(&Tally::stream_id("hot"))
+            .await
+            .unwrap()
+            .get() as i64,
+        Some(_) => sqlx::query_scalar(&format!("SELECT max(version) FROM {s}.events"))
+            .fetch_one(&env.pool)
+            .await
+            .unwrap(),
+    };
+    assert_eq!(version as usize, tasks * per_task, "W2 final version");
+    drop_schema(env, &s).await;
+    (tasks * per_task) as f64 / secs
+}
+
+/// W3: seconds to load a 10,000-event stream (tail of 100 after a snapshot when `snapshot`).
+async fn w3(env: &Env, target: Option<Kind>, snapshot: bool) -> f64 {
+    let n = scaled(env, 10_000);
+    let snap_at = n.saturating_sub(100);
+    let mut reps = Vec::new();
+    match target {
+        None => {
+            let (store, s) = store(env).await;
+            for chunk in 0..n.div_ceil(1000) {
+                let k = 1000.min(n - chunk * 1000);
+                let batch = (0..k).map(|i| added(i as i64)).collect();
+                store
+                    .append(vec![StreamWrite::new(
+                        Counter::stream_id("big"),
+                        ExpectedVersion::Any,
+                        batch,
+                    )])
+                    .await
+                    .unwrap();
+            }
+            if snapshot {
+                let repo = Repository::<Counter, _>::new(store.clone());
+                let at = repo
+                    .load_at(
+                        "big",
+                        eventsource_core::At::Version(Version::new(snap_at as u64)),
+                    )
+                    .await
+                    .unwrap();
+                store
+                    .save_snapshot(Snapshot {
+                        stream: Counter::stream_id("big"),
+                        version: at.version,
+                        position: at.position,
+                        event_recorded_at: chrono::Utc::now(),
+                        schema_version: Counter::SNAPSHOT_VERSION,
+                        payload: at.state.encode_snapshot().unwrap(),
+                    })
+                    .await
+                    .unwrap();
+            }
+            for _ in 0..5 {
+                let start = Instant::now();
+                let l = Repository::<Counter, _>::new(store.clone())
+                    .load("big")
+                    .await
+                    .unwrap();
+                assert_eq!(l.version.get() as usize, n);
+                assert_eq!(l.state.applied as usize, n);
+                reps.push(start.elapsed().as_secs_f64());
+            }
+            drop_schema(env, &s).await;
+        }
+        Some(k) => {
+            let s = baseline(env, k).await;
+            for chunk in 0..n.div_ceil(1000) {
+                let k = 1000.min(n - chunk * 1000);
+                // Versions continue across chunks.
+                let versions: Vec<i64> = (0..k as i64)
+                    .map(|i| (chunk * 1000) as i64 + i + 1)
+                    .collect();
+                let ids: Vec<Uuid> = (0..k).map(|_| Uuid::new_v4()).collect();
+                let payloads: Vec<Vec<u8>> = (0..k)
+                    .map(|i| CounterEvent::Added(i as i64).encode().unwrap().to_vec())
+                    .collect();
+                sqlx::query(&format!(
+                    "INSERT INTO {s}.events (stream_id, version, event_id, event_type, payload) \
+                     SELECT 'big', v, id, 'counter.added', p FROM unnest($1::bigint[], $2::uuid[], $3::bytea[]) AS t (v, id, p)"
+                ))
+                .bind(&versions).bind(&ids).bind(&payloads)
+                .execute(&env.pool).await.unwrap();
+            }
+            if snapshot {
+                let payload = serde_json::to_vec(&Counter {
+                    value: 0,
+                    applied: snap_at as u64,
+                })
+                .unwrap();
+                sqlx::query(&format!("INSERT INTO {s}.snapshots VALUES ('big', $1, $2)"))
+                    .bind(snap_at as i64)
+                    .bind(payload)
+                    .execute(&env.pool)
+                    .await
+                    .unwrap();
+            }
+            for _ in 0..5 {
+                let start = Instant::now();
+                let mut state = Counter::default();
+                let mut from = 1i64;
+                if snapshot {
+                    let row = sqlx::query(&format!(
+                        "SELECT version, payload FROM {s}.snapshots WHERE stream_id = 'big'"
+                    ))
+                    .fetch_one(&env.pool)
+                    .await
+                    .unwrap();
+                    state = serde_json::from_slice(row.get::<&[u8], _>(1)).unwrap();
+                    from = row.get::<i64, _>(0) + 1;
+                }
+                let rows = sqlx::query(&format!(
+                    "SELECT version, event_type, payload FROM {s}.events WHERE stream_id = 'big' AND version >= $1 ORDER BY version"
+                ))
+                .bind(from)
+                .fetch_all(&env.pool).await.unwrap();
+                for r in &rows {
+                    state.apply(&CounterEvent::decode(r.get(1), 1, r.get::<&[u8], _>(2)).unwrap());
+                }
+                assert_eq!(state.applied as usize, n);
+                reps.push(start.elapsed().as_secs_f64());
+            }
+            drop_schema(env, &s).await;
+        }
+    }
+    reps.sort_by(f64::total_cmp);
+    reps[reps.len() / 2]
+}
+
+/// W4: events per second caught up.
+async fn w4(env: &Env, target: Option<Kind>) -> f64 {
+    let n = scaled(env, 100_000);
+    let batches = n.div_ceil(1000);
+    match target {
+        None => {
+            let (store, s) = store(env).await;
+            for b in 0..batches {
+                let batch = (0..1000).map(|i| added(i as i64)).collect();
+                store
+                    .append(vec![StreamWrite::new(
+                        format!("s-{b}"),
+                        ExpectedVersion::Any,
+                        batch,
+                    )])
+                    .await
+                    .unwrap();
+            }
+            // A reader in another "process": no read-your-writes wait.
+            let reader = PgStore::builder()
+                .schema(&s)
+                .connect(&env.url)
+                .await
+                .unwrap();
+            let start = Instant::now();
+            let mut runner = ProjectionRunner::new(reader, Sum(0)).batch_size(1000);
+            let reached = runner.catch_up().await.unwrap();
+            let secs = start.elapsed().as_secs_f64();
+            assert!(reached > Position::ZERO);
+            assert_eq!(runner.projection().0, (batches * 499_500) as i64);
+            drop_schema(env, &s).await;
+            (batches * 1000) as f64 / secs
+        }
+        Some(k) => {
+            let s = baseline(env, k).await;
+            for b in 0..batches {
+                raw_bulk(&env.pool, &s, &format!("s-{b}"), 1000).await;
+            }
+            let start = Instant::now();
+            let sum = raw_catch_up(&env.pool, &s, k).await;
+            let secs = start.elapsed().as_secs_f64();
+            assert_eq!(sum, (batches * 499_500) as i64);
+            drop_schema(env, &s).await;
+            (batches * 1000) as f64 / secs
+        }
+    }
+}
+
+/// W5: events per second appended in batches of 1,000.
+async fn w5(env: &Env, target: Option<Kind>) -> f64 {
+    let batches = scaled(env, 100_000).div_ceil(1000);
+    let (store, s) = match target {
+        None => store(env).await,
+        Some(k) => (store(env).await.0, baseline(env, k).await),
+    };
+    let batch_events: Vec<Vec<NewEvent>> = (0..batches)
+        .map(|_| (0..1000).map(|i| added(i as i64)).collect())
+        .collect();
+    let start = Instant::now();
+    for (b, events) in batch_events.into_iter().enumerate() {
+        match target {
+            None => {
+                store
+                    .append(vec![StreamWrite::new(
+                        format!("s-{b}"),
+                        ExpectedVersion::NoStream,
+                        events,
+                    )])
+                    .await
+                    .unwrap();
+            }
+            Some(_) => raw_bulk(&env.pool, &s, &format!("s-{b}"), 1000).await,
+        }
+    }
+    let secs = start.elapsed().as_secs_f64();
+    drop_schema(env, &s).await;
+    if target.is_some() {
+        drop_schema(env, store.schema().as_str()).await;
+    }
+    (batches * 1000) as f64 / secs
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+struct Row3 {
+    name: &'static str,
+    store: Vec<f64>,
+    plain: Vec<f64>,
+    gapsafe: Vec<f64>,
+    lower_is_better: bool,
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 4)]
+async fn main() {
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| panic!("set DATABASE_URL (scripts/test finds or starts a server)"));
+    let runs: usize = std::env::var("BENCH_RUNS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5);
+    let scale: f64 = std::env::var("BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    let only = std::env::var("BENCH_ONLY").ok();
+    let pool = PgPoolOptions::new()
+        .max_connections(12)
+        .connect(&url)
+        .await
+        .unwrap();
+    let env = Env { url, pool, scale };
+
+    let names = [
+        "W1 1 task (cmd/s)",
+        "W1 8 tasks (cmd/s)",
+        "W2 retries (cmd/s)",
+        "W2 lock (cmd/s)",
+        "W3 no snapshot (s)",
+        "W3 snapshot (s)",
+        "W4 catch-up (ev/s)",
+        "W5 bulk (ev/s)",
+    ];
+    let mut rows: Vec<Row3> = names
+        .iter()
+        .map(|n| Row3 {
+            name: n,
+            store: vec![],
+            plain: vec![],
+            gapsafe: vec![],
+            lower_is_better: n.starts_with("W3"),
+        })
+        .collect();
+    for run in 0..runs {
+        for (i, row) in rows.iter_mut().enumerate() {
+            if only.as_deref().is_some_and(|o| !row.name.starts_with(o)) {
+                continue;
+            }
+            for (slot, target) in [(0, None), (1, Some(Kind::Plain)), (2, Some(Kind::GapSafe))] {
+                let v = match i {
+                    0 => w1(&env, target, 1).await,
+                    1 => w1(&env, target, 8).await,
+                    2 => w2(&env, target, false).await,
+                    3 => w2(&env, target, true).await,
+                    4 => w3(&env, target, false).await,
+                    5 => w3(&env, target, true).await,
+                    6 => w4(&env, target).await,
+                    _ => w5(&env, target).await,
+                };
+                match slot {
+                    0 => row.store.push(v),
+                    1 => row.plain.push(v),
+                    _ => row.gapsafe.push(v),
+                }
+            }
+            eprintln!(
+                "run {}: {:<20} store {:>10.4} plain {:>10.4} gapsafe {:>10.4}",
+                run + 1,
+                row.name,
+                row.store.last().unwrap(),
+                row.plain.last().unwrap(),
+                row.gapsafe.last().unwrap()
+            );
+        }
+    }
+    println!(
+        "\n{:<22} {:>12} {:>12} {:>12} {:>14} {:>14}",
+        "workload", "store", "plain", "gapsafe", "store/plain", "store/gapsafe"
+    );
+    for row in rows.iter().filter(|r| !r.store.is_empty()) {
+        let ratio = |b: &[f64]| median(row.store.iter().zip(b).map(|(s, b)| s / b).collect());
+        println!(
+            "{:<22} {:>12.4} {:>12.4} {:>12.4} {:>14.3} {:>14.3}{}",
+            row.name,
+            median(row.store.clone()),
+            median(row.plain.clone()),
+            median(row.gapsafe.clone()),
+            ratio(&row.plain),
+            ratio(&row.gapsafe),
+            if row.lower_is_better {
+                "  (time: lower is better)"
+            } else {
+                ""
+            }
+        );
+    }
+}

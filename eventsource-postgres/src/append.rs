@@ -1,0 +1,343 @@
+//! Appends: request validation, the one-statement call of `append_events`, and turning its
+//! rows into a [`Commit`] or a typed error.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use eventsource_core::{
+    Commit, CommittedStream, EventId, ExpectedVersion, NewEvent, Position, RecordedEvent,
+    StoreError, StreamId, StreamWrite, Version,
+};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use crate::errors::sqlstate;
+use crate::rows::{position_from, to_i64};
+
+/// Checks a request for malformed input and drops writes with no events (as the in-memory
+/// store does).
+pub(crate) fn validate(writes: Vec<StreamWrite>) -> Result<Vec<StreamWrite>, StoreError> {
+    let writes: Vec<StreamWrite> = writes
+        .into_iter()
+        .filter(|w| !w.events.is_empty())
+        .collect();
+    let mut seen_streams = std::collections::HashSet::new();
+    let mut seen_ids = std::collections::HashSet::new();
+    for w in &writes {
+        if w.stream.as_str().is_empty() {
+            return Err(StoreError::InvalidRequest("empty stream id".into()));
+        }
+        if w.stream.as_str().contains('\0') {
+            return Err(StoreError::InvalidRequest(
+                "stream id contains a NUL character, which PostgreSQL text cannot hold".into(),
+            ));
+        }
+        if !seen_streams.insert(&w.stream) {
+            return Err(StoreError::InvalidRequest(format!(
+                "stream `{}` appears twice in one append",
+                w.stream
+            )));
+        }
+        for e in &w.events {
+            if !seen_ids.insert(e.id) {
+                return Err(StoreError::InvalidRequest(format!(
+                    "event id {} appears twice in one append",
+                    e.id
+                )));
+            }
+            if e.event_type.contains('\0') {
+                return Err(StoreError::InvalidRequest(format!(
+                    "event {}: the type name contains a NUL character",
+                    e.id
+                )));
+            }
+        }
+    }
+    Ok(writes)
+}
+
+/// The request as the arrays `append_events` takes.
+pub(crate) struct AppendParams {
+    streams: Vec<String>,
+    expected: Vec<i64>,
+    write_of: Vec<i32>,
+    ids: Vec<Uuid>,
+    types: Vec<String>,
+    schema_versions: Vec<i64>,
+    payloads: Vec<Vec<u8>>,
+    metadata: Vec<Option<String>>,
+}
+
+fn expected_code(e: ExpectedVersion) -> i64 {
+    match e {
+        ExpectedVersion::Any => -1,
+        ExpectedVersion::StreamExists => -2,
+        ExpectedVersion::NoStream => 0,
+        ExpectedVersion::Exact(v) => to_i64(v.get()),
+    }
+}
+
+impl AppendParams {
+    pub(crate) fn new(writes: &[StreamWrite]) -> Result<Self, StoreError> {
+        let n: usize = writes.iter().map(|w| w.events.len()).sum();
+        let mut p = AppendParams {
+            streams: Vec::with_capacity(writes.len()),
+            expected: Vec::with_capacity(writes.len()),
+            write_of: Vec::with_capacity(n),
+            ids: Vec::with_capacity(n),
+            types: Vec::with_capacity(n),
+            schema_versions: Vec::with_capacity(n),
+            payloads: Vec::with_capacity(n),
+            metadata: Vec::with_capacity(n),
+        };
+        for (i, w) in writes.iter().enumerate() {
+            p.streams.push(w.stream.as_str().to_owned());
+            p.expected.push(expected_code(w.expected));
+            let index = i32::try_from(i + 1)
+                .map_err(|_| StoreError::InvalidRequest("too many streams in one append".into()))?;
+            for e in &w.events {
+                p.write_of.push(index);
+                p.ids.push(*e.id.as_uuid());
+                p.types.push(e.event_type.clone());
+                p.schema_versions.push(i64::from(e.schema_version));
+                p.payloads.push(e.payload.to_vec());
+                p.metadata.push(if e.metadata.is_empty() {
+                    None
+                } else {
+                    Some(serde_json::to_string(&e.metadata).map_err(|err| {
+                        StoreError::InvalidRequest(format!(
+                            "event {}: metadata cannot be encoded: {err}",
+                            e.id
+                        ))
+                    })?)
+                });
+            }
+        }
+        Ok(p)
+    }
+}
+
+/// One row `append_events` returned.
+pub(crate) struct AppendRow {
+    status: i16,
+    stream: Option<String>,
+    version: Option<i64>,
+    commit: Option<i64>,
+    seq: Option<i64>,
+    recorded_at: Option<DateTime<Utc>>,
+    id: Option<Uuid>,
+    reason: Option<String>,
+}
+
+const WRITTEN: i16 = 0;
+const ALREADY_STORED: i16 = 1;
+const CONFLICT: i16 = 2;
+const ID_REUSED: i16 = 3;
+const XID_TOO_LARGE: i16 = 4;
+
+fn decode_row(row: &PgRow) -> Result<AppendRow, sqlx::Error> {
+    Ok(AppendRow {
+        status: row.try_get(0)?,
+        stream: row.try_get(1)?,
+        version: row.try_get(2)?,
+        commit: row.try_get(3)?,
+        seq: row.try_get(4)?,
+        recorded_at: row.try_get(5)?,
+        id: row.try_get(6)?,
+        reason: row.try_get(7)?,
+    })
+}
+
+/// Runs `append_events` once on `conn` (one round trip).
+pub(crate) async fn call(
+    conn: &mut PgConnection,
+    sql: &str,
+    p: &AppendParams,
+) -> Result<Vec<AppendRow>, sqlx::Error> {
+    let rows = sqlx::query(sql)
+        .bind(&p.streams)
+        .bind(&p.expected)
+        .bind(&p.write_of)
+        .bind(&p.ids)
+        .bind(&p.types)
+        .bind(&p.schema_versions)
+        .bind(&p.payloads)
+        .bind(&p.metadata)
+        .fetch_all(conn)
+        .await?;
+    rows.iter().map(decode_row).collect()
+}
+
+/// Whether an append that failed with `e` should be tried again inside the store: deadlocks,
+/// serialization failures, a concurrent writer of the same event ids (the retry then reports
+/// the original commit or the reuse), and lost connections (the event ids make a retry of a
+/// commit that did go through return that commit).
+pub(crate) fn retry_inside(e: &sqlx::Error) -> bool {
+    if crate::errors::is_connection_lost(e) {
+        return true;
+    }
+    match crate::errors::code(e).as_deref() {
+        Some(sqlstate::DEADLOCK_DETECTED | sqlstate::SERIALIZATION_FAILURE) => true,
+        Some(sqlstate::UNIQUE_VIOLATION) => matches!(
+            e.as_database_error().and_then(|d| d.constraint()),
+            Some("events_event_id" | "events_stream_version" | "streams_pkey")
+        ),
+        _ => false,
+    }
+}
+
+fn corrupt_reply(what: &str) -> StoreError {
+    StoreError::backend(
+        "appending",
+        false,
+        format!("append_events returned an impossible row: {what}"),
+    )
+}
+
+/// What an append came to.
+pub(crate) enum Outcome {
+    /// The events were written in this call.
+    Written(Commit, Vec<WrittenEvent>),
+    /// The events were already stored: the original commit.
+    AlreadyStored(Commit),
+}
+
+/// Where one written event landed.
+pub(crate) struct WrittenEvent {
+    pub(crate) id: EventId,
+    pub(crate) stream: StreamId,
+    pub(crate) version: Version,
+    pub(crate) position: Position,
+    pub(crate) recorded_at: DateTime<Utc>,
+}
+
+/// Interprets the rows of one call.
+pub(crate) fn outcome(writes: &[StreamWrite], rows: Vec<AppendRow>) -> Result<Outcome, StoreError> {
+    let Some(first) = rows.first() else {
+        return Err(corrupt_reply("no rows"));
+    };
+    match first.status {
+        CONFLICT => {
+            let stream = StreamId::new(first.stream.clone().unwrap_or_default());
+            let expected = writes
+                .iter()
+                .find(|w| w.stream == stream)
+                .map_or(ExpectedVersion::Any, |w| w.expected);
+            let actual = Version::new(
+                first
+                    .version
+                    .and_then(|v| u64::try_from(v).ok())
+                    .unwrap_or(0),
+            );
+            Err(StoreError::Conflict {
+                stream,
+                expected,
+                actual,
+            })
+        }
+        ID_REUSED => Err(StoreError::EventIdReused {
+            id: EventId::from_uuid(first.id.unwrap_or_default()),
+            stored_stream: StreamId::new(first.stream.clone().unwrap_or_default()),
+            reason: first.reason.clone().unwrap_or_default(),
+        }),
+        XID_TOO_LARGE => Err(StoreError::Config(format!(
+            "the cluster's xid8 {} does not fit a position (2^48)",
+            first.commit.unwrap_or_default()
+        ))),
+        WRITTEN | ALREADY_STORED => {
+            let status = first.status;
+            let mut events = Vec::with_capacity(rows.len());
+            for r in rows {
+                if r.status != status {
+                    return Err(corrupt_reply("mixed statuses"));
+                }
+                let (Some(stream), Some(version), Some(commit), Some(seq), Some(at), Some(id)) =
+                    (r.stream, r.version, r.commit, r.seq, r.recorded_at, r.id)
+                else {
+                    return Err(corrupt_reply("a null column"));
+                };
+                let version = u64::try_from(version).map_err(|_| corrupt_reply("a version"))?;
+                events.push(WrittenEvent {
+                    id: EventId::from_uuid(id),
+                    stream: StreamId::new(stream),
+                    version: Version::new(version),
+                    position: position_from(commit, seq)
+                        .ok_or_else(|| corrupt_reply("a position"))?,
+                    recorded_at: at,
+                });
+            }
+            let commit = commit_of(writes, &events);
+            Ok(if status == WRITTEN {
+                Outcome::Written(commit, events)
+            } else {
+                Outcome::AlreadyStored(commit)
+            })
+        }
+        other => Err(corrupt_reply(&format!("status {other}"))),
+    }
+}
+
+/// The commit describing `events` (in any order), streams in the order of the request.
+fn commit_of(writes: &[StreamWrite], events: &[WrittenEvent]) -> Commit {
+    let mut per_stream: HashMap<&StreamId, CommittedStream> = HashMap::new();
+    let mut first_position: Option<Position> = None;
+    let mut position = Position::ZERO;
+    for e in events {
+        first_position = Some(first_position.map_or(e.position, |p| p.min(e.position)));
+        position = position.max(e.position);
+        let c = per_stream
+            .entry(&e.stream)
+            .or_insert_with(|| CommittedStream {
+                stream: e.stream.clone(),
+                first_version: e.version,
+                last_version: e.version,
+                last_position: e.position,
+                last_recorded_at: e.recorded_at,
+            });
+        c.first_version = c.first_version.min(e.version);
+        if e.version >= c.last_version {
+            c.last_version = e.version;
+            c.last_position = e.position;
+            c.last_recorded_at = e.recorded_at;
+        }
+    }
+    let streams = writes
+        .iter()
+        .filter_map(|w| per_stream.remove(&w.stream))
+        .collect();
+    Commit {
+        streams,
+        first_position: first_position.unwrap_or(Position::ZERO),
+        position,
+    }
+}
+
+/// The recorded events of a fresh commit, rebuilt from the request and where each landed
+/// (for inline projections), in position order.
+pub(crate) fn recorded(writes: &[StreamWrite], written: &[WrittenEvent]) -> Vec<RecordedEvent> {
+    let by_id: HashMap<EventId, &NewEvent> = writes
+        .iter()
+        .flat_map(|w| &w.events)
+        .map(|e| (e.id, e))
+        .collect();
+    let mut out: Vec<RecordedEvent> = written
+        .iter()
+        .filter_map(|w| {
+            let e = by_id.get(&w.id)?;
+            Some(RecordedEvent {
+                id: w.id,
+                stream: w.stream.clone(),
+                version: w.version,
+                position: w.position,
+                event_type: e.event_type.clone(),
+                schema_version: e.schema_version,
+                payload: e.payload.clone(),
+                metadata: e.metadata.clone(),
+                recorded_at: w.recorded_at,
+            })
+        })
+        .collect();
+    out.sort_by_key(|e| e.position);
+    out
+}

@@ -1,0 +1,57 @@
+//! Inline projections: projections run inside the append's own transaction.
+
+use eventsource_core::{HandlerError, Projection, RecordedEvent, StoreError};
+use futures::future::BoxFuture;
+
+use crate::projection::PgProjectionContext;
+
+/// The object-safe face of an inline projection.
+pub(crate) trait DynInline: Send {
+    /// Hands every event of its types to the projection, in position order.
+    fn handle_all<'a>(
+        &'a mut self,
+        events: &'a [RecordedEvent],
+        ctx: &'a mut PgProjectionContext,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+}
+
+/// A projection wrapped for [`DynInline`].
+pub(crate) struct Inline<P>(pub(crate) P);
+
+impl<P> DynInline for Inline<P>
+where
+    P: Projection<Context = PgProjectionContext>,
+{
+    fn handle_all<'a>(
+        &'a mut self,
+        events: &'a [RecordedEvent],
+        ctx: &'a mut PgProjectionContext,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(async move {
+            let types = P::event_types();
+            for event in events {
+                if types.is_some_and(|t| !t.contains(&event.event_type.as_str())) {
+                    continue;
+                }
+                if let Err(source) = self.0.handle_event(event, ctx).await {
+                    return Err(inline_failed::<P>(event, source));
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+fn inline_failed<P: Projection>(event: &RecordedEvent, source: HandlerError) -> StoreError {
+    StoreError::backend(
+        format!(
+            "running inline projection `{}` on `{}` at stream `{}` version {} (nothing was appended)",
+            P::NAME,
+            event.event_type,
+            event.stream,
+            event.version
+        ),
+        false,
+        source,
+    )
+}

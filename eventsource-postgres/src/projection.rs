@@ -1,0 +1,605 @@
+//! Transactional projections: the runner hands each handler the transaction in which the
+//! projection's checkpoint commits, so a read model in the same database is updated exactly
+//! once per event. One runner per projection across processes holds a lease (a session
+//! advisory lock); others stand by and take over when it dies. Checkpoint writes are fenced
+//! by a lease token, so a runner that lost its lease cannot commit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventsource_core::{
+    EventStore, LogPage, Position, Projection, ProjectionError, StoreError, StreamId, Version,
+};
+use sqlx::{Connection, PgConnection, Postgres, Transaction};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use crate::errors::backend;
+use crate::rows::{position_from, position_params};
+use crate::store::PgStore;
+
+/// What a transactional projection's handlers get: the open transaction in which the
+/// projection's checkpoint will commit after the batch. Write the read model through
+/// [`PgProjectionContext::conn`]; if any handler of the batch fails, nothing of the batch
+/// commits.
+pub struct PgProjectionContext {
+    tx: Transaction<'static, Postgres>,
+    store: PgStore,
+}
+
+impl std::fmt::Debug for PgProjectionContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgProjectionContext")
+            .field("store", &self.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgProjectionContext {
+    pub(crate) fn new(tx: Transaction<'static, Postgres>, store: PgStore) -> Self {
+        Self { tx, store }
+    }
+
+    /// The connection of the open transaction: run read-model statements on it.
+    pub fn conn(&mut self) -> &mut PgConnection {
+        &mut self.tx
+    }
+
+    /// The store the events come from.
+    pub fn store(&self) -> &PgStore {
+        &self.store
+    }
+
+    pub(crate) fn into_transaction(self) -> Transaction<'static, Postgres> {
+        self.tx
+    }
+}
+
+/// The state of a spawned [`PgProjectionRunner`].
+#[derive(Clone, Debug, Default)]
+pub struct PgProjectionStatus {
+    /// Every event at or before this position has been handled and committed.
+    pub checkpoint: Position,
+    /// Whether this runner holds the projection's lease (the others stand by).
+    pub leader: bool,
+    /// Whether the last read found nothing new.
+    pub caught_up: bool,
+    /// Set when the runner stopped on an error.
+    pub failed: Option<Arc<ProjectionError>>,
+    /// Set when the runner stopped.
+    pub stopped: bool,
+}
+
+enum Control {
+    Rebuild(oneshot::Sender<Result<(), ProjectionError>>),
+    Shutdown,
+}
+
+/// Why a batch did not commit.
+enum BatchError {
+    /// Another runner took the lease over.
+    LeaseLost,
+    /// A handler or the store failed.
+    Failed(ProjectionError),
+}
+
+/// The lease: a session advisory lock on a connection of its own, and the token stamped on
+/// the checkpoint row when it was taken.
+struct Lease {
+    conn: PgConnection,
+    token: Uuid,
+}
+
+/// Runs a [`Projection`] whose context is a [`PgProjectionContext`]: each batch of events is
+/// handled inside one transaction that also saves the checkpoint.
+///
+/// ```no_run
+/// # use eventsource_postgres::*;
+/// # async fn doc<P: eventsource_core::Projection<Context = PgProjectionContext>>(
+/// #     store: PgStore, projection: P) -> Result<(), eventsource_core::ProjectionError> {
+/// let handle = PgProjectionRunner::new(store, projection).batch_size(500).spawn();
+/// # handle.shutdown().await
+/// # }
+/// ```
+pub struct PgProjectionRunner<P> {
+    store: PgStore,
+    projection: P,
+    batch_size: usize,
+    standby_poll: Duration,
+    checkpoint: Position,
+    lease: Option<Lease>,
+}
+
+impl<P> std::fmt::Debug for PgProjectionRunner<P> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgProjectionRunner")
+            .field("checkpoint", &self.checkpoint)
+            .field("leader", &self.lease.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+fn store_error<P: Projection>(source: StoreError) -> ProjectionError {
+    ProjectionError::Store {
+        projection: P::NAME,
+        source,
+    }
+}
+
+impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
+    /// A runner for `projection` over `store`, with batches of 256 events.
+    pub fn new(store: PgStore, projection: P) -> Self {
+        Self {
+            store,
+            projection,
+            batch_size: 256,
+            standby_poll: Duration::from_millis(500),
+            checkpoint: Position::ZERO,
+            lease: None,
+        }
+    }
+
+    /// How many events one batch (one transaction) holds.
+    pub fn batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n.max(1);
+        self
+    }
+
+    /// How often a standby runner tries to take the lease (default 500 ms).
+    pub fn standby_poll(mut self, every: Duration) -> Self {
+        self.standby_poll = every;
+        self
+    }
+
+    /// The projection.
+    pub fn projection(&self) -> &P {
+        &self.projection
+    }
+
+    /// Takes the lease (waiting while another runner holds it), catches up to the current end
+    /// of the log and returns the checkpoint reached. Keeps the lease until dropped.
+    pub async fn catch_up(&mut self) -> Result<Position, ProjectionError> {
+        self.wait_for_lease(None).await?;
+        loop {
+            let page = self.read_page().await?;
+            if page.events.is_empty() && page.scanned_to <= self.checkpoint {
+                return Ok(self.checkpoint);
+            }
+            match self.process(page).await {
+                Ok(()) => {}
+                Err(BatchError::Failed(e)) => return Err(e),
+                Err(BatchError::LeaseLost) => {
+                    self.lease = None;
+                    return Err(lease_lost::<P>());
+                }
+            }
+        }
+    }
+
+    /// Clears the read model (in one transaction with the checkpoint), then catches up.
+    pub async fn rebuild(&mut self) -> Result<Position, ProjectionError> {
+        self.wait_for_lease(None).await?;
+        match self.reset().await {
+            Ok(()) => self.catch_up().await,
+            Err(BatchError::Failed(e)) => Err(e),
+            Err(BatchError::LeaseLost) => {
+                self.lease = None;
+                Err(lease_lost::<P>())
+            }
+        }
+    }
+
+    /// Starts the runner on a tokio task: it stands by until it holds the lease, then
+    /// catches up and follows the log live.
+    pub fn spawn(self) -> PgProjectionHandle {
+        let (control_tx, control_rx) = mpsc::channel(4);
+        let (status_tx, status_rx) = watch::channel(PgProjectionStatus::default());
+        let span = tracing::info_span!("pg_projection", projection = P::NAME);
+        let task = tokio::spawn(self.run(control_rx, status_tx).instrument(span));
+        PgProjectionHandle {
+            name: P::NAME,
+            status: status_rx,
+            control: control_tx,
+            task,
+        }
+    }
+
+    async fn run(
+        mut self,
+        mut control: mpsc::Receiver<Control>,
+        status: watch::Sender<PgProjectionStatus>,
+    ) -> Result<(), ProjectionError> {
+        let result = self.follow(&mut control, &status).await;
+        if let Some(lease) = self.lease.take() {
+            // Closing the connection releases the advisory lock.
+            let _ = lease.conn.close().await;
+        }
+        status.send_modify(|s| {
+            s.stopped = true;
+            s.leader = false;
+            if let Err(e) = &result {
+                s.failed = Some(Arc::new(store_error::<P>(StoreError::backend(
+                    "running the projection",
+                    false,
+                    e.to_string(),
+                ))));
+            }
+        });
+        if let Err(error) = &result {
+            tracing::error!(%error, "projection stopped");
+        }
+        result
+    }
+
+    async fn follow(
+        &mut self,
+        control: &mut mpsc::Receiver<Control>,
+        status: &watch::Sender<PgProjectionStatus>,
+    ) -> Result<(), ProjectionError> {
+        let mut wait = RETRY_START;
+        loop {
+            if self.lease.is_none() {
+                status.send_modify(|s| s.leader = false);
+                if !self.wait_for_lease(Some(control)).await? {
+                    return Ok(());
+                }
+                status.send_modify(|s| {
+                    s.leader = true;
+                    s.checkpoint = self.checkpoint;
+                });
+            }
+            match control.try_recv() {
+                Ok(Control::Shutdown) | Err(mpsc::error::TryRecvError::Disconnected) => {
+                    return Ok(());
+                }
+                Ok(Control::Rebuild(ack)) => {
+                    self.rebuild_now(ack, status).await;
+                    continue;
+                }
+                Err(mpsc::error::TryRecvError::Empty) => {}
+            }
+            let page = match self.read_page().await {
+                Ok(p) => p,
+                Err(e) => {
+                    pause_if_retryable(e, &mut wait).await?;
+                    continue;
+                }
+            };
+            if page.events.is_empty() && page.scanned_to <= self.checkpoint {
+                status.send_modify(|s| s.caught_up = true);
+                tokio::select! {
+                    woke = self.store.wait_for_events(self.checkpoint) => {
+                        if let Err(error) = woke {
+                            tracing::warn!(%error, "waiting for events failed; polling");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                    }
+                    msg = control.recv() => match msg {
+                        Some(Control::Rebuild(ack)) => self.rebuild_now(ack, status).await,
+                        Some(Control::Shutdown) | None => return Ok(()),
+                    },
+                }
+                continue;
+            }
+            let full = page.events.len() >= self.batch_size;
+            match self.process(page).await {
+                Ok(()) => {
+                    wait = RETRY_START;
+                    status.send_modify(|s| {
+                        s.checkpoint = self.checkpoint;
+                        s.caught_up = !full;
+                    });
+                }
+                Err(BatchError::LeaseLost) => {
+                    tracing::warn!("another runner took the lease over; standing by");
+                    self.lease = None;
+                }
+                Err(BatchError::Failed(e)) => pause_if_retryable(e, &mut wait).await?,
+            }
+        }
+    }
+
+    /// Waits until this runner holds the lease, then loads the checkpoint. With `control`,
+    /// returns `Ok(false)` if a shutdown arrives first.
+    async fn wait_for_lease(
+        &mut self,
+        mut control: Option<&mut mpsc::Receiver<Control>>,
+    ) -> Result<bool, ProjectionError> {
+        if self.lease.is_some() {
+            return Ok(true);
+        }
+        let mut wait = RETRY_START;
+        loop {
+            match self.try_take_lease().await {
+                Ok(true) => return Ok(true),
+                Ok(false) => {}
+                Err(e) => {
+                    pause_if_retryable(e, &mut wait).await?;
+                    continue;
+                }
+            }
+            match control.as_deref_mut() {
+                None => tokio::time::sleep(self.standby_poll).await,
+                Some(control) => tokio::select! {
+                    _ = tokio::time::sleep(self.standby_poll) => {}
+                    msg = control.recv() => match msg {
+                        Some(Control::Rebuild(ack)) => {
+                            // Only the leader rebuilds; a standby says so.
+                            let _ = ack.send(Err(ProjectionError::Stopped {
+                                projection: P::NAME,
+                                cause: None,
+                            }));
+                        }
+                        Some(Control::Shutdown) | None => return Ok(false),
+                    },
+                },
+            }
+        }
+    }
+
+    async fn try_take_lease(&mut self) -> Result<bool, ProjectionError> {
+        let inner = self.store.inner();
+        let options = inner.pool.connect_options();
+        let mut conn = PgConnection::connect_with(&options)
+            .await
+            .map_err(|e| store_error::<P>(backend("opening the lease connection", e)))?;
+        let key = format!("{}/{}", inner.schema.as_str(), P::NAME);
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 13))")
+            .bind(&key)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| store_error::<P>(backend("taking the projection lease", e)))?;
+        if !got {
+            let _ = conn.close().await;
+            return Ok(false);
+        }
+        let token = Uuid::new_v4();
+        let (c, s): (i64, i64) = sqlx::query_as(&inner.sql.take_lease)
+            .bind(P::NAME)
+            .bind(token)
+            .fetch_one(&inner.pool)
+            .await
+            .map_err(|e| store_error::<P>(backend("stamping the projection lease", e)))?;
+        self.checkpoint = position_from(c, s).unwrap_or(Position::ZERO);
+        self.lease = Some(Lease { conn, token });
+        tracing::info!(checkpoint = %self.checkpoint, "took the projection lease");
+        Ok(true)
+    }
+
+    async fn read_page(&mut self) -> Result<LogPage, ProjectionError> {
+        self.store
+            .read_all(self.checkpoint, self.batch_size, P::event_types())
+            .await
+            .map_err(store_error::<P>)
+    }
+
+    fn token(&self) -> Result<Uuid, BatchError> {
+        self.lease
+            .as_ref()
+            .map(|l| l.token)
+            .ok_or(BatchError::LeaseLost)
+    }
+
+    // `&mut self`, not `&self`: the runner is `Send` but need not be `Sync`.
+    async fn begin(&mut self) -> Result<PgProjectionContext, BatchError> {
+        let tx =
+            self.store.pool().begin().await.map_err(|e| {
+                BatchError::Failed(store_error::<P>(backend("beginning a batch", e)))
+            })?;
+        Ok(PgProjectionContext::new(tx, self.store.clone()))
+    }
+
+    /// Saves the checkpoint in `ctx`'s transaction and commits, if this runner still holds
+    /// the lease.
+    async fn commit(
+        &mut self,
+        mut ctx: PgProjectionContext,
+        to: Position,
+    ) -> Result<(), BatchError> {
+        let token = self.token()?;
+        let (c, s) = position_params(to);
+        let fail = |e| BatchError::Failed(store_error::<P>(backend("saving the checkpoint", e)));
+        let saved = sqlx::query(&self.store.inner().sql.save_checkpoint_fenced)
+            .bind(P::NAME)
+            .bind(c)
+            .bind(s)
+            .bind(token)
+            .execute(ctx.conn())
+            .await
+            .map_err(fail)?;
+        if saved.rows_affected() == 0 {
+            return Err(BatchError::LeaseLost);
+        }
+        ctx.into_transaction().commit().await.map_err(fail)
+    }
+
+    async fn process(&mut self, page: LogPage) -> Result<(), BatchError> {
+        let span = tracing::debug_span!(
+            "projection_batch",
+            projection = P::NAME,
+            from = %self.checkpoint,
+            to = %page.scanned_to,
+            events = page.events.len()
+        );
+        async {
+            let mut ctx = self.begin().await?;
+            let mut to = self.checkpoint;
+            for event in &page.events {
+                if let Err(source) = self.projection.handle_event(event, &mut ctx).await {
+                    // Dropping the transaction rolls back the read model; the checkpoint
+                    // stays where the batch began.
+                    return Err(BatchError::Failed(ProjectionError::Handler {
+                        projection: P::NAME,
+                        stream: event.stream.clone(),
+                        version: event.version,
+                        event_type: event.event_type.clone(),
+                        position: event.position,
+                        source,
+                    }));
+                }
+                to = event.position;
+            }
+            let to = page.scanned_to.max(to);
+            self.commit(ctx, to).await?;
+            self.checkpoint = to;
+            Ok(())
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn reset(&mut self) -> Result<(), BatchError> {
+        tracing::info!("rebuilding from zero");
+        let mut ctx = self.begin().await?;
+        self.projection.reset(&mut ctx).await.map_err(|source| {
+            BatchError::Failed(ProjectionError::Handler {
+                projection: P::NAME,
+                stream: StreamId::new(""),
+                version: Version::ZERO,
+                event_type: "(reset)".into(),
+                position: Position::ZERO,
+                source,
+            })
+        })?;
+        self.commit(ctx, Position::ZERO).await?;
+        self.checkpoint = Position::ZERO;
+        Ok(())
+    }
+
+    async fn rebuild_now(
+        &mut self,
+        ack: oneshot::Sender<Result<(), ProjectionError>>,
+        status: &watch::Sender<PgProjectionStatus>,
+    ) {
+        let result = match self.reset().await {
+            Ok(()) => Ok(()),
+            Err(BatchError::Failed(e)) => Err(e),
+            Err(BatchError::LeaseLost) => {
+                self.lease = None;
+                Err(lease_lost::<P>())
+            }
+        };
+        status.send_modify(|s| {
+            s.checkpoint = self.checkpoint;
+            s.caught_up = false;
+        });
+        let _ = ack.send(result);
+    }
+}
+
+fn lease_lost<P: Projection>() -> ProjectionError {
+    store_error::<P>(StoreError::backend(
+        format!("running projection `{}`", P::NAME),
+        true,
+        "another runner took the projection's lease over",
+    ))
+}
+
+const RETRY_START: Duration = Duration::from_millis(50);
+const RETRY_MAX: Duration = Duration::from_secs(5);
+
+/// Sleeps and grows the backoff if `e` is a retryable store error; returns it otherwise.
+async fn pause_if_retryable(
+    e: ProjectionError,
+    wait: &mut Duration,
+) -> Result<(), ProjectionError> {
+    match &e {
+        ProjectionError::Store {
+            source: StoreError::Backend {
+                retryable: true, ..
+            },
+            ..
+        } => {
+            tracing::warn!(error = %e, ?wait, "store unavailable; retrying");
+            tokio::time::sleep(*wait).await;
+            *wait = (*wait * 2).min(RETRY_MAX);
+            Ok(())
+        }
+        _ => Err(e),
+    }
+}
+
+/// Controls a spawned [`PgProjectionRunner`].
+pub struct PgProjectionHandle {
+    name: &'static str,
+    status: watch::Receiver<PgProjectionStatus>,
+    control: mpsc::Sender<Control>,
+    task: JoinHandle<Result<(), ProjectionError>>,
+}
+
+impl std::fmt::Debug for PgProjectionHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgProjectionHandle")
+            .field("name", &self.name)
+            .field("status", &*self.status.borrow())
+            .finish()
+    }
+}
+
+impl PgProjectionHandle {
+    /// The runner's current status.
+    pub fn status(&self) -> PgProjectionStatus {
+        self.status.borrow().clone()
+    }
+
+    /// The committed checkpoint.
+    pub fn checkpoint(&self) -> Position {
+        self.status.borrow().checkpoint
+    }
+
+    /// Waits until the committed checkpoint reaches `position` (read your writes). Fails if
+    /// the runner stops or the timeout passes first.
+    pub async fn wait_for(
+        &self,
+        position: Position,
+        timeout: Duration,
+    ) -> Result<Position, ProjectionError> {
+        let mut status = self.status.clone();
+        let waited = tokio::time::timeout(
+            timeout,
+            status.wait_for(|s| s.checkpoint >= position || s.stopped),
+        )
+        .await;
+        let current = self.status();
+        match waited {
+            Ok(Ok(_)) if current.checkpoint >= position => Ok(current.checkpoint),
+            Ok(_) => Err(ProjectionError::Stopped {
+                projection: self.name,
+                cause: current.failed,
+            }),
+            Err(_) => Err(ProjectionError::Timeout {
+                projection: self.name,
+                target: position,
+                reached: current.checkpoint,
+            }),
+        }
+    }
+
+    /// Clears the read model and the checkpoint (in one transaction), then replays from zero.
+    pub async fn rebuild(&self) -> Result<(), ProjectionError> {
+        let stopped = || ProjectionError::Stopped {
+            projection: self.name,
+            cause: self.status.borrow().failed.clone(),
+        };
+        let (ack, done) = oneshot::channel();
+        self.control
+            .send(Control::Rebuild(ack))
+            .await
+            .map_err(|_| stopped())?;
+        done.await.map_err(|_| stopped())?
+    }
+
+    /// Stops the runner after the batch in progress and releases its lease.
+    pub async fn shutdown(self) -> Result<(), ProjectionError> {
+        let _ = self.control.send(Control::Shutdown).await;
+        match self.task.await {
+            Ok(result) => result,
+            Err(join) => Err(ProjectionError::Store {
+                projection: self.name,
+                source: StoreError::backend("running the projection task", false, join.to_string()),
+            }),
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Decoding stored rows into the core's types. A row that cannot be decoded is
+//! [`StoreError::Corrupt`], naming its stream and version.
+
+use bytes::Bytes;
+use chrono::{DateTime, Timelike, Utc};
+use eventsource_core::{
+    EventId, Metadata, Position, RecordedEvent, Snapshot, StoreError, StreamId, Version,
+};
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use uuid::Uuid;
+
+/// Largest value a position part takes in SQL (`bigint`).
+pub(crate) fn to_i64(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
+/// A position as its two `bigint` columns.
+pub(crate) fn position_params(p: Position) -> (i64, i64) {
+    (to_i64(p.commit()), to_i64(p.sequence()))
+}
+
+/// A position from two `bigint` columns, if neither is negative.
+pub(crate) fn position_from(commit: i64, seq: i64) -> Option<Position> {
+    Some(Position::new(
+        u64::try_from(commit).ok()?,
+        u64::try_from(seq).ok()?,
+    ))
+}
+
+fn corrupt(stream: &StreamId, version: Version, reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        stream: stream.clone(),
+        version,
+        reason: reason.to_string(),
+    }
+}
+
+/// Decodes an event row whose columns start at `at` in the order of `sql::EVENT_COLUMNS`.
+pub(crate) fn event(row: &PgRow, at: usize) -> Result<RecordedEvent, StoreError> {
+    let stream: String = row
+        .try_get(at)
+        .map_err(|e| corrupt(&StreamId::new("?"), Version::ZERO, e))?;
+    let stream = StreamId::new(stream);
+    let version: i64 = row
+        .try_get(at + 1)
+        .map_err(|e| corrupt(&stream, Version::ZERO, e))?;
+    let version = u64::try_from(version)
+        .ok()
+        .filter(|v| *v > 0)
+        .map(Version::new)
+        .ok_or_else(|| corrupt(&stream, Version::ZERO, format!("invalid version {version}")))?;
+    let c = |e: sqlx::Error| corrupt(&stream, version, e);
+    let commit: i64 = row.try_get(at + 2).map_err(c)?;
+    let seq: i64 = row.try_get(at + 3).map_err(c)?;
+    let position = position_from(commit, seq)
+        .ok_or_else(|| corrupt(&stream, version, format!("invalid position {commit}.{seq}")))?;
+    let id: Uuid = row.try_get(at + 4).map_err(c)?;
+    let event_type: String = row.try_get(at + 5).map_err(c)?;
+    let schema_version: i64 = row.try_get(at + 6).map_err(c)?;
+    let schema_version = u32::try_from(schema_version).map_err(|_| {
+        corrupt(
+            &stream,
+            version,
+            format!("invalid schema version {schema_version}"),
+        )
+    })?;
+    let payload: Vec<u8> = row.try_get(at + 7).map_err(c)?;
+    let metadata: Option<sqlx::types::Json<Metadata>> = row
+        .try_get(at + 8)
+        .map_err(|e| corrupt(&stream, version, format!("invalid metadata: {e}")))?;
+    let recorded_at: DateTime<Utc> = row.try_get(at + 9).map_err(c)?;
+    Ok(RecordedEvent {
+        id: EventId::from_uuid(id),
+        stream,
+        version,
+        position,
+        event_type,
+        schema_version,
+        payload: Bytes::from(payload),
+        metadata: metadata.map(|m| m.0).unwrap_or_default(),
+        recorded_at,
+    })
+}
+
+/// Decodes a snapshot row.
+pub(crate) fn snapshot(row: &PgRow) -> Result<Snapshot, StoreError> {
+    let stream: String = row
+        .try_get(0)
+        .map_err(|e| corrupt(&StreamId::new("?"), Version::ZERO, e))?;
+    let stream = StreamId::new(stream);
+    let version: i64 = row
+        .try_get(1)
+        .map_err(|e| corrupt(&stream, Version::ZERO, e))?;
+    let version = Version::new(u64::try_from(version).unwrap_or(0));
+    let c = |e: sqlx::Error| corrupt(&stream, version, format!("snapshot: {e}"));
+    let schema_version: i64 = row.try_get(2).map_err(c)?;
+    let commit: i64 = row.try_get(3).map_err(c)?;
+    let seq: i64 = row.try_get(4).map_err(c)?;
+    let micros: DateTime<Utc> = row.try_get(5).map_err(c)?;
+    let nanos: i16 = row.try_get(6).map_err(c)?;
+    let payload: Vec<u8> = row.try_get(7).map_err(c)?;
+    let bad = |what: &str| corrupt(&stream, version, format!("snapshot: invalid {what}"));
+    let nanos = u32::try_from(nanos)
+        .ok()
+        .filter(|n| *n < 1000)
+        .ok_or_else(|| bad("recorded-at nanoseconds"))?;
+    let event_recorded_at = micros
+        .with_nanosecond(micros.timestamp_subsec_micros() * 1000 + nanos)
+        .ok_or_else(|| bad("recorded-at time"))?;
+    Ok(Snapshot {
+        stream: stream.clone(),
+        version,
+        position: position_from(commit, seq).ok_or_else(|| bad("position"))?,
+        event_recorded_at,
+        schema_version: u32::try_from(schema_version).map_err(|_| bad("schema version"))?,
+        payload: Bytes::from(payload),
+    })
+}
+
+/// A time as the store keeps it: whole microseconds (what `timestamptz` holds) and the
+/// nanoseconds below them.
+pub(crate) fn split_nanos(t: DateTime<Utc>) -> (DateTime<Utc>, i16) {
+    let sub_micro = t.timestamp_subsec_nanos() % 1000;
+    let micros = t
+        .with_nanosecond(t.timestamp_subsec_nanos() - sub_micro)
+        .unwrap_or(t);
+    (micros, i16::try_from(sub_micro).unwrap_or(0))
+}

@@ -1,0 +1,138 @@
+//! The store's SQL, built once per store with the validated, quoted schema name. Every value
+//! is a bound parameter; the schema name is the only thing spliced in.
+
+use crate::schema::PgSchema;
+
+/// The columns of an event row, in the order [`crate::rows`] decodes them.
+const EVENT_COLUMNS: &str = "e.stream_id, e.version, e.commit_id, e.seq, e.event_id, \
+     e.event_type, e.schema_version, e.payload, e.metadata, e.recorded_at";
+
+/// The horizon: every transaction whose commit part is below it has ended, so every event
+/// below it that will ever be visible already is.
+fn horizon(s: &str) -> String {
+    format!(
+        "(SELECT (m.era << 48) | (pg_snapshot_xmin(pg_current_snapshot())::text::bigint) \
+         FROM {s}.store_meta m)"
+    )
+}
+
+/// Prepared statement texts for one schema.
+#[derive(Debug)]
+pub(crate) struct Sql {
+    pub(crate) append: String,
+    pub(crate) read_stream: String,
+    pub(crate) version_at_time: String,
+    pub(crate) stream_version: String,
+    pub(crate) read_all: String,
+    pub(crate) read_all_typed: String,
+    pub(crate) head: String,
+    pub(crate) probe: String,
+    pub(crate) event_by_id: String,
+    pub(crate) save_snapshot: String,
+    pub(crate) load_snapshot_version: String,
+    pub(crate) load_snapshot_time: String,
+    pub(crate) load_checkpoint: String,
+    pub(crate) save_checkpoint: String,
+    pub(crate) save_checkpoint_fenced: String,
+    pub(crate) take_lease: String,
+    pub(crate) lag: String,
+}
+
+impl Sql {
+    pub(crate) fn new(schema: &PgSchema) -> Self {
+        let s = schema.quoted();
+        let h = horizon(&s);
+        let cols = EVENT_COLUMNS;
+        // Column 0: the horizon; 1-2: the newest readable event of any type (only read when
+        // filtering by type, where it is how far a non-full page scanned); then the events.
+        let read_all_page = |filter: &str, newest: &str| {
+            format!(
+                "SELECT h.horizon, n.commit_id, n.seq, {cols} FROM (SELECT {h} AS horizon) h \
+                 LEFT JOIN LATERAL ({newest}) n ON true \
+                 LEFT JOIN LATERAL (SELECT * FROM {s}.events e \
+                   WHERE (e.commit_id, e.seq) > ($1, $2) AND e.commit_id < h.horizon {filter} \
+                   ORDER BY e.commit_id, e.seq LIMIT $3) e ON true"
+            )
+        };
+        let newest_readable = format!(
+            "SELECT x.commit_id, x.seq FROM {s}.events x WHERE x.commit_id < h.horizon \
+             ORDER BY x.commit_id DESC, x.seq DESC LIMIT 1"
+        );
+        Self {
+            append: format!(
+                "SELECT status, r_stream, r_version, r_commit, r_seq, r_recorded, r_id, r_reason \
+                 FROM {s}.append_events($1, $2, $3, $4, $5, $6, $7, $8::text[]::jsonb[])"
+            ),
+            read_stream: format!(
+                "SELECT {cols} FROM {s}.events e WHERE e.stream_id = $1 \
+                 AND e.version >= $2 AND e.version <= $3 ORDER BY e.version LIMIT $4"
+            ),
+            version_at_time: format!(
+                "SELECT e.version FROM {s}.events e WHERE e.stream_id = $1 AND e.recorded_at <= $2 \
+                 ORDER BY e.recorded_at DESC, e.version DESC LIMIT 1"
+            ),
+            stream_version: format!("SELECT version FROM {s}.streams WHERE stream_id = $1"),
+            read_all: read_all_page("", "SELECT NULL::bigint AS commit_id, NULL::bigint AS seq"),
+            read_all_typed: read_all_page("AND e.event_type = ANY($4)", &newest_readable),
+            head: format!(
+                "SELECT h.horizon, e.commit_id, e.seq FROM (SELECT {h} AS horizon) h \
+                 LEFT JOIN LATERAL (SELECT e.commit_id, e.seq FROM {s}.events e \
+                   WHERE e.commit_id < h.horizon \
+                   ORDER BY e.commit_id DESC, e.seq DESC LIMIT 1) e ON true"
+            ),
+            probe: format!(
+                "SELECT EXISTS (SELECT 1 FROM {s}.events e \
+                    WHERE (e.commit_id, e.seq) > ($1, $2) AND e.commit_id < {h}), \
+                 EXISTS (SELECT 1 FROM {s}.events e WHERE (e.commit_id, e.seq) > ($1, $2))"
+            ),
+            event_by_id: format!("SELECT {cols} FROM {s}.events e WHERE e.event_id = $1"),
+            save_snapshot: format!(
+                "INSERT INTO {s}.snapshots (stream_id, version, schema_version, commit_id, seq, \
+                   event_recorded_at, event_recorded_ns, payload) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+                 ON CONFLICT (stream_id, schema_version, version) DO UPDATE SET \
+                   commit_id = excluded.commit_id, seq = excluded.seq, \
+                   event_recorded_at = excluded.event_recorded_at, \
+                   event_recorded_ns = excluded.event_recorded_ns, payload = excluded.payload"
+            ),
+            load_snapshot_version: format!(
+                "SELECT stream_id, version, schema_version, commit_id, seq, event_recorded_at, \
+                   event_recorded_ns, payload FROM {s}.snapshots \
+                 WHERE stream_id = $1 AND schema_version = $2 AND version <= $3 \
+                 ORDER BY version DESC LIMIT 1"
+            ),
+            load_snapshot_time: format!(
+                "SELECT stream_id, version, schema_version, commit_id, seq, event_recorded_at, \
+                   event_recorded_ns, payload FROM {s}.snapshots \
+                 WHERE stream_id = $1 AND schema_version = $2 \
+                   AND (event_recorded_at, event_recorded_ns) <= ($3, $4) \
+                 ORDER BY event_recorded_at DESC, event_recorded_ns DESC, version DESC LIMIT 1"
+            ),
+            load_checkpoint: format!("SELECT commit_id, seq FROM {s}.checkpoints WHERE name = $1"),
+            save_checkpoint: format!(
+                "INSERT INTO {s}.checkpoints (name, commit_id, seq) VALUES ($1, $2, $3) \
+                 ON CONFLICT (name) DO UPDATE SET commit_id = excluded.commit_id, \
+                   seq = excluded.seq, updated_at = now()"
+            ),
+            save_checkpoint_fenced: format!(
+                "UPDATE {s}.checkpoints SET commit_id = $2, seq = $3, updated_at = now() \
+                 WHERE name = $1 AND lease_token = $4"
+            ),
+            take_lease: format!(
+                "INSERT INTO {s}.checkpoints (name, commit_id, seq, lease_token) \
+                 VALUES ($1, 0, 0, $2) \
+                 ON CONFLICT (name) DO UPDATE SET lease_token = excluded.lease_token \
+                 RETURNING commit_id, seq"
+            ),
+            lag: format!(
+                "SELECT m.era, pg_snapshot_xmin(pg_current_snapshot()), \
+                   pg_snapshot_xmax(pg_current_snapshot()), \
+                   (SELECT e.commit_id FROM {s}.events e ORDER BY e.commit_id DESC, e.seq DESC LIMIT 1), \
+                   (SELECT e.seq FROM {s}.events e ORDER BY e.commit_id DESC, e.seq DESC LIMIT 1), \
+                   (SELECT count(*) FROM {s}.events e \
+                      WHERE e.commit_id >= (m.era << 48) | (pg_snapshot_xmin(pg_current_snapshot())::text::bigint)) \
+                 FROM {s}.store_meta m"
+            ),
+        }
+    }
+}

@@ -1,0 +1,708 @@
+//! [`PgStore`]: construction, options, and the [`EventStore`] implementation.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use eventsource_core::{
+    Commit, EventId, EventStore, LogPage, Position, ReadUntil, RecordedEvent, Snapshot, StoreError,
+    StreamId, StreamWrite, Version,
+};
+use futures::stream::{self, BoxStream, StreamExt};
+use sqlx::postgres::{PgPoolOptions, PgRow};
+use sqlx::{PgPool, Row};
+use tokio::sync::{Mutex, Notify, watch};
+use tokio::task::AbortHandle;
+use tracing::Instrument;
+
+use crate::append::{self, AppendParams, Outcome};
+use crate::errors::backend;
+use crate::inline::{DynInline, Inline};
+use crate::projection::PgProjectionContext;
+use crate::rows::{self, position_from, position_params, to_i64};
+use crate::schema::PgSchema;
+use crate::sql::Sql;
+use crate::{migrate, notify};
+
+/// How many events a stream read fetches per query.
+const STREAM_BATCH: i64 = 512;
+/// How many times an append is tried inside the store before its error is returned.
+const APPEND_ATTEMPTS: u32 = 6;
+
+/// Options of a [`PgStore`]; start from [`PgStore::builder`].
+#[derive(Clone, Debug)]
+pub struct PgStoreBuilder {
+    schema: Result<PgSchema, String>,
+    migrate: bool,
+    poll_interval: Duration,
+    idle_poll_interval: Duration,
+    listen: bool,
+    max_connections: u32,
+}
+
+impl Default for PgStoreBuilder {
+    fn default() -> Self {
+        Self {
+            schema: Ok(PgSchema::default()),
+            migrate: true,
+            poll_interval: Duration::from_millis(20),
+            idle_poll_interval: Duration::from_millis(500),
+            listen: true,
+            max_connections: 16,
+        }
+    }
+}
+
+impl PgStoreBuilder {
+    /// The schema holding the store's tables (default `eventsource`). Validated when the store
+    /// is built: a name that is not a plain identifier is [`StoreError::Config`].
+    pub fn schema(mut self, name: &str) -> Self {
+        self.schema = PgSchema::new(name).map_err(|e| e.to_string());
+        self
+    }
+
+    /// Whether building the store applies pending migrations (default `true`). Without it,
+    /// call [`PgStore::migrate`] yourself.
+    pub fn migrate(mut self, on: bool) -> Self {
+        self.migrate = on;
+        self
+    }
+
+    /// How often a waiting subscriber polls while committed events are held behind the
+    /// horizon (default 20 ms). This bounds the latency of `wait_for_events` then.
+    pub fn poll_interval(mut self, every: Duration) -> Self {
+        self.poll_interval = every;
+        self
+    }
+
+    /// How often a waiting subscriber polls when nothing is pending, in case a notification
+    /// was lost (default 500 ms).
+    pub fn idle_poll_interval(mut self, every: Duration) -> Self {
+        self.idle_poll_interval = every;
+        self
+    }
+
+    /// Whether subscribers are woken through LISTEN/NOTIFY (default `true`). Turn it off
+    /// behind transaction-pooling proxies and on replicas: subscribers then poll.
+    pub fn listen(mut self, on: bool) -> Self {
+        self.listen = on;
+        self
+    }
+
+    /// The pool size when the store opens its own pool (default 16).
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n.max(2);
+        self
+    }
+
+    /// Connects to `url` with a pool of its own.
+    pub async fn connect(self, url: &str) -> Result<PgStore, StoreError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(self.max_connections)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(url)
+            .await
+            .map_err(|e| backend("connecting", e))?;
+        self.with_pool(pool).await
+    }
+
+    /// Uses an existing pool.
+    pub async fn with_pool(self, pool: PgPool) -> Result<PgStore, StoreError> {
+        let schema = self.schema.clone().map_err(StoreError::Config)?;
+        let store = PgStore {
+            inner: Arc::new(Inner {
+                sql: Sql::new(&schema),
+                channel: notify::channel_name(&schema),
+                schema,
+                pool,
+                options: self.clone(),
+                wake: watch::Sender::new(0),
+                pending_notify: Arc::new(Notify::new()),
+                background: OnceLock::new(),
+                last_commit: std::sync::atomic::AtomicI64::new(0),
+                inline: Vec::new(),
+            }),
+        };
+        if self.migrate {
+            store.migrate().await?;
+        }
+        Ok(store)
+    }
+}
+
+/// The PostgreSQL event store. Cheap to clone: clones share one pool.
+///
+/// See the [crate docs](crate) for the schema, the gap-safe global order and why it is safe.
+///
+/// ```no_run
+/// # async fn doc() -> Result<(), eventsource_core::StoreError> {
+/// use eventsource_postgres::PgStore;
+/// let store = PgStore::builder()
+///     .schema("billing_events")
+///     .connect("postgres://postgres@127.0.0.1:5432/postgres")
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct PgStore {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) pool: PgPool,
+    pub(crate) schema: PgSchema,
+    pub(crate) sql: Sql,
+    pub(crate) channel: String,
+    options: PgStoreBuilder,
+    /// Bumped whenever events may have become readable (a local append, a notification, a
+    /// reconnect of the listener).
+    pub(crate) wake: watch::Sender<u64>,
+    /// Tells the background notifier that a NOTIFY is due.
+    pending_notify: Arc<Notify>,
+    background: OnceLock<Vec<AbortHandle>>,
+    /// The commit part of the newest position this store (any clone) appended or was handed
+    /// back by an idempotent append: reads wait until the horizon passes it.
+    last_commit: std::sync::atomic::AtomicI64,
+    inline: Vec<Arc<Mutex<Box<dyn DynInline>>>>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for task in self.background.get().into_iter().flatten() {
+            task.abort();
+        }
+    }
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("schema", &self.inner.schema)
+            .field("inline_projections", &self.inner.inline.len())
+            .finish()
+    }
+}
+
+impl PgStore {
+    /// The options for a store.
+    pub fn builder() -> PgStoreBuilder {
+        PgStoreBuilder::default()
+    }
+
+    /// Connects to `url` with the default options (schema `eventsource`, migrations applied).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::builder().connect(url).await
+    }
+
+    /// Uses an existing pool with the default options.
+    pub async fn with_pool(pool: PgPool) -> Result<Self, StoreError> {
+        Self::builder().with_pool(pool).await
+    }
+
+    /// Creates the schema and applies pending migrations; idempotent and safe when several
+    /// processes run it at once (a session advisory lock serialises them). Also moves to a new
+    /// era if the stored positions come from another cluster (see the crate docs).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        migrate::migrate(&self.inner.pool, &self.inner.schema).await
+    }
+
+    /// The pool the store uses.
+    pub fn pool(&self) -> &PgPool {
+        &self.inner.pool
+    }
+
+    /// The store's schema.
+    pub fn schema(&self) -> &PgSchema {
+        &self.inner.schema
+    }
+
+    pub(crate) fn inner(&self) -> &Inner {
+        &self.inner
+    }
+
+    /// Registers an inline projection: it runs inside every append's own transaction, so its
+    /// read model is updated the moment the append returns (or not at all). Register before
+    /// sharing the store (it needs the only handle). Appends run one at a time through each
+    /// inline projection's handlers.
+    pub fn with_inline_projection<P>(mut self, projection: P) -> Result<Self, StoreError>
+    where
+        P: eventsource_core::Projection<Context = PgProjectionContext>,
+    {
+        let inner = Arc::get_mut(&mut self.inner).ok_or_else(|| {
+            StoreError::Config("register inline projections before cloning the store".into())
+        })?;
+        inner
+            .inline
+            .push(Arc::new(Mutex::new(Box::new(Inline(projection)))));
+        Ok(self)
+    }
+
+    /// Starts the background notifier and listener, once.
+    fn ensure_background(&self) {
+        self.inner.background.get_or_init(|| {
+            if !self.inner.options.listen {
+                return Vec::new();
+            }
+            let notifier = tokio::spawn(notify::notifier(
+                self.inner.pool.clone(),
+                self.inner.channel.clone(),
+                self.inner.pending_notify.clone(),
+            ));
+            let listener = tokio::spawn(notify::listener(
+                self.inner.pool.clone(),
+                self.inner.channel.clone(),
+                self.inner.wake.clone(),
+            ));
+            vec![notifier.abort_handle(), listener.abort_handle()]
+        });
+    }
+
+    /// Wakes local subscribers and asks the background notifier to tell other processes.
+    /// Never on the append's commit path: the NOTIFY runs later, on another connection.
+    fn announce(&self) {
+        self.inner.wake.send_modify(|n| *n = n.wrapping_add(1));
+        if self.inner.options.listen {
+            self.ensure_background();
+            self.inner.pending_notify.notify_one();
+        }
+    }
+
+    async fn append_once(
+        &self,
+        writes: &[StreamWrite],
+        params: &AppendParams,
+    ) -> Result<Result<Outcome, StoreError>, sqlx::Error> {
+        if self.inner.inline.is_empty() {
+            let mut conn = self.inner.pool.acquire().await?;
+            let rows = append::call(&mut conn, &self.inner.sql.append, params).await?;
+            return Ok(append::outcome(writes, rows));
+        }
+        let mut tx = self.inner.pool.begin().await?;
+        let rows = append::call(&mut tx, &self.inner.sql.append, params).await?;
+        let outcome = append::outcome(writes, rows);
+        let Ok(Outcome::Written(_, written)) = &outcome else {
+            // Nothing new was written: the inline read models already reflect it.
+            return Ok(outcome);
+        };
+        let events = append::recorded(writes, written);
+        let mut ctx = PgProjectionContext::new(tx, self.clone());
+        for projection in &self.inner.inline {
+            let mut projection = projection.lock().await;
+            if let Err(error) = projection.handle_all(&events, &mut ctx).await {
+                return Ok(Err(error));
+            }
+        }
+        ctx.into_transaction().commit().await?;
+        Ok(outcome)
+    }
+}
+
+impl EventStore for PgStore {
+    async fn append(&self, writes: Vec<StreamWrite>) -> Result<Commit, StoreError> {
+        let writes = append::validate(writes)?;
+        if writes.is_empty() {
+            return Ok(Commit::empty());
+        }
+        let span = tracing::debug_span!(
+            "append",
+            store = "postgres",
+            schema = self.inner.schema.as_str(),
+            streams = writes.len()
+        );
+        async {
+            let params = AppendParams::new(&writes)?;
+            let mut attempt = 0;
+            let outcome = loop {
+                attempt += 1;
+                match self.append_once(&writes, &params).await {
+                    Ok(outcome) => break outcome?,
+                    Err(e) if attempt < APPEND_ATTEMPTS && append::retry_inside(&e) => {
+                        tracing::debug!(error = %e, attempt, "append retried");
+                        let cap = 2u64.pow(attempt.min(6));
+                        tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=cap))).await;
+                    }
+                    Err(e) => return Err(backend("appending", e)),
+                }
+            };
+            let position = match &outcome {
+                Outcome::Written(c, _) | Outcome::AlreadyStored(c) => c.position,
+            };
+            self.inner
+                .last_commit
+                .fetch_max(to_i64(position.commit()), std::sync::atomic::Ordering::AcqRel);
+            Ok(match outcome {
+                Outcome::Written(commit, _) => {
+                    self.announce();
+                    tracing::debug!(position = %commit.position, events = commit.event_count(), "appended");
+                    commit
+                }
+                Outcome::AlreadyStored(commit) => {
+                    tracing::debug!(position = %commit.position, "events already stored");
+                    commit
+                }
+            })
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn read_stream<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        from: Version,
+        until: ReadUntil,
+    ) -> BoxStream<'a, Result<RecordedEvent, StoreError>> {
+        enum State {
+            Start,
+            Reading { next: i64, last: i64 },
+            Done,
+        }
+        let first = to_i64(from.get().max(1));
+        stream::unfold(State::Start, move |state| async move {
+            let (next, last) = match state {
+                State::Done => return None,
+                State::Reading { next, last } => (next, last),
+                State::Start => match self.stream_bound(stream, until).await {
+                    Ok(Some(last)) => (first, last),
+                    Ok(None) => return None,
+                    Err(e) => return Some((vec![Err(e)], State::Done)),
+                },
+            };
+            if next > last {
+                return None;
+            }
+            let rows = sqlx::query(&self.inner.sql.read_stream)
+                .bind(stream.as_str())
+                .bind(next)
+                .bind(last)
+                .bind(STREAM_BATCH)
+                .fetch_all(&self.inner.pool)
+                .await;
+            let rows = match rows {
+                Ok(rows) => rows,
+                Err(e) => return Some((vec![Err(backend("reading a stream", e))], State::Done)),
+            };
+            if rows.is_empty() {
+                return None;
+            }
+            let full = rows.len() as i64 == STREAM_BATCH;
+            let batch: Vec<Result<RecordedEvent, StoreError>> =
+                rows.iter().map(|r| rows::event(r, 0)).collect();
+            let failed = batch.iter().any(Result::is_err);
+            let following = match batch.last() {
+                Some(Ok(e)) if full && !failed => State::Reading {
+                    next: to_i64(e.version.get()) + 1,
+                    last,
+                },
+                _ => State::Done,
+            };
+            Some((batch, following))
+        })
+        .flat_map(stream::iter)
+        .boxed()
+    }
+
+    async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
+        let v: Option<i64> = sqlx::query_scalar(&self.inner.sql.stream_version)
+            .bind(stream.as_str())
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(|e| backend("reading a stream version", e))?;
+        Ok(Version::new(
+            v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0),
+        ))
+    }
+
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+        types: Option<&[&str]>,
+    ) -> Result<LogPage, StoreError> {
+        let span = tracing::debug_span!("read_all", after = %after, limit);
+        async {
+            if limit == 0 {
+                return Ok(LogPage {
+                    events: Vec::new(),
+                    scanned_to: after,
+                });
+            }
+            let (commit, seq) = position_params(after);
+            let limit_param = i64::try_from(limit).unwrap_or(i64::MAX);
+            let mut settle = self.settle();
+            loop {
+                let rows = query_page(&self.inner.sql, commit, seq, limit_param, types)
+                    .fetch_all(&self.inner.pool)
+                    .await
+                    .map_err(|e| backend("reading the log", e))?;
+                let page = page_from_rows(&rows, after, limit)?;
+                let full = page.events.len() >= limit;
+                if full || settle.done(horizon_of(&rows)).await {
+                    return Ok(page);
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn head(&self) -> Result<Position, StoreError> {
+        let mut settle = self.settle();
+        loop {
+            let (horizon, c, s): (i64, Option<i64>, Option<i64>) =
+                sqlx::query_as(&self.inner.sql.head)
+                    .fetch_one(&self.inner.pool)
+                    .await
+                    .map_err(|e| backend("reading the head", e))?;
+            if settle.done(horizon).await {
+                return Ok(c
+                    .zip(s)
+                    .and_then(|(c, s)| position_from(c, s))
+                    .unwrap_or(Position::ZERO));
+            }
+        }
+    }
+
+    async fn wait_for_events(&self, after: Position) -> Result<(), StoreError> {
+        self.ensure_background();
+        // Subscribe before probing, so a wake-up between the probe and the wait is not lost.
+        let mut woken = self.inner.wake.subscribe();
+        let (c, s) = position_params(after);
+        let (readable, committed): (bool, bool) = sqlx::query_as(&self.inner.sql.probe)
+            .bind(c)
+            .bind(s)
+            .fetch_one(&self.inner.pool)
+            .await
+            .map_err(|e| backend("probing for new events", e))?;
+        if readable {
+            return Ok(());
+        }
+        // Committed but behind the horizon: no notification will come when the horizon
+        // moves, so poll.
+        let timeout = if committed {
+            self.inner.options.poll_interval
+        } else {
+            self.inner.options.idle_poll_interval
+        };
+        tokio::select! {
+            _ = woken.changed() => {}
+            _ = tokio::time::sleep(timeout) => {}
+        }
+        Ok(())
+    }
+
+    async fn event_by_id(&self, id: EventId) -> Result<Option<RecordedEvent>, StoreError> {
+        let row = sqlx::query(&self.inner.sql.event_by_id)
+            .bind(id.as_uuid())
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(|e| backend("reading an event by id", e))?;
+        row.map(|r| rows::event(&r, 0)).transpose()
+    }
+
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        let (commit, seq) = position_params(snapshot.position);
+        let (at, at_ns) = rows::split_nanos(snapshot.event_recorded_at);
+        sqlx::query(&self.inner.sql.save_snapshot)
+            .bind(snapshot.stream.as_str())
+            .bind(to_i64(snapshot.version.get()))
+            .bind(i64::from(snapshot.schema_version))
+            .bind(commit)
+            .bind(seq)
+            .bind(at)
+            .bind(at_ns)
+            .bind(snapshot.payload.as_ref())
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| backend("saving a snapshot", e))?;
+        Ok(())
+    }
+
+    async fn load_snapshot(
+        &self,
+        stream: &StreamId,
+        schema_version: u32,
+        until: ReadUntil,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        let query = match until {
+            ReadUntil::End => sqlx::query(&self.inner.sql.load_snapshot_version)
+                .bind(stream.as_str())
+                .bind(i64::from(schema_version))
+                .bind(i64::MAX),
+            ReadUntil::Version(v) => sqlx::query(&self.inner.sql.load_snapshot_version)
+                .bind(stream.as_str())
+                .bind(i64::from(schema_version))
+                .bind(to_i64(v.get())),
+            ReadUntil::Time(t) => {
+                let (at, at_ns) = rows::split_nanos(t);
+                sqlx::query(&self.inner.sql.load_snapshot_time)
+                    .bind(stream.as_str())
+                    .bind(i64::from(schema_version))
+                    .bind(at)
+                    .bind(at_ns)
+            }
+        };
+        let row = query
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(|e| backend("loading a snapshot", e))?;
+        row.map(|r| rows::snapshot(&r)).transpose()
+    }
+
+    async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {
+        let row: Option<(i64, i64)> = sqlx::query_as(&self.inner.sql.load_checkpoint)
+            .bind(name)
+            .fetch_optional(&self.inner.pool)
+            .await
+            .map_err(|e| backend("loading a checkpoint", e))?;
+        match row {
+            None => Ok(None),
+            Some((c, s)) => position_from(c, s).map(Some).ok_or_else(|| {
+                StoreError::Config(format!(
+                    "checkpoint `{name}` holds an invalid position {c}.{s}"
+                ))
+            }),
+        }
+    }
+
+    async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
+        let (c, s) = position_params(position);
+        sqlx::query(&self.inner.sql.save_checkpoint)
+            .bind(name)
+            .bind(c)
+            .bind(s)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|e| backend("saving a checkpoint", e))?;
+        Ok(())
+    }
+}
+
+impl PgStore {
+    fn settle(&self) -> Settle {
+        Settle {
+            target: self
+                .inner
+                .last_commit
+                .load(std::sync::atomic::Ordering::Acquire),
+            started: std::time::Instant::now(),
+            pause: Duration::from_micros(500),
+        }
+    }
+
+    /// The last version a stream read may return, or `None` when there is nothing to read.
+    async fn stream_bound(
+        &self,
+        stream: &StreamId,
+        until: ReadUntil,
+    ) -> Result<Option<i64>, StoreError> {
+        match until {
+            ReadUntil::End => Ok(Some(i64::MAX)),
+            ReadUntil::Version(v) => Ok(Some(to_i64(v.get()))),
+            ReadUntil::Time(t) => sqlx::query_scalar(&self.inner.sql.version_at_time)
+                .bind(stream.as_str())
+                .bind(t)
+                .fetch_optional(&self.inner.pool)
+                .await
+                .map_err(|e| backend("finding the version at a time", e)),
+        }
+    }
+}
+
+fn query_page<'q>(
+    sql: &'q Sql,
+    commit: i64,
+    seq: i64,
+    limit: i64,
+    types: Option<&[&str]>,
+) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+    match types {
+        None => sqlx::query(&sql.read_all)
+            .bind(commit)
+            .bind(seq)
+            .bind(limit),
+        Some(types) => sqlx::query(&sql.read_all_typed)
+            .bind(commit)
+            .bind(seq)
+            .bind(limit)
+            .bind(
+                types
+                    .iter()
+                    .map(|t| (*t).to_owned())
+                    .collect::<Vec<String>>(),
+            ),
+    }
+}
+
+fn horizon_of(rows: &[PgRow]) -> i64 {
+    rows.first()
+        .and_then(|r| r.try_get::<i64, _>(0).ok())
+        .unwrap_or(0)
+}
+
+/// Read-your-writes: a read that starts after this store handle's append returned waits
+/// (briefly) until the horizon has passed that append, so the caller sees its own events.
+/// Only transactions running at that moment can hold it back; the wait is bounded by
+/// [`SETTLE_LIMIT`], after which the read returns what is readable.
+struct Settle {
+    target: i64,
+    started: std::time::Instant,
+    pause: Duration,
+}
+
+/// The longest a read waits for the horizon to pass the store handle's own last append.
+const SETTLE_LIMIT: Duration = Duration::from_secs(2);
+
+impl Settle {
+    /// Whether a read that saw `horizon` may return; if not, pauses first.
+    async fn done(&mut self, horizon: i64) -> bool {
+        if horizon > self.target || self.started.elapsed() >= SETTLE_LIMIT {
+            return true;
+        }
+        tokio::time::sleep(self.pause).await;
+        self.pause = (self.pause * 2).min(Duration::from_millis(20));
+        false
+    }
+}
+
+/// A log page from the rows of `read_all`: column 0 is the horizon, 1-2 the newest readable
+/// event when filtering by type (on every row, and alone on the one row of an empty page), the
+/// event columns follow.
+///
+/// `scanned_to` is the last event the read examined: the last one returned when the page is
+/// full; otherwise, every readable event has been examined, so the newest readable one (of
+/// any type). `(horizon, 0)` would be a valid bound too, but it moves with every transaction
+/// in the cluster, so an idle projection would save a new checkpoint (a write, which moves
+/// the horizon again) on every poll.
+pub(crate) fn page_from_rows(
+    rows: &[PgRow],
+    after: Position,
+    limit: usize,
+) -> Result<LogPage, StoreError> {
+    let mut events = Vec::with_capacity(rows.len());
+    for row in rows {
+        let present: Option<String> = row.try_get(3).map_err(|e| backend("reading the log", e))?;
+        if present.is_some() {
+            events.push(rows::event(row, 3)?);
+        }
+    }
+    let last = events.last().map(|e| e.position);
+    let scanned_to = match last {
+        Some(last) if events.len() >= limit => last,
+        _ => {
+            let newest = match rows.first() {
+                Some(row) => {
+                    let c: Option<i64> =
+                        row.try_get(1).map_err(|e| backend("reading the log", e))?;
+                    let s: Option<i64> =
+                        row.try_get(2).map_err(|e| backend("reading the log", e))?;
+                    c.zip(s).and_then(|(c, s)| position_from(c, s))
+                }
+                None => None,
+            };
+            after
+                .max(last.unwrap_or(after))
+                .max(newest.unwrap_or(after))
+        }
+    };
+    Ok(LogPage { events, scanned_to })
+}

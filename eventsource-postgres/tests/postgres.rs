@@ -1,0 +1,15 @@
+//! PostgreSQL-specific behaviour of `PgStore`, against the real server (`scripts/test`).
+
+// Test code: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+#[path = "postgres/appends.rs"]
+mod appends;
+#[path = "postgres/faults.rs"]
+mod faults;
+#[path = "postgres/ordering.rs"]
+mod ordering;
+#[path = "postgres/projections.rs"]
+mod projections;

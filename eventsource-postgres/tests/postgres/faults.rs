@@ -1,0 +1,191 @@
+//! Faults: corrupt rows, killed connections.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use eventsource_core::{
+    EventId, EventStore, ExpectedVersion, Position, ReadUntil, RecordedEvent, StoreError, StreamId,
+    Version, subscribe,
+};
+use eventsource_postgres::PgStore;
+use futures::{StreamExt, TryStreamExt};
+
+use crate::common::{self, event, write};
+
+async fn corrupt(store: &PgStore, set: &str) {
+    let mut conn = common::raw().await;
+    let schema = store.schema().as_str();
+    sqlx::query(&format!(
+        "UPDATE \"{schema}\".events SET {set} WHERE stream_id = 'acc''t-1' AND version = 2"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_corrupt_row_is_a_typed_error_naming_its_stream_and_version() {
+    for set in [
+        r#"metadata = '{"correlation_id": 5}'"#,
+        "schema_version = -1",
+        "metadata = '[1, 2]'",
+    ] {
+        let store = common::fresh_store().await;
+        store
+            .append(vec![write(
+                "acc't-1",
+                ExpectedVersion::NoStream,
+                vec![event(1), event(2), event(3)],
+            )])
+            .await
+            .unwrap();
+        corrupt(&store, set).await;
+        let stream = StreamId::new("acc't-1");
+        let read: Result<Vec<RecordedEvent>, StoreError> = store
+            .read_stream(&stream, Version::FIRST, ReadUntil::End)
+            .try_collect()
+            .await;
+        let check = |err: StoreError| match err {
+            StoreError::Corrupt {
+                stream, version, ..
+            } => {
+                assert_eq!(stream.as_str(), "acc't-1", "{set}");
+                assert_eq!(version, Version::new(2), "{set}");
+            }
+            other => panic!("{set}: expected Corrupt, got {other:?}"),
+        };
+        check(read.unwrap_err());
+        check(store.read_all(Position::ZERO, 10, None).await.unwrap_err());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_missing_table_is_a_configuration_error_not_a_panic() {
+    let store = common::fresh_store().await;
+    let mut conn = common::raw().await;
+    let schema = store.schema().as_str();
+    sqlx::query(&format!("DROP TABLE \"{schema}\".snapshots"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let err = store
+        .load_snapshot(&StreamId::new("s"), 1, ReadUntil::End)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Config(_)), "{err:?}");
+}
+
+/// Terminates every session of the application `app`.
+async fn kill_sessions(app: &str) -> i64 {
+    let mut conn = common::raw().await;
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(app)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    killed.len() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killed_connections_surface_as_errors_and_a_subscriber_recovers_without_losing_events() {
+    let app = format!("es_kill_{:08x}", fastrand::u32(..));
+    let url = common::url_with_application(&app);
+    let writer = common::fresh_store().await;
+    let reader = common::same_schema(&writer, &url).await;
+
+    // A subscriber that resubscribes from the last event it saw whenever its stream fails.
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<RecordedEvent>();
+    let sub_store = reader.clone();
+    let subscriber = tokio::spawn(async move {
+        let mut last = Position::ZERO;
+        let mut failures = 0u32;
+        loop {
+            let mut sub = subscribe(sub_store.clone(), last, 20);
+            while let Some(item) = sub.next().await {
+                match item {
+                    Ok(e) => {
+                        last = e.position;
+                        if tx.send(e).is_err() {
+                            return failures;
+                        }
+                    }
+                    Err(err) => {
+                        assert!(
+                            matches!(
+                                err,
+                                StoreError::Backend {
+                                    retryable: true,
+                                    ..
+                                }
+                            ),
+                            "a lost connection is a retryable backend error: {err:?}"
+                        );
+                        failures += 1;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        break;
+                    }
+                }
+            }
+        }
+    });
+
+    let mut written: Vec<EventId> = Vec::new();
+    for round in 0..4u64 {
+        for i in 0..25u64 {
+            let e = event(round * 100 + i);
+            written.push(e.id);
+            writer
+                .append(vec![write(
+                    &format!("s{}", i % 5),
+                    ExpectedVersion::Any,
+                    vec![e],
+                )])
+                .await
+                .expect("append");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            kill_sessions(&app).await > 0,
+            "the reader had sessions to kill"
+        );
+        // The reader's own calls fail or reconnect; none panics.
+        let _ = reader.head().await;
+    }
+    // Kill the writer's sessions too: appends retry on a fresh connection (event ids make
+    // the retry safe) or fail with a typed error.
+    let writer_app = "es_kill_writer";
+    let writer2 = common::same_schema(&writer, &common::url_with_application(writer_app)).await;
+    writer2
+        .append(vec![write("w", ExpectedVersion::Any, vec![event(7)])])
+        .await
+        .unwrap();
+    kill_sessions(writer_app).await;
+    let e = event(8);
+    match writer2
+        .append(vec![write("w", ExpectedVersion::Any, vec![e.clone()])])
+        .await
+    {
+        Ok(_) => written.extend([e.id]),
+        Err(err) => assert!(matches!(err, StoreError::Backend { .. }), "{err:?}"),
+    }
+
+    let mut seen = Vec::new();
+    let want: HashSet<EventId> = written.iter().copied().collect();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut seen_ids = HashSet::new();
+    while !want.is_subset(&seen_ids) {
+        let e = tokio::time::timeout_at(deadline, rx.recv())
+            .await
+            .expect("the subscriber recovers and delivers everything")
+            .expect("subscriber alive");
+        seen_ids.insert(e.id);
+        seen.push(e);
+    }
+    let unique: HashSet<EventId> = seen.iter().map(|e| e.id).collect();
+    assert_eq!(unique.len(), seen.len(), "nothing delivered twice");
+    drop(rx);
+    subscriber.abort();
+}

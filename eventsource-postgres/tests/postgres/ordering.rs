@@ -1,0 +1,204 @@
+//! The gap-safe global order: concurrent writers, slow commits, a held horizon.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use eventsource_core::{
+    EventId, EventStore, ExpectedVersion, HandlerError, Position, Projection, RecordedEvent,
+    subscribe,
+};
+use eventsource_postgres::{PgProjectionContext, PgStore};
+use futures::StreamExt;
+
+use crate::common::{self, event, write};
+
+/// An inline projection that only makes the append's transaction slow to commit: it sleeps
+/// after the events got their positions and before the commit.
+struct SlowCommit;
+
+impl Projection for SlowCommit {
+    const NAME: &'static str = "slow_commit";
+    type Context = PgProjectionContext;
+
+    async fn handle_event(
+        &mut self,
+        _event: &RecordedEvent,
+        _ctx: &mut PgProjectionContext,
+    ) -> Result<(), HandlerError> {
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(0..25))).await;
+        Ok(())
+    }
+}
+
+/// Reads the log live until `count` events arrived (or the timeout), returning them in
+/// delivery order.
+async fn collect(store: PgStore, count: usize, timeout: Duration) -> Vec<RecordedEvent> {
+    let mut sub = subscribe(store, Position::ZERO, 50);
+    let mut seen = Vec::with_capacity(count);
+    let deadline = tokio::time::Instant::now() + timeout;
+    while seen.len() < count {
+        match tokio::time::timeout_at(deadline, sub.next()).await {
+            Ok(Some(Ok(e))) => seen.push(e),
+            Ok(Some(Err(e))) => panic!("subscription failed: {e}"),
+            Ok(None) | Err(_) => break,
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn racing_writers_with_slow_commits_are_delivered_once_each_in_one_order() {
+    const WRITERS: u64 = 8;
+    const APPENDS: u64 = 40;
+    const TOTAL: usize = (WRITERS * APPENDS) as usize;
+    let url = common::database_url();
+    let fast = common::fresh_store().await;
+    let slow = PgStore::builder()
+        .schema(fast.schema().as_str())
+        .max_connections(8)
+        .connect(&url)
+        .await
+        .unwrap()
+        .with_inline_projection(SlowCommit)
+        .unwrap();
+    // Readers are separate stores, as in another process.
+    let reader_a = common::same_schema(&fast, &url).await;
+    let reader_b = common::same_schema(&fast, &url).await;
+    let sub_a = tokio::spawn(collect(reader_a, TOTAL, Duration::from_secs(60)));
+    let sub_b = tokio::spawn(collect(reader_b, TOTAL, Duration::from_secs(60)));
+
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        // Writers 0 and 1 commit slowly, holding lower positions open while others commit.
+        let store = if w < 2 { slow.clone() } else { fast.clone() };
+        writers.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for i in 0..APPENDS {
+                let e = event(w * 1000 + i);
+                ids.push(e.id);
+                store
+                    .append(vec![write(&format!("w{w}"), ExpectedVersion::Any, vec![e])])
+                    .await
+                    .expect("append");
+            }
+            ids
+        }));
+    }
+    let mut written: HashSet<EventId> = HashSet::new();
+    for w in writers {
+        written.extend(w.await.unwrap());
+    }
+    let (a, b) = (sub_a.await.unwrap(), sub_b.await.unwrap());
+    for seen in [&a, &b] {
+        assert_eq!(seen.len(), TOTAL, "every event delivered");
+        let ids: HashSet<EventId> = seen.iter().map(|e| e.id).collect();
+        assert_eq!(ids.len(), TOTAL, "no event delivered twice");
+        assert_eq!(ids, written, "exactly the written events");
+        assert!(
+            seen.windows(2).all(|p| p[0].position < p[1].position),
+            "positions strictly increase"
+        );
+    }
+    let order_a: Vec<EventId> = a.iter().map(|e| e.id).collect();
+    let order_b: Vec<EventId> = b.iter().map(|e| e.id).collect();
+    assert_eq!(order_a, order_b, "both subscribers see one order");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_long_write_transaction_elsewhere_delays_delivery_is_reported_and_loses_nothing() {
+    let url = common::database_url();
+    let writer = common::fresh_store().await;
+    let reader = common::same_schema(&writer, &url).await;
+
+    // Another session (it could be any database of the cluster) opens a write transaction.
+    let mut other = common::raw().await;
+    let other_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut other)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut other).await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut other)
+        .await
+        .unwrap();
+
+    let mut ids = Vec::new();
+    for i in 0..10 {
+        let e = event(i);
+        ids.push(e.id);
+        writer
+            .append(vec![write("s", ExpectedVersion::Any, vec![e])])
+            .await
+            .unwrap();
+    }
+    let mut sub = subscribe(reader.clone(), Position::ZERO, 100);
+    let early = tokio::time::timeout(Duration::from_millis(700), sub.next()).await;
+    assert!(
+        early.is_err(),
+        "nothing is delivered past a running older transaction"
+    );
+
+    let lag = reader.lag().await.unwrap();
+    assert_eq!(lag.events_behind, 10, "{lag:?}");
+    assert!(lag.newest_committed > lag.horizon, "{lag:?}");
+    let holder = lag.holders.first().expect("a holder is reported");
+    assert_eq!(holder.pid, other_pid, "{lag:?}");
+    assert!(holder.age_seconds >= 0.5, "{lag:?}");
+    assert_eq!(
+        holder.state.as_deref(),
+        Some("idle in transaction"),
+        "{lag:?}"
+    );
+
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < ids.len() {
+        let next = tokio::time::timeout(Duration::from_secs(10), sub.next())
+            .await
+            .expect("delivered once the transaction ends")
+            .expect("stream")
+            .expect("event");
+        seen.push(next.id);
+    }
+    assert_eq!(seen, ids, "all of them, in order, once");
+    let lag = reader.lag().await.unwrap();
+    assert_eq!(lag.events_behind, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restore_into_a_cluster_with_older_xids_moves_to_a_new_era_and_positions_keep_rising() {
+    let store = common::fresh_store().await;
+    let before = store
+        .append(vec![write("s", ExpectedVersion::Any, vec![event(1)])])
+        .await
+        .unwrap();
+    // Simulate a restore from a cluster whose xids were far ahead of this one's.
+    let mut conn = common::raw().await;
+    let schema = store.schema().as_str().to_owned();
+    sqlx::query(&format!(
+        "UPDATE \"{schema}\".events SET commit_id = (1::bigint << 40)"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let restored = PgStore::builder()
+        .schema(&schema)
+        .connect(&common::database_url())
+        .await
+        .unwrap();
+    let after = restored
+        .append(vec![write("s", ExpectedVersion::Any, vec![event(2)])])
+        .await
+        .unwrap();
+    assert!(
+        after.position > Position::new(1 << 40, u64::MAX),
+        "{after:?} vs {before:?}"
+    );
+    let page = restored.read_all(Position::ZERO, 10, None).await.unwrap();
+    let versions: Vec<u64> = page.events.iter().map(|e| e.version.get()).collect();
+    assert_eq!(
+        versions,
+        vec![1, 2],
+        "the old event first, then the new era's"
+    );
+}

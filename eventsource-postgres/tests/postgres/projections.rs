@@ -1,0 +1,243 @@
+//! Transactional projections, the one-runner lease, inline projections.
+
+use std::time::Duration;
+
+use eventsource_core::{
+    EventStore, ExpectedVersion, HandlerError, Position, Projection, ProjectionError,
+    RecordedEvent, StreamId,
+};
+use eventsource_postgres::{PgProjectionContext, PgProjectionRunner, PgStore};
+
+use crate::common::{self, event, write};
+
+/// A read model in the store's database: one row per applied event (a second application
+/// would violate the primary key) and a running sum per stream. Fails on the event whose
+/// `n` is `fail_on`.
+struct Sums {
+    fail_on: Option<u64>,
+}
+
+fn n_of(event: &RecordedEvent) -> Result<u64, HandlerError> {
+    let v: serde_json::Value = serde_json::from_slice(&event.payload)?;
+    v["n"].as_u64().ok_or_else(|| "no n".into())
+}
+
+impl Projection for Sums {
+    const NAME: &'static str = "sums";
+    type Context = PgProjectionContext;
+
+    fn event_types() -> Option<&'static [&'static str]> {
+        Some(&["test.added"])
+    }
+
+    async fn handle_event(
+        &mut self,
+        event: &RecordedEvent,
+        ctx: &mut PgProjectionContext,
+    ) -> Result<(), HandlerError> {
+        let n = n_of(event)?;
+        if self.fail_on == Some(n) {
+            return Err(format!("refusing n = {n}").into());
+        }
+        let schema = ctx.store().schema().as_str().to_owned();
+        sqlx::query(&format!(
+            "INSERT INTO \"{schema}\".applied (event_id) VALUES ($1)"
+        ))
+        .bind(event.id.as_uuid())
+        .execute(ctx.conn())
+        .await?;
+        sqlx::query(&format!(
+            "INSERT INTO \"{schema}\".sums (stream, total) VALUES ($1, $2) \
+             ON CONFLICT (stream) DO UPDATE SET total = sums.total + excluded.total"
+        ))
+        .bind(event.stream.as_str())
+        .bind(n as i64)
+        .execute(ctx.conn())
+        .await?;
+        Ok(())
+    }
+
+    async fn reset(&mut self, ctx: &mut PgProjectionContext) -> Result<(), HandlerError> {
+        let schema = ctx.store().schema().as_str().to_owned();
+        sqlx::query(&format!("TRUNCATE \"{schema}\".applied, \"{schema}\".sums"))
+            .execute(ctx.conn())
+            .await?;
+        Ok(())
+    }
+}
+
+async fn create_read_model(store: &PgStore) {
+    let schema = store.schema().as_str();
+    let mut conn = common::raw().await;
+    for ddl in [
+        format!("CREATE TABLE \"{schema}\".applied (event_id uuid PRIMARY KEY)"),
+        format!("CREATE TABLE \"{schema}\".sums (stream text PRIMARY KEY, total bigint NOT NULL)"),
+    ] {
+        sqlx::query(&ddl).execute(&mut conn).await.unwrap();
+    }
+}
+
+async fn read_model(store: &PgStore) -> (i64, Option<i64>) {
+    let schema = store.schema().as_str();
+    let mut conn = common::raw().await;
+    let applied: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM \"{schema}\".applied"))
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    let total: Option<i64> =
+        sqlx::query_scalar(&format!("SELECT sum(total)::bigint FROM \"{schema}\".sums"))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    (applied, total)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_handler_failing_halfway_leaves_neither_read_model_nor_checkpoint_changed() {
+    let store = common::fresh_store().await;
+    create_read_model(&store).await;
+    let mut positions = Vec::new();
+    for n in 1..=10 {
+        let c = store
+            .append(vec![write("s", ExpectedVersion::Any, vec![event(n)])])
+            .await
+            .unwrap();
+        positions.push(c.position);
+    }
+
+    // Batches of 3: [1,2,3] commits, [4,5,6] fails at 5 and rolls back whole.
+    let mut runner =
+        PgProjectionRunner::new(store.clone(), Sums { fail_on: Some(5) }).batch_size(3);
+    let err = runner.catch_up().await.unwrap_err();
+    match err {
+        ProjectionError::Handler { version, .. } => assert_eq!(version.get(), 5),
+        other => panic!("expected a handler error, got {other:?}"),
+    }
+    drop(runner);
+    assert_eq!(
+        read_model(&store).await,
+        (3, Some(6)),
+        "only the first batch committed"
+    );
+    assert_eq!(
+        store.load_checkpoint(Sums::NAME).await.unwrap(),
+        Some(positions[2]),
+        "the checkpoint is where the read model is"
+    );
+
+    // A restart resumes exactly there: every event applied once (the primary key would
+    // reject a second application).
+    let mut runner = PgProjectionRunner::new(store.clone(), Sums { fail_on: None }).batch_size(3);
+    let reached = runner.catch_up().await.unwrap();
+    assert!(reached >= positions[9]);
+    assert_eq!(read_model(&store).await, (10, Some(55)));
+
+    // And a rebuild replays from zero in one go.
+    let reached = runner.rebuild().await.unwrap();
+    assert!(reached >= positions[9]);
+    assert_eq!(read_model(&store).await, (10, Some(55)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_runner_holds_the_lease_and_a_standby_takes_over_when_it_dies() {
+    let writer = common::fresh_store().await;
+    create_read_model(&writer).await;
+    let app = format!("es_lease_{:08x}", fastrand::u32(..));
+    let first_store = common::same_schema(&writer, &common::url_with_application(&app)).await;
+    let second_store = common::same_schema(&writer, &common::database_url()).await;
+
+    let first = PgProjectionRunner::new(first_store, Sums { fail_on: None })
+        .standby_poll(Duration::from_millis(100))
+        .spawn();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let second = PgProjectionRunner::new(second_store, Sums { fail_on: None })
+        .standby_poll(Duration::from_millis(100))
+        .spawn();
+    let mut last = Position::ZERO;
+    for n in 1..=10 {
+        last = writer
+            .append(vec![write("s", ExpectedVersion::Any, vec![event(n)])])
+            .await
+            .unwrap()
+            .position;
+    }
+    first.wait_for(last, Duration::from_secs(10)).await.unwrap();
+    assert!(first.status().leader);
+    assert!(!second.status().leader, "the second runner stands by");
+
+    // The first runner's process "dies": all its sessions are terminated.
+    let mut conn = common::raw().await;
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(&app)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    for n in 11..=20 {
+        last = writer
+            .append(vec![write("s", ExpectedVersion::Any, vec![event(n)])])
+            .await
+            .unwrap()
+            .position;
+    }
+    second
+        .wait_for(last, Duration::from_secs(15))
+        .await
+        .unwrap();
+    assert!(second.status().leader, "the standby took over");
+    assert_eq!(
+        read_model(&writer).await,
+        (20, Some(210)),
+        "each event applied once"
+    );
+    let _ = first.shutdown().await;
+    second.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_inline_projection_is_consistent_when_the_append_returns_and_a_failure_appends_nothing()
+{
+    let plain = common::fresh_store().await;
+    create_read_model(&plain).await;
+    let store = PgStore::builder()
+        .schema(plain.schema().as_str())
+        .connect(&common::database_url())
+        .await
+        .unwrap()
+        .with_inline_projection(Sums { fail_on: Some(666) })
+        .unwrap();
+    store
+        .append(vec![write(
+            "s",
+            ExpectedVersion::Any,
+            vec![event(1), event(2)],
+        )])
+        .await
+        .unwrap();
+    assert_eq!(
+        read_model(&store).await,
+        (2, Some(3)),
+        "read model updated with the append"
+    );
+
+    let err = store
+        .append(vec![write(
+            "s",
+            ExpectedVersion::Any,
+            vec![event(3), event(666)],
+        )])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("sums"), "{err}");
+    assert_eq!(read_model(&store).await, (2, Some(3)));
+    assert_eq!(
+        store
+            .stream_version(&StreamId::new("s"))
+            .await
+            .unwrap()
+            .get(),
+        2,
+        "nothing appended"
+    );
+}
