@@ -65,3 +65,101 @@ impl EventRegistry {
         self.owners.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::error::{DecodeError, EncodeError};
+    use crate::event::EventType;
+
+    macro_rules! aggregate {
+        ($agg:ident, $ev:ident, $name:literal, $types:expr) => {
+            #[derive(Default)]
+            struct $agg;
+            struct $ev;
+            impl EventSet for $ev {
+                const EVENT_TYPES: &'static [EventType] = $types;
+                fn event_type(&self) -> &'static str {
+                    ""
+                }
+                fn schema_version(&self) -> u32 {
+                    1
+                }
+                fn encode(&self) -> Result<Bytes, EncodeError> {
+                    Ok(Bytes::new())
+                }
+                fn decode(name: &str, version: u32, _: &[u8]) -> Result<Self, DecodeError> {
+                    Err(DecodeError::UnknownEvent {
+                        name: name.into(),
+                        version,
+                    })
+                }
+            }
+            impl Aggregate for $agg {
+                const NAME: &'static str = $name;
+                type Event = $ev;
+                fn apply(&mut self, _: &$ev) {}
+            }
+        };
+    }
+
+    const fn t(name: &'static str, version: u32, aliases: &'static [&'static str]) -> EventType {
+        EventType {
+            name,
+            version,
+            aliases,
+        }
+    }
+
+    aggregate!(
+        Account,
+        AccountEvent,
+        "account",
+        &[t("account.opened", 1, &[]), t("account.deposited", 2, &[])]
+    );
+    aggregate!(
+        Order,
+        OrderEvent,
+        "order",
+        &[
+            t("order.placed", 1, &[]),
+            t("order.paid", 1, &["account.opened"])
+        ]
+    );
+    aggregate!(
+        Audit,
+        AuditEvent,
+        "audit",
+        &[t("account.deposited", 3, &[])]
+    );
+
+    #[test]
+    fn a_type_claimed_by_two_aggregates_is_a_startup_error_naming_both() {
+        let err = EventRegistry::new()
+            .register::<Account>()
+            .and_then(EventRegistry::register::<Order>)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            RegistryError {
+                name: "account.opened".into(),
+                version: 1,
+                first: "account".into(),
+                second: "order".into(),
+            }
+        );
+        assert!(err.to_string().contains("`account.opened` version 1"));
+    }
+
+    #[test]
+    fn distinct_types_and_versions_register_and_registering_twice_is_harmless() {
+        let registry = EventRegistry::new()
+            .register::<Account>()
+            .and_then(EventRegistry::register::<Audit>)
+            .and_then(EventRegistry::register::<Account>)
+            .unwrap();
+        assert!(!registry.is_empty());
+    }
+}

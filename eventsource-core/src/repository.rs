@@ -8,6 +8,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use tracing::Instrument;
+use tracing::field::Empty;
 
 use crate::aggregate::Aggregate;
 use crate::envelope::{Commit, CommittedStream, NewEvent, Snapshot, StreamWrite};
@@ -163,9 +164,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// after it. A stream with no events loads as `A::default()` at version zero.
     pub async fn load(&self, id: &str) -> Result<Loaded<A>, Error> {
         let stream = A::stream_id(id);
-        self.load_stream(&stream, ReadUntil::End)
-            .instrument(tracing::debug_span!("load", aggregate = A::NAME, stream = %stream))
-            .await
+        self.load_stream(&stream, ReadUntil::End).await
     }
 
     /// Loads aggregate `id` as it was at a version or a time (time travel). Snapshots above the
@@ -176,10 +175,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             At::Version(v) => ReadUntil::Version(v),
             At::Time(t) => ReadUntil::Time(t),
         };
-        let loaded = self
-            .load_stream(&stream, until)
-            .instrument(tracing::debug_span!("load_at", aggregate = A::NAME, stream = %stream, ?at))
-            .await?;
+        let loaded = self.load_stream(&stream, until).await?;
         if let At::Version(v) = at {
             if loaded.version < v {
                 return Err(Error::VersionNotFound {
@@ -193,6 +189,19 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     }
 
     async fn load_stream(&self, stream: &StreamId, until: ReadUntil) -> Result<Loaded<A>, Error> {
+        let span = tracing::debug_span!(
+            "load",
+            aggregate = A::NAME,
+            %stream,
+            ?until,
+            snapshot_version = Empty,
+            version = Empty,
+            position = Empty,
+        );
+        self.fold_stream(stream, until).instrument(span).await
+    }
+
+    async fn fold_stream(&self, stream: &StreamId, until: ReadUntil) -> Result<Loaded<A>, Error> {
         let mut loaded = self.load_snapshot(stream, until).await;
         let mut events = self.store.read_stream(stream, loaded.version.next(), until);
         while let Some(recorded) = events.try_next().await? {
@@ -212,7 +221,9 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             loaded.version = recorded.version;
             loaded.position = recorded.position;
         }
-        tracing::debug!(version = %loaded.version, position = %loaded.position, "loaded");
+        let span = tracing::Span::current();
+        span.record("version", loaded.version.get());
+        span.record("position", tracing::field::display(loaded.position));
         Ok(loaded)
     }
 
@@ -234,7 +245,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         {
             Ok(Some(snapshot)) => match A::decode_snapshot(&snapshot.payload) {
                 Ok(state) => {
-                    tracing::debug!(version = %snapshot.version, "snapshot used");
+                    tracing::Span::current().record("snapshot_version", snapshot.version.get());
                     Loaded {
                         state,
                         version: snapshot.version,
@@ -320,7 +331,14 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         D: IntoEvents<A::Event>,
     {
         let streams: [StreamId; N] = ids.map(A::stream_id);
-        let span = tracing::debug_span!("execute", aggregate = A::NAME, stream = %streams.first().map(|s| s.as_str()).unwrap_or_default(), streams = N);
+        let span = tracing::debug_span!(
+            "execute",
+            aggregate = A::NAME,
+            stream = %streams.first().map(StreamId::as_str).unwrap_or_default(),
+            streams = N,
+            attempts = Empty,
+            position = Empty,
+        );
         async move {
             if let Some(key) = &options.idempotency_key {
                 if let Some(commit) = self.find_commit(key).await? {
@@ -336,12 +354,28 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     loaded.push(self.load_stream(s, ReadUntil::End).await?);
                 }
                 let states: [&A; N] = std::array::from_fn(|i| &loaded[i].state);
-                let decided = tracing::debug_span!("decide", attempt).in_scope(|| decide(states));
+                let decide_span = tracing::debug_span!("decide", attempt, rejected = Empty, events = Empty);
+                let decided = decide_span.in_scope(|| decide(states));
+                decide_span.record("rejected", decided.is_err());
                 let decided = decided.map_err(CommandError::Rejected)?.map(IntoEvents::into_events);
+                decide_span.record("events", decided.iter().map(Vec::len).sum::<usize>());
                 let writes = self.encode(&streams, &loaded, &decided, &options)?;
-                match self.store.append(writes).await {
+                let append_span = tracing::debug_span!(
+                    "append",
+                    stream = %streams.first().map(StreamId::as_str).unwrap_or_default(),
+                    expected = loaded.first().map_or(0, |l| l.version.get()),
+                    version = Empty,
+                    position = Empty,
+                );
+                let appended = self.store.append(writes).instrument(append_span.clone()).await;
+                tracing::Span::current().record("attempts", attempt);
+                match appended {
                     Ok(commit) => {
-                        tracing::debug!(position = %commit.position, events = commit.event_count(), attempt, "committed");
+                        if let Some(first) = commit.streams.first() {
+                            append_span.record("version", first.last_version.get());
+                        }
+                        append_span.record("position", tracing::field::display(commit.position));
+                        tracing::Span::current().record("position", tracing::field::display(commit.position));
                         self.snapshot_after(&streams, loaded, Vec::from(decided), &commit).await;
                         return Ok(commit);
                     }
@@ -457,7 +491,12 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             for e in &events {
                 loaded.state.apply(e);
             }
-            let span = tracing::debug_span!("snapshot", stream = %committed.stream, version = %committed.last_version);
+            let span = tracing::debug_span!(
+                "snapshot",
+                stream = %committed.stream,
+                version = committed.last_version.get(),
+                position = %committed.last_position,
+            );
             let result = async {
                 let payload = loaded.state.encode_snapshot()?;
                 let snapshot = Snapshot {

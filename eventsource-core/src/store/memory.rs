@@ -285,10 +285,8 @@ impl EventStore for InMemoryStore {
         if writes.is_empty() {
             return Ok(Commit::empty());
         }
-        let span = tracing::debug_span!("append", store = "memory", streams = writes.len());
-        let _enter = span.enter();
         let commit = self.append_locked(&writes)?;
-        tracing::debug!(position = %commit.position, events = commit.event_count(), "appended");
+        tracing::trace!(position = %commit.position, events = commit.event_count(), "appended in memory");
         Ok(commit)
     }
 

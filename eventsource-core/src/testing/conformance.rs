@@ -70,6 +70,7 @@ macro_rules! conformance_tests {
             multi_aggregate_command_commits_atomically,
             projection_waits_checkpoints_and_rebuilds,
             projection_handler_error_stops_before_the_event,
+            undecodable_events_are_typed_errors_naming_stream_version_and_type,
         );
     };
     (@cases $make:expr; $($case:ident),* $(,)?) => {
@@ -1240,4 +1241,67 @@ pub async fn projection_handler_error_stops_before_the_event<S: EventStore>(stor
         "resumed at the failed event, nothing twice"
     );
     handle.shutdown().await.expect("shutdown");
+}
+
+/// Loading a stream holding a corrupt payload, an unknown type or an unsupported version fails
+/// with an error naming the stream, the version and the type, and writes nothing.
+pub async fn undecodable_events_are_typed_errors_naming_stream_version_and_type<S: EventStore>(
+    store: S,
+) {
+    let repo = Repository::<Counter, S>::new(store.clone());
+    let cases = [
+        (
+            "corrupt",
+            NewEvent::new("counter.added", 1, &b"{\"n\": \"seven\"}"[..]),
+            "counter.added",
+            1,
+        ),
+        (
+            "unknown",
+            NewEvent::new("counter.exploded", 1, &b"{}"[..]),
+            "counter.exploded",
+            1,
+        ),
+        (
+            "future",
+            NewEvent::new("counter.added", 9, &b"{\"n\": 1}"[..]),
+            "counter.added",
+            9,
+        ),
+    ];
+    for (id, bad, name, schema) in cases {
+        let stream = format!("counter-{id}");
+        store
+            .append(vec![write(
+                &stream,
+                ExpectedVersion::Any,
+                vec![added(1), bad],
+            )])
+            .await
+            .expect("append");
+        match repo.load(id).await {
+            Err(Error::Decode {
+                stream: s,
+                version,
+                event_type,
+                schema_version,
+                ..
+            }) => {
+                assert_eq!(s.as_str(), stream);
+                assert_eq!(version.get(), 2);
+                assert_eq!((event_type.as_str(), schema_version), (name, schema));
+            }
+            other => panic!("expected a decode error for {id}, got {other:?}"),
+        }
+        let result = repo.execute(id, |c| c.add(1)).await;
+        assert!(
+            matches!(result, Err(CommandError::Failed(Error::Decode { .. }))),
+            "got {result:?}"
+        );
+        assert_eq!(
+            read(&store, &stream).await.len(),
+            2,
+            "a failed command writes nothing"
+        );
+    }
 }

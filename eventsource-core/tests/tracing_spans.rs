@@ -1,0 +1,141 @@
+//! A user sees what happened without adding prints: load, decide, append, snapshot and each
+//! projection batch are spans whose fields carry the stream, versions and positions.
+
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use eventsource_core::testing::fixtures::{AddedLog, Counter};
+use eventsource_core::{InMemoryStore, ProjectionRunner, Repository};
+use parking_lot::Mutex;
+use tracing::field::{Field, Visit};
+use tracing::span::{Attributes, Id, Record};
+use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
+use tracing_subscriber::registry::LookupSpan;
+
+type Fields = BTreeMap<String, String>;
+
+#[derive(Clone, Default)]
+struct Capture(Arc<Mutex<Vec<(String, Fields)>>>);
+
+struct FieldsVisitor<'a>(&'a mut Fields);
+
+impl Visit for FieldsVisitor<'_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn Debug) {
+        self.0.insert(field.name().to_owned(), format!("{value:?}"));
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        self.0.insert(field.name().to_owned(), value.to_owned());
+    }
+}
+
+impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
+    fn on_new_span(&self, attrs: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+        let mut fields = Fields::new();
+        attrs.record(&mut FieldsVisitor(&mut fields));
+        if let Some(span) = ctx.span(id) {
+            span.extensions_mut().insert(fields);
+        }
+    }
+
+    fn on_record(&self, id: &Id, values: &Record<'_>, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(id) {
+            if let Some(fields) = span.extensions_mut().get_mut::<Fields>() {
+                values.record(&mut FieldsVisitor(fields));
+            }
+        }
+    }
+
+    fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+        if let Some(span) = ctx.span(&id) {
+            let fields = span
+                .extensions()
+                .get::<Fields>()
+                .cloned()
+                .unwrap_or_default();
+            self.0.lock().push((span.name().to_owned(), fields));
+        }
+    }
+}
+
+#[test]
+fn commands_snapshots_and_projection_batches_are_traced_with_streams_versions_and_positions() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::registry().with(capture.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (last_position, checkpoint) = rt.block_on(async {
+        let store = InMemoryStore::new();
+        let repo = Repository::<Counter, _>::new(store.clone());
+        let mut last = None;
+        for _ in 0..5 {
+            last = Some(repo.execute("c", |c| c.add(1)).await.unwrap());
+        }
+        let mut runner = ProjectionRunner::new(store, AddedLog::default()).batch_size(2);
+        let checkpoint = runner.catch_up().await.unwrap();
+        (last.unwrap().position, checkpoint)
+    });
+    let spans = capture.0.lock().clone();
+    let named = |name: &str| -> Vec<&Fields> {
+        spans
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, f)| f)
+            .collect()
+    };
+
+    let loads = named("load");
+    assert_eq!(loads.len(), 5, "one load per command");
+    assert!(loads.iter().all(|f| f["stream"] == "counter-c"));
+    assert_eq!(
+        loads.last().unwrap()["version"],
+        "4",
+        "the load records the version it reached"
+    );
+
+    let decides = named("decide");
+    assert_eq!(decides.len(), 5);
+    assert!(
+        decides
+            .iter()
+            .all(|f| f["events"] == "1" && f["rejected"] == "false")
+    );
+
+    let appends = named("append");
+    assert_eq!(appends.len(), 5);
+    let last_append = appends.last().unwrap();
+    assert_eq!(
+        (
+            last_append["stream"].as_str(),
+            last_append["expected"].as_str()
+        ),
+        ("counter-c", "4")
+    );
+    assert_eq!(last_append["version"], "5");
+    assert_eq!(last_append["position"], last_position.to_string());
+
+    let executes = named("execute");
+    assert!(
+        executes
+            .iter()
+            .all(|f| f["attempts"] == "1" && f.contains_key("position"))
+    );
+
+    let snapshots = named("snapshot");
+    assert_eq!(snapshots.len(), 1, "the counter snapshots every 5 events");
+    assert_eq!(snapshots[0]["version"], "5");
+
+    let batches = named("projection_batch");
+    assert_eq!(batches.len(), 3, "5 events in batches of 2");
+    assert_eq!(batches.last().unwrap()["to"], checkpoint.to_string());
+    assert_eq!(
+        batches
+            .iter()
+            .map(|f| f["events"].parse::<usize>().unwrap())
+            .sum::<usize>(),
+        5
+    );
+}
