@@ -11,3 +11,4 @@ pub mod orders;
 pub mod projections;
 pub mod request;
 pub mod store;
+pub mod story;

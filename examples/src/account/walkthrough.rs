@@ -23,6 +23,7 @@ use super::model::{Account, AccountOpened, DepositedV1};
 use super::{Balance, Balances, Statement, StatementLine};
 use crate::projections::start_in_memory;
 use crate::request::Request;
+use crate::story::{Story, cents};
 
 /// How long the tour waits for a projection to catch up before calling it a failure.
 const CATCH_UP: Duration = Duration::from_secs(10);
@@ -30,8 +31,8 @@ const CATCH_UP: Duration = Duration::from_secs(10);
 /// What the tour did and found: the story, and the facts behind it.
 #[derive(Debug, Clone)]
 pub struct AccountWalkthrough {
-    /// The chapters of the story, in order.
-    pub chapters: Vec<Chapter>,
+    /// The story to print.
+    pub story: Story,
     /// Alice's account id (ids are unique per run, so runs can share a database).
     pub alice: String,
     /// Bob's account id.
@@ -58,15 +59,6 @@ pub struct AccountWalkthrough {
     pub alice_statement: Vec<StatementLine>,
     /// The position of the last event the tour wrote.
     pub last_position: Position,
-}
-
-/// One titled part of the story.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Chapter {
-    /// The title.
-    pub title: String,
-    /// The paragraphs, in order.
-    pub lines: Vec<String>,
 }
 
 /// How one of the two concurrent withdrawals went.
@@ -105,25 +97,6 @@ pub enum WalkthroughError {
     /// Something the tour expects to be refused was accepted, or the other way round.
     #[error("the walkthrough went off script: {0}")]
     OffScript(String),
-}
-
-/// The story being written: chapters, each a title and its paragraphs.
-#[derive(Default)]
-struct Story(Vec<Chapter>);
-
-impl Story {
-    fn chapter(&mut self, title: &str) {
-        self.0.push(Chapter {
-            title: title.to_owned(),
-            lines: Vec::new(),
-        });
-    }
-
-    fn say(&mut self, line: impl Into<String>) {
-        if let Some(chapter) = self.0.last_mut() {
-            chapter.lines.push(line.into());
-        }
-    }
 }
 
 /// Runs the tour on `store`: seeds an old-format history, runs commands, races two
@@ -384,7 +357,7 @@ pub async fn run_walkthrough(store: AnyStore) -> Result<AccountWalkthrough, Walk
         final_accounts.insert(id.clone(), accounts.load(id).await?.state);
     }
     Ok(AccountWalkthrough {
-        chapters: story.0,
+        story,
         alice,
         bob,
         upcast_deposit_cents,
@@ -505,12 +478,6 @@ fn off_script(what: impl Into<String>) -> WalkthroughError {
     WalkthroughError::OffScript(what.into())
 }
 
-/// `12050` cents as `"120.50"`.
-pub fn cents(amount: i64) -> String {
-    let sign = if amount < 0 { "-" } else { "" };
-    format!("{sign}{}.{:02}", amount.abs() / 100, amount.abs() % 100)
-}
-
 fn describe(entry: &super::Entry) -> String {
     match entry {
         super::Entry::Opened { owner } => format!("opened for {owner}"),
@@ -524,17 +491,6 @@ fn describe(entry: &super::Entry) -> String {
 
 impl fmt::Display for AccountWalkthrough {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for chapter in &self.chapters {
-            writeln!(
-                f,
-                "\n{}\n{}",
-                chapter.title,
-                "-".repeat(chapter.title.len())
-            )?;
-            for line in &chapter.lines {
-                writeln!(f, "{line}")?;
-            }
-        }
-        Ok(())
+        self.story.fmt(f)
     }
 }

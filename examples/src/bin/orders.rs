@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use eventsource_examples::orders::http::DEFAULT_CATCH_UP;
-use eventsource_examples::orders::{OrdersApi, Shop};
+use eventsource_examples::orders::{OrdersApi, Shop, run_walkthrough};
 use eventsource_examples::store;
 use tokio::net::TcpListener;
 
@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
         .init();
     let address = std::env::args()
@@ -23,12 +23,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .unwrap_or_else(|| "127.0.0.1:3000".to_owned());
     let chosen = store::from_env().await?;
     let shop = Shop::start(chosen.store).await?;
+    println!("A shop, event-sourced. Store: {}.", chosen.description);
+    print!("{}", run_walkthrough(&shop).await?);
     let listener = TcpListener::bind(&address).await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    println!(
-        "The shop is open at {base}, on {}. Try:",
-        chosen.description
-    );
+    let address = listener.local_addr()?;
+    let base = format!("http://{address}");
+    println!("\nThe shop is open at {base}. Try:");
     println!(
         "  curl -s -XPOST {base}/orders -H 'content-type: application/json' -d '{{\"customer\":\"ada\"}}'"
     );
@@ -36,10 +36,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         "  curl -s -XPOST {base}/orders/<order_id>/lines -H 'content-type: application/json' -d '{{\"sku\":\"tea\",\"quantity\":2,\"unit_price_cents\":450}}'"
     );
     println!("  curl -s '{base}/customers/ada/orders?after=<position from the answer>'");
-    println!(
-        "  websocat ws://{}/changes   # read-model changes, live",
-        &base[7..]
-    );
+    println!("  websocat ws://{address}/changes   # read-model changes, live");
     let api = Arc::new(OrdersApi::new(shop, DEFAULT_CATCH_UP));
     api.serve(listener, async {
         // Without a signal handler we simply run until killed.

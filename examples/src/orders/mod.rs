@@ -4,13 +4,15 @@
 //! - [`commands`]: the shop's rules (no changes after submit, no shipping before payment, ...);
 //! - [`read_models`]: orders by customer, revenue per day, and the channel of their changes;
 //! - [`shop`]: the repository and the read models together;
-//! - [`http`]: the axum service the `orders` binary runs.
+//! - [`http`]: the axum service the `orders` binary runs;
+//! - [`walkthrough`]: the tour the binary prints before it starts serving.
 
 pub mod commands;
 pub mod http;
 pub mod model;
 pub mod read_models;
 pub mod shop;
+pub mod walkthrough;
 
 pub use commands::OrderError;
 pub use http::{Committed, OrdersApi};
@@ -20,6 +22,7 @@ pub use model::{
 };
 pub use read_models::{Changes, OrderSummary, OrdersByCustomer, ReadModelChange, RevenuePerDay};
 pub use shop::{AsOf, Shop};
+pub use walkthrough::{OrdersWalkthrough, run_walkthrough};
 
 use eventsource_core::StreamId;
 
