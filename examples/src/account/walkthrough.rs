@@ -306,11 +306,11 @@ pub async fn run_walkthrough(store: AnyStore) -> Result<AccountWalkthrough, Walk
          for that position: read-your-writes):"
     ));
     for (id, b) in &balances_now {
-        let closed = if b.closed { ", closed" } else { "" };
+        let closed = if b.account.closed { ", closed" } else { "" };
         story.say(format!(
             "  {id} ({}): {}{closed}",
-            b.owner,
-            cents(b.balance_cents)
+            b.account.owner.as_deref().unwrap_or("?"),
+            cents(b.account.balance_cents)
         ));
     }
     let alice_statement = statement.of(&alice);
