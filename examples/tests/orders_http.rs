@@ -333,6 +333,21 @@ async fn bad_requests_get_json_errors_with_the_right_status() {
     );
 }
 
+#[test]
+fn a_command_that_keeps_conflicting_answers_409() {
+    use axum::response::IntoResponse;
+    use eventsource_core::{CommandError, StreamId};
+    use eventsource_examples::orders::OrderError;
+    use eventsource_examples::orders::http::ApiError;
+
+    let exhausted = CommandError::<OrderError>::RetriesExhausted {
+        stream: StreamId::new("order-1"),
+        attempts: 16,
+    };
+    let response = ApiError::from(exhausted).into_response();
+    assert_eq!(response.status().as_u16(), 409);
+}
+
 #[tokio::test]
 async fn a_query_waits_only_so_long_for_a_position_not_reached() {
     let shop = Shop::start(common::in_memory()).await.unwrap();

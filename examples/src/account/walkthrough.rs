@@ -107,7 +107,7 @@ pub async fn run_walkthrough(store: AnyStore) -> Result<AccountWalkthrough, Walk
     let (alice, bob) = (format!("alice-{run}"), format!("bob-{run}"));
     let accounts = Repository::<Account, _>::new(store.clone());
 
-    // --- 1. History written by an older version of the application -------------------------
+    // --- History written by an older version of the application -------------------------
     story.chapter("1. An old history, still in the store");
     let seeded = seed_version_1_history(&store, &alice).await?;
     let loaded = accounts.load(&alice).await?;
@@ -128,14 +128,19 @@ pub async fn run_walkthrough(store: AnyStore) -> Result<AccountWalkthrough, Walk
     ));
     let upcast_deposit_cents = loaded.state.balance_cents;
 
-    // --- 2. Read models ----------------------------------------------------------------------
+    // --- Read models ----------------------------------------------------------------------
     let balances = Balances::default();
     let statement = Statement::default();
     let balances_handle = start_in_memory(&store, balances.clone()).await?;
     let statement_handle = start_in_memory(&store, statement.clone()).await?;
 
-    // --- 3. Commands -------------------------------------------------------------------------
+    // --- Commands -------------------------------------------------------------------------
     story.chapter("2. Commands: decide on the current state, record what happened");
+    story.say(
+        "The events of each command record the correlation id of the request it belongs to \
+         and the command's own id as causation id (`CommandOptions`), so the log can answer \
+         \"what did this request cause?\"",
+    );
     let request = Request::new();
     let opened = accounts
         .execute_with(&bob, request.command("open"), |a| a.open("Bob"))
@@ -206,7 +211,7 @@ pub async fn run_walkthrough(store: AnyStore) -> Result<AccountWalkthrough, Walk
         transfer_request.correlation_id
     ));
 
-    // --- 4. Two withdrawals at the same time -------------------------------------------------
+    // --- Two withdrawals at the same time -------------------------------------------------
     story.chapter("3. Two withdrawals at the same moment: optimistic concurrency");
     let race = race_two_withdrawals(&accounts, &bob, 70_00).await?;
     story.say(format!(
@@ -256,7 +261,7 @@ pub async fn run_walkthrough(store: AnyStore) -> Result<AccountWalkthrough, Walk
         }
     };
 
-    // --- 5. Time travel ----------------------------------------------------------------------
+    // --- Time travel ----------------------------------------------------------------------
     story.chapter("4. Time travel: any past state, folded from the same events");
     let at_version_2 = accounts
         .load_at(&alice, At::Version(Version::new(2)))
@@ -272,7 +277,7 @@ pub async fn run_walkthrough(store: AnyStore) -> Result<AccountWalkthrough, Walk
         at_time.version
     ));
 
-    // --- 6. Snapshots ------------------------------------------------------------------------
+    // --- Snapshots ------------------------------------------------------------------------
     story.chapter("5. Snapshots: a shortcut, never the truth");
     let snapshot = store
         .load_snapshot(
@@ -296,7 +301,7 @@ pub async fn run_walkthrough(store: AnyStore) -> Result<AccountWalkthrough, Walk
         None => story.say("No snapshot was written (see the logs for why)."),
     }
 
-    // --- 7. Read models ----------------------------------------------------------------------
+    // --- Read models ----------------------------------------------------------------------
     story.chapter("6. Read models: projections follow the log");
     balances_handle.wait_for(last, CATCH_UP).await?;
     statement_handle.wait_for(last, CATCH_UP).await?;
@@ -330,7 +335,7 @@ pub async fn run_walkthrough(store: AnyStore) -> Result<AccountWalkthrough, Walk
         ));
     }
 
-    // --- 8. Rebuild --------------------------------------------------------------------------
+    // --- Rebuild --------------------------------------------------------------------------
     story.chapter("7. Rebuilding a read model from the log");
     balances.clear();
     balances_handle.rebuild().await?;
