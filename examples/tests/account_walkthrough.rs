@@ -41,6 +41,16 @@ fn check(tour: AccountWalkthrough) {
         [format!("account-{alice}"), format!("account-{bob}")]
     );
     assert!(tour.transfer.first_position < tour.transfer.position);
+    // Both events of the transfer carry the request's correlation id and the command's id.
+    let [withdrawn, deposited] = &tour.transfer_metadata[..] else {
+        unreachable!("two events: {:?}", tour.transfer_metadata)
+    };
+    assert!(withdrawn.correlation_id.is_some() && withdrawn.causation_id.is_some());
+    assert_eq!(withdrawn, deposited);
+    assert_eq!(
+        withdrawn.headers.get("command").map(String::as_str),
+        Some("transfer")
+    );
 
     // One racer won at once; the other lost, decided again on the new state, and was refused.
     let mut race = tour.race.clone();

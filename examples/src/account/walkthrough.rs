@@ -15,6 +15,7 @@ use eventsource_core::{
     CommandOptions, EncodeError, ExpectedVersion, NewEvent, ProjectionError, ReadUntil, StoreError,
     StreamWrite, codec,
 };
+use futures::TryStreamExt;
 use parking_lot::{Condvar, Mutex};
 use uuid::Uuid;
 
@@ -41,6 +42,8 @@ pub struct AccountWalkthrough {
     pub upcast_deposit_cents: i64,
     /// The commit of the transfer: both streams in one commit.
     pub transfer: Commit,
+    /// The metadata the transfer's two events were recorded with.
+    pub transfer_metadata: Vec<Metadata>,
     /// The two racing withdrawals from Bob's account.
     pub race: [RacingWithdrawal; 2],
     /// Alice's balance as of version 2 (time travel by version), in cents.
@@ -210,6 +213,7 @@ pub async fn run_walkthrough(store: AnyStore) -> Result<AccountWalkthrough, Walk
         transfer.position,
         transfer_request.correlation_id
     ));
+    let transfer_metadata = recorded_metadata(&store, &transfer).await?;
 
     // --- Two withdrawals at the same time -------------------------------------------------
     story.chapter("3. Two withdrawals at the same moment: optimistic concurrency");
@@ -367,6 +371,7 @@ pub async fn run_walkthrough(store: AnyStore) -> Result<AccountWalkthrough, Walk
         bob,
         upcast_deposit_cents,
         transfer,
+        transfer_metadata,
         race,
         alice_at_version_2_cents: at_version_2.state.balance_cents,
         alice_at_time: (at_time.version, at_time.state.balance_cents),
@@ -406,6 +411,19 @@ async fn seed_version_1_history(store: &AnyStore, alice: &str) -> Result<Commit,
         .collect();
     let write = StreamWrite::new(Account::stream_id(alice), ExpectedVersion::NoStream, events);
     Ok(store.append(vec![write]).await?)
+}
+
+/// The metadata of every event of `commit`, as the store recorded it.
+async fn recorded_metadata(store: &AnyStore, commit: &Commit) -> Result<Vec<Metadata>, StoreError> {
+    let mut metadata = Vec::new();
+    for written in &commit.streams {
+        let until = ReadUntil::Version(written.last_version);
+        let mut events = store.read_stream(&written.stream, written.first_version, until);
+        while let Some(event) = events.try_next().await? {
+            metadata.push(event.metadata);
+        }
+    }
+    Ok(metadata)
 }
 
 /// Runs two withdrawals of `amount_cents` from `account` at the same time, each on its own
