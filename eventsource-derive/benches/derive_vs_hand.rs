@@ -402,19 +402,24 @@ fn project(c: &mut Criterion) {
 }
 
 /// The derived/hand ratio of each workload, measured interleaved (derived, hand, derived, ...)
-/// and taking each side's fastest run: on a shared machine, load spikes hit both sides alike
+/// alternating which goes first, and taking each side's fastest run: on a shared machine, load spikes hit both sides alike
 /// and the minimum is the run least disturbed. Printed before criterion's own report.
 fn interleaved_ratios() {
-    const ROUNDS: usize = 25;
+    const ROUNDS: usize = 40;
     fn ratio<A, B>(mut derived: impl FnMut() -> A, mut hand: impl FnMut() -> B) -> (f64, f64, f64) {
         let (mut d, mut h) = (f64::MAX, f64::MAX);
-        for _ in 0..ROUNDS {
-            let t = std::time::Instant::now();
-            black_box(derived());
-            d = d.min(t.elapsed().as_secs_f64());
-            let t = std::time::Instant::now();
-            black_box(hand());
-            h = h.min(t.elapsed().as_secs_f64());
+        for round in 0..ROUNDS {
+            // Alternate which side goes first, so neither always runs on a warmer cache.
+            for side in [round % 2, 1 - round % 2] {
+                let t = std::time::Instant::now();
+                if side == 0 {
+                    black_box(derived());
+                    d = d.min(t.elapsed().as_secs_f64());
+                } else {
+                    black_box(hand());
+                    h = h.min(t.elapsed().as_secs_f64());
+                }
+            }
         }
         (d * 1e3, h * 1e3, d / h)
     }
@@ -447,7 +452,7 @@ fn interleaved_ratios() {
             ),
         ),
     ];
-    println!("derived vs hand-written, fastest of {ROUNDS} interleaved runs:");
+    println!("derived vs hand-written, fastest of {ROUNDS} interleaved runs each:");
     for (name, (d, h, r)) in rows {
         println!("  {name:<32} derived {d:8.3} ms   hand {h:8.3} ms   ratio {r:.3}");
     }
@@ -458,10 +463,16 @@ criterion_group! {
     config = Criterion::default().sample_size(30).measurement_time(std::time::Duration::from_secs(6));
     targets = apply, decode, project
 }
+/// `RATIOS=only` prints the interleaved ratios and skips criterion; `RATIOS=skip` runs only
+/// criterion (as does giving a filter).
 fn main() {
-    if std::env::args().any(|a| a == "--ratios") || std::env::args().len() <= 2 {
+    let mode = std::env::var("RATIOS").unwrap_or_default();
+    let filtered = std::env::args().skip(1).any(|a| !a.starts_with('-'));
+    if mode != "skip" && !filtered {
         interleaved_ratios();
     }
-    benches();
-    Criterion::default().configure_from_args().final_summary();
+    if mode != "only" {
+        benches();
+        Criterion::default().configure_from_args().final_summary();
+    }
 }

@@ -358,8 +358,8 @@ impl Krate {
     }
 }
 
-/// Errors for generic parameters that a `'static` trait cannot have: lifetimes are allowed
-/// (bounded `'static` by the expansion), const and type parameters are fine.
+/// Reports a derive on a union (`what` says what to use instead): none of the derived traits
+/// has a meaning for one, and serde cannot represent it.
 pub(crate) fn reject_union(cx: &Ctxt, input: &syn::DeriveInput, derive: &str, what: &str) {
     if let syn::Data::Union(u) = &input.data {
         cx.error_spanned_by(
