@@ -5,6 +5,8 @@
 //! them; generated code refers to `::eventsource_core` unless an item says otherwise with
 //! `crate = "..."`. Each derive parses its attribute into a typed model, validates it
 //! (reporting every mistake at once, at the user's tokens), then expands.
+//!
+#![doc = include_str!("../docs/upcasting.md")]
 
 mod aggregate;
 mod assert;
