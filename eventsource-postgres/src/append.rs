@@ -149,13 +149,27 @@ fn decode_row(row: &PgRow) -> Result<AppendRow, sqlx::Error> {
     })
 }
 
-/// Runs `append_events` once on `conn` (one round trip).
+/// How an attempt appends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Path {
+    /// The one-statement fast path (`Sql::append_fast`).
+    Fast,
+    /// `append_events`, under stream locks; `check_ids`: look the event ids up first.
+    Locked { check_ids: bool },
+}
+
+/// Runs one attempt on `conn` (one round trip).
 pub(crate) async fn call(
     conn: &mut PgConnection,
-    sql: &str,
+    sql: &crate::sql::Sql,
     p: &AppendParams,
+    path: Path,
 ) -> Result<Vec<AppendRow>, sqlx::Error> {
-    let rows = sqlx::query(sql)
+    let (sql, check_ids) = match path {
+        Path::Fast => (&sql.append_fast, None),
+        Path::Locked { check_ids } => (&sql.append, Some(check_ids)),
+    };
+    let query = sqlx::query(sql)
         .bind(&p.streams)
         .bind(&p.expected)
         .bind(&p.write_of)
@@ -163,10 +177,25 @@ pub(crate) async fn call(
         .bind(&p.types)
         .bind(&p.schema_versions)
         .bind(&p.payloads)
-        .bind(&p.metadata)
-        .fetch_all(conn)
-        .await?;
+        .bind(&p.metadata);
+    let query = match check_ids {
+        Some(check) => query.bind(check),
+        None => query,
+    };
+    let rows = query.fetch_all(conn).await?;
     rows.iter().map(decode_row).collect()
+}
+
+/// Whether `e` says that an event id of the append is already stored.
+pub(crate) fn is_stored_id(e: &sqlx::Error) -> bool {
+    crate::errors::code(e).as_deref() == Some(sqlstate::UNIQUE_VIOLATION)
+        && e.as_database_error().and_then(|d| d.constraint()) == Some("events_event_id")
+}
+
+/// Whether an attempt's rows report a conflict (which the fast path reports without having
+/// looked at the event ids).
+pub(crate) fn is_conflict(rows: &[AppendRow]) -> bool {
+    rows.first().is_some_and(|r| r.status == CONFLICT)
 }
 
 /// Whether an append that failed with `e` should be tried again inside the store: deadlocks,
@@ -181,7 +210,7 @@ pub(crate) fn retry_inside(e: &sqlx::Error) -> bool {
         Some(sqlstate::DEADLOCK_DETECTED | sqlstate::SERIALIZATION_FAILURE) => true,
         Some(sqlstate::UNIQUE_VIOLATION) => matches!(
             e.as_database_error().and_then(|d| d.constraint()),
-            Some("events_event_id" | "events_stream_version" | "streams_pkey")
+            Some("events_event_id" | "events_stream_version")
         ),
         _ => false,
     }

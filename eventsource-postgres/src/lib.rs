@@ -31,8 +31,9 @@
 //! a dedicated connection whose `search_path` is the schema (its functions pin it with
 //! `SET search_path FROM CURRENT`), under a session advisory lock, so any number of
 //! processes may start at once. `events` holds the log (payload as `bytea`, byte for byte
-//! as written), `streams` one row per stream (its version and last recorded-at time),
-//! `snapshots`, `checkpoints`, and `store_meta` the era.
+//! as written; a stream's version is its last entry in the primary key `(stream_id,
+//! version)`, so an append writes only event rows), `snapshots`, `checkpoints`, and
+//! `store_meta` the era.
 //!
 //! ## Appends
 //!
@@ -44,8 +45,8 @@
 //! [`StoreError::EventIdReused`](eventsource_core::StoreError::EventIdReused)), then the
 //! expected versions (a mismatch is returned as a row and becomes the typed
 //! [`Conflict`](eventsource_core::StoreError::Conflict)), then the rows are inserted with one
-//! `INSERT ... SELECT FROM unnest(...)`. Because the stream lock is taken before the stream
-//! row is read, racing `ExpectedVersion::Any` appends on one stream queue up instead of
+//! `INSERT ... SELECT FROM unnest(...)`. Because the stream lock is taken before the stream's
+//! version is read, racing `ExpectedVersion::Any` appends on one stream queue up instead of
 //! colliding on a unique index; unique violations that can still happen (two appends of the
 //! same new event id to different streams) are recognised by SQLSTATE and constraint name and
 //! retried, after which the id check reports them. Nothing ever matches error text.

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::PgPool;
 use sqlx::postgres::PgListener;
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio::sync::{Notify, watch};
 
 use crate::schema::PgSchema;
@@ -31,22 +31,40 @@ fn next_backoff(current: Duration) -> Duration {
 
 /// Sends one NOTIFY per burst of appends: the appends only flag `pending`, so the cost of the
 /// notification queue (a lock taken at commit) is paid here, once per burst, and not by every
-/// append's commit.
+/// append's commit. It runs on a connection of its own with `synchronous_commit = off`: the
+/// NOTIFY's commit then does not wait for a WAL flush (a notification lost in a crash costs
+/// one poll interval, nothing else).
 pub(crate) async fn notifier(pool: PgPool, channel: String, pending: Arc<Notify>) {
     let mut backoff = BACKOFF_START;
+    let mut conn: Option<PgConnection> = None;
     loop {
         pending.notified().await;
-        match sqlx::query("SELECT pg_notify($1, '')")
-            .bind(&channel)
-            .execute(&pool)
-            .await
-        {
-            Ok(_) => {
+        let sent = async {
+            let c = match conn.as_mut() {
+                Some(c) => c,
+                None => {
+                    let mut c = PgConnection::connect_with(&pool.connect_options()).await?;
+                    sqlx::query("SET synchronous_commit = off")
+                        .execute(&mut c)
+                        .await?;
+                    conn.insert(c)
+                }
+            };
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(&channel)
+                .execute(c)
+                .await
+                .map(|_| ())
+        }
+        .await;
+        match sent {
+            Ok(()) => {
                 backoff = BACKOFF_START;
                 tokio::time::sleep(NOTIFY_EVERY).await;
             }
             Err(error) => {
                 tracing::warn!(%error, "notify failed; subscribers fall back to polling");
+                conn = None;
                 // Try again after a pause; the flag stays set so the burst is not forgotten.
                 pending.notify_one();
                 tokio::time::sleep(backoff).await;

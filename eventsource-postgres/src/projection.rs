@@ -110,6 +110,8 @@ pub struct PgProjectionRunner<P> {
     standby_poll: Duration,
     checkpoint: Position,
     lease: Option<Lease>,
+    /// A standby's connection, kept between attempts to take the lease.
+    standby: Option<PgConnection>,
 }
 
 impl<P> std::fmt::Debug for PgProjectionRunner<P> {
@@ -138,6 +140,7 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
             standby_poll: Duration::from_millis(500),
             checkpoint: Position::ZERO,
             lease: None,
+            standby: None,
         }
     }
 
@@ -215,6 +218,9 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
         if let Some(lease) = self.lease.take() {
             // Closing the connection releases the advisory lock.
             let _ = lease.conn.close().await;
+        }
+        if let Some(conn) = self.standby.take() {
+            let _ = conn.close().await;
         }
         status.send_modify(|s| {
             s.stopped = true;
@@ -342,9 +348,13 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
     async fn try_take_lease(&mut self) -> Result<bool, ProjectionError> {
         let inner = self.store.inner();
         let options = inner.pool.connect_options();
-        let mut conn = PgConnection::connect_with(&options)
-            .await
-            .map_err(|e| store_error::<P>(backend("opening the lease connection", e)))?;
+        // A standby keeps its connection between attempts.
+        let mut conn = match self.standby.take() {
+            Some(conn) => conn,
+            None => PgConnection::connect_with(&options)
+                .await
+                .map_err(|e| store_error::<P>(backend("opening the lease connection", e)))?,
+        };
         let key = format!("{}/{}", inner.schema.as_str(), P::NAME);
         let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 13))")
             .bind(&key)
@@ -352,7 +362,7 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
             .await
             .map_err(|e| store_error::<P>(backend("taking the projection lease", e)))?;
         if !got {
-            let _ = conn.close().await;
+            self.standby = Some(conn);
             return Ok(false);
         }
         let token = Uuid::new_v4();

@@ -41,7 +41,15 @@ pub(crate) fn event(row: &PgRow, at: usize) -> Result<RecordedEvent, StoreError>
     let stream: String = row
         .try_get(at)
         .map_err(|e| corrupt(&StreamId::new("?"), Version::ZERO, e))?;
-    let stream = StreamId::new(stream);
+    event_of(row, at, StreamId::new(stream))
+}
+
+/// Decodes an event row of a stream already known (its stream column is not read again).
+pub(crate) fn event_of(
+    row: &PgRow,
+    at: usize,
+    stream: StreamId,
+) -> Result<RecordedEvent, StoreError> {
     let version: i64 = row
         .try_get(at + 1)
         .map_err(|e| corrupt(&stream, Version::ZERO, e))?;

@@ -19,6 +19,7 @@ fn horizon(s: &str) -> String {
 /// Prepared statement texts for one schema.
 #[derive(Debug)]
 pub(crate) struct Sql {
+    pub(crate) append_fast: String,
     pub(crate) append: String,
     pub(crate) read_stream: String,
     pub(crate) version_at_time: String,
@@ -59,19 +60,57 @@ impl Sql {
              ORDER BY x.commit_id DESC, x.seq DESC LIMIT 1"
         );
         Self {
+            // The common case in one plain statement: each stream's version read in it, the
+            // rows inserted unless a version does not match. Its snapshot predates any wait on
+            // a concurrent writer of the same stream, so such a race ends in a unique
+            // violation on (stream_id, version); the store then retries through
+            // `append_events`, which serialises on stream locks and checks the event ids.
+            append_fast: format!(
+                "WITH w AS ( \
+                   SELECT w.ord::integer AS ord, w.s, w.x, coalesce(c.version, 0) AS version, \
+                     greatest(now(), coalesce(c.recorded_at, now())) AS at \
+                   FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS w (s, x, ord) \
+                   LEFT JOIN LATERAL (SELECT e.version, e.recorded_at FROM {s}.events e \
+                     WHERE e.stream_id = w.s ORDER BY e.version DESC LIMIT 1) c ON true), \
+                 bad AS ( \
+                   SELECT w.s, w.version FROM w \
+                   WHERE (w.x = -2 AND w.version = 0) OR (w.x >= 0 AND w.version <> w.x) \
+                   ORDER BY w.ord LIMIT 1), \
+                 ins AS ( \
+                   INSERT INTO {s}.events (commit_id, stream_id, version, event_id, event_type, \
+                     schema_version, payload, metadata, recorded_at) \
+                   SELECT (SELECT (m.era << 48) | (pg_current_xact_id()::text::bigint) \
+                             FROM {s}.store_meta m), \
+                     w.s, w.version + row_number() OVER (PARTITION BY i.w ORDER BY i.ord), \
+                     i.id, i.ty, i.sv, i.p, i.m, w.at \
+                   FROM unnest($3::integer[], $4::uuid[], $5::text[], $6::bigint[], \
+                     $7::bytea[], $8::text[]::jsonb[]) WITH ORDINALITY AS i (w, id, ty, sv, p, m, ord) \
+                   JOIN w ON w.ord = i.w \
+                   WHERE NOT EXISTS (SELECT 1 FROM bad) \
+                   ORDER BY i.ord \
+                   RETURNING stream_id, version, commit_id, seq, recorded_at, event_id) \
+                 SELECT 2::smallint, bad.s, bad.version, NULL::bigint, NULL::bigint, \
+                   NULL::timestamptz, NULL::uuid, NULL::text FROM bad \
+                 UNION ALL \
+                 SELECT 0::smallint, ins.stream_id, ins.version, ins.commit_id, ins.seq, \
+                   ins.recorded_at, ins.event_id, NULL::text FROM ins"
+            ),
             append: format!(
                 "SELECT status, r_stream, r_version, r_commit, r_seq, r_recorded, r_id, r_reason \
-                 FROM {s}.append_events($1, $2, $3, $4, $5, $6, $7, $8::text[]::jsonb[])"
+                 FROM {s}.append_events($1, $2, $3, $4, $5, $6, $7, $8::text[]::jsonb[], $9)"
             ),
             read_stream: format!(
                 "SELECT {cols} FROM {s}.events e WHERE e.stream_id = $1 \
-                 AND e.version >= $2 AND e.version <= $3 ORDER BY e.version LIMIT $4"
+                 AND e.version >= $2 AND e.version <= $3 ORDER BY e.version"
             ),
             version_at_time: format!(
                 "SELECT e.version FROM {s}.events e WHERE e.stream_id = $1 AND e.recorded_at <= $2 \
                  ORDER BY e.recorded_at DESC, e.version DESC LIMIT 1"
             ),
-            stream_version: format!("SELECT version FROM {s}.streams WHERE stream_id = $1"),
+            stream_version: format!(
+                "SELECT e.version FROM {s}.events e WHERE e.stream_id = $1 \
+                 ORDER BY e.version DESC LIMIT 1"
+            ),
             read_all: read_all_page("", "SELECT NULL::bigint AS commit_id, NULL::bigint AS seq"),
             read_all_typed: read_all_page("AND e.event_type = ANY($4)", &newest_readable),
             head: format!(

@@ -7,14 +7,14 @@ use eventsource_core::{
     Commit, EventId, EventStore, LogPage, Position, ReadUntil, RecordedEvent, Snapshot, StoreError,
     StreamId, StreamWrite, Version,
 };
-use futures::stream::{self, BoxStream, StreamExt};
+use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use sqlx::postgres::{PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
 use tokio::sync::{Mutex, Notify, watch};
 use tokio::task::AbortHandle;
 use tracing::Instrument;
 
-use crate::append::{self, AppendParams, Outcome};
+use crate::append::{self, AppendParams, Outcome, Path};
 use crate::errors::backend;
 use crate::inline::{DynInline, Inline};
 use crate::projection::PgProjectionContext;
@@ -23,8 +23,6 @@ use crate::schema::PgSchema;
 use crate::sql::Sql;
 use crate::{migrate, notify};
 
-/// How many events a stream read fetches per query.
-const STREAM_BATCH: i64 = 512;
 /// How many times an append is tried inside the store before its error is returned.
 const APPEND_ATTEMPTS: u32 = 6;
 
@@ -117,7 +115,8 @@ impl PgStoreBuilder {
                 options: self.clone(),
                 wake: watch::Sender::new(0),
                 pending_notify: Arc::new(Notify::new()),
-                background: OnceLock::new(),
+                notifier: OnceLock::new(),
+                listener: OnceLock::new(),
                 last_commit: std::sync::atomic::AtomicI64::new(0),
                 inline: Vec::new(),
             }),
@@ -158,7 +157,8 @@ pub(crate) struct Inner {
     pub(crate) wake: watch::Sender<u64>,
     /// Tells the background notifier that a NOTIFY is due.
     pending_notify: Arc<Notify>,
-    background: OnceLock<Vec<AbortHandle>>,
+    notifier: OnceLock<AbortHandle>,
+    listener: OnceLock<AbortHandle>,
     /// The commit part of the newest position this store (any clone) appended or was handed
     /// back by an idempotent append: reads wait until the horizon passes it.
     last_commit: std::sync::atomic::AtomicI64,
@@ -167,7 +167,10 @@ pub(crate) struct Inner {
 
 impl Drop for Inner {
     fn drop(&mut self) {
-        for task in self.background.get().into_iter().flatten() {
+        for task in [self.notifier.get(), self.listener.get()]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
         }
     }
@@ -236,23 +239,30 @@ impl PgStore {
         Ok(self)
     }
 
-    /// Starts the background notifier and listener, once.
-    fn ensure_background(&self) {
-        self.inner.background.get_or_init(|| {
-            if !self.inner.options.listen {
-                return Vec::new();
-            }
-            let notifier = tokio::spawn(notify::notifier(
+    /// Starts the background notifier, once (on the first append).
+    fn ensure_notifier(&self) {
+        self.inner.notifier.get_or_init(|| {
+            tokio::spawn(notify::notifier(
                 self.inner.pool.clone(),
                 self.inner.channel.clone(),
                 self.inner.pending_notify.clone(),
-            ));
-            let listener = tokio::spawn(notify::listener(
+            ))
+            .abort_handle()
+        });
+    }
+
+    /// Starts the LISTEN task, once (on the first wait), unless listening is off.
+    fn ensure_listener(&self) {
+        if !self.inner.options.listen {
+            return;
+        }
+        self.inner.listener.get_or_init(|| {
+            tokio::spawn(notify::listener(
                 self.inner.pool.clone(),
                 self.inner.channel.clone(),
                 self.inner.wake.clone(),
-            ));
-            vec![notifier.abort_handle(), listener.abort_handle()]
+            ))
+            .abort_handle()
         });
     }
 
@@ -261,7 +271,7 @@ impl PgStore {
     fn announce(&self) {
         self.inner.wake.send_modify(|n| *n = n.wrapping_add(1));
         if self.inner.options.listen {
-            self.ensure_background();
+            self.ensure_notifier();
             self.inner.pending_notify.notify_one();
         }
     }
@@ -270,14 +280,25 @@ impl PgStore {
         &self,
         writes: &[StreamWrite],
         params: &AppendParams,
+        path: Path,
     ) -> Result<Result<Outcome, StoreError>, sqlx::Error> {
+        let sql = &self.inner.sql;
         if self.inner.inline.is_empty() {
             let mut conn = self.inner.pool.acquire().await?;
-            let rows = append::call(&mut conn, &self.inner.sql.append, params).await?;
+            let mut rows = append::call(&mut conn, sql, params, path).await?;
+            if path == Path::Fast && append::is_conflict(&rows) {
+                // A retried append must get its first commit, not a conflict: look again,
+                // with the ids.
+                rows =
+                    append::call(&mut conn, sql, params, Path::Locked { check_ids: true }).await?;
+            }
             return Ok(append::outcome(writes, rows));
         }
         let mut tx = self.inner.pool.begin().await?;
-        let rows = append::call(&mut tx, &self.inner.sql.append, params).await?;
+        let mut rows = append::call(&mut tx, sql, params, path).await?;
+        if path == Path::Fast && append::is_conflict(&rows) {
+            rows = append::call(&mut tx, sql, params, Path::Locked { check_ids: true }).await?;
+        }
         let outcome = append::outcome(writes, rows);
         let Ok(Outcome::Written(_, written)) = &outcome else {
             // Nothing new was written: the inline read models already reflect it.
@@ -311,12 +332,24 @@ impl EventStore for PgStore {
         async {
             let params = AppendParams::new(&writes)?;
             let mut attempt = 0;
+            let mut path = Path::Fast;
             let outcome = loop {
                 attempt += 1;
-                match self.append_once(&writes, &params).await {
+                match self.append_once(&writes, &params, path).await {
                     Ok(outcome) => break outcome?,
                     Err(e) if attempt < APPEND_ATTEMPTS && append::retry_inside(&e) => {
                         tracing::debug!(error = %e, attempt, "append retried");
+                        // Retries serialise on the stream locks. Met a stored event id, or
+                        // lost the connection (the append may have committed): look the ids
+                        // up this time.
+                        let stored = append::is_stored_id(&e);
+                        path = Path::Locked {
+                            check_ids: stored || crate::errors::is_connection_lost(&e),
+                        };
+                        if stored || !crate::errors::is_connection_lost(&e) {
+                            // A race or a deadlock: go again at once, under the locks.
+                            continue;
+                        }
                         let cap = 2u64.pow(attempt.min(6));
                         tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=cap))).await;
                     }
@@ -351,54 +384,26 @@ impl EventStore for PgStore {
         from: Version,
         until: ReadUntil,
     ) -> BoxStream<'a, Result<RecordedEvent, StoreError>> {
-        enum State {
-            Start,
-            Reading { next: i64, last: i64 },
-            Done,
-        }
+        // One streamed query: rows are decoded as they arrive from the socket, so memory
+        // holds what the consumer has not taken yet (the socket's buffers), not the stream;
+        // a slow consumer stops the server through TCP backpressure.
         let first = to_i64(from.get().max(1));
-        stream::unfold(State::Start, move |state| async move {
-            let (next, last) = match state {
-                State::Done => return None,
-                State::Reading { next, last } => (next, last),
-                State::Start => match self.stream_bound(stream, until).await {
-                    Ok(Some(last)) => (first, last),
-                    Ok(None) => return None,
-                    Err(e) => return Some((vec![Err(e)], State::Done)),
-                },
-            };
-            if next > last {
-                return None;
-            }
-            let rows = sqlx::query(&self.inner.sql.read_stream)
-                .bind(stream.as_str())
-                .bind(next)
-                .bind(last)
-                .bind(STREAM_BATCH)
-                .fetch_all(&self.inner.pool)
-                .await;
-            let rows = match rows {
-                Ok(rows) => rows,
-                Err(e) => return Some((vec![Err(backend("reading a stream", e))], State::Done)),
-            };
-            if rows.is_empty() {
-                return None;
-            }
-            let full = rows.len() as i64 == STREAM_BATCH;
-            let batch: Vec<Result<RecordedEvent, StoreError>> =
-                rows.iter().map(|r| rows::event(r, 0)).collect();
-            let failed = batch.iter().any(Result::is_err);
-            let following = match batch.last() {
-                Some(Ok(e)) if full && !failed => State::Reading {
-                    next: to_i64(e.version.get()) + 1,
-                    last,
-                },
-                _ => State::Done,
-            };
-            Some((batch, following))
-        })
-        .flat_map(stream::iter)
-        .boxed()
+        stream::once(self.stream_bound(stream, until))
+            .map_ok(move |bound| match bound {
+                Some(last) => sqlx::query(&self.inner.sql.read_stream)
+                    .bind(stream.as_str())
+                    .bind(first)
+                    .bind(last)
+                    .fetch(&self.inner.pool)
+                    .map(move |row| match row {
+                        Ok(row) => rows::event_of(&row, 0, stream.clone()),
+                        Err(e) => Err(backend("reading a stream", e)),
+                    })
+                    .boxed(),
+                None => stream::empty().boxed(),
+            })
+            .try_flatten()
+            .boxed()
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
@@ -463,7 +468,7 @@ impl EventStore for PgStore {
     }
 
     async fn wait_for_events(&self, after: Position) -> Result<(), StoreError> {
-        self.ensure_background();
+        self.ensure_listener();
         // Subscribe before probing, so a wake-up between the probe and the wait is not lost.
         let mut woken = self.inner.wake.subscribe();
         let (c, s) = position_params(after);

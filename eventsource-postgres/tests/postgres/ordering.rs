@@ -202,3 +202,38 @@ async fn a_restore_into_a_cluster_with_older_xids_moves_to_a_new_era_and_positio
         "the old event first, then the new era's"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn another_process_is_woken_by_notify_long_before_its_idle_poll() {
+    let writer = common::fresh_store().await;
+    let reader = PgStore::builder()
+        .schema(writer.schema().as_str())
+        .idle_poll_interval(Duration::from_secs(30))
+        .connect(&common::database_url())
+        .await
+        .unwrap();
+    // Let the reader's LISTEN connection come up.
+    let head = reader.head().await.unwrap();
+    let _ = tokio::time::timeout(Duration::from_millis(300), reader.wait_for_events(head)).await;
+
+    let waiting = tokio::spawn({
+        let reader = reader.clone();
+        async move {
+            let start = tokio::time::Instant::now();
+            reader.wait_for_events(head).await.unwrap();
+            start.elapsed()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    writer
+        .append(vec![write("s", ExpectedVersion::Any, vec![event(1)])])
+        .await
+        .unwrap();
+    let waited = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("woken by the notification, not the 30 s poll")
+        .unwrap();
+    assert!(waited < Duration::from_secs(5), "{waited:?}");
+    let page = reader.read_all(head, 10, None).await.unwrap();
+    assert_eq!(page.events.len(), 1);
+}
