@@ -5,6 +5,8 @@
 //! them; generated code refers to `::eventsource_core` unless an item says otherwise with
 //! `crate = "..."`. Each derive parses its attribute into a typed model, validates it
 //! (reporting every mistake at once, at the user's tokens), then expands.
+//!
+#![doc = include_str!("../docs/upcasting.md")]
 
 mod aggregate;
 mod assert;
@@ -92,6 +94,11 @@ pub fn derive_domain_event(input: TokenStream) -> TokenStream {
 /// and `Debug`, `Clone`, `PartialEq` when every listed event does. `apply` calls one
 /// `Apply<E>` impl per listed event: a missing one is a compile error naming the event. The
 /// compiler also checks that no two listed events share a stored name.
+///
+/// Generic aggregates are supported (the impls follow the item's generics); the listed events
+/// must be concrete types (`Filled<u32>`, not `Filled<T>`), since the event enum is not
+/// generic. Note that `Aggregate::apply` and `Apply::apply` share a name: call the fold of the
+/// whole enum as `Aggregate::apply(&mut state, &event)` when both traits are in scope.
 ///
 /// ```
 /// use eventsource_core::prelude::*;

@@ -106,3 +106,43 @@ async fn an_unlisted_event_handed_over_anyway_is_skipped_without_decoding() {
 fn chrono_now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
 }
+
+/// What a store hands each handler: here, a log of what was written in "its transaction".
+#[derive(Default)]
+pub struct Tx {
+    pub writes: Vec<String>,
+}
+
+#[derive(Default, Projection)]
+#[projection(name = "orders_in_tx", events(Ordered), context = Tx)]
+pub struct OrdersInTx;
+
+impl Handle<Ordered> for OrdersInTx {
+    async fn handle(
+        &mut self,
+        e: Ordered,
+        _: &RecordedEvent,
+        tx: &mut Tx,
+    ) -> Result<(), HandlerError> {
+        tx.writes.push(e.sku);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn handlers_get_the_projection_context() {
+    let event = RecordedEvent {
+        id: eventsource_core::EventId::new_random(),
+        stream: "shop-1".into(),
+        version: Version::new(1),
+        position: Position::new(1, 0),
+        event_type: "shop.purchased".into(),
+        schema_version: 1,
+        payload: r#"{"sku":"z"}"#.into(),
+        metadata: Metadata::default(),
+        recorded_at: chrono_now(),
+    };
+    let mut tx = Tx::default();
+    OrdersInTx.handle_event(&event, &mut tx).await.unwrap();
+    assert_eq!(tx.writes, ["z"]);
+}
