@@ -464,11 +464,12 @@ async fn race_two_withdrawals(
     Ok([first.await??, second.await??])
 }
 
-/// Lets two threads meet: the first to arrive waits (up to a second) for the second.
+/// Lets two racers meet: the first to arrive waits (up to five seconds) for the second.
 ///
-/// A decision is synchronous, so the wait blocks its worker thread; that is why the racers run
-/// on their own tasks of a multi-threaded runtime. On a single thread the first racer gives up
-/// after the timeout and there is simply no race.
+/// A decision is synchronous, so waiting in one blocks its thread. On a multi-threaded runtime
+/// the wait runs in [`tokio::task::block_in_place`], which hands the thread's other tasks (the
+/// other racer, perhaps) to another worker first. A single-threaded runtime cannot host the
+/// race at all: there the racers do not wait, and simply run one after the other.
 #[derive(Default)]
 struct Rendezvous {
     arrived: Mutex<u32>,
@@ -477,7 +478,14 @@ struct Rendezvous {
 
 impl Rendezvous {
     fn arrive(&self) {
-        let deadline = Instant::now() + Duration::from_secs(1);
+        let flavor = tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor());
+        if let Ok(tokio::runtime::RuntimeFlavor::MultiThread) = flavor {
+            tokio::task::block_in_place(|| self.wait_for_the_other());
+        }
+    }
+
+    fn wait_for_the_other(&self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
         let mut arrived = self.arrived.lock();
         *arrived += 1;
         self.all_here.notify_all();
