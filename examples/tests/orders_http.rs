@@ -281,6 +281,52 @@ async fn order_life(store: AnyStore) {
     assert_eq!(total, 1200, "{revenue}");
 }
 
+// --- concurrent writers -----------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commands_on_one_order_all_land_on_the_in_memory_store() {
+    concurrent_commands_all_land(common::in_memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commands_on_one_order_all_land_on_postgres() {
+    concurrent_commands_all_land(common::postgres("orders_http_concurrent").await).await;
+}
+
+/// Ten clients add a line each to the same order at once. Their appends conflict; each loser
+/// reloads the order and decides again, so every line lands, each at its own version.
+async fn concurrent_commands_all_land(store: AnyStore) {
+    let server = Arc::new(Server::start(store).await);
+    let id = server.place("eve").await;
+    let clients: Vec<_> = (0..10)
+        .map(|i| {
+            let (server, id) = (Arc::clone(&server), id.clone());
+            tokio::spawn(async move {
+                let line =
+                    json!({ "sku": format!("sku-{i}"), "quantity": 1, "unit_price_cents": 100 });
+                server.post(&format!("/orders/{id}/lines"), line).await
+            })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for client in clients {
+        let (status, added) = client.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{added}");
+        versions.push(added["version"].as_u64().unwrap());
+    }
+    versions.sort_unstable();
+    assert_eq!(
+        versions,
+        (2..=11).collect::<Vec<_>>(),
+        "one version each, no gaps"
+    );
+    let (_, order) = server.get(&format!("/orders/{id}")).await;
+    assert_eq!(
+        (order["version"].as_u64(), order["total_cents"].as_i64()),
+        (Some(11), Some(1000))
+    );
+}
+
 // --- errors -------------------------------------------------------------------------------------
 
 #[tokio::test]
