@@ -7,3 +7,12 @@
 mod common;
 
 eventsource_core::conformance_tests!(common::fresh_store);
+
+/// The same suite through the run-time-chosen adapter, as the in-memory store runs it.
+mod through_any_store {
+    use super::common;
+
+    eventsource_core::conformance_tests!(|| async {
+        eventsource_core::AnyStore::new(common::fresh_store().await)
+    });
+}
