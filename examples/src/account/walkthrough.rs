@@ -228,9 +228,8 @@ pub async fn run_walkthrough(store: AnyStore) -> Result<AccountWalkthrough, Walk
     for (i, w) in race.iter().enumerate() {
         let line = match &w.outcome {
             Ok(v) => format!(
-                "Withdrawal {}: decided {} time(s), committed at version {v}.",
-                i + 1,
-                w.decisions
+                "Withdrawal {}: decided once, committed at version {v}.",
+                i + 1
             ),
             Err(e) => format!(
                 "Withdrawal {}: its append expected the version it had read, found a newer one \
@@ -242,7 +241,7 @@ pub async fn run_walkthrough(store: AnyStore) -> Result<AccountWalkthrough, Walk
         };
         story.say(line);
     }
-    story.say("Nobody locked anything, and Bob's balance never went below zero.");
+    story.say("No lock was held while deciding, and Bob's balance never went below zero.");
 
     let close = Request::new();
     accounts
