@@ -228,8 +228,13 @@ pub async fn run_walkthrough(store: AnyStore) -> Result<AccountWalkthrough, Walk
     for (i, w) in race.iter().enumerate() {
         let line = match &w.outcome {
             Ok(v) => format!(
-                "Withdrawal {}: decided once, committed at version {v}.",
-                i + 1
+                "Withdrawal {}: decided {}, committed at version {v}.",
+                i + 1,
+                if w.decisions == 1 {
+                    "once".to_owned()
+                } else {
+                    format!("{} times", w.decisions)
+                }
             ),
             Err(e) => format!(
                 "Withdrawal {}: its append expected the version it had read, found a newer one \
