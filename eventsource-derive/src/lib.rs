@@ -139,6 +139,7 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 ///     name = "balances",            // required: the key of its checkpoint
 ///     events(Opened, Deposited),    // required: the events it handles
 ///     context = MyContext,          // what handlers get besides the event (`()` by default)
+///     reset = Self::clear,          // clears the read model before a rebuild (optional)
 ///     crate = "::eventsource_core",
 /// )]
 /// ```
@@ -146,7 +147,9 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 /// `event_types()` returns every listed event's stored name and aliases (a `static`), so the
 /// store filters the log; `handle_event` decodes only listed types (others are never
 /// deserialised), upcasting older versions, and calls `Handle<E>`. A payload that does not
-/// decode is the handler's error (a boxed `DecodeError`).
+/// decode is the handler's error (a boxed `DecodeError`). With `reset = path`, `Projection::reset`
+/// calls `path(&mut self, &mut Context)`, an `async fn` returning `Result<(), HandlerError>`:
+/// a rebuild then clears the read model before it replays the log from zero.
 ///
 /// ```
 /// use eventsource_core::prelude::*;

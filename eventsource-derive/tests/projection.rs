@@ -146,3 +146,57 @@ async fn handlers_get_the_projection_context() {
     OrdersInTx.handle_event(&event, &mut tx).await.unwrap();
     assert_eq!(tx.writes, ["z"]);
 }
+
+/// Counts shipments into a shared map, and clears it when rebuilt.
+#[derive(Default, Projection)]
+#[projection(name = "shipments", events(Shipped), reset = Self::clear)]
+pub struct Shipments {
+    pub count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Shipments {
+    async fn clear(&mut self, _: &mut ()) -> Result<(), HandlerError> {
+        self.count.store(0, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+impl Handle<Shipped> for Shipments {
+    async fn handle(
+        &mut self,
+        _: Shipped,
+        _: &RecordedEvent,
+        _: &mut (),
+    ) -> Result<(), HandlerError> {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_rebuild_calls_the_reset_hook_before_replaying() {
+    let store = InMemoryStore::new();
+    let shipped = |sku: &str| NewEvent::new("shop.shipped", 1, format!(r#"{{"sku":"{sku}"}}"#));
+    let commit = store
+        .append(vec![StreamWrite::new(
+            "shop-1",
+            ExpectedVersion::Any,
+            vec![shipped("a"), shipped("b")],
+        )])
+        .await
+        .unwrap();
+    let projection = Shipments::default();
+    let count = projection.count.clone();
+    let handle = ProjectionRunner::new(store, projection).spawn();
+    let wait = std::time::Duration::from_secs(5);
+    handle.wait_for(commit.position, wait).await.unwrap();
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 2);
+    handle.rebuild().await.unwrap();
+    handle.wait_for(commit.position, wait).await.unwrap();
+    assert_eq!(
+        count.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the read model was cleared, then replayed once"
+    );
+    handle.shutdown().await.unwrap();
+}
