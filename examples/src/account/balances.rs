@@ -28,6 +28,7 @@ pub struct Balance {
 #[derive(Debug, Clone, Default, Projection)]
 #[projection(
     name = "balances",
+    reset = Self::clear,
     events(AccountOpened, Deposited, Withdrawn, AccountClosed)
 )]
 pub struct Balances {
@@ -40,9 +41,10 @@ impl Balances {
         self.accounts.lock().clone()
     }
 
-    /// Forgets everything, before a rebuild from the start of the log.
-    pub fn clear(&self) {
+    /// Forgets everything: the derive's `reset` hook, called before a rebuild replays the log.
+    async fn clear(&mut self, _: &mut ()) -> Result<(), HandlerError> {
         self.accounts.lock().clear();
+        Ok(())
     }
 }
 

@@ -56,6 +56,7 @@ pub struct StatementLine {
 #[derive(Debug, Clone, Default, Projection)]
 #[projection(
     name = "statement",
+    reset = Self::clear,
     events(AccountOpened, Deposited, Withdrawn, AccountClosed)
 )]
 pub struct Statement {
@@ -68,9 +69,10 @@ impl Statement {
         self.lines.lock().get(account).cloned().unwrap_or_default()
     }
 
-    /// Forgets everything, before a rebuild from the start of the log.
-    pub fn clear(&self) {
+    /// Forgets everything: the derive's `reset` hook, called before a rebuild replays the log.
+    async fn clear(&mut self, _: &mut ()) -> Result<(), HandlerError> {
         self.lines.lock().clear();
+        Ok(())
     }
 
     /// Appends a line, unless the event is a replay (projections run at least once per event).

@@ -345,10 +345,8 @@ pub async fn run_walkthrough(store: AnyStore) -> Result<AccountWalkthrough, Walk
 
     // --- Rebuild --------------------------------------------------------------------------
     story.chapter("7. Rebuilding a read model from the log");
-    // The runner's rebuild sets the checkpoint back to zero and calls the projection's
-    // `reset`; the derived projection's `reset` does nothing, so we empty our in-memory read
-    // model ourselves first (nothing else writes while the tour runs).
-    balances.clear();
+    // The runner's rebuild calls the projection's `reset` hook (`reset = Self::clear`), which
+    // empties the read model, sets the checkpoint back to zero and replays the log.
     balances_handle.rebuild().await?;
     balances_handle.wait_for(last, CATCH_UP).await?;
     let balances_after_rebuild = pick(balances.all(), [&alice, &bob]);

@@ -81,6 +81,7 @@ pub struct OrderSummary {
 #[derive(Debug, Clone, Projection)]
 #[projection(
     name = "orders_by_customer",
+    reset = Self::clear,
     events(
         OrderPlaced,
         LineAdded,
@@ -115,9 +116,10 @@ impl OrdersByCustomer {
             .collect()
     }
 
-    /// Forgets everything, before a rebuild.
-    pub fn clear(&self) {
+    /// Forgets everything: the derive's `reset` hook, called before a rebuild replays the log.
+    async fn clear(&mut self, _: &mut ()) -> Result<(), HandlerError> {
         self.orders.lock().clear();
+        Ok(())
     }
 
     /// Applies one event to its order's row, skipping replays (at-least-once delivery).
@@ -242,7 +244,7 @@ impl Handle<OrderCancelled> for OrdersByCustomer {
 /// The `revenue_per_day` read model: payments minus refunds, by the day they were recorded
 /// (UTC). Cloning it shares the data.
 #[derive(Debug, Clone, Projection)]
-#[projection(name = "revenue_per_day", events(OrderPaid, OrderCancelled))]
+#[projection(name = "revenue_per_day", events(OrderPaid, OrderCancelled), reset = Self::clear)]
 pub struct RevenuePerDay {
     revenue: Arc<Mutex<Revenue>>,
     changes: Changes,
@@ -269,9 +271,10 @@ impl RevenuePerDay {
         self.revenue.lock().by_day.clone()
     }
 
-    /// Forgets everything, before a rebuild.
-    pub fn clear(&self) {
+    /// Forgets everything: the derive's `reset` hook, called before a rebuild replays the log.
+    async fn clear(&mut self, _: &mut ()) -> Result<(), HandlerError> {
         *self.revenue.lock() = Revenue::default();
+        Ok(())
     }
 
     fn add(&self, envelope: &RecordedEvent, amount_cents: i64) {
