@@ -187,7 +187,7 @@ impl Aggregate for Hand {
     const NAME: &'static str = "account";
     type Event = HandEvent;
 
-    fn apply(&mut self, event: &HandEvent) {
+    fn apply_event(&mut self, event: &HandEvent) {
         match event {
             HandEvent::Opened(_) => self.opened = true,
             HandEvent::Deposited(e) => self.balance += e.amount_cents,
@@ -315,7 +315,7 @@ impl From<Withdrawn> for HandEvent {
 fn fold_derived(events: &[DerivedEvent]) -> i64 {
     let mut state = Derived::default();
     for e in events {
-        Aggregate::apply(&mut state, e);
+        Aggregate::apply_event(&mut state, e);
     }
     state.balance
 }
@@ -323,7 +323,7 @@ fn fold_derived(events: &[DerivedEvent]) -> i64 {
 fn fold_hand(events: &[HandEvent]) -> i64 {
     let mut state = Hand::default();
     for e in events {
-        Aggregate::apply(&mut state, e);
+        Aggregate::apply_event(&mut state, e);
     }
     state.balance
 }
@@ -332,7 +332,7 @@ fn decode_derived(events: &[(&'static str, u32, bytes::Bytes)]) -> i64 {
     let mut state = Derived::default();
     for (name, version, payload) in events {
         let e = DerivedEvent::decode(name, *version, payload).unwrap();
-        Aggregate::apply(&mut state, &e);
+        Aggregate::apply_event(&mut state, &e);
     }
     state.balance
 }
@@ -341,7 +341,7 @@ fn decode_hand(events: &[(&'static str, u32, bytes::Bytes)]) -> i64 {
     let mut state = Hand::default();
     for (name, version, payload) in events {
         let e = HandEvent::decode(name, *version, payload).unwrap();
-        Aggregate::apply(&mut state, &e);
+        Aggregate::apply_event(&mut state, &e);
     }
     state.balance
 }

@@ -97,8 +97,8 @@ pub fn derive_domain_event(input: TokenStream) -> TokenStream {
 ///
 /// Generic aggregates are supported (the impls follow the item's generics); the listed events
 /// must be concrete types (`Filled<u32>`, not `Filled<T>`), since the event enum is not
-/// generic. Note that `Aggregate::apply` and `Apply::apply` share a name: call the fold of the
-/// whole enum as `Aggregate::apply(&mut state, &event)` when both traits are in scope.
+/// generic. The fold of the whole enum is `Aggregate::apply_event`, named apart from
+/// `Apply::apply` so both traits can be in scope.
 ///
 /// ```
 /// use eventsource_core::prelude::*;
@@ -119,7 +119,7 @@ pub fn derive_domain_event(input: TokenStream) -> TokenStream {
 ///
 /// let event = CounterEvent::from(Incremented { by: 2 });
 /// let mut counter = Counter::default();
-/// Aggregate::apply(&mut counter, &event); // `Apply::apply` has the same name
+/// counter.apply_event(&event);
 /// assert_eq!(counter.value, 2);
 /// assert_eq!(event.event_type(), "counter.incremented");
 /// let decoded = CounterEvent::decode("counter.incremented", 1, br#"{"by":2}"#).unwrap();
