@@ -162,6 +162,20 @@ pub fn unsupported_version(name: &str, version: u32, current: u32) -> DecodeErro
     }
 }
 
+/// An error from decoding through the `previous` chain, reported for the event that walked it:
+/// a version below the chain's oldest type names the newest version the code knows.
+#[cold]
+pub fn from_chain(error: DecodeError, current: u32) -> DecodeError {
+    match error {
+        DecodeError::UnsupportedVersion { name, version, .. } => DecodeError::UnsupportedVersion {
+            name,
+            version,
+            current,
+        },
+        other => other,
+    }
+}
+
 /// The error for a stored name no listed event has.
 #[cold]
 pub fn unknown_event(name: &str, version: u32) -> DecodeError {

@@ -9,7 +9,7 @@ use crate::ids::StreamId;
 /// An aggregate: a consistency boundary whose state is the fold of its stream's events.
 ///
 /// Usually derived (`#[derive(Aggregate)]`), which generates the event enum, this impl and the
-/// dispatch to one [`Apply`] impl per event. `apply` must be a pure, infallible fold: the same
+/// dispatch to one [`Apply`] impl per event. `apply_event` must be a pure, infallible fold: the same
 /// events always give the same state (it runs again on every load).
 pub trait Aggregate: Default + Send + Sync + 'static {
     /// The aggregate's name: the category of its streams (`"account"` gives `"account-42"`).
@@ -23,8 +23,10 @@ pub trait Aggregate: Default + Send + Sync + 'static {
     /// The events this aggregate writes and folds.
     type Event: EventSet;
 
-    /// Folds one event into the state.
-    fn apply(&mut self, event: &Self::Event);
+    /// Folds one event of the set into the state (the derive dispatches to the [`Apply`]
+    /// impl of the event's type). Named apart from [`Apply::apply`], so both traits can be in
+    /// scope without making `state.apply(&e)` ambiguous.
+    fn apply_event(&mut self, event: &Self::Event);
 
     /// The stream of the aggregate instance `id`.
     fn stream_id(id: &str) -> StreamId {

@@ -100,7 +100,7 @@ mod tests {
             impl Aggregate for $agg {
                 const NAME: &'static str = $name;
                 type Event = $ev;
-                fn apply(&mut self, _: &$ev) {}
+                fn apply_event(&mut self, _: &$ev) {}
             }
         };
     }

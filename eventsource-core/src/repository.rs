@@ -217,7 +217,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 schema_version: recorded.schema_version,
                 source,
             })?;
-            loaded.state.apply(&event);
+            loaded.state.apply_event(&event);
             loaded.version = recorded.version;
             loaded.position = recorded.position;
         }
@@ -489,7 +489,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 continue;
             }
             for e in &events {
-                loaded.state.apply(e);
+                loaded.state.apply_event(e);
             }
             let span = tracing::debug_span!(
                 "snapshot",

@@ -69,7 +69,7 @@ pub(crate) fn event_type(krate: &TokenStream, ty: &syn::Type) -> TokenStream {
     }
 }
 
-/// A list names at least one event (`derive` is the derive's name, for the message).
+/// A list names at least one event (`attr` names the item kind, for the message).
 pub(crate) fn check_not_empty(cx: &Ctxt, list: &EventList, attr: &str) {
     if list.events.is_empty() {
         cx.error_at(

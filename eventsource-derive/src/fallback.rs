@@ -65,7 +65,7 @@ pub(crate) fn aggregate(cx: Ctxt, aggregate: &Aggregate<'_>) -> TokenStream {
             impl #impl_generics #krate::Aggregate for #ident #ty_generics #where_clause {
                 const NAME: &'static str = #name;
                 type Event = #event_enum;
-                fn apply(&mut self, _: &Self::Event) {}
+                fn apply_event(&mut self, _: &Self::Event) {}
             }
         }
     });

@@ -5,6 +5,8 @@
 //! them; generated code refers to `::eventsource_core` unless an item says otherwise with
 //! `crate = "..."`. Each derive parses its attribute into a typed model, validates it
 //! (reporting every mistake at once, at the user's tokens), then expands.
+//!
+#![doc = include_str!("../docs/upcasting.md")]
 
 mod aggregate;
 mod assert;
@@ -93,6 +95,11 @@ pub fn derive_domain_event(input: TokenStream) -> TokenStream {
 /// `Apply<E>` impl per listed event: a missing one is a compile error naming the event. The
 /// compiler also checks that no two listed events share a stored name.
 ///
+/// Generic aggregates are supported (the impls follow the item's generics); the listed events
+/// must be concrete types (`Filled<u32>`, not `Filled<T>`), since the event enum is not
+/// generic. The fold of the whole enum is `Aggregate::apply_event`, named apart from
+/// `Apply::apply` so both traits can be in scope.
+///
 /// ```
 /// use eventsource_core::prelude::*;
 /// use eventsource_core::EventSet;
@@ -112,7 +119,7 @@ pub fn derive_domain_event(input: TokenStream) -> TokenStream {
 ///
 /// let event = CounterEvent::from(Incremented { by: 2 });
 /// let mut counter = Counter::default();
-/// Aggregate::apply(&mut counter, &event); // `Apply::apply` has the same name
+/// counter.apply_event(&event);
 /// assert_eq!(counter.value, 2);
 /// assert_eq!(event.event_type(), "counter.incremented");
 /// let decoded = CounterEvent::decode("counter.incremented", 1, br#"{"by":2}"#).unwrap();
@@ -132,6 +139,7 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 ///     name = "balances",            // required: the key of its checkpoint
 ///     events(Opened, Deposited),    // required: the events it handles
 ///     context = MyContext,          // what handlers get besides the event (`()` by default)
+///     reset = Self::clear,          // clears the read model before a rebuild (optional)
 ///     crate = "::eventsource_core",
 /// )]
 /// ```
@@ -139,7 +147,9 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 /// `event_types()` returns every listed event's stored name and aliases (a `static`), so the
 /// store filters the log; `handle_event` decodes only listed types (others are never
 /// deserialised), upcasting older versions, and calls `Handle<E>`. A payload that does not
-/// decode is the handler's error (a boxed `DecodeError`).
+/// decode is the handler's error (a boxed `DecodeError`). With `reset = path`, `Projection::reset`
+/// calls `path(&mut self, &mut Context)`, an `async fn` returning `Result<(), HandlerError>`:
+/// a rebuild then clears the read model before it replays the log from zero.
 ///
 /// ```
 /// use eventsource_core::prelude::*;

@@ -64,6 +64,7 @@ pub(crate) fn parse_attrs(
 ) -> Seen {
     let mut first = None;
     let mut keys_seen = Vec::new();
+    let mut malformed = false;
     for attr in attrs.iter().filter(|a| a.path() == &name) {
         first.get_or_insert_with(|| {
             attr.path()
@@ -72,6 +73,7 @@ pub(crate) fn parse_attrs(
         });
         if !matches!(attr.meta, syn::Meta::List(_)) {
             cx.error_spanned_by(attr, format!("expected `#[{name}(key = value, ...)]`"));
+            malformed = true;
             continue;
         }
         let result = attr.parse_nested_meta(|meta| {
@@ -93,6 +95,7 @@ pub(crate) fn parse_attrs(
     Seen {
         span: first,
         keys: keys_seen,
+        malformed,
     }
 }
 
@@ -102,11 +105,13 @@ pub(crate) struct Seen {
     /// The first attribute's name, for errors about missing keys.
     pub(crate) span: Option<Span>,
     keys: Vec<Symbol>,
+    /// An attribute was not a list: its keys are unknown, so none is reported missing.
+    malformed: bool,
 }
 
 impl Seen {
     pub(crate) fn has(&self, key: Symbol) -> bool {
-        self.keys.contains(&key)
+        self.malformed || self.keys.contains(&key)
     }
 }
 
@@ -358,8 +363,8 @@ impl Krate {
     }
 }
 
-/// Errors for generic parameters that a `'static` trait cannot have: lifetimes are allowed
-/// (bounded `'static` by the expansion), const and type parameters are fine.
+/// Reports a derive on a union (`what` says what to use instead): none of the derived traits
+/// has a meaning for one, and serde cannot represent it.
 pub(crate) fn reject_union(cx: &Ctxt, input: &syn::DeriveInput, derive: &str, what: &str) {
     if let syn::Data::Union(u) = &input.data {
         cx.error_spanned_by(

@@ -24,6 +24,7 @@ pub(crate) const SNAPSHOT_EVERY: Symbol = Symbol("snapshot_every");
 pub(crate) const SNAPSHOT_VERSION: Symbol = Symbol("snapshot_version");
 pub(crate) const EVENT_ENUM: Symbol = Symbol("event_enum");
 pub(crate) const CONTEXT: Symbol = Symbol("context");
+pub(crate) const RESET: Symbol = Symbol("reset");
 
 /// The keys `#[event(...)]` accepts.
 pub(crate) const EVENT_KEYS: &[Symbol] = &[NAME, VERSION, PREVIOUS, ALIAS, UPCAST_JSON, CRATE];
@@ -37,7 +38,7 @@ pub(crate) const AGGREGATE_KEYS: &[Symbol] = &[
     CRATE,
 ];
 /// The keys `#[projection(...)]` accepts.
-pub(crate) const PROJECTION_KEYS: &[Symbol] = &[NAME, EVENTS, CONTEXT, CRATE];
+pub(crate) const PROJECTION_KEYS: &[Symbol] = &[NAME, EVENTS, CONTEXT, RESET, CRATE];
 
 impl PartialEq<Symbol> for syn::Path {
     fn eq(&self, word: &Symbol) -> bool {

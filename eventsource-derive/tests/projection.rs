@@ -106,3 +106,97 @@ async fn an_unlisted_event_handed_over_anyway_is_skipped_without_decoding() {
 fn chrono_now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now()
 }
+
+/// What a store hands each handler: here, a log of what was written in "its transaction".
+#[derive(Default)]
+pub struct Tx {
+    pub writes: Vec<String>,
+}
+
+#[derive(Default, Projection)]
+#[projection(name = "orders_in_tx", events(Ordered), context = Tx)]
+pub struct OrdersInTx;
+
+impl Handle<Ordered> for OrdersInTx {
+    async fn handle(
+        &mut self,
+        e: Ordered,
+        _: &RecordedEvent,
+        tx: &mut Tx,
+    ) -> Result<(), HandlerError> {
+        tx.writes.push(e.sku);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn handlers_get_the_projection_context() {
+    let event = RecordedEvent {
+        id: eventsource_core::EventId::new_random(),
+        stream: "shop-1".into(),
+        version: Version::new(1),
+        position: Position::new(1, 0),
+        event_type: "shop.purchased".into(),
+        schema_version: 1,
+        payload: r#"{"sku":"z"}"#.into(),
+        metadata: Metadata::default(),
+        recorded_at: chrono_now(),
+    };
+    let mut tx = Tx::default();
+    OrdersInTx.handle_event(&event, &mut tx).await.unwrap();
+    assert_eq!(tx.writes, ["z"]);
+}
+
+/// Counts shipments into a shared map, and clears it when rebuilt.
+#[derive(Default, Projection)]
+#[projection(name = "shipments", events(Shipped), reset = Self::clear)]
+pub struct Shipments {
+    pub count: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Shipments {
+    async fn clear(&mut self, _: &mut ()) -> Result<(), HandlerError> {
+        self.count.store(0, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+impl Handle<Shipped> for Shipments {
+    async fn handle(
+        &mut self,
+        _: Shipped,
+        _: &RecordedEvent,
+        _: &mut (),
+    ) -> Result<(), HandlerError> {
+        self.count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_rebuild_calls_the_reset_hook_before_replaying() {
+    let store = InMemoryStore::new();
+    let shipped = |sku: &str| NewEvent::new("shop.shipped", 1, format!(r#"{{"sku":"{sku}"}}"#));
+    let commit = store
+        .append(vec![StreamWrite::new(
+            "shop-1",
+            ExpectedVersion::Any,
+            vec![shipped("a"), shipped("b")],
+        )])
+        .await
+        .unwrap();
+    let projection = Shipments::default();
+    let count = projection.count.clone();
+    let handle = ProjectionRunner::new(store, projection).spawn();
+    let wait = std::time::Duration::from_secs(5);
+    handle.wait_for(commit.position, wait).await.unwrap();
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 2);
+    handle.rebuild().await.unwrap();
+    handle.wait_for(commit.position, wait).await.unwrap();
+    assert_eq!(
+        count.load(std::sync::atomic::Ordering::SeqCst),
+        2,
+        "the read model was cleared, then replayed once"
+    );
+    handle.shutdown().await.unwrap();
+}

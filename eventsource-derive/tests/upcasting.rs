@@ -221,6 +221,18 @@ fn the_raw_json_escape_hatch_upcasts_versions_without_a_struct() {
 }
 
 #[test]
+fn a_version_older_than_the_chain_names_the_current_version() {
+    match Priced::decode(0, b"{}") {
+        Err(DecodeError::UnsupportedVersion {
+            name,
+            version,
+            current,
+        }) => assert_eq!((name.as_str(), version, current), ("item.priced", 0, 3)),
+        other => panic!("unexpected {other:?}"),
+    }
+}
+
+#[test]
 fn a_corrupt_payload_is_a_payload_error_of_its_stored_version() {
     assert!(matches!(
         Priced::decode(1, b"not json"),

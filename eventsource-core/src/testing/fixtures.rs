@@ -126,7 +126,7 @@ impl Aggregate for Counter {
     const SNAPSHOT_VERSION: u32 = 1;
     type Event = CounterEvent;
 
-    fn apply(&mut self, event: &CounterEvent) {
+    fn apply_event(&mut self, event: &CounterEvent) {
         match event {
             CounterEvent::Added(n) => self.value += n,
             CounterEvent::Reset => self.value = 0,

@@ -53,7 +53,7 @@ impl<A: Aggregate> Given<A> {
     #[track_caller]
     pub fn and(mut self, events: impl IntoEvents<A::Event>) -> Self {
         for e in events.into_events() {
-            self.state.apply(&stored(e));
+            self.state.apply_event(&stored(e));
             self.history += 1;
         }
         self
@@ -100,7 +100,7 @@ where
                 assert_eq!(events, expected, "the decision produced other events");
                 let mut state = self.state;
                 for e in &events {
-                    state.apply(e);
+                    state.apply_event(e);
                 }
                 state
             }

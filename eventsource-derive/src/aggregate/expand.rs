@@ -65,7 +65,7 @@ pub(crate) fn expand(aggregate: &Aggregate<'_>) -> TokenStream {
                 type Event = #event_enum;
 
                 #[inline]
-                fn apply(&mut self, __event: &Self::Event) {
+                fn apply_event(&mut self, __event: &Self::Event) {
                     match __event {
                         #(#event_enum::#variants(__e) => #apply,)*
                     }

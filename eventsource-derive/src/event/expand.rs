@@ -43,7 +43,9 @@ pub(crate) fn expand(event: &Event<'_>) -> TokenStream {
                             #version,
                         )
                     }
-                    ::core::result::Result::Err(__error) => ::core::result::Result::Err(__error),
+                    ::core::result::Result::Err(__error) => {
+                        ::core::result::Result::Err(#k::__private::from_chain(__error, #version))
+                    }
                 }
             })
         }

@@ -19,6 +19,8 @@ pub(crate) struct Projection<'a> {
     pub(crate) events_given: bool,
     /// `context = Type`, `()` by default.
     pub(crate) context: Option<syn::Type>,
+    /// `reset = path`: clears the read model before a rebuild.
+    pub(crate) reset: Option<syn::Path>,
 }
 
 impl<'a> Projection<'a> {
@@ -27,6 +29,7 @@ impl<'a> Projection<'a> {
         let mut name = Slot::new(ATTR, symbol::NAME);
         let mut events = Slot::new(ATTR, symbol::EVENTS);
         let mut context = Slot::new(ATTR, symbol::CONTEXT);
+        let mut reset = Slot::new(ATTR, symbol::RESET);
         let mut krate = Slot::new(ATTR, symbol::CRATE);
 
         let seen = parse::parse_attrs(
@@ -45,6 +48,9 @@ impl<'a> Projection<'a> {
                     }
                     symbol::CONTEXT => {
                         context.set(cx, &meta.path, parse::ty(meta, key, "MyContext")?)
+                    }
+                    symbol::RESET => {
+                        reset.set(cx, &meta.path, parse::path(meta, key, "Self::clear")?)
                     }
                     _ => krate.set(cx, &meta.path, parse::crate_path(meta, key)?),
                 }
@@ -90,6 +96,7 @@ impl<'a> Projection<'a> {
             events,
             events_given,
             context: context.take().map(|(_, ty)| ty),
+            reset: reset.take().map(|(_, path)| path),
         }
     }
 }

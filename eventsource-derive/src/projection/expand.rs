@@ -48,6 +48,18 @@ pub(crate) fn expand(projection: &Projection<'_>) -> TokenStream {
     let generics = parse::impl_generics(&projection.input.generics, &[]);
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
     let checks = events::identity_checks(&projection.krate, &projection.events, false);
+    let reset = projection.reset.as_ref().map(|path| {
+        quote_spanned! {path_span(path)=>
+            fn reset(
+                &mut self,
+                __ctx: &mut Self::Context,
+            ) -> impl ::core::future::Future<
+                Output = ::core::result::Result<(), #krate::HandlerError>,
+            > + ::core::marker::Send {
+                #path(self, __ctx)
+            }
+        }
+    });
 
     quote! {
         #[doc(hidden)]
@@ -78,6 +90,8 @@ pub(crate) fn expand(projection: &Projection<'_>) -> TokenStream {
                         ::core::result::Result::Ok(())
                     }
                 }
+
+                #reset
             }
 
             #checks
@@ -90,4 +104,10 @@ pub(crate) fn context(projection: &Projection<'_>) -> TokenStream {
         Some(ty) => quote!(#ty),
         None => quote!(()),
     }
+}
+
+fn path_span(path: &syn::Path) -> proc_macro2::Span {
+    path.segments
+        .last()
+        .map_or_else(proc_macro2::Span::call_site, |s| s.ident.span())
 }

@@ -54,7 +54,7 @@ impl<T: Send + 'static> Handle<Filled<u32>> for Fills<T> {
 fn main() {
     let mut c: Crate<String, 3> = Crate::default();
     let e = CrateEvent::decode("box.filled", 1, br#"{"item":7}"#).unwrap();
-    Aggregate::apply(&mut c, &e);
+    c.apply_event(&e);
     assert_eq!(c.items, [7]);
     assert_eq!(Filled::<String>::decode(1, br#"{"item":"x"}"#).unwrap().item, "x");
     assert_eq!(Fills::<u8>::event_types(), Some(&["box.filled"][..]));

@@ -58,7 +58,7 @@ fn main() {
     use eventsource_core::{Aggregate, Projection};
     let e = model::Happened::from(events::account::Opened { owner: "ada".into() });
     let mut a = model::Account::default();
-    a.apply(&e);
+    a.apply_event(&e);
     assert_eq!(a.owner.as_deref(), Some("ada"));
     assert_eq!(read::Owners::NAME, "owners");
 }

@@ -1,0 +1,6 @@
+use eventsource_core::prelude::*;
+
+#[derive(Default, Aggregate)]
+pub struct Account {}
+
+fn main() {}

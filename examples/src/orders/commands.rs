@@ -1,0 +1,179 @@
+//! The shop's rules: each decision looks at an order and returns what happens, or why not.
+
+use super::model::{
+    LineAdded, LineRemoved, Order, OrderCancelled, OrderPaid, OrderPlaced, OrderShipped,
+    OrderStatus, OrderSubmitted,
+};
+
+/// Why an order command was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum OrderError {
+    /// No order was placed under this id.
+    #[error("there is no such order")]
+    NotFound,
+    /// An order was already placed under this id.
+    #[error("the order was already placed")]
+    AlreadyPlaced,
+    /// A command carried a value no order can hold.
+    #[error("invalid {field}: {reason}")]
+    Invalid {
+        /// The offending field.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: &'static str,
+    },
+    /// Lines only change while the order is open.
+    #[error("the order is {0:?}: its lines can no longer change")]
+    NotOpen(OrderStatus),
+    /// The product already has a line.
+    #[error("`{0}` is already in the order: remove its line first")]
+    DuplicateLine(String),
+    /// The product has no line.
+    #[error("`{0}` is not in the order")]
+    UnknownLine(String),
+    /// An order needs a line to be submitted.
+    #[error("an empty order cannot be submitted")]
+    Empty,
+    /// Payment is due only once the order is submitted, and only once.
+    #[error("the order is {0:?}: it cannot be paid")]
+    NotPayable(OrderStatus),
+    /// The payment must cover the order exactly.
+    #[error("the order costs {due_cents} cents, {offered_cents} were offered")]
+    WrongAmount {
+        /// What the order costs.
+        due_cents: i64,
+        /// What was offered.
+        offered_cents: i64,
+    },
+    /// Only paid orders ship.
+    #[error("the order is {0:?}: only paid orders ship")]
+    NotPaid(OrderStatus),
+    /// Shipped and cancelled orders are done.
+    #[error("the order is {0:?}: it can no longer be cancelled")]
+    NotCancellable(OrderStatus),
+}
+
+impl Order {
+    /// The amount due, in cents.
+    pub fn total_cents(&self) -> i64 {
+        self.lines
+            .values()
+            .map(|l| i64::from(l.quantity) * l.unit_price_cents)
+            .sum()
+    }
+
+    /// Places the order for `customer`.
+    pub fn place(&self, customer: &str) -> Result<OrderPlaced, OrderError> {
+        if self.status != OrderStatus::Unknown {
+            return Err(OrderError::AlreadyPlaced);
+        }
+        if customer.trim().is_empty() {
+            return Err(invalid("customer", "must not be empty"));
+        }
+        Ok(OrderPlaced {
+            customer: customer.to_owned(),
+        })
+    }
+
+    /// Adds a line of `quantity` times `sku` at `unit_price_cents` each.
+    pub fn add_line(
+        &self,
+        sku: &str,
+        quantity: u32,
+        unit_price_cents: i64,
+    ) -> Result<LineAdded, OrderError> {
+        self.ensure_open()?;
+        if sku.trim().is_empty() {
+            return Err(invalid("sku", "must not be empty"));
+        }
+        if quantity == 0 {
+            return Err(invalid("quantity", "must be at least 1"));
+        }
+        if unit_price_cents < 0 {
+            return Err(invalid("unit_price_cents", "must not be negative"));
+        }
+        if self.lines.contains_key(sku) {
+            return Err(OrderError::DuplicateLine(sku.to_owned()));
+        }
+        Ok(LineAdded {
+            sku: sku.to_owned(),
+            quantity,
+            unit_price_cents,
+        })
+    }
+
+    /// Removes the line of `sku`.
+    pub fn remove_line(&self, sku: &str) -> Result<LineRemoved, OrderError> {
+        self.ensure_open()?;
+        if !self.lines.contains_key(sku) {
+            return Err(OrderError::UnknownLine(sku.to_owned()));
+        }
+        Ok(LineRemoved {
+            sku: sku.to_owned(),
+        })
+    }
+
+    /// Submits the order: its lines become final and its total due.
+    pub fn submit(&self) -> Result<OrderSubmitted, OrderError> {
+        self.ensure_open()?;
+        if self.lines.is_empty() {
+            return Err(OrderError::Empty);
+        }
+        Ok(OrderSubmitted {
+            total_cents: self.total_cents(),
+        })
+    }
+
+    /// Pays the order, which must be submitted and cost exactly `amount_cents`.
+    pub fn pay(&self, amount_cents: i64) -> Result<OrderPaid, OrderError> {
+        match self.status {
+            OrderStatus::Unknown => return Err(OrderError::NotFound),
+            OrderStatus::Submitted => {}
+            other => return Err(OrderError::NotPayable(other)),
+        }
+        let due_cents = self.total_cents();
+        if amount_cents != due_cents {
+            return Err(OrderError::WrongAmount {
+                due_cents,
+                offered_cents: amount_cents,
+            });
+        }
+        Ok(OrderPaid { amount_cents })
+    }
+
+    /// Ships the order, which must be paid.
+    pub fn ship(&self) -> Result<OrderShipped, OrderError> {
+        match self.status {
+            OrderStatus::Unknown => Err(OrderError::NotFound),
+            OrderStatus::Paid => Ok(OrderShipped {}),
+            other => Err(OrderError::NotPaid(other)),
+        }
+    }
+
+    /// Cancels the order and refunds what was paid; shipped orders cannot be cancelled.
+    pub fn cancel(&self, reason: &str) -> Result<OrderCancelled, OrderError> {
+        match self.status {
+            OrderStatus::Unknown => Err(OrderError::NotFound),
+            OrderStatus::Shipped | OrderStatus::Cancelled => {
+                Err(OrderError::NotCancellable(self.status))
+            }
+            OrderStatus::Open | OrderStatus::Submitted | OrderStatus::Paid => Ok(OrderCancelled {
+                reason: reason.to_owned(),
+                refund_cents: self.paid_cents,
+            }),
+        }
+    }
+
+    fn ensure_open(&self) -> Result<(), OrderError> {
+        match self.status {
+            OrderStatus::Unknown => Err(OrderError::NotFound),
+            OrderStatus::Open => Ok(()),
+            other => Err(OrderError::NotOpen(other)),
+        }
+    }
+}
+
+fn invalid(field: &'static str, reason: &'static str) -> OrderError {
+    OrderError::Invalid { field, reason }
+}

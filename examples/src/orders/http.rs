@@ -1,0 +1,487 @@
+//! The shop over HTTP (axum): commands are POSTs, queries are GETs, read-model changes are
+//! pushed over a WebSocket.
+//!
+//! | request | does |
+//! | --- | --- |
+//! | `POST /orders` `{"customer": "ada"}` | places an order; `201` with its id |
+//! | `POST /orders/{id}/lines` `{"sku", "quantity", "unit_price_cents"}` | adds a line |
+//! | `POST /orders/{id}/lines/remove` `{"sku"}` | removes a line |
+//! | `POST /orders/{id}/submit`, `/pay` `{"amount_cents"}`, `/ship`, `/cancel` `{"reason"}` | moves the order on |
+//! | `GET /orders/{id}` | the order, folded from its events now |
+//! | `GET /customers/{customer}/orders?after=<position>` | read model: a customer's orders |
+//! | `GET /revenue?after=<position>` | read model: revenue per day |
+//! | `GET /changes` (WebSocket) | every read-model change, as JSON, as it is applied |
+//!
+//! Every command answers `{"order_id", "version", "position"}`: the order's new version and
+//! the global position of the commit, printed `"commit.sequence"`. A client that passes that
+//! position back as `?after=` reads its own write: the query waits (up to a bound) until the
+//! read model has caught up with it. Headers: `x-correlation-id` (a UUID) is recorded on the
+//! events; `idempotency-key` makes a retried request return the first commit instead of
+//! appending twice.
+//!
+//! Errors are JSON, `{"error": "<code>", "message": "..."}`: `404` unknown order, `400`
+//! malformed body or position, `422` a value no order can hold, `409` a shop rule refused the
+//! command or it kept conflicting with concurrent writers, `503` the read model did not catch
+//! up in time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use eventsource_core::prelude::*;
+use eventsource_core::{CommandOptions, IntoEvents, ProjectionError};
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+use tokio::sync::broadcast;
+use uuid::Uuid;
+
+use super::commands::OrderError;
+use super::model::{Order, OrderEvent};
+use super::read_models::{OrderSummary, ReadModelChange};
+use super::shop::Shop;
+use crate::request::Request;
+
+/// How long a query waits for its read model to reach the position it was given.
+pub const DEFAULT_CATCH_UP: Duration = Duration::from_secs(5);
+
+/// The HTTP service: the shop and how long queries may wait.
+#[derive(Debug)]
+pub struct OrdersApi {
+    shop: Shop,
+    catch_up: Duration,
+}
+
+impl OrdersApi {
+    /// Serves `shop`, letting queries wait up to `catch_up` for their read model.
+    pub fn new(shop: Shop, catch_up: Duration) -> Self {
+        Self { shop, catch_up }
+    }
+
+    /// The routes.
+    pub fn router(self: Arc<Self>) -> Router {
+        Router::new()
+            .route("/orders", post(place))
+            .route("/orders/{id}", get(order))
+            .route("/orders/{id}/lines", post(add_line))
+            .route("/orders/{id}/lines/remove", post(remove_line))
+            .route("/orders/{id}/submit", post(submit))
+            .route("/orders/{id}/pay", post(pay))
+            .route("/orders/{id}/ship", post(ship))
+            .route("/orders/{id}/cancel", post(cancel))
+            .route("/customers/{customer}/orders", get(orders_of))
+            .route("/revenue", get(revenue))
+            .route("/changes", get(changes))
+            .with_state(self)
+    }
+
+    /// Serves on `listener` until `shutdown` resolves.
+    pub async fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(listener, self.router())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+
+    /// Runs one command on order `id` with the request's correlation id and idempotency key.
+    async fn command<D, F>(
+        &self,
+        id: &str,
+        headers: &HeaderMap,
+        name: &str,
+        decide: F,
+    ) -> Result<Committed, ApiError>
+    where
+        F: FnMut(&Order) -> Result<D, OrderError> + Send,
+        D: IntoEvents<OrderEvent>,
+    {
+        let mut options: CommandOptions = request_of(headers).command(name);
+        if let Some(key) = header(headers, "idempotency-key") {
+            // Scoped by order and command, so one key cannot collide across them.
+            options = options.idempotency_key(format!("order-{id}/{name}/{key}"));
+        }
+        let commit = self.shop.execute(id, options, decide).await?;
+        Ok(Committed::new(id, &commit))
+    }
+}
+
+/// What a command answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Committed {
+    /// The order.
+    pub order_id: String,
+    /// The order's version after the command.
+    pub version: u64,
+    /// The global position of the commit (`"commit.sequence"`): pass it as `?after=`.
+    pub position: String,
+}
+
+impl Committed {
+    fn new(order_id: &str, commit: &Commit) -> Self {
+        let version = commit
+            .version_of(&Order::stream_id(order_id))
+            .unwrap_or(Version::ZERO);
+        Self {
+            order_id: order_id.to_owned(),
+            version: version.get(),
+            position: commit.position.to_string(),
+        }
+    }
+}
+
+/// `POST /orders`.
+#[derive(Debug, Deserialize)]
+struct PlaceOrder {
+    customer: String,
+}
+
+/// `POST /orders/{id}/lines`.
+#[derive(Debug, Deserialize)]
+struct AddLine {
+    sku: String,
+    quantity: u32,
+    unit_price_cents: i64,
+}
+
+/// `POST /orders/{id}/lines/remove`.
+#[derive(Debug, Deserialize)]
+struct RemoveLine {
+    sku: String,
+}
+
+/// `POST /orders/{id}/pay`.
+#[derive(Debug, Deserialize)]
+struct Pay {
+    amount_cents: i64,
+}
+
+/// `POST /orders/{id}/cancel`.
+#[derive(Debug, Deserialize)]
+struct Cancel {
+    #[serde(default)]
+    reason: String,
+}
+
+type Api = State<Arc<OrdersApi>>;
+type Body<T> = Result<Json<T>, JsonRejection>;
+
+async fn place(
+    State(api): Api,
+    headers: HeaderMap,
+    body: Body<PlaceOrder>,
+) -> Result<(StatusCode, Json<Committed>), ApiError> {
+    let Json(body) = body?;
+    let id = Uuid::new_v4().to_string();
+    let committed = api
+        .command(&id, &headers, "place", |o| o.place(&body.customer))
+        .await?;
+    Ok((StatusCode::CREATED, Json(committed)))
+}
+
+async fn add_line(
+    State(api): Api,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body<AddLine>,
+) -> Result<Json<Committed>, ApiError> {
+    let Json(line) = body?;
+    api.command(&id, &headers, "add_line", |o| {
+        o.add_line(&line.sku, line.quantity, line.unit_price_cents)
+    })
+    .await
+    .map(Json)
+}
+
+async fn remove_line(
+    State(api): Api,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body<RemoveLine>,
+) -> Result<Json<Committed>, ApiError> {
+    let Json(line) = body?;
+    api.command(&id, &headers, "remove_line", |o| o.remove_line(&line.sku))
+        .await
+        .map(Json)
+}
+
+async fn submit(
+    State(api): Api,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Committed>, ApiError> {
+    api.command(&id, &headers, "submit", Order::submit)
+        .await
+        .map(Json)
+}
+
+async fn pay(
+    State(api): Api,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body<Pay>,
+) -> Result<Json<Committed>, ApiError> {
+    let Json(pay) = body?;
+    api.command(&id, &headers, "pay", |o| o.pay(pay.amount_cents))
+        .await
+        .map(Json)
+}
+
+async fn ship(
+    State(api): Api,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<Committed>, ApiError> {
+    api.command(&id, &headers, "ship", Order::ship)
+        .await
+        .map(Json)
+}
+
+async fn cancel(
+    State(api): Api,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Body<Cancel>,
+) -> Result<Json<Committed>, ApiError> {
+    let Json(cancel) = body?;
+    api.command(&id, &headers, "cancel", |o| o.cancel(&cancel.reason))
+        .await
+        .map(Json)
+}
+
+/// `GET /orders/{id}`.
+#[derive(Debug, Serialize)]
+struct OrderView {
+    order_id: String,
+    version: u64,
+    total_cents: i64,
+    #[serde(flatten)]
+    order: Order,
+}
+
+async fn order(State(api): Api, Path(id): Path<String>) -> Result<Json<OrderView>, ApiError> {
+    let loaded = api.shop.order(&id).await.map_err(ApiError::internal)?;
+    if loaded.version == Version::ZERO {
+        return Err(OrderError::NotFound.into());
+    }
+    Ok(Json(OrderView {
+        order_id: id,
+        version: loaded.version.get(),
+        total_cents: loaded.state.total_cents(),
+        order: loaded.state,
+    }))
+}
+
+/// `?after=<position>` of a query.
+#[derive(Debug, Deserialize)]
+struct After {
+    after: Option<String>,
+}
+
+impl After {
+    fn position(query: Result<Query<After>, QueryRejection>) -> Result<Position, ApiError> {
+        let Query(after) = query.map_err(|e| ApiError::bad_request("bad_query", e.body_text()))?;
+        match after.after {
+            None => Ok(Position::ZERO),
+            Some(text) => text
+                .parse()
+                .map_err(|e: eventsource_core::ParsePositionError| {
+                    ApiError::bad_request("bad_position", e.to_string())
+                }),
+        }
+    }
+}
+
+/// A read model's answer: `position` is the checkpoint it had reached.
+#[derive(Debug, Serialize)]
+struct AsOfJson<T> {
+    position: String,
+    #[serde(flatten)]
+    value: T,
+}
+
+#[derive(Debug, Serialize)]
+struct CustomerOrders {
+    customer: String,
+    orders: Vec<OrderSummary>,
+}
+
+async fn orders_of(
+    State(api): Api,
+    Path(customer): Path<String>,
+    query: Result<Query<After>, QueryRejection>,
+) -> Result<Json<AsOfJson<CustomerOrders>>, ApiError> {
+    let after = After::position(query)?;
+    let read = api.shop.orders_of(&customer, after, api.catch_up).await?;
+    Ok(Json(AsOfJson {
+        position: read.position.to_string(),
+        value: CustomerOrders {
+            customer,
+            orders: read.value,
+        },
+    }))
+}
+
+#[derive(Debug, Serialize)]
+struct Revenue {
+    revenue_cents_by_day: std::collections::BTreeMap<chrono::NaiveDate, i64>,
+}
+
+async fn revenue(
+    State(api): Api,
+    query: Result<Query<After>, QueryRejection>,
+) -> Result<Json<AsOfJson<Revenue>>, ApiError> {
+    let after = After::position(query)?;
+    let read = api.shop.revenue_per_day(after, api.catch_up).await?;
+    Ok(Json(AsOfJson {
+        position: read.position.to_string(),
+        value: Revenue {
+            revenue_cents_by_day: read.value,
+        },
+    }))
+}
+
+/// `GET /changes`: upgrades to a WebSocket that receives every read-model change as a JSON
+/// text message. The subscription starts before the upgrade answers, so a client that has
+/// its socket open sees every change caused by a command it sends afterwards.
+async fn changes(State(api): Api, ws: WebSocketUpgrade) -> Response {
+    let changes = api.shop.changes().subscribe();
+    ws.on_upgrade(move |socket| push_changes(socket, changes))
+}
+
+async fn push_changes(mut socket: WebSocket, mut changes: broadcast::Receiver<ReadModelChange>) {
+    loop {
+        let text = tokio::select! {
+            change = changes.recv() => match change {
+                Ok(change) => serde_json::to_string(&change),
+                // Too slow a client loses the oldest changes; tell it, so it can re-query.
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    serde_json::to_string(&serde_json::json!({ "lagged": missed }))
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return,
+                Some(Ok(_)) => continue,
+            },
+        };
+        let Ok(text) = text else { continue };
+        if socket.send(Message::Text(text.into())).await.is_err() {
+            return;
+        }
+    }
+}
+
+fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// The request's correlation id: the caller's `x-correlation-id`, or a new one.
+fn request_of(headers: &HeaderMap) -> Request {
+    header(headers, "x-correlation-id")
+        .and_then(|v| v.parse::<Uuid>().ok())
+        .map_or_else(Request::new, Request::with_correlation_id)
+}
+
+/// An error answer: a status and `{"error": code, "message": ...}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+#[derive(Debug, Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    message: &'a str,
+}
+
+impl ApiError {
+    fn bad_request(code: &'static str, message: String) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            code,
+            message,
+        }
+    }
+
+    fn internal(error: impl std::fmt::Display) -> Self {
+        tracing::error!(%error, "request failed");
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code: "internal",
+            message: error.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody {
+            error: self.code,
+            message: &self.message,
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<OrderError> for ApiError {
+    fn from(e: OrderError) -> Self {
+        let (status, code) = match e {
+            OrderError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
+            OrderError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            _ => (StatusCode::CONFLICT, "rule_violated"),
+        };
+        Self {
+            status,
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<CommandError<OrderError>> for ApiError {
+    fn from(e: CommandError<OrderError>) -> Self {
+        match e {
+            CommandError::Rejected(e) => e.into(),
+            e @ CommandError::RetriesExhausted { .. } => Self {
+                status: StatusCode::CONFLICT,
+                code: "conflict",
+                message: e.to_string(),
+            },
+            e => Self::internal(e),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        // axum tells syntax errors (400) from well-formed JSON of the wrong shape (422).
+        Self {
+            status: e.status(),
+            code: "malformed_body",
+            message: e.body_text(),
+        }
+    }
+}
+
+impl From<ProjectionError> for ApiError {
+    fn from(e: ProjectionError) -> Self {
+        match e {
+            e @ ProjectionError::Timeout { .. } => Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "not_caught_up",
+                message: e.to_string(),
+            },
+            e => Self::internal(e),
+        }
+    }
+}

@@ -1,0 +1,119 @@
+//! The shop: the order repository and the two read models, behind the operations the HTTP
+//! service (and the walkthrough) call. Nothing here knows about HTTP.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use eventsource_core::prelude::*;
+use eventsource_core::{CommandOptions, IntoEvents, Loaded, ProjectionError, ProjectionHandle};
+
+use super::commands::OrderError;
+use super::model::{Order, OrderEvent};
+use super::read_models::{Changes, OrderSummary, OrdersByCustomer, RevenuePerDay};
+use crate::projections::start_in_memory;
+
+/// A read model's answer, with the position it reflects: every event up to `position` is in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AsOf<T> {
+    /// The checkpoint the read model had reached when it was read.
+    pub position: Position,
+    /// The answer.
+    pub value: T,
+}
+
+/// The running shop: commands go to the orders' streams, queries to the read models.
+pub struct Shop {
+    orders: Repository<Order, AnyStore>,
+    by_customer: OrdersByCustomer,
+    revenue: RevenuePerDay,
+    by_customer_runner: ProjectionHandle,
+    revenue_runner: ProjectionHandle,
+    changes: Changes,
+}
+
+impl std::fmt::Debug for Shop {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shop")
+            .field("by_customer", &self.by_customer_runner)
+            .field("revenue", &self.revenue_runner)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shop {
+    /// Opens the shop on `store`: builds both read models from the log, then keeps them
+    /// following it.
+    pub async fn start(store: AnyStore) -> Result<Self, ProjectionError> {
+        let changes = Changes::new(1024);
+        let by_customer = OrdersByCustomer::new(changes.clone());
+        let revenue = RevenuePerDay::new(changes.clone());
+        Ok(Self {
+            orders: Repository::new(store.clone()),
+            by_customer_runner: start_in_memory(&store, by_customer.clone()).await?,
+            revenue_runner: start_in_memory(&store, revenue.clone()).await?,
+            by_customer,
+            revenue,
+            changes,
+        })
+    }
+
+    /// Runs a command on order `id`: load, decide, append; on a conflict, reload and decide
+    /// again. The [`Commit`] says which version and global position it reached.
+    pub async fn execute<D, F>(
+        &self,
+        id: &str,
+        options: CommandOptions,
+        decide: F,
+    ) -> Result<Commit, CommandError<OrderError>>
+    where
+        F: FnMut(&Order) -> Result<D, OrderError> + Send,
+        D: IntoEvents<OrderEvent>,
+    {
+        self.orders.execute_with(id, options, decide).await
+    }
+
+    /// The order `id` as its events fold today (not a read model: always up to date).
+    pub async fn order(&self, id: &str) -> Result<Loaded<Order>, eventsource_core::Error> {
+        self.orders.load(id).await
+    }
+
+    /// The orders of `customer`, once the read model has reached `after` (waiting at most
+    /// `within`).
+    pub async fn orders_of(
+        &self,
+        customer: &str,
+        after: Position,
+        within: Duration,
+    ) -> Result<AsOf<Vec<OrderSummary>>, ProjectionError> {
+        let position = self.by_customer_runner.wait_for(after, within).await?;
+        Ok(AsOf {
+            position,
+            value: self.by_customer.of(customer),
+        })
+    }
+
+    /// The revenue per day, once the read model has reached `after` (waiting at most `within`).
+    pub async fn revenue_per_day(
+        &self,
+        after: Position,
+        within: Duration,
+    ) -> Result<AsOf<BTreeMap<NaiveDate, i64>>, ProjectionError> {
+        let position = self.revenue_runner.wait_for(after, within).await?;
+        Ok(AsOf {
+            position,
+            value: self.revenue.by_day(),
+        })
+    }
+
+    /// The channel every read-model change is published on.
+    pub fn changes(&self) -> &Changes {
+        &self.changes
+    }
+
+    /// Stops both projections, their checkpoints saved.
+    pub async fn shutdown(self) -> Result<(), ProjectionError> {
+        self.by_customer_runner.shutdown().await?;
+        self.revenue_runner.shutdown().await
+    }
+}

@@ -1,0 +1,435 @@
+//! The shop's HTTP service, end to end: a real server on a loopback port, a real HTTP client
+//! and a real WebSocket client, on both stores.
+
+// The helpers below run outside `#[test]` functions; a failed unwrap is the test failing.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use eventsource_core::{AnyStore, Position};
+use eventsource_examples::orders::{OrdersApi, Shop};
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+
+/// A running server: its address, and the switch that stops it.
+struct Server {
+    address: String,
+    http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Server {
+    async fn start(store: AnyStore) -> Self {
+        let shop = Shop::start(store).await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        let api = Arc::new(OrdersApi::new(shop, Duration::from_secs(10)));
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(api.serve(listener, async {
+            let _ = stopped.await;
+        }));
+        Self {
+            address,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.address)
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(self.url(path))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        (response.status(), response.json().await.unwrap())
+    }
+
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = self.http.get(self.url(path)).send().await.unwrap();
+        (response.status(), response.json().await.unwrap())
+    }
+
+    /// Places an order for `customer` and returns its id.
+    async fn place(&self, customer: &str) -> String {
+        let (status, placed) = self.post("/orders", json!({ "customer": customer })).await;
+        assert_eq!(status, StatusCode::CREATED, "{placed}");
+        placed["order_id"].as_str().unwrap().to_owned()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn position(answer: &Value) -> Position {
+    answer["position"].as_str().unwrap().parse().unwrap()
+}
+
+fn unique(name: &str) -> String {
+    format!("{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+// --- read your writes, push -----------------------------------------------------------------
+
+#[tokio::test]
+async fn a_get_after_a_post_sees_its_write_on_the_in_memory_store() {
+    reads_its_own_writes_and_pushes_changes(common::in_memory()).await;
+}
+
+#[tokio::test]
+async fn a_get_after_a_post_sees_its_write_on_postgres() {
+    reads_its_own_writes_and_pushes_changes(common::postgres("orders_http_ryw").await).await;
+}
+
+async fn reads_its_own_writes_and_pushes_changes(store: AnyStore) {
+    let server = Server::start(store).await;
+    let (mut changes, _) =
+        tokio_tungstenite::connect_async(format!("ws://{}/changes", server.address))
+            .await
+            .unwrap();
+
+    let ada = unique("ada");
+    let id = server.place(&ada).await;
+    let line = json!({ "sku": "tea", "quantity": 2, "unit_price_cents": 450 });
+    let (status, added) = server.post(&format!("/orders/{id}/lines"), line).await;
+    assert_eq!(status, StatusCode::OK, "{added}");
+    assert_eq!(added["version"], 2);
+    let written = position(&added);
+
+    // The read model is asked for the position the command returned: it answers only once it
+    // reflects that write.
+    let (status, read) = server
+        .get(&format!("/customers/{ada}/orders?after={written}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    assert!(position(&read) >= written);
+    let orders = read["orders"].as_array().unwrap();
+    assert_eq!(orders.len(), 1, "{read}");
+    assert_eq!(orders[0]["order_id"], id);
+    assert_eq!(orders[0]["total_cents"], 900);
+    assert_eq!(orders[0]["status"], "open");
+
+    // The same change was pushed over the WebSocket as the projection applied it.
+    let pushed = loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), changes.next())
+            .await
+            .expect("a change is pushed within 10 s")
+            .expect("the socket stays open")
+            .unwrap();
+        let Message::Text(text) = message else {
+            continue;
+        };
+        let change: Value = serde_json::from_str(text.as_str()).unwrap();
+        if change["read_model"] == "orders_by_customer"
+            && change["order"]["version"] == 2
+            && change["order"]["order_id"] == id
+        {
+            break change;
+        }
+    };
+    assert_eq!(pushed["order"]["total_cents"], 900);
+    assert_eq!(pushed["position"], written.to_string());
+}
+
+// --- an order's whole life --------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_order_is_placed_paid_and_shipped_on_the_in_memory_store() {
+    order_life(common::in_memory()).await;
+}
+
+#[tokio::test]
+async fn an_order_is_placed_paid_and_shipped_on_postgres() {
+    order_life(common::postgres("orders_http_life").await).await;
+}
+
+async fn order_life(store: AnyStore) {
+    let server = Server::start(store).await;
+    let bea = unique("bea");
+    let id = server.place(&bea).await;
+    for (sku, quantity, price) in [("tea", 2, 450), ("cake", 1, 300), ("jam", 1, 500)] {
+        let line = json!({ "sku": sku, "quantity": quantity, "unit_price_cents": price });
+        assert_eq!(
+            server.post(&format!("/orders/{id}/lines"), line).await.0,
+            StatusCode::OK
+        );
+    }
+    let (status, _) = server
+        .post(
+            &format!("/orders/{id}/lines/remove"),
+            json!({ "sku": "jam" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        server
+            .post(&format!("/orders/{id}/submit"), json!({}))
+            .await
+            .0,
+        StatusCode::OK
+    );
+
+    // No changes after submit, no shipping before payment, no paying the wrong amount.
+    let (status, refused) = server
+        .post(
+            &format!("/orders/{id}/lines"),
+            json!({ "sku": "jam", "quantity": 1, "unit_price_cents": 500 }),
+        )
+        .await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (StatusCode::CONFLICT, Some("rule_violated"))
+    );
+    let (status, refused) = server.post(&format!("/orders/{id}/ship"), json!({})).await;
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (StatusCode::CONFLICT, Some("rule_violated"))
+    );
+    let (status, _) = server
+        .post(&format!("/orders/{id}/pay"), json!({ "amount_cents": 1 }))
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+
+    let (status, paid) = server
+        .post(
+            &format!("/orders/{id}/pay"),
+            json!({ "amount_cents": 1200 }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{paid}");
+    let (status, shipped) = server.post(&format!("/orders/{id}/ship"), json!({})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(shipped["version"], 8);
+    assert!(position(&shipped) > position(&paid));
+
+    let (status, order) = server.get(&format!("/orders/{id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        (
+            order["status"].as_str(),
+            order["version"].as_u64(),
+            order["total_cents"].as_i64()
+        ),
+        (Some("shipped"), Some(8), Some(1200))
+    );
+
+    let (status, read) = server
+        .get(&format!(
+            "/customers/{bea}/orders?after={}",
+            position(&shipped)
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(read["orders"][0]["status"], "shipped");
+    assert_eq!(
+        read["orders"][0]["lines"],
+        json!({ "cake": 300, "tea": 900 })
+    );
+
+    // Revenue counts the payment on the day it was recorded. A second order is paid, then
+    // cancelled: its refund is taken off again.
+    let other = server.place(&bea).await;
+    server
+        .post(
+            &format!("/orders/{other}/lines"),
+            json!({ "sku": "tea", "quantity": 1, "unit_price_cents": 450 }),
+        )
+        .await;
+    server
+        .post(&format!("/orders/{other}/submit"), json!({}))
+        .await;
+    server
+        .post(
+            &format!("/orders/{other}/pay"),
+            json!({ "amount_cents": 450 }),
+        )
+        .await;
+    let (status, cancelled) = server
+        .post(
+            &format!("/orders/{other}/cancel"),
+            json!({ "reason": "out of stock" }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, revenue) = server
+        .get(&format!("/revenue?after={}", position(&cancelled)))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{revenue}");
+    let total: i64 = revenue["revenue_cents_by_day"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_i64().unwrap())
+        .sum();
+    assert_eq!(total, 1200, "{revenue}");
+}
+
+// --- concurrent writers -----------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commands_on_one_order_all_land_on_the_in_memory_store() {
+    concurrent_commands_all_land(common::in_memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_commands_on_one_order_all_land_on_postgres() {
+    concurrent_commands_all_land(common::postgres("orders_http_concurrent").await).await;
+}
+
+/// Ten clients add a line each to the same order at once. Their appends conflict; each loser
+/// reloads the order and decides again, so every line lands, each at its own version.
+async fn concurrent_commands_all_land(store: AnyStore) {
+    let server = Arc::new(Server::start(store).await);
+    let id = server.place("eve").await;
+    let clients: Vec<_> = (0..10)
+        .map(|i| {
+            let (server, id) = (Arc::clone(&server), id.clone());
+            tokio::spawn(async move {
+                let line =
+                    json!({ "sku": format!("sku-{i}"), "quantity": 1, "unit_price_cents": 100 });
+                server.post(&format!("/orders/{id}/lines"), line).await
+            })
+        })
+        .collect();
+    let mut versions = Vec::new();
+    for client in clients {
+        let (status, added) = client.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{added}");
+        versions.push(added["version"].as_u64().unwrap());
+    }
+    versions.sort_unstable();
+    assert_eq!(
+        versions,
+        (2..=11).collect::<Vec<_>>(),
+        "one version each, no gaps"
+    );
+    let (_, order) = server.get(&format!("/orders/{id}")).await;
+    assert_eq!(
+        (order["version"].as_u64(), order["total_cents"].as_i64()),
+        (Some(11), Some(1000))
+    );
+}
+
+// --- errors -------------------------------------------------------------------------------------
+
+#[tokio::test]
+async fn bad_requests_get_json_errors_with_the_right_status() {
+    let server = Server::start(common::in_memory()).await;
+    let id = server.place("cy").await;
+
+    let (status, error) = server.post("/orders/no-such-order/submit", json!({})).await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (status, _) = server.get("/orders/no-such-order").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let response = server
+        .http
+        .post(server.url(&format!("/orders/{id}/lines")))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"], "malformed_body");
+
+    let (status, error) = server
+        .post(&format!("/orders/{id}/lines"), json!({ "sku": "tea" }))
+        .await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("malformed_body"))
+    );
+    let (status, error) = server
+        .post(
+            &format!("/orders/{id}/lines"),
+            json!({ "sku": "tea", "quantity": 0, "unit_price_cents": 1 }),
+        )
+        .await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid"))
+    );
+
+    let (status, error) = server.get("/customers/cy/orders?after=yesterday").await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("bad_position"))
+    );
+}
+
+#[test]
+fn a_command_that_keeps_conflicting_answers_409() {
+    use axum::response::IntoResponse;
+    use eventsource_core::{CommandError, StreamId};
+    use eventsource_examples::orders::OrderError;
+    use eventsource_examples::orders::http::ApiError;
+
+    let exhausted = CommandError::<OrderError>::RetriesExhausted {
+        stream: StreamId::new("order-1"),
+        attempts: 16,
+    };
+    let response = ApiError::from(exhausted).into_response();
+    assert_eq!(response.status().as_u16(), 409);
+}
+
+#[tokio::test]
+async fn a_query_waits_only_so_long_for_a_position_not_reached() {
+    let shop = Shop::start(common::in_memory()).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let api = Arc::new(OrdersApi::new(shop, Duration::from_millis(100)));
+    tokio::spawn(api.serve(listener, std::future::pending()));
+    let response = reqwest::get(format!("http://{address}/revenue?after=999999.1"))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"], "not_caught_up");
+}
+
+#[tokio::test]
+async fn a_retried_request_with_an_idempotency_key_commits_once() {
+    let server = Server::start(common::in_memory()).await;
+    let id = server.place("dee").await;
+    let add = || {
+        server
+            .http
+            .post(server.url(&format!("/orders/{id}/lines")))
+            .header("idempotency-key", "add-tea-1")
+            .json(&json!({ "sku": "tea", "quantity": 1, "unit_price_cents": 450 }))
+            .send()
+    };
+    let first: Value = add().await.unwrap().json().await.unwrap();
+    let again = add().await.unwrap();
+    assert_eq!(
+        again.status(),
+        StatusCode::OK,
+        "the retry is not refused as a duplicate line"
+    );
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(first, again, "the retry returns the first commit");
+    let (_, order) = server.get(&format!("/orders/{id}")).await;
+    assert_eq!(order["version"], 2);
+}
