@@ -493,7 +493,9 @@ async fn w3(env: &Env, target: Option<Kind>, snapshot: bool) -> f64 {
                 .bind(from)
                 .fetch_all(&env.pool).await.unwrap();
                 for r in &rows {
-                    state.apply_event(&CounterEvent::decode(r.get(1), 1, r.get::<&[u8], _>(2)).unwrap());
+                    state.apply_event(
+                        &CounterEvent::decode(r.get(1), 1, r.get::<&[u8], _>(2)).unwrap(),
+                    );
                 }
                 assert_eq!(state.applied as usize, n);
                 reps.push(start.elapsed().as_secs_f64());

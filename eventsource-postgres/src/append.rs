@@ -161,6 +161,7 @@ pub(crate) enum Path {
 /// Runs one attempt on `conn` (one round trip).
 pub(crate) async fn call(
     conn: &mut PgConnection,
+    schema: &str,
     sql: &crate::sql::Sql,
     p: &AppendParams,
     path: Path,
@@ -180,7 +181,7 @@ pub(crate) async fn call(
         .bind(&p.metadata);
     let query = match check_ids {
         Some(check) => query.bind(check),
-        None => query,
+        None => query.bind(schema),
     };
     let rows = query.fetch_all(conn).await?;
     rows.iter().map(decode_row).collect()

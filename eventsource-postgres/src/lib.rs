@@ -37,19 +37,24 @@
 //!
 //! ## Appends
 //!
-//! An append is one statement, `append_events(...)`, with the batch as arrays: one round trip
-//! whatever its size. Inside it: the written streams are locked with transaction-scoped
-//! advisory locks in a fixed order (so multi-stream appends cannot deadlock each other; a
-//! deadlock reported anyway, `40P01`, is retried), then the event ids are checked (the same
-//! events again return the first commit, other content under a stored id is
-//! [`StoreError::EventIdReused`](eventsource_core::StoreError::EventIdReused)), then the
-//! expected versions (a mismatch is returned as a row and becomes the typed
-//! [`Conflict`](eventsource_core::StoreError::Conflict)), then the rows are inserted with one
-//! `INSERT ... SELECT FROM unnest(...)`. Because the stream lock is taken before the stream's
-//! version is read, racing `ExpectedVersion::Any` appends on one stream queue up instead of
-//! colliding on a unique index; unique violations that can still happen (two appends of the
-//! same new event id to different streams) are recognised by SQLSTATE and constraint name and
-//! retried, after which the id check reports them. Nothing ever matches error text.
+//! An append is one statement with the batch as arrays (`unnest`): one round trip whatever
+//! its size. The common case is a plain statement that reads each stream's current version
+//! (the last entry of the primary key `(stream_id, version)`), checks the expected versions,
+//! and inserts the rows with one `INSERT ... SELECT` in request order; the database enforces
+//! the versions through that primary key and the event ids through a unique index.
+//! Everything else goes to the `append_events` function, still one statement: it locks the
+//! written streams with transaction-scoped advisory locks in one fixed order (multi-stream
+//! appends cannot deadlock each other; a reported deadlock, `40P01`, is retried), looks the
+//! event ids up (the same events again return the first commit; other content under a stored
+//! id is [`StoreError::EventIdReused`](eventsource_core::StoreError::EventIdReused)), and
+//! checks the versions under the locks. The store takes that path after the plain statement
+//! met a unique violation (a concurrent writer of the same stream, which is how racing
+//! `ExpectedVersion::Any` appends end up queued behind each other instead of failing, or a
+//! stored event id), a deadlock or a lost connection (the event ids make the retry of a
+//! commit that went through return that commit), and when a conflict meets stored event ids.
+//! Errors are told apart by SQLSTATE and constraint name, never by message text; a version
+//! mismatch comes back as a row and becomes the typed
+//! [`Conflict`](eventsource_core::StoreError::Conflict) with expected and actual versions.
 //! `recorded_at` is `max(now(), the stream's last recorded_at)`, so it never decreases
 //! within a stream.
 //!
@@ -96,7 +101,9 @@
 //! a LISTEN on a dedicated connection (re-established with backoff; a reconnect wakes
 //! waiters, since notifications may have been missed). The NOTIFY is not sent inside the
 //! append: the append only flags a background task, which sends one NOTIFY per burst on its
-//! own connection, so the notification queue's commit lock is off the append's path.
+//! own connection (at most one per 5 ms, with `synchronous_commit = off`: a lost
+//! notification costs one poll), so the notification queue's commit lock is off the
+//! append's path.
 //! A NOTIFY says "committed", not "readable": while committed events wait behind the
 //! horizon, waiters poll every [`PgStoreBuilder::poll_interval`].
 

@@ -60,21 +60,29 @@ impl Sql {
              ORDER BY x.commit_id DESC, x.seq DESC LIMIT 1"
         );
         Self {
-            // The common case in one plain statement: each stream's version read in it, the
+            // The common case in one plain statement: the streams' locks taken (the same keys,
+            // in the same order, as `append_events`: every writer inserts under them, so the
+            // locked path never meets a concurrent insert), each stream's version read, the
             // rows inserted unless a version does not match. Its snapshot predates any wait on
-            // a concurrent writer of the same stream, so such a race ends in a unique
-            // violation on (stream_id, version); the store then retries through
-            // `append_events`, which serialises on stream locks and checks the event ids.
+            // the locks, so a race ends in a unique violation on (stream_id, version); the
+            // store then retries through `append_events`, which reads under the locks and
+            // checks the event ids.
             // A conflict row carries, in its commit column, how many of the event ids are
             // stored (looked up only then): none makes it a plain conflict; any sends the
             // append to `append_events` (a retried append gets its first commit).
             append_fast: format!(
-                "WITH w AS ( \
+                "WITH lk AS ( \
+                   SELECT count(*) AS n FROM ( \
+                     SELECT pg_advisory_xact_lock(ks.k) FROM ( \
+                       SELECT DISTINCT hashtextextended($9 || '/' || u.s, 7) AS k \
+                       FROM unnest($1::text[]) AS u (s) ORDER BY 1) ks) l), \
+                 w AS ( \
                    SELECT w.ord::integer AS ord, w.s, w.x, coalesce(c.version, 0) AS version, \
                      greatest(now(), coalesce(c.recorded_at, now())) AS at \
                    FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS w (s, x, ord) \
                    LEFT JOIN LATERAL (SELECT e.version, e.recorded_at FROM {s}.events e \
-                     WHERE e.stream_id = w.s ORDER BY e.version DESC LIMIT 1) c ON true), \
+                     WHERE e.stream_id = w.s ORDER BY e.version DESC LIMIT 1) c ON true \
+                   WHERE (SELECT lk.n FROM lk) >= 0), \
                  bad AS ( \
                    SELECT w.s, w.version FROM w \
                    WHERE (w.x = -2 AND w.version = 0) OR (w.x >= 0 AND w.version <> w.x) \

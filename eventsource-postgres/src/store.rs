@@ -285,18 +285,32 @@ impl PgStore {
         let sql = &self.inner.sql;
         if self.inner.inline.is_empty() {
             let mut conn = self.inner.pool.acquire().await?;
-            let mut rows = append::call(&mut conn, sql, params, path).await?;
+            let mut rows =
+                append::call(&mut conn, self.inner.schema.as_str(), sql, params, path).await?;
             if path == Path::Fast && append::conflict_with_stored_ids(&rows) {
                 // A retried append must get its first commit, not a conflict.
-                rows =
-                    append::call(&mut conn, sql, params, Path::Locked { check_ids: true }).await?;
+                rows = append::call(
+                    &mut conn,
+                    self.inner.schema.as_str(),
+                    sql,
+                    params,
+                    Path::Locked { check_ids: true },
+                )
+                .await?;
             }
             return Ok(append::outcome(writes, rows));
         }
         let mut tx = self.inner.pool.begin().await?;
-        let mut rows = append::call(&mut tx, sql, params, path).await?;
+        let mut rows = append::call(&mut tx, self.inner.schema.as_str(), sql, params, path).await?;
         if path == Path::Fast && append::conflict_with_stored_ids(&rows) {
-            rows = append::call(&mut tx, sql, params, Path::Locked { check_ids: true }).await?;
+            rows = append::call(
+                &mut tx,
+                self.inner.schema.as_str(),
+                sql,
+                params,
+                Path::Locked { check_ids: true },
+            )
+            .await?;
         }
         let outcome = append::outcome(writes, rows);
         let Ok(Outcome::Written(_, written)) = &outcome else {
