@@ -143,8 +143,12 @@ async fn a_long_write_transaction_elsewhere_delays_delivery_is_reported_and_lose
     let lag = reader.lag().await.unwrap();
     assert_eq!(lag.events_behind, 10, "{lag:?}");
     assert!(lag.newest_committed > lag.horizon, "{lag:?}");
-    let holder = lag.holders.first().expect("a holder is reported");
-    assert_eq!(holder.pid, other_pid, "{lag:?}");
+    // The oldest holder is ours unless another session of the cluster is older still.
+    let holder = lag
+        .holders
+        .iter()
+        .find(|h| h.pid == other_pid)
+        .expect("the open transaction is reported as holding the horizon");
     assert!(holder.age_seconds >= 0.3, "{lag:?}");
     assert_eq!(
         holder.state.as_deref(),
@@ -164,7 +168,10 @@ async fn a_long_write_transaction_elsewhere_delays_delivery_is_reported_and_lose
     }
     assert_eq!(seen, ids, "all of them, in order, once");
     let lag = reader.lag().await.unwrap();
-    assert_eq!(lag.events_behind, 0);
+    assert!(
+        lag.holders.iter().all(|h| h.pid != other_pid),
+        "the committed transaction no longer holds it: {lag:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -238,6 +245,18 @@ async fn another_process_is_woken_by_notify_long_before_its_idle_poll() {
         .expect("woken by the notification, not the 30 s poll")
         .unwrap();
     assert!(waited < Duration::from_secs(5), "{waited:?}");
-    let page = reader.read_all(head, 10, None).await.unwrap();
-    assert_eq!(page.events.len(), 1);
+    // Woken means committed, not readable: another transaction in the cluster may still hold
+    // the horizon for a moment.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let page = reader.read_all(head, 10, None).await.unwrap();
+        if page.events.len() == 1 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the event became readable"
+        );
+        reader.wait_for_events(head).await.unwrap();
+    }
 }
