@@ -39,7 +39,7 @@ pub use projection::{
 pub use registry::{EventRegistry, RegistryError};
 pub use repository::{At, CommandOptions, Loaded, Repository, RetryPolicy};
 pub use store::memory::InMemoryStore;
-pub use store::{AnyStore, DynEventStore, EventStore, LogPage, ReadUntil};
+pub use store::{AnyStore, DynEventStore, EventStore, LogPage, ReadUntil, validate_writes};
 pub use subscription::subscribe;
 
 #[cfg(feature = "derive")]

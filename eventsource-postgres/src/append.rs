@@ -15,48 +15,6 @@ use uuid::Uuid;
 use crate::errors::sqlstate;
 use crate::rows::{position_from, to_i64};
 
-/// Checks a request for malformed input and drops writes with no events (as the in-memory
-/// store does).
-pub(crate) fn validate(writes: Vec<StreamWrite>) -> Result<Vec<StreamWrite>, StoreError> {
-    let writes: Vec<StreamWrite> = writes
-        .into_iter()
-        .filter(|w| !w.events.is_empty())
-        .collect();
-    let mut seen_streams = std::collections::HashSet::new();
-    let mut seen_ids = std::collections::HashSet::new();
-    for w in &writes {
-        if w.stream.as_str().is_empty() {
-            return Err(StoreError::InvalidRequest("empty stream id".into()));
-        }
-        if w.stream.as_str().contains('\0') {
-            return Err(StoreError::InvalidRequest(
-                "stream id contains a NUL character, which PostgreSQL text cannot hold".into(),
-            ));
-        }
-        if !seen_streams.insert(&w.stream) {
-            return Err(StoreError::InvalidRequest(format!(
-                "stream `{}` appears twice in one append",
-                w.stream
-            )));
-        }
-        for e in &w.events {
-            if !seen_ids.insert(e.id) {
-                return Err(StoreError::InvalidRequest(format!(
-                    "event id {} appears twice in one append",
-                    e.id
-                )));
-            }
-            if e.event_type.contains('\0') {
-                return Err(StoreError::InvalidRequest(format!(
-                    "event {}: the type name contains a NUL character",
-                    e.id
-                )));
-            }
-        }
-    }
-    Ok(writes)
-}
-
 /// The request as the arrays `append_events` takes.
 pub(crate) struct AppendParams {
     streams: Vec<String>,

@@ -332,7 +332,7 @@ impl PgStore {
 
 impl EventStore for PgStore {
     async fn append(&self, writes: Vec<StreamWrite>) -> Result<Commit, StoreError> {
-        let writes = append::validate(writes)?;
+        let writes = eventsource_core::validate_writes(writes)?;
         if writes.is_empty() {
             return Ok(Commit::empty());
         }

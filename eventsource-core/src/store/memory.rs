@@ -175,36 +175,6 @@ fn last_recorded_at(log: &Log, stream: &StreamId) -> Option<DateTime<Utc>> {
     Some(log.events[*idx].recorded_at)
 }
 
-/// Checks a request for malformed input and drops writes with no events.
-fn validate(writes: Vec<StreamWrite>) -> Result<Vec<StreamWrite>, StoreError> {
-    let writes: Vec<StreamWrite> = writes
-        .into_iter()
-        .filter(|w| !w.events.is_empty())
-        .collect();
-    let mut seen_streams = std::collections::HashSet::new();
-    let mut seen_ids = std::collections::HashSet::new();
-    for w in &writes {
-        if w.stream.as_str().is_empty() {
-            return Err(StoreError::InvalidRequest("empty stream id".into()));
-        }
-        if !seen_streams.insert(&w.stream) {
-            return Err(StoreError::InvalidRequest(format!(
-                "stream `{}` appears twice in one append",
-                w.stream
-            )));
-        }
-        for e in &w.events {
-            if !seen_ids.insert(e.id) {
-                return Err(StoreError::InvalidRequest(format!(
-                    "event id {} appears twice in one append",
-                    e.id
-                )));
-            }
-        }
-    }
-    Ok(writes)
-}
-
 /// If the request's event ids are already stored, the commit that stored them (when the
 /// request repeats it exactly) or the error that says how it differs.
 fn find_original_commit(log: &Log, writes: &[StreamWrite]) -> Result<Option<Commit>, StoreError> {
@@ -281,7 +251,7 @@ fn find_original_commit(log: &Log, writes: &[StreamWrite]) -> Result<Option<Comm
 
 impl EventStore for InMemoryStore {
     async fn append(&self, writes: Vec<StreamWrite>) -> Result<Commit, StoreError> {
-        let writes = validate(writes)?;
+        let writes = super::validate_writes(writes)?;
         if writes.is_empty() {
             return Ok(Commit::empty());
         }

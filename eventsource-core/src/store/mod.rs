@@ -21,6 +21,7 @@
 pub(crate) mod dynamic;
 pub mod memory;
 
+use std::collections::HashSet;
 use std::future::Future;
 
 use chrono::{DateTime, Utc};
@@ -148,4 +149,43 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         name: &str,
         position: Position,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// The request checks every store applies before it looks at its data, so all stores reject
+/// the same input: writes with no events are dropped (an append of nothing is a no-op); an
+/// empty stream id, a stream twice in one append, an event id twice in one append, or a NUL
+/// character in a stream id or type name (PostgreSQL text cannot hold one) is
+/// [`StoreError::InvalidRequest`].
+pub fn validate_writes(writes: Vec<StreamWrite>) -> Result<Vec<StreamWrite>, StoreError> {
+    let writes: Vec<StreamWrite> = writes
+        .into_iter()
+        .filter(|w| !w.events.is_empty())
+        .collect();
+    let invalid = |what: String| Err(StoreError::InvalidRequest(what));
+    let mut streams = HashSet::with_capacity(writes.len());
+    let mut ids = HashSet::new();
+    for w in &writes {
+        let stream = w.stream.as_str();
+        if stream.is_empty() {
+            return invalid("empty stream id".into());
+        }
+        if stream.contains('\0') {
+            return invalid(format!("stream id {stream:?} contains a NUL character"));
+        }
+        if !streams.insert(&w.stream) {
+            return invalid(format!("stream `{stream}` appears twice in one append"));
+        }
+        for e in &w.events {
+            if !ids.insert(e.id) {
+                return invalid(format!("event id {} appears twice in one append", e.id));
+            }
+            if e.event_type.contains('\0') {
+                return invalid(format!(
+                    "event {}: the type name contains a NUL character",
+                    e.id
+                ));
+            }
+        }
+    }
+    Ok(writes)
 }
