@@ -15,7 +15,10 @@ use std::future::Future;
 use crate::envelope::RecordedEvent;
 use crate::error::BoxError;
 
-pub use runner::{ProjectionError, ProjectionHandle, ProjectionRunner, ProjectionStatus};
+pub use runner::{
+    ProjectionControl, ProjectionError, ProjectionHandle, ProjectionRunner, ProjectionStatus,
+    RETRY_START, pause_if_retryable,
+};
 
 /// The error type handlers return: any error, boxed.
 pub type HandlerError = BoxError;

@@ -73,14 +73,23 @@ pub struct ProjectionStatus {
     pub checkpoint: Position,
     /// Whether the last read found nothing new (the projection is following live).
     pub caught_up: bool,
+    /// Whether this runner is the one running the projection. Always true for the core
+    /// runner; a store whose runners share a projection across processes (a lease) sets it on
+    /// the lease holder only, the others stand by.
+    pub leader: bool,
     /// Set when the projection stopped on an error.
     pub failed: Option<Arc<ProjectionError>>,
     /// Set when the projection stopped (after a failure or a shutdown).
     pub stopped: bool,
 }
 
-enum Control {
+/// A request to a spawned runner task, sent by its [`ProjectionHandle`]. Public for store
+/// crates that implement their own runners and hand out the core handle.
+#[derive(Debug)]
+pub enum ProjectionControl {
+    /// Clear the read model and the checkpoint, then replay from zero; answer when reset.
     Rebuild(oneshot::Sender<Result<(), ProjectionError>>),
+    /// Stop after the batch in progress.
     Shutdown,
 }
 
@@ -147,20 +156,18 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
     /// Starts the projection on a tokio task.
     pub fn spawn(self) -> ProjectionHandle {
         let (control_tx, control_rx) = mpsc::channel(4);
-        let (status_tx, status_rx) = watch::channel(ProjectionStatus::default());
+        let (status_tx, status_rx) = watch::channel(ProjectionStatus {
+            leader: true,
+            ..ProjectionStatus::default()
+        });
         let span = tracing::info_span!("projection", projection = P::NAME);
         let task = tokio::spawn(self.run(control_rx, status_tx).instrument(span));
-        ProjectionHandle {
-            name: P::NAME,
-            status: status_rx,
-            control: control_tx,
-            task,
-        }
+        ProjectionHandle::from_parts(P::NAME, status_rx, control_tx, task)
     }
 
     async fn run(
         mut self,
-        mut control: mpsc::Receiver<Control>,
+        mut control: mpsc::Receiver<ProjectionControl>,
         status: watch::Sender<ProjectionStatus>,
     ) -> Result<(), ProjectionError> {
         let result = self.follow(&mut control, &status).await;
@@ -178,7 +185,7 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
 
     async fn follow(
         &mut self,
-        control: &mut mpsc::Receiver<Control>,
+        control: &mut mpsc::Receiver<ProjectionControl>,
         status: &watch::Sender<ProjectionStatus>,
     ) -> Result<(), ProjectionError> {
         let mut wait = RETRY_START;
@@ -191,10 +198,10 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
         status.send_modify(|s| s.checkpoint = self.checkpoint);
         loop {
             match control.try_recv() {
-                Ok(Control::Shutdown) | Err(mpsc::error::TryRecvError::Disconnected) => {
+                Ok(ProjectionControl::Shutdown) | Err(mpsc::error::TryRecvError::Disconnected) => {
                     return Ok(());
                 }
-                Ok(Control::Rebuild(ack)) => {
+                Ok(ProjectionControl::Rebuild(ack)) => {
                     self.rebuild_now(ack, status).await;
                     continue;
                 }
@@ -217,8 +224,8 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
                         }
                     }
                     msg = control.recv() => match msg {
-                        Some(Control::Rebuild(ack)) => self.rebuild_now(ack, status).await,
-                        Some(Control::Shutdown) | None => return Ok(()),
+                        Some(ProjectionControl::Rebuild(ack)) => self.rebuild_now(ack, status).await,
+                        Some(ProjectionControl::Shutdown) | None => return Ok(()),
                     },
                 }
                 continue;
@@ -325,11 +332,13 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
     }
 }
 
-const RETRY_START: Duration = Duration::from_millis(50);
+/// The first wait of [`pause_if_retryable`]'s backoff.
+pub const RETRY_START: Duration = Duration::from_millis(50);
 
 /// Sleeps and returns `Ok` when `e` is a retryable backend error (a restarting database should
-/// pause a projection, not kill it); returns `e` otherwise.
-async fn pause_if_retryable(
+/// pause a projection, not kill it), doubling `wait` up to 5 s; returns `e` otherwise. Public
+/// for store crates' own runners.
+pub async fn pause_if_retryable(
     e: ProjectionError,
     wait: &mut Duration,
 ) -> Result<(), ProjectionError> {
@@ -402,7 +411,7 @@ fn clone_for_status(e: &ProjectionError) -> ProjectionError {
 pub struct ProjectionHandle {
     name: &'static str,
     status: watch::Receiver<ProjectionStatus>,
-    control: mpsc::Sender<Control>,
+    control: mpsc::Sender<ProjectionControl>,
     task: JoinHandle<Result<(), ProjectionError>>,
 }
 
@@ -416,6 +425,22 @@ impl std::fmt::Debug for ProjectionHandle {
 }
 
 impl ProjectionHandle {
+    /// Wraps the channels of a spawned runner task. The core runner builds its handle with
+    /// it; a store crate with its own runner can hand out the same handle.
+    pub fn from_parts(
+        name: &'static str,
+        status: watch::Receiver<ProjectionStatus>,
+        control: mpsc::Sender<ProjectionControl>,
+        task: JoinHandle<Result<(), ProjectionError>>,
+    ) -> Self {
+        Self {
+            name,
+            status,
+            control,
+            task,
+        }
+    }
+
     /// The projection's current status.
     pub fn status(&self) -> ProjectionStatus {
         self.status.borrow().clone()
@@ -464,7 +489,7 @@ impl ProjectionHandle {
         };
         let (ack, done) = oneshot::channel();
         self.control
-            .send(Control::Rebuild(ack))
+            .send(ProjectionControl::Rebuild(ack))
             .await
             .map_err(|_| stopped())?;
         done.await.map_err(|_| stopped())?
@@ -474,7 +499,7 @@ impl ProjectionHandle {
     /// it ended.
     pub async fn shutdown(self) -> Result<(), ProjectionError> {
         // If the task already ended, its result below says how.
-        let _ = self.control.send(Control::Shutdown).await;
+        let _ = self.control.send(ProjectionControl::Shutdown).await;
         match self.task.await {
             Ok(result) => result,
             Err(join) => Err(ProjectionError::Stopped {
