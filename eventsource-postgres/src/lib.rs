@@ -123,9 +123,7 @@ mod xid;
 
 pub use horizon::{PgHorizonHolder, PgLag, PgPreparedXact};
 pub use lock::PgStreamLock;
-pub use projection::{
-    PgProjectionContext, PgProjectionHandle, PgProjectionRunner, PgProjectionStatus,
-};
+pub use projection::{PgProjectionContext, PgProjectionRunner};
 pub use schema::PgSchema;
 pub use store::{PgStore, PgStoreBuilder};
 pub use xid::Xid8;

@@ -7,12 +7,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use eventsource_core::projection::{RETRY_START, pause_if_retryable};
 use eventsource_core::{
-    EventStore, LogPage, Position, Projection, ProjectionError, StoreError, StreamId, Version,
+    EventStore, LogPage, Position, Projection, ProjectionControl, ProjectionError,
+    ProjectionHandle, ProjectionStatus, StoreError, StreamId, Version,
 };
 use sqlx::{Connection, PgConnection, Postgres, Transaction};
 use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -55,26 +56,6 @@ impl PgProjectionContext {
     pub(crate) fn into_transaction(self) -> Transaction<'static, Postgres> {
         self.tx
     }
-}
-
-/// The state of a spawned [`PgProjectionRunner`].
-#[derive(Clone, Debug, Default)]
-pub struct PgProjectionStatus {
-    /// Every event at or before this position has been handled and committed.
-    pub checkpoint: Position,
-    /// Whether this runner holds the projection's lease (the others stand by).
-    pub leader: bool,
-    /// Whether the last read found nothing new.
-    pub caught_up: bool,
-    /// Set when the runner stopped on an error.
-    pub failed: Option<Arc<ProjectionError>>,
-    /// Set when the runner stopped.
-    pub stopped: bool,
-}
-
-enum Control {
-    Rebuild(oneshot::Sender<Result<(), ProjectionError>>),
-    Shutdown,
 }
 
 /// Why a batch did not commit.
@@ -196,23 +177,18 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
 
     /// Starts the runner on a tokio task: it stands by until it holds the lease, then
     /// catches up and follows the log live.
-    pub fn spawn(self) -> PgProjectionHandle {
+    pub fn spawn(self) -> ProjectionHandle {
         let (control_tx, control_rx) = mpsc::channel(4);
-        let (status_tx, status_rx) = watch::channel(PgProjectionStatus::default());
+        let (status_tx, status_rx) = watch::channel(ProjectionStatus::default());
         let span = tracing::info_span!("pg_projection", projection = P::NAME);
         let task = tokio::spawn(self.run(control_rx, status_tx).instrument(span));
-        PgProjectionHandle {
-            name: P::NAME,
-            status: status_rx,
-            control: control_tx,
-            task,
-        }
+        ProjectionHandle::from_parts(P::NAME, status_rx, control_tx, task)
     }
 
     async fn run(
         mut self,
-        mut control: mpsc::Receiver<Control>,
-        status: watch::Sender<PgProjectionStatus>,
+        mut control: mpsc::Receiver<ProjectionControl>,
+        status: watch::Sender<ProjectionStatus>,
     ) -> Result<(), ProjectionError> {
         let result = self.follow(&mut control, &status).await;
         if let Some(lease) = self.lease.take() {
@@ -241,8 +217,8 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
 
     async fn follow(
         &mut self,
-        control: &mut mpsc::Receiver<Control>,
-        status: &watch::Sender<PgProjectionStatus>,
+        control: &mut mpsc::Receiver<ProjectionControl>,
+        status: &watch::Sender<ProjectionStatus>,
     ) -> Result<(), ProjectionError> {
         let mut wait = RETRY_START;
         loop {
@@ -257,10 +233,10 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
                 });
             }
             match control.try_recv() {
-                Ok(Control::Shutdown) | Err(mpsc::error::TryRecvError::Disconnected) => {
+                Ok(ProjectionControl::Shutdown) | Err(mpsc::error::TryRecvError::Disconnected) => {
                     return Ok(());
                 }
-                Ok(Control::Rebuild(ack)) => {
+                Ok(ProjectionControl::Rebuild(ack)) => {
                     self.rebuild_now(ack, status).await;
                     continue;
                 }
@@ -283,8 +259,8 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
                         }
                     }
                     msg = control.recv() => match msg {
-                        Some(Control::Rebuild(ack)) => self.rebuild_now(ack, status).await,
-                        Some(Control::Shutdown) | None => return Ok(()),
+                        Some(ProjectionControl::Rebuild(ack)) => self.rebuild_now(ack, status).await,
+                        Some(ProjectionControl::Shutdown) | None => return Ok(()),
                     },
                 }
                 continue;
@@ -311,7 +287,7 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
     /// returns `Ok(false)` if a shutdown arrives first.
     async fn wait_for_lease(
         &mut self,
-        mut control: Option<&mut mpsc::Receiver<Control>>,
+        mut control: Option<&mut mpsc::Receiver<ProjectionControl>>,
     ) -> Result<bool, ProjectionError> {
         if self.lease.is_some() {
             return Ok(true);
@@ -331,14 +307,14 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
                 Some(control) => tokio::select! {
                     _ = tokio::time::sleep(self.standby_poll) => {}
                     msg = control.recv() => match msg {
-                        Some(Control::Rebuild(ack)) => {
+                        Some(ProjectionControl::Rebuild(ack)) => {
                             // Only the leader rebuilds; a standby says so.
                             let _ = ack.send(Err(ProjectionError::Stopped {
                                 projection: P::NAME,
                                 cause: None,
                             }));
                         }
-                        Some(Control::Shutdown) | None => return Ok(false),
+                        Some(ProjectionControl::Shutdown) | None => return Ok(false),
                     },
                 },
             }
@@ -481,7 +457,7 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
     async fn rebuild_now(
         &mut self,
         ack: oneshot::Sender<Result<(), ProjectionError>>,
-        status: &watch::Sender<PgProjectionStatus>,
+        status: &watch::Sender<ProjectionStatus>,
     ) {
         let result = match self.reset().await {
             Ok(()) => Ok(()),
@@ -505,111 +481,4 @@ fn lease_lost<P: Projection>() -> ProjectionError {
         true,
         "another runner took the projection's lease over",
     ))
-}
-
-const RETRY_START: Duration = Duration::from_millis(50);
-const RETRY_MAX: Duration = Duration::from_secs(5);
-
-/// Sleeps and grows the backoff if `e` is a retryable store error; returns it otherwise.
-async fn pause_if_retryable(
-    e: ProjectionError,
-    wait: &mut Duration,
-) -> Result<(), ProjectionError> {
-    match &e {
-        ProjectionError::Store {
-            source: StoreError::Backend {
-                retryable: true, ..
-            },
-            ..
-        } => {
-            tracing::warn!(error = %e, ?wait, "store unavailable; retrying");
-            tokio::time::sleep(*wait).await;
-            *wait = (*wait * 2).min(RETRY_MAX);
-            Ok(())
-        }
-        _ => Err(e),
-    }
-}
-
-/// Controls a spawned [`PgProjectionRunner`].
-pub struct PgProjectionHandle {
-    name: &'static str,
-    status: watch::Receiver<PgProjectionStatus>,
-    control: mpsc::Sender<Control>,
-    task: JoinHandle<Result<(), ProjectionError>>,
-}
-
-impl std::fmt::Debug for PgProjectionHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgProjectionHandle")
-            .field("name", &self.name)
-            .field("status", &*self.status.borrow())
-            .finish()
-    }
-}
-
-impl PgProjectionHandle {
-    /// The runner's current status.
-    pub fn status(&self) -> PgProjectionStatus {
-        self.status.borrow().clone()
-    }
-
-    /// The committed checkpoint.
-    pub fn checkpoint(&self) -> Position {
-        self.status.borrow().checkpoint
-    }
-
-    /// Waits until the committed checkpoint reaches `position` (read your writes). Fails if
-    /// the runner stops or the timeout passes first.
-    pub async fn wait_for(
-        &self,
-        position: Position,
-        timeout: Duration,
-    ) -> Result<Position, ProjectionError> {
-        let mut status = self.status.clone();
-        let waited = tokio::time::timeout(
-            timeout,
-            status.wait_for(|s| s.checkpoint >= position || s.stopped),
-        )
-        .await;
-        let current = self.status();
-        match waited {
-            Ok(Ok(_)) if current.checkpoint >= position => Ok(current.checkpoint),
-            Ok(_) => Err(ProjectionError::Stopped {
-                projection: self.name,
-                cause: current.failed,
-            }),
-            Err(_) => Err(ProjectionError::Timeout {
-                projection: self.name,
-                target: position,
-                reached: current.checkpoint,
-            }),
-        }
-    }
-
-    /// Clears the read model and the checkpoint (in one transaction), then replays from zero.
-    pub async fn rebuild(&self) -> Result<(), ProjectionError> {
-        let stopped = || ProjectionError::Stopped {
-            projection: self.name,
-            cause: self.status.borrow().failed.clone(),
-        };
-        let (ack, done) = oneshot::channel();
-        self.control
-            .send(Control::Rebuild(ack))
-            .await
-            .map_err(|_| stopped())?;
-        done.await.map_err(|_| stopped())?
-    }
-
-    /// Stops the runner after the batch in progress and releases its lease.
-    pub async fn shutdown(self) -> Result<(), ProjectionError> {
-        let _ = self.control.send(Control::Shutdown).await;
-        match self.task.await {
-            Ok(result) => result,
-            Err(join) => Err(ProjectionError::Store {
-                projection: self.name,
-                source: StoreError::backend("running the projection task", false, join.to_string()),
-            }),
-        }
-    }
 }
