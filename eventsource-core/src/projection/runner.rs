@@ -460,14 +460,19 @@ impl ProjectionHandle {
         timeout: Duration,
     ) -> Result<Position, ProjectionError> {
         let mut status = self.status.clone();
-        let waited = tokio::time::timeout(
-            timeout,
-            status.wait_for(|s| s.checkpoint >= position || s.stopped),
-        )
-        .await;
+        // `wait_for` returns a read guard on the status; it must be gone before `self.status()`
+        // reads again: a second read lock on the same thread deadlocks behind a runner waiting
+        // to write (std's RwLock lets waiting writers go first).
+        let wait = async move {
+            status
+                .wait_for(|s| s.checkpoint >= position || s.stopped)
+                .await
+                .map(drop)
+        };
+        let waited = tokio::time::timeout(timeout, wait).await;
         let current = self.status();
         match waited {
-            Ok(Ok(_)) if current.checkpoint >= position => Ok(current.checkpoint),
+            Ok(Ok(())) if current.checkpoint >= position => Ok(current.checkpoint),
             Ok(_) => Err(ProjectionError::Stopped {
                 projection: self.name,
                 cause: current.failed,

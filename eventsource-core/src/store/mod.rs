@@ -15,6 +15,9 @@
 //!   content, or an append that repeats only some of an earlier one's events, is
 //!   [`StoreError::EventIdReused`].
 //! - An append with no events is a no-op: it checks nothing and returns [`Commit::empty`].
+//! - Read your writes: once `append` has returned, `read_stream`, `read_all` and `head` called
+//!   through the same store handle see its events (a store whose log becomes readable later,
+//!   like PostgreSQL's gap-safe horizon, waits for it briefly).
 //!
 //! The conformance suite (feature `testing`, [`crate::testing::conformance`]) checks all of these.
 

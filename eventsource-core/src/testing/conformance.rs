@@ -28,7 +28,7 @@ use crate::error::{CommandError, Error, StoreError};
 use crate::ids::{EventId, ExpectedVersion, Position, StreamId, Version};
 use crate::metadata::Metadata;
 use crate::projection::{ProjectionError, ProjectionRunner};
-use crate::repository::{At, CommandOptions, Repository};
+use crate::repository::{At, CommandOptions, Repository, RetryPolicy};
 use crate::store::{EventStore, ReadUntil};
 use crate::subscription::subscribe;
 
@@ -910,7 +910,13 @@ pub async fn concurrent_writers_and_a_live_subscriber_lose_nothing<S: EventStore
 pub async fn repository_retries_conflicts_until_every_command_commits<S: EventStore>(store: S) {
     const TASKS: usize = 6;
     const COMMANDS: usize = 10;
-    let repo = Repository::<Counter, S>::new(store.clone());
+    // Six writers on one stream: generous attempts, so a slow networked store under CPU
+    // starvation does not exhaust them (the default is for ordinary contention).
+    let retry = RetryPolicy {
+        max_attempts: 200,
+        ..RetryPolicy::default()
+    };
+    let repo = Repository::<Counter, S>::new(store.clone()).with_retry(retry);
     let mut tasks = Vec::new();
     for _ in 0..TASKS {
         let repo = repo.clone();
