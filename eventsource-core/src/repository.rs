@@ -85,7 +85,9 @@ pub struct CommandOptions {
     /// Metadata recorded with every event the command appends.
     pub metadata: Metadata,
     /// When set, event ids are derived from it ([`EventId::derived`]) and a command whose key
-    /// has already committed returns that first commit without deciding again.
+    /// has already committed returns that first commit without deciding again. A first attempt
+    /// that decided no events left nothing to find: a retry decides again (harmless, since
+    /// nothing was written).
     pub idempotency_key: Option<String>,
 }
 
