@@ -113,6 +113,29 @@ impl Seen {
     pub(crate) fn has(&self, key: Symbol) -> bool {
         self.malformed || self.keys.contains(&key)
     }
+
+    /// The value of a required key and whether it was given. When it was not, `missing` is
+    /// reported at `span` (only if the attribute exists and the key was not written at all: a
+    /// missing attribute, or a bad value, is reported already) and `placeholder` stands in.
+    pub(crate) fn required<T>(
+        &self,
+        cx: &Ctxt,
+        slot: Slot<T>,
+        span: Span,
+        missing: &str,
+        placeholder: impl FnOnce() -> T,
+    ) -> (T, bool) {
+        let key = slot.key;
+        match slot.take() {
+            Some((_, value)) => (value, true),
+            None => {
+                if self.span.is_some() && !self.has(key) {
+                    cx.error_at(span, missing);
+                }
+                (placeholder(), false)
+            }
+        }
+    }
 }
 
 fn unknown_key(attr: Symbol, path: &syn::Path, keys: &[Symbol]) -> String {

@@ -80,29 +80,12 @@ impl<'a> Aggregate<'a> {
             );
         }
 
-        let name_given = name.get().is_some();
-        let name = match name.take() {
-            Some((_, name)) => name,
-            None => {
-                if attr_span.is_some() && !seen.has(symbol::NAME) {
-                    cx.error_at(span, "missing `name` in `#[aggregate(...)]`: add `name = \"...\"`, the category of its streams");
-                }
-                LitStr::new("", span)
-            }
-        };
-        let events_given = events.get().is_some();
-        let events = match events.take() {
-            Some((_, list)) => list,
-            None => {
-                if attr_span.is_some() && !seen.has(symbol::EVENTS) {
-                    cx.error_at(span, "missing `events(...)` in `#[aggregate(...)]`: list the events this aggregate folds, e.g. `events(Opened, Deposited)`");
-                }
-                EventList {
-                    span,
-                    events: Vec::new(),
-                }
-            }
-        };
+        let (name, name_given) =
+            seen.required(cx, name, span, "missing `name` in `#[aggregate(...)]`: add `name = \"...\"`, the category of its streams", || LitStr::new("", span));
+        let (events, events_given) = seen.required(cx, events, span, "missing `events(...)` in `#[aggregate(...)]`: list the events this aggregate folds, e.g. `events(Opened, Deposited)`", || EventList {
+            span,
+            events: Vec::new(),
+        });
         let event_enum = event_enum
             .take()
             .map(|(_, ident)| ident)

@@ -65,29 +65,12 @@ impl<'a> Projection<'a> {
                 "`Projection` needs `#[projection(name = \"...\", events(...))]`: its checkpoint name and the events it handles",
             );
         }
-        let name_given = name.get().is_some();
-        let name = match name.take() {
-            Some((_, name)) => name,
-            None => {
-                if attr_span.is_some() && !seen.has(symbol::NAME) {
-                    cx.error_at(span, "missing `name` in `#[projection(...)]`: add `name = \"...\"`, the key of its checkpoint");
-                }
-                LitStr::new("", span)
-            }
-        };
-        let events_given = events.get().is_some();
-        let events = match events.take() {
-            Some((_, list)) => list,
-            None => {
-                if attr_span.is_some() && !seen.has(symbol::EVENTS) {
-                    cx.error_at(span, "missing `events(...)` in `#[projection(...)]`: list the events this projection handles, e.g. `events(Opened, Deposited)`");
-                }
-                EventList {
-                    span,
-                    events: Vec::new(),
-                }
-            }
-        };
+        let (name, name_given) =
+            seen.required(cx, name, span, "missing `name` in `#[projection(...)]`: add `name = \"...\"`, the key of its checkpoint", || LitStr::new("", span));
+        let (events, events_given) = seen.required(cx, events, span, "missing `events(...)` in `#[projection(...)]`: list the events this projection handles, e.g. `events(Opened, Deposited)`", || EventList {
+            span,
+            events: Vec::new(),
+        });
         Projection {
             input,
             krate: Krate::new(krate.take().map(|(_, p)| p)),
