@@ -1,4 +1,4 @@
-//! Appends: request validation, the one-statement call of `append_events`, and turning its
+//! Appends: the request as arrays, the one-statement call of `append_events`, and turning its
 //! rows into a [`Commit`] or a typed error.
 
 use std::collections::HashMap;
@@ -107,28 +107,15 @@ fn decode_row(row: &PgRow) -> Result<AppendRow, sqlx::Error> {
     })
 }
 
-/// How an attempt appends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Path {
-    /// The one-statement fast path (`Sql::append_fast`).
-    Fast,
-    /// `append_events`, under stream locks; `check_ids`: look the event ids up first.
-    Locked { check_ids: bool },
-}
-
-/// Runs one attempt on `conn` (one round trip).
+/// Runs one attempt on `conn` (one round trip): `append_events`, under the streams' locks;
+/// `check_ids`: look the event ids up first.
 pub(crate) async fn call(
     conn: &mut PgConnection,
-    schema: &str,
     sql: &crate::sql::Sql,
     p: &AppendParams,
-    path: Path,
+    check_ids: bool,
 ) -> Result<Vec<AppendRow>, sqlx::Error> {
-    let (sql, check_ids) = match path {
-        Path::Fast => (&sql.append_fast, None),
-        Path::Locked { check_ids } => (&sql.append, Some(check_ids)),
-    };
-    let query = sqlx::query(sql)
+    let rows = sqlx::query(&sql.append)
         .bind(&p.streams)
         .bind(&p.expected)
         .bind(&p.write_of)
@@ -136,12 +123,10 @@ pub(crate) async fn call(
         .bind(&p.types)
         .bind(&p.schema_versions)
         .bind(&p.payloads)
-        .bind(&p.metadata);
-    let query = match check_ids {
-        Some(check) => query.bind(check),
-        None => query.bind(schema),
-    };
-    let rows = query.fetch_all(conn).await?;
+        .bind(&p.metadata)
+        .bind(check_ids)
+        .fetch_all(conn)
+        .await?;
     rows.iter().map(decode_row).collect()
 }
 
@@ -151,9 +136,19 @@ pub(crate) fn is_stored_id(e: &sqlx::Error) -> bool {
         && e.as_database_error().and_then(|d| d.constraint()) == Some("events_event_id")
 }
 
-/// Whether fast-path rows report a conflict while some of the event ids are stored: the
-/// append must then go through `append_events`, which tells a retried append (its first
-/// commit) from a conflict.
+/// Whether `e` is the not-null violation `append_events` provokes when the transaction's
+/// xid8 does not fit the 48 bits a position gives it (nothing was written).
+pub(crate) fn is_xid_too_large(e: &sqlx::Error) -> bool {
+    crate::errors::code(e).as_deref() == Some(sqlstate::NOT_NULL_VIOLATION)
+        && e.as_database_error()
+            .and_then(|d| d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>())
+            .and_then(|d| d.column())
+            == Some("commit_id")
+}
+
+/// Whether the rows of a call without `check_ids` report a conflict while some of the event
+/// ids are stored: the append must then be called again with `check_ids`, which tells a
+/// retried append (its first commit) from a conflict.
 pub(crate) fn conflict_with_stored_ids(rows: &[AppendRow]) -> bool {
     rows.first()
         .is_some_and(|r| r.status == CONFLICT && r.commit.is_some_and(|n| n > 0))

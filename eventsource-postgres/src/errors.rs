@@ -4,6 +4,8 @@ use eventsource_core::StoreError;
 
 /// SQLSTATE codes the store acts on.
 pub(crate) mod sqlstate {
+    /// A NOT NULL column was given a null.
+    pub(crate) const NOT_NULL_VIOLATION: &str = "23502";
     /// A unique index rejected a row.
     pub(crate) const UNIQUE_VIOLATION: &str = "23505";
     /// Serializable isolation gave up on this transaction.

@@ -38,20 +38,20 @@
 //! ## Appends
 //!
 //! An append is one statement with the batch as arrays (`unnest`): one round trip whatever
-//! its size. The common case is a plain statement that reads each stream's current version
-//! (the last entry of the primary key `(stream_id, version)`), checks the expected versions,
-//! and inserts the rows with one `INSERT ... SELECT` in request order; the database enforces
-//! the versions through that primary key and the event ids through a unique index.
-//! Everything else goes to the `append_events` function, still one statement: it locks the
-//! written streams with transaction-scoped advisory locks in one fixed order (multi-stream
-//! appends cannot deadlock each other; a reported deadlock, `40P01`, is retried), looks the
-//! event ids up (the same events again return the first commit; other content under a stored
-//! id is [`StoreError::EventIdReused`](eventsource_core::StoreError::EventIdReused)), and
-//! checks the versions under the locks. The store takes that path after the plain statement
-//! met a unique violation (a concurrent writer of the same stream, which is how racing
-//! `ExpectedVersion::Any` appends end up queued behind each other instead of failing, or a
-//! stored event id), a deadlock or a lost connection (the event ids make the retry of a
-//! commit that went through return that commit), and when a conflict meets stored event ids.
+//! its size. The statement calls the `append_events` function, which locks the written
+//! streams with transaction-scoped advisory locks in one fixed order (multi-stream appends
+//! cannot deadlock each other; a reported deadlock, `40P01`, is retried; racing
+//! `ExpectedVersion::Any` appends queue behind each other instead of failing), then, in one
+//! statement with a fresh snapshot, reads each stream's current version (the last entry of
+//! the primary key `(stream_id, version)`), checks the expected versions and inserts the rows
+//! with one `INSERT ... SELECT` in request order. The function's plans are cached generic
+//! plans: as a plain prepared statement with array parameters PostgreSQL re-planned it on
+//! every call, which cost more than running it. The database enforces the versions through
+//! the primary key and the event ids through a unique index. When an id is already stored
+//! (a unique violation on it, a lost connection, or a conflict while some ids are stored) the
+//! append is called again with its ids looked up first: the same events again return the
+//! first commit; other content under a stored id is
+//! [`StoreError::EventIdReused`](eventsource_core::StoreError::EventIdReused).
 //! Errors are told apart by SQLSTATE and constraint name, never by message text; a version
 //! mismatch comes back as a row and becomes the typed
 //! [`Conflict`](eventsource_core::StoreError::Conflict) with expected and actual versions.

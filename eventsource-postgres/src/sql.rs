@@ -19,7 +19,6 @@ fn horizon(s: &str) -> String {
 /// Prepared statement texts for one schema.
 #[derive(Debug)]
 pub(crate) struct Sql {
-    pub(crate) append_fast: String,
     pub(crate) append: String,
     pub(crate) read_stream: String,
     pub(crate) version_at_time: String,
@@ -60,57 +59,6 @@ impl Sql {
              ORDER BY x.commit_id DESC, x.seq DESC LIMIT 1"
         );
         Self {
-            // The common case in one plain statement: the streams' locks taken (the same keys,
-            // in the same order, as `append_events`: every writer inserts under them, so the
-            // locked path never meets a concurrent insert), each stream's version read, the
-            // rows inserted unless a version does not match. Its snapshot predates any wait on
-            // the locks, so a race ends in a unique violation on (stream_id, version); the
-            // store then retries through `append_events`, which reads under the locks and
-            // checks the event ids.
-            // A conflict row carries, in its commit column, how many of the event ids are
-            // stored (looked up only then): none makes it a plain conflict; any sends the
-            // append to `append_events` (a retried append gets its first commit).
-            append_fast: format!(
-                "WITH lk AS ( \
-                   SELECT count(*) AS n FROM ( \
-                     SELECT pg_advisory_xact_lock(ks.k) FROM ( \
-                       SELECT DISTINCT hashtextextended($9 || '/' || u.s, 7) AS k \
-                       FROM unnest($1::text[]) AS u (s) ORDER BY 1) ks) l), \
-                 w AS ( \
-                   SELECT w.ord::integer AS ord, w.s, w.x, coalesce(c.version, 0) AS version, \
-                     greatest(now(), coalesce(c.recorded_at, now())) AS at \
-                   FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS w (s, x, ord) \
-                   LEFT JOIN LATERAL (SELECT e.version, e.recorded_at FROM {s}.events e \
-                     WHERE e.stream_id = w.s ORDER BY e.version DESC LIMIT 1) c ON true \
-                   WHERE (SELECT lk.n FROM lk) >= 0), \
-                 bad AS ( \
-                   SELECT w.s, w.version FROM w \
-                   WHERE (w.x = -2 AND w.version = 0) OR (w.x >= 0 AND w.version <> w.x) \
-                   ORDER BY w.ord LIMIT 1), \
-                 ins AS ( \
-                   INSERT INTO {s}.events (commit_id, stream_id, version, event_id, event_type, \
-                     schema_version, payload, metadata, recorded_at) \
-                   SELECT (SELECT (m.era << 48) | (pg_current_xact_id()::text::bigint) \
-                             FROM {s}.store_meta m), \
-                     w.s, w.version + row_number() OVER (PARTITION BY i.w ORDER BY i.ord), \
-                     i.id, i.ty, i.sv, i.p, i.m, w.at \
-                   FROM unnest($3::integer[], $4::uuid[], $5::text[], $6::bigint[], \
-                     $7::bytea[], $8::text[]::jsonb[]) WITH ORDINALITY AS i (w, id, ty, sv, p, m, ord) \
-                   JOIN w ON w.ord = i.w \
-                   WHERE NOT EXISTS (SELECT 1 FROM bad) \
-                   ORDER BY i.ord \
-                   RETURNING stream_id, version, commit_id, seq, recorded_at, event_id), \
-                 stored AS ( \
-                   SELECT count(*) AS n FROM unnest($4::uuid[]) AS u (id) \
-                   CROSS JOIN LATERAL (SELECT 1 FROM {s}.events e WHERE e.event_id = u.id \
-                     LIMIT 1) x \
-                   WHERE EXISTS (SELECT 1 FROM bad)) \
-                 SELECT 2::smallint, bad.s, bad.version, (SELECT stored.n FROM stored), \
-                   NULL::bigint, NULL::timestamptz, NULL::uuid, NULL::text FROM bad \
-                 UNION ALL \
-                 SELECT 0::smallint, ins.stream_id, ins.version, ins.commit_id, ins.seq, \
-                   ins.recorded_at, ins.event_id, NULL::text FROM ins"
-            ),
             append: format!(
                 "SELECT status, r_stream, r_version, r_commit, r_seq, r_recorded, r_id, r_reason \
                  FROM {s}.append_events($1, $2, $3, $4, $5, $6, $7, $8::text[]::jsonb[], $9)"

@@ -14,7 +14,7 @@ use tokio::sync::{Mutex, Notify, watch};
 use tokio::task::AbortHandle;
 use tracing::Instrument;
 
-use crate::append::{self, AppendParams, Outcome, Path};
+use crate::append::{self, AppendParams, Outcome};
 use crate::errors::backend;
 use crate::inline::{DynInline, Inline};
 use crate::projection::PgProjectionContext;
@@ -280,37 +280,22 @@ impl PgStore {
         &self,
         writes: &[StreamWrite],
         params: &AppendParams,
-        path: Path,
+        check_ids: bool,
     ) -> Result<Result<Outcome, StoreError>, sqlx::Error> {
         let sql = &self.inner.sql;
         if self.inner.inline.is_empty() {
             let mut conn = self.inner.pool.acquire().await?;
-            let mut rows =
-                append::call(&mut conn, self.inner.schema.as_str(), sql, params, path).await?;
-            if path == Path::Fast && append::conflict_with_stored_ids(&rows) {
+            let mut rows = append::call(&mut conn, sql, params, check_ids).await?;
+            if !check_ids && append::conflict_with_stored_ids(&rows) {
                 // A retried append must get its first commit, not a conflict.
-                rows = append::call(
-                    &mut conn,
-                    self.inner.schema.as_str(),
-                    sql,
-                    params,
-                    Path::Locked { check_ids: true },
-                )
-                .await?;
+                rows = append::call(&mut conn, sql, params, true).await?;
             }
             return Ok(append::outcome(writes, rows));
         }
         let mut tx = self.inner.pool.begin().await?;
-        let mut rows = append::call(&mut tx, self.inner.schema.as_str(), sql, params, path).await?;
-        if path == Path::Fast && append::conflict_with_stored_ids(&rows) {
-            rows = append::call(
-                &mut tx,
-                self.inner.schema.as_str(),
-                sql,
-                params,
-                Path::Locked { check_ids: true },
-            )
-            .await?;
+        let mut rows = append::call(&mut tx, sql, params, check_ids).await?;
+        if !check_ids && append::conflict_with_stored_ids(&rows) {
+            rows = append::call(&mut tx, sql, params, true).await?;
         }
         let outcome = append::outcome(writes, rows);
         let Ok(Outcome::Written(_, written)) = &outcome else {
@@ -345,26 +330,28 @@ impl EventStore for PgStore {
         async {
             let params = AppendParams::new(&writes)?;
             let mut attempt = 0;
-            let mut path = Path::Fast;
+            let mut check_ids = false;
             let outcome = loop {
                 attempt += 1;
-                match self.append_once(&writes, &params, path).await {
+                match self.append_once(&writes, &params, check_ids).await {
                     Ok(outcome) => break outcome?,
                     Err(e) if attempt < APPEND_ATTEMPTS && append::retry_inside(&e) => {
                         tracing::debug!(error = %e, attempt, "append retried");
-                        // Retries serialise on the stream locks. Met a stored event id, or
-                        // lost the connection (the append may have committed): look the ids
-                        // up this time.
+                        // Met a stored event id, or lost the connection (the append may have
+                        // committed): look the ids up this time.
                         let stored = append::is_stored_id(&e);
-                        path = Path::Locked {
-                            check_ids: stored || crate::errors::is_connection_lost(&e),
-                        };
+                        check_ids = stored || crate::errors::is_connection_lost(&e);
                         if stored || !crate::errors::is_connection_lost(&e) {
                             // A race or a deadlock: go again at once, under the locks.
                             continue;
                         }
                         let cap = 2u64.pow(attempt.min(6));
                         tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=cap))).await;
+                    }
+                    Err(e) if append::is_xid_too_large(&e) => {
+                        return Err(StoreError::Config(
+                            "the cluster's xid8 exceeds 2^48 and no longer fits a position".into(),
+                        ));
                     }
                     Err(e) => return Err(backend("appending", e)),
                 }
