@@ -130,6 +130,114 @@ pub(crate) async fn call(
     rows.iter().map(decode_row).collect()
 }
 
+/// The expected version of an append the direct path can take (`Sql::append_one`): one
+/// stream at an exact version (`NoStream` is version 0).
+pub(crate) fn direct_expected(writes: &[StreamWrite]) -> Option<i64> {
+    match writes {
+        [w] => match w.expected {
+            ExpectedVersion::NoStream => Some(0),
+            ExpectedVersion::Exact(v) => Some(to_i64(v.get())),
+            ExpectedVersion::Any | ExpectedVersion::StreamExists => None,
+        },
+        _ => None,
+    }
+}
+
+/// What a direct-path call came to.
+pub(crate) enum Direct {
+    /// The events were written.
+    Written(Outcome),
+    /// The stream was not at the expected version; nothing was written.
+    Conflict(StoreError),
+    /// The stream was not at the expected version and some event ids are stored: only
+    /// `append_events` with `check_ids` tells a retried append from a conflict.
+    StoredIds,
+}
+
+/// Runs the direct path for `writes` (one write, at `expected`) on `conn`: one round trip.
+pub(crate) async fn call_direct(
+    conn: &mut PgConnection,
+    sql: &crate::sql::Sql,
+    writes: &[StreamWrite],
+    expected: i64,
+    p: &AppendParams,
+) -> Result<Result<Direct, StoreError>, sqlx::Error> {
+    let Some(write) = writes.first() else {
+        return Ok(Err(corrupt_reply("no write")));
+    };
+    let query = match (write.events.as_slice(), p.metadata.first()) {
+        ([e], Some(metadata)) => sqlx::query(&sql.append_one)
+            .bind(write.stream.as_str())
+            .bind(expected)
+            .bind(e.id.as_uuid())
+            .bind(e.event_type.as_str())
+            .bind(i64::from(e.schema_version))
+            .bind(e.payload.as_ref())
+            .bind(metadata.as_deref()),
+        _ => sqlx::query(&sql.append_batch)
+            .bind(write.stream.as_str())
+            .bind(expected)
+            .bind(&p.ids)
+            .bind(&p.types)
+            .bind(&p.schema_versions)
+            .bind(&p.payloads)
+            .bind(&p.metadata),
+    };
+    let rows = query.fetch_all(conn).await?;
+    Ok(direct_outcome(writes, write, expected, &rows))
+}
+
+fn direct_outcome(
+    writes: &[StreamWrite],
+    write: &StreamWrite,
+    expected: i64,
+    rows: &[PgRow],
+) -> Result<Direct, StoreError> {
+    let bad = |_| corrupt_reply("a direct append row");
+    let Some(first) = rows.first() else {
+        return Err(corrupt_reply("no rows"));
+    };
+    let written: Option<i64> = first.try_get(3).map_err(bad)?;
+    if written.is_none() {
+        let stored: Option<bool> = first.try_get(5).map_err(bad)?;
+        if stored == Some(true) {
+            return Ok(Direct::StoredIds);
+        }
+        let actual: i64 = first.try_get(0).map_err(bad)?;
+        return Ok(Direct::Conflict(StoreError::Conflict {
+            stream: write.stream.clone(),
+            expected: write.expected,
+            actual: Version::new(u64::try_from(actual).unwrap_or(0)),
+        }));
+    }
+    let mut events = Vec::with_capacity(rows.len());
+    for row in rows {
+        let version: i64 = row.try_get(1).map_err(bad)?;
+        let commit: i64 = row.try_get(2).map_err(bad)?;
+        let seq: i64 = row.try_get(3).map_err(bad)?;
+        let recorded_at: DateTime<Utc> = row.try_get(4).map_err(bad)?;
+        // The events are numbered from the expected version on, in request order.
+        let index = version
+            .checked_sub(expected + 1)
+            .and_then(|i| usize::try_from(i).ok());
+        let Some(event) = index.and_then(|i| write.events.get(i)) else {
+            return Err(corrupt_reply("a version outside the append"));
+        };
+        events.push(WrittenEvent {
+            id: event.id,
+            stream: write.stream.clone(),
+            version: Version::new(u64::try_from(version).map_err(|_| corrupt_reply("a version"))?),
+            position: position_from(commit, seq).ok_or_else(|| corrupt_reply("a position"))?,
+            recorded_at,
+        });
+    }
+    if events.len() != write.events.len() {
+        return Err(corrupt_reply("a row count"));
+    }
+    let commit = commit_of(writes, &events);
+    Ok(Direct::Written(Outcome::Written(commit, events)))
+}
+
 /// Whether `e` says that an event id of the append is already stored.
 pub(crate) fn is_stored_id(e: &sqlx::Error) -> bool {
     crate::errors::code(e).as_deref() == Some(sqlstate::UNIQUE_VIOLATION)

@@ -16,9 +16,44 @@ fn horizon(s: &str) -> String {
     )
 }
 
+/// A direct-path append (see `Sql::append_one`): `select` makes the rows to insert from
+/// `{commit}` (the position's commit part, NULL when the xid does not fit 48 bits: a not-null
+/// violation, nothing written), `{at}` (the recorded-at time, never before the stream's last
+/// one) and `{ok}` (the stream is at the expected version `$2`); `stored` says whether any
+/// event id is stored. One row comes back per event written, or one row with the actual
+/// version and `stored` when nothing was.
+fn direct(s: &str, select: &str, stored: &str) -> String {
+    let select = select
+        .replace(
+            "{commit}",
+            &format!(
+                "(SELECT CASE WHEN x.id < (1::bigint << 48) THEN (m.era << 48) | x.id END \
+                 FROM {s}.store_meta m, (SELECT pg_current_xact_id()::text::bigint AS id) x)"
+            ),
+        )
+        .replace(
+            "{at}",
+            "greatest(now(), coalesce((SELECT cur.recorded_at FROM cur), now()))",
+        )
+        .replace("{ok}", "coalesce((SELECT cur.version FROM cur), 0) = $2");
+    let stored = stored.replace("{s}", s);
+    format!(
+        "WITH cur AS (SELECT e.version, e.recorded_at FROM {s}.events e WHERE e.stream_id = $1 \
+           ORDER BY e.version DESC LIMIT 1), \
+         ins AS (INSERT INTO {s}.events (commit_id, stream_id, version, event_id, event_type, \
+           schema_version, payload, metadata, recorded_at) {select} \
+           RETURNING version, commit_id, seq, recorded_at) \
+         SELECT coalesce((SELECT cur.version FROM cur), 0), ins.version, ins.commit_id, ins.seq, \
+           ins.recorded_at, CASE WHEN ins.seq IS NULL THEN {stored} END \
+         FROM (SELECT 1) AS one LEFT JOIN ins ON true"
+    )
+}
+
 /// Prepared statement texts for one schema.
 #[derive(Debug)]
 pub(crate) struct Sql {
+    pub(crate) append_one: String,
+    pub(crate) append_batch: String,
     pub(crate) append: String,
     pub(crate) read_stream: String,
     pub(crate) version_at_time: String,
@@ -59,6 +94,29 @@ impl Sql {
              ORDER BY x.commit_id DESC, x.seq DESC LIMIT 1"
         );
         Self {
+            // The direct path: one stream at an exact expected version (`NoStream` is 0),
+            // no locks. `cur` reads the stream's version; the rows are inserted only when it
+            // is the expected one, so a conflict writes nothing and comes back as a row with
+            // the actual version (and, only then, whether any of the event ids is stored). A
+            // writer that commits the same version after this statement's snapshot makes the
+            // insert fail on the primary key: the store then goes to `append_events`. One
+            // event binds scalars (PostgreSQL plans that once: a statement with array
+            // parameters is re-planned on every call, as a custom plan); a batch binds
+            // arrays, where planning is small beside the rows.
+            append_one: direct(
+                &s,
+                "SELECT {commit}, $1, $2 + 1, $3, $4, $5, $6, $7::text::jsonb, {at} WHERE {ok}",
+                "EXISTS (SELECT 1 FROM {s}.events x WHERE x.event_id = $3)",
+            ),
+            append_batch: direct(
+                &s,
+                "SELECT {commit}, $1, $2 + i.ord, i.id, i.ty, i.sv, i.p, i.m, {at} \
+                 FROM unnest($3::uuid[], $4::text[], $5::bigint[], $6::bytea[], \
+                   $7::text[]::jsonb[]) WITH ORDINALITY AS i (id, ty, sv, p, m, ord) \
+                 WHERE {ok} ORDER BY i.ord",
+                "EXISTS (SELECT 1 FROM unnest($3::uuid[]) AS u (id) CROSS JOIN LATERAL \
+                   (SELECT 1 FROM {s}.events x WHERE x.event_id = u.id LIMIT 1) y)",
+            ),
             append: format!(
                 "SELECT status, r_stream, r_version, r_commit, r_seq, r_recorded, r_id, r_reason \
                  FROM {s}.append_events($1, $2, $3, $4, $5, $6, $7, $8::text[]::jsonb[], $9)"

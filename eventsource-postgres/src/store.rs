@@ -276,28 +276,20 @@ impl PgStore {
         }
     }
 
+    /// One attempt: on a connection of the pool, or, with inline projections, in a
+    /// transaction that also runs them.
     async fn append_once(
         &self,
         writes: &[StreamWrite],
         params: &AppendParams,
-        check_ids: bool,
+        path: Path,
     ) -> Result<Result<Outcome, StoreError>, sqlx::Error> {
-        let sql = &self.inner.sql;
         if self.inner.inline.is_empty() {
             let mut conn = self.inner.pool.acquire().await?;
-            let mut rows = append::call(&mut conn, sql, params, check_ids).await?;
-            if !check_ids && append::conflict_with_stored_ids(&rows) {
-                // A retried append must get its first commit, not a conflict.
-                rows = append::call(&mut conn, sql, params, true).await?;
-            }
-            return Ok(append::outcome(writes, rows));
+            return self.append_on(&mut conn, writes, params, path).await;
         }
         let mut tx = self.inner.pool.begin().await?;
-        let mut rows = append::call(&mut tx, sql, params, check_ids).await?;
-        if !check_ids && append::conflict_with_stored_ids(&rows) {
-            rows = append::call(&mut tx, sql, params, true).await?;
-        }
-        let outcome = append::outcome(writes, rows);
+        let outcome = self.append_on(&mut tx, writes, params, path).await?;
         let Ok(Outcome::Written(_, written)) = &outcome else {
             // Nothing new was written: the inline read models already reflect it.
             return Ok(outcome);
@@ -313,6 +305,41 @@ impl PgStore {
         ctx.into_transaction().commit().await?;
         Ok(outcome)
     }
+
+    async fn append_on(
+        &self,
+        conn: &mut sqlx::PgConnection,
+        writes: &[StreamWrite],
+        params: &AppendParams,
+        path: Path,
+    ) -> Result<Result<Outcome, StoreError>, sqlx::Error> {
+        let sql = &self.inner.sql;
+        let check_ids = match path {
+            Path::Direct(expected) => {
+                match append::call_direct(conn, sql, writes, expected, params).await? {
+                    Ok(append::Direct::Written(outcome)) => return Ok(Ok(outcome)),
+                    Ok(append::Direct::Conflict(e)) | Err(e) => return Ok(Err(e)),
+                    // A retried append must get its first commit, not a conflict.
+                    Ok(append::Direct::StoredIds) => true,
+                }
+            }
+            Path::Locked { check_ids } => check_ids,
+        };
+        let mut rows = append::call(conn, sql, params, check_ids).await?;
+        if !check_ids && append::conflict_with_stored_ids(&rows) {
+            rows = append::call(conn, sql, params, true).await?;
+        }
+        Ok(append::outcome(writes, rows))
+    }
+}
+
+/// How an append attempt runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    /// The direct statement (`Sql::append_one`/`append_batch`), at this expected version.
+    Direct(i64),
+    /// `append_events`, under the streams' locks; `check_ids`: look the event ids up first.
+    Locked { check_ids: bool },
 }
 
 impl EventStore for PgStore {
@@ -330,17 +357,22 @@ impl EventStore for PgStore {
         async {
             let params = AppendParams::new(&writes)?;
             let mut attempt = 0;
-            let mut check_ids = false;
+            let mut path = match append::direct_expected(&writes) {
+                Some(expected) => Path::Direct(expected),
+                None => Path::Locked { check_ids: false },
+            };
             let outcome = loop {
                 attempt += 1;
-                match self.append_once(&writes, &params, check_ids).await {
+                match self.append_once(&writes, &params, path).await {
                     Ok(outcome) => break outcome?,
                     Err(e) if attempt < APPEND_ATTEMPTS && append::retry_inside(&e) => {
                         tracing::debug!(error = %e, attempt, "append retried");
                         // Met a stored event id, or lost the connection (the append may have
                         // committed): look the ids up this time.
                         let stored = append::is_stored_id(&e);
-                        check_ids = stored || crate::errors::is_connection_lost(&e);
+                        path = Path::Locked {
+                            check_ids: stored || crate::errors::is_connection_lost(&e),
+                        };
                         if stored || !crate::errors::is_connection_lost(&e) {
                             // A race or a deadlock: go again at once, under the locks.
                             continue;

@@ -53,6 +53,8 @@ macro_rules! conformance_tests {
             the_same_batch_again_returns_the_first_commit,
             a_reused_event_id_with_other_content_is_rejected,
             a_partial_repeat_is_rejected,
+            exact_appends_check_the_version_and_the_ids,
+            racing_exact_appends_commit_one_and_conflict_the_rest,
             malformed_appends_are_rejected_and_write_nothing,
             an_empty_append_is_a_no_op,
             events_are_found_by_id,
@@ -567,6 +569,137 @@ pub async fn a_partial_repeat_is_rejected<S: EventStore>(store: S) {
         "got {result:?}"
     );
     assert_eq!(read(&store, "s").await.len(), 1);
+}
+
+/// Appends at an exact version (what a repository sends) keep every promise the other
+/// expectations keep: an expected version ahead of the stream is a conflict (never a gap), a
+/// repeat at a stale version returns the first commit, and an id reused with other content
+/// is rejected even when the version matches, for one event and for a batch.
+pub async fn exact_appends_check_the_version_and_the_ids<S: EventStore>(store: S) {
+    let first = added(1);
+    let commit = store
+        .append(vec![write(
+            "s",
+            ExpectedVersion::NoStream,
+            vec![first.clone()],
+        )])
+        .await
+        .expect("append");
+    store
+        .append(vec![write(
+            "s",
+            ExpectedVersion::Exact(Version::new(1)),
+            vec![added(2)],
+        )])
+        .await
+        .expect("append");
+    let ahead = store
+        .append(vec![write(
+            "s",
+            ExpectedVersion::Exact(Version::new(5)),
+            vec![added(3)],
+        )])
+        .await;
+    assert_conflict(ahead, "s", 2);
+    let again = store
+        .append(vec![write(
+            "s",
+            ExpectedVersion::NoStream,
+            vec![first.clone()],
+        )])
+        .await
+        .expect("a repeat at a stale version returns the first commit");
+    assert_eq!(again.position, commit.position);
+    assert_eq!(again.streams, commit.streams);
+    let reused = store
+        .append(vec![write(
+            "s",
+            ExpectedVersion::Exact(Version::new(2)),
+            vec![added(9).with_id(first.id)],
+        )])
+        .await;
+    assert!(
+        matches!(reused, Err(StoreError::EventIdReused { id, .. }) if id == first.id),
+        "got {reused:?}"
+    );
+    let reused_in_batch = store
+        .append(vec![write(
+            "s",
+            ExpectedVersion::Exact(Version::new(2)),
+            vec![added(3), added(9).with_id(first.id)],
+        )])
+        .await;
+    assert!(
+        matches!(reused_in_batch, Err(StoreError::EventIdReused { .. })),
+        "got {reused_in_batch:?}"
+    );
+    let on_other_stream = store
+        .append(vec![write(
+            "t",
+            ExpectedVersion::NoStream,
+            vec![first.clone()],
+        )])
+        .await;
+    assert!(
+        matches!(on_other_stream, Err(StoreError::EventIdReused { .. })),
+        "got {on_other_stream:?}"
+    );
+    assert_eq!(versions(&read(&store, "s").await), vec![1, 2]);
+    assert!(read(&store, "t").await.is_empty());
+}
+
+/// Writers that append at the same exact version at the same moment: exactly one commits, the
+/// others get a typed conflict naming a version the winner reached (never another error),
+/// round after round.
+pub async fn racing_exact_appends_commit_one_and_conflict_the_rest<S: EventStore>(store: S) {
+    const WRITERS: usize = 6;
+    const ROUNDS: usize = 15;
+    let stream = StreamId::new("race");
+    let mut at = 0u64;
+    for round in 0..ROUNDS {
+        let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(WRITERS));
+        let expected = if at == 0 {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Exact(Version::new(at))
+        };
+        let mut tasks = Vec::new();
+        for w in 0..WRITERS {
+            let (store, barrier, stream) = (store.clone(), barrier.clone(), stream.clone());
+            // Single events and batches, so every append path races.
+            let events = match (w + round) % 3 {
+                0 => vec![added(w as i64)],
+                _ => vec![added(w as i64), added(-(w as i64))],
+            };
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                store
+                    .append(vec![StreamWrite::new(stream, expected, events)])
+                    .await
+            }));
+        }
+        let mut won = Vec::new();
+        let mut conflicts = Vec::new();
+        for task in tasks {
+            match task.await.expect("writer") {
+                Ok(commit) => won.push(commit),
+                Err(StoreError::Conflict { actual, .. }) => conflicts.push(actual),
+                Err(other) => panic!("round {round}: expected a conflict, got {other:?}"),
+            }
+        }
+        assert_eq!(won.len(), 1, "round {round}: exactly one writer commits");
+        let reached = won[0].streams[0].last_version;
+        assert_eq!(won[0].streams[0].first_version.get(), at + 1);
+        for actual in conflicts {
+            assert_eq!(
+                actual, reached,
+                "round {round}: a conflict reports the winner's version"
+            );
+        }
+        at = reached.get();
+    }
+    let stored = read(&store, "race").await;
+    assert_eq!(versions(&stored), (1..=at).collect::<Vec<_>>());
 }
 
 /// Malformed requests are typed errors and write nothing.
