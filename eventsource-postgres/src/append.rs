@@ -238,6 +238,41 @@ fn direct_outcome(
     Ok(Direct::Written(Outcome::Written(commit, events)))
 }
 
+/// Whether `e` is a direct append losing a race on the primary key: another writer
+/// committed the version first.
+pub(crate) fn is_version_taken(e: &sqlx::Error) -> bool {
+    crate::errors::code(e).as_deref() == Some(sqlstate::UNIQUE_VIOLATION)
+        && e.as_database_error().and_then(|d| d.constraint()) == Some("events_stream_version")
+}
+
+/// After a direct append met [`is_version_taken`]: a conflict with the stream's actual
+/// version, or [`Direct::StoredIds`] when some event ids are stored (one read-only round
+/// trip, no locks: cheaper than deciding it in `append_events`).
+pub(crate) async fn resolve_taken(
+    conn: &mut PgConnection,
+    sql: &crate::sql::Sql,
+    writes: &[StreamWrite],
+    p: &AppendParams,
+) -> Result<Result<Direct, StoreError>, sqlx::Error> {
+    let Some(write) = writes.first() else {
+        return Ok(Err(corrupt_reply("no write")));
+    };
+    let (actual, stored): (i64, bool) = sqlx::query_as(&sql.conflict_probe)
+        .bind(write.stream.as_str())
+        .bind(&p.ids)
+        .fetch_one(conn)
+        .await?;
+    Ok(Ok(if stored {
+        Direct::StoredIds
+    } else {
+        Direct::Conflict(StoreError::Conflict {
+            stream: write.stream.clone(),
+            expected: write.expected,
+            actual: Version::new(u64::try_from(actual).unwrap_or(0)),
+        })
+    }))
+}
+
 /// Whether `e` says that an event id of the append is already stored.
 pub(crate) fn is_stored_id(e: &sqlx::Error) -> bool {
     crate::errors::code(e).as_deref() == Some(sqlstate::UNIQUE_VIOLATION)

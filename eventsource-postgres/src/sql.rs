@@ -55,6 +55,7 @@ pub(crate) struct Sql {
     pub(crate) append_one: String,
     pub(crate) append_batch: String,
     pub(crate) append: String,
+    pub(crate) conflict_probe: String,
     pub(crate) read_stream: String,
     pub(crate) version_at_time: String,
     pub(crate) stream_version: String,
@@ -116,6 +117,14 @@ impl Sql {
                  WHERE {ok} ORDER BY i.ord",
                 "EXISTS (SELECT 1 FROM unnest($3::uuid[]) AS u (id) CROSS JOIN LATERAL \
                    (SELECT 1 FROM {s}.events x WHERE x.event_id = u.id LIMIT 1) y)",
+            ),
+            // After a direct append lost a race on the primary key: the stream's version,
+            // and whether any of the event ids is stored (a repeat of a committed append).
+            conflict_probe: format!(
+                "SELECT coalesce((SELECT e.version FROM {s}.events e WHERE e.stream_id = $1 \
+                   ORDER BY e.version DESC LIMIT 1), 0), \
+                 EXISTS (SELECT 1 FROM unnest($2::uuid[]) AS u (id) CROSS JOIN LATERAL \
+                   (SELECT 1 FROM {s}.events x WHERE x.event_id = u.id LIMIT 1) y)"
             ),
             append: format!(
                 "SELECT status, r_stream, r_version, r_commit, r_seq, r_recorded, r_id, r_reason \

@@ -316,7 +316,15 @@ impl PgStore {
         let sql = &self.inner.sql;
         let check_ids = match path {
             Path::Direct(expected) => {
-                match append::call_direct(conn, sql, writes, expected, params).await? {
+                let direct = match append::call_direct(conn, sql, writes, expected, params).await {
+                    // (Not inside a transaction: the failed insert aborted it; the caller
+                    // retries through `append_events` instead.)
+                    Err(e) if append::is_version_taken(&e) && self.inner.inline.is_empty() => {
+                        append::resolve_taken(conn, sql, writes, params).await?
+                    }
+                    other => other?,
+                };
+                match direct {
                     Ok(append::Direct::Written(outcome)) => return Ok(Ok(outcome)),
                     Ok(append::Direct::Conflict(e)) | Err(e) => return Ok(Err(e)),
                     // A retried append must get its first commit, not a conflict.
