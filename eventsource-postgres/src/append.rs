@@ -194,45 +194,42 @@ fn direct_outcome(
     rows: &[PgRow],
 ) -> Result<Direct, StoreError> {
     let bad = |_| corrupt_reply("a direct append row");
-    let Some(first) = rows.first() else {
-        return Err(corrupt_reply("no rows"));
+    let [row] = rows else {
+        return Err(corrupt_reply("not one row"));
     };
-    let written: Option<i64> = first.try_get(3).map_err(bad)?;
-    if written.is_none() {
-        let stored: Option<bool> = first.try_get(5).map_err(bad)?;
+    let seqs: Option<Vec<i64>> = row.try_get(3).map_err(bad)?;
+    let Some(seqs) = seqs else {
+        let stored: Option<bool> = row.try_get(5).map_err(bad)?;
         if stored == Some(true) {
             return Ok(Direct::StoredIds);
         }
-        let actual: i64 = first.try_get(0).map_err(bad)?;
+        let actual: i64 = row.try_get(0).map_err(bad)?;
         return Ok(Direct::Conflict(StoreError::Conflict {
             stream: write.stream.clone(),
             expected: write.expected,
             actual: Version::new(u64::try_from(actual).unwrap_or(0)),
         }));
+    };
+    let first: Option<i64> = row.try_get(1).map_err(bad)?;
+    let commit: Option<i64> = row.try_get(2).map_err(bad)?;
+    let recorded_at: Option<DateTime<Utc>> = row.try_get(4).map_err(bad)?;
+    let (Some(first), Some(commit), Some(recorded_at)) = (first, commit, recorded_at) else {
+        return Err(corrupt_reply("a null column"));
+    };
+    if first != expected + 1 || seqs.len() != write.events.len() {
+        return Err(corrupt_reply("versions outside the append"));
     }
-    let mut events = Vec::with_capacity(rows.len());
-    for row in rows {
-        let version: i64 = row.try_get(1).map_err(bad)?;
-        let commit: i64 = row.try_get(2).map_err(bad)?;
-        let seq: i64 = row.try_get(3).map_err(bad)?;
-        let recorded_at: DateTime<Utc> = row.try_get(4).map_err(bad)?;
-        // The events are numbered from the expected version on, in request order.
-        let index = version
-            .checked_sub(expected + 1)
-            .and_then(|i| usize::try_from(i).ok());
-        let Some(event) = index.and_then(|i| write.events.get(i)) else {
-            return Err(corrupt_reply("a version outside the append"));
-        };
+    let first = u64::try_from(first).map_err(|_| corrupt_reply("a version"))?;
+    // The events were numbered from the expected version on, in request order.
+    let mut events = Vec::with_capacity(seqs.len());
+    for ((version, seq), event) in (first..).zip(seqs).zip(&write.events) {
         events.push(WrittenEvent {
             id: event.id,
             stream: write.stream.clone(),
-            version: Version::new(u64::try_from(version).map_err(|_| corrupt_reply("a version"))?),
+            version: Version::new(version),
             position: position_from(commit, seq).ok_or_else(|| corrupt_reply("a position"))?,
             recorded_at,
         });
-    }
-    if events.len() != write.events.len() {
-        return Err(corrupt_reply("a row count"));
     }
     let commit = commit_of(writes, &events);
     Ok(Direct::Written(Outcome::Written(commit, events)))

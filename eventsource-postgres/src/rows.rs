@@ -36,15 +36,16 @@ fn corrupt(stream: &StreamId, version: Version, reason: impl std::fmt::Display) 
     }
 }
 
-/// Decodes an event row whose columns start at `at` in the order of `sql::EVENT_COLUMNS`.
+/// Decodes an event row whose columns start at `at`: the stream, then `sql::EVENT_FIELDS`.
 pub(crate) fn event(row: &PgRow, at: usize) -> Result<RecordedEvent, StoreError> {
     let stream: String = row
         .try_get(at)
         .map_err(|e| corrupt(&StreamId::new("?"), Version::ZERO, e))?;
-    event_of(row, at, StreamId::new(stream))
+    event_of(row, at + 1, StreamId::new(stream))
 }
 
-/// Decodes an event row of a stream already known (its stream column is not read again).
+/// Decodes an event row of a stream already known: the columns of `sql::EVENT_FIELDS`
+/// from `at` on.
 ///
 /// The columns' types are fixed by the store's own SQL, so the per-row type-compatibility
 /// check is skipped (`try_get_unchecked`); values are still decoded and validated.
@@ -54,7 +55,7 @@ pub(crate) fn event_of(
     stream: StreamId,
 ) -> Result<RecordedEvent, StoreError> {
     let version: i64 = row
-        .try_get_unchecked(at + 1)
+        .try_get_unchecked(at)
         .map_err(|e| corrupt(&stream, Version::ZERO, e))?;
     let version = u64::try_from(version)
         .ok()
@@ -62,13 +63,13 @@ pub(crate) fn event_of(
         .map(Version::new)
         .ok_or_else(|| corrupt(&stream, Version::ZERO, format!("invalid version {version}")))?;
     let c = |e: sqlx::Error| corrupt(&stream, version, e);
-    let commit: i64 = row.try_get_unchecked(at + 2).map_err(c)?;
-    let seq: i64 = row.try_get_unchecked(at + 3).map_err(c)?;
+    let commit: i64 = row.try_get_unchecked(at + 1).map_err(c)?;
+    let seq: i64 = row.try_get_unchecked(at + 2).map_err(c)?;
     let position = position_from(commit, seq)
         .ok_or_else(|| corrupt(&stream, version, format!("invalid position {commit}.{seq}")))?;
-    let id: Uuid = row.try_get_unchecked(at + 4).map_err(c)?;
-    let event_type: String = row.try_get_unchecked(at + 5).map_err(c)?;
-    let schema_version: i64 = row.try_get_unchecked(at + 6).map_err(c)?;
+    let id: Uuid = row.try_get_unchecked(at + 3).map_err(c)?;
+    let event_type: String = row.try_get_unchecked(at + 4).map_err(c)?;
+    let schema_version: i64 = row.try_get_unchecked(at + 5).map_err(c)?;
     let schema_version = u32::try_from(schema_version).map_err(|_| {
         corrupt(
             &stream,
@@ -76,11 +77,11 @@ pub(crate) fn event_of(
             format!("invalid schema version {schema_version}"),
         )
     })?;
-    let payload: Vec<u8> = row.try_get_unchecked(at + 7).map_err(c)?;
+    let payload: Vec<u8> = row.try_get_unchecked(at + 6).map_err(c)?;
     let metadata: Option<sqlx::types::Json<Metadata>> = row
-        .try_get_unchecked(at + 8)
+        .try_get_unchecked(at + 7)
         .map_err(|e| corrupt(&stream, version, format!("invalid metadata: {e}")))?;
-    let recorded_at: DateTime<Utc> = row.try_get_unchecked(at + 9).map_err(c)?;
+    let recorded_at: DateTime<Utc> = row.try_get_unchecked(at + 8).map_err(c)?;
     Ok(RecordedEvent {
         id: EventId::from_uuid(id),
         stream,

@@ -3,9 +3,9 @@
 
 use crate::schema::PgSchema;
 
-/// The columns of an event row, in the order [`crate::rows`] decodes them.
-const EVENT_COLUMNS: &str = "e.stream_id, e.version, e.commit_id, e.seq, e.event_id, \
-     e.event_type, e.schema_version, e.payload, e.metadata, e.recorded_at";
+/// The columns of an event row after its stream's, in the order [`crate::rows`] decodes them.
+const EVENT_FIELDS: &str = "e.version, e.commit_id, e.seq, e.event_id, e.event_type, \
+     e.schema_version, e.payload, e.metadata, e.recorded_at";
 
 /// The horizon: every transaction whose commit part is below it has ended, so every event
 /// below it that will ever be visible already is.
@@ -20,8 +20,9 @@ fn horizon(s: &str) -> String {
 /// `{commit}` (the position's commit part, NULL when the xid does not fit 48 bits: a not-null
 /// violation, nothing written), `{at}` (the recorded-at time, never before the stream's last
 /// one) and `{ok}` (the stream is at the expected version `$2`); `stored` says whether any
-/// event id is stored. One row comes back per event written, or one row with the actual
-/// version and `stored` when nothing was.
+/// event id is stored. One row comes back: the stream's version before, the first version,
+/// the commit, the sequences in version order, and the recorded-at time of what was written
+/// (one commit and one time for all of it), or, when nothing was, NULLs and `stored`.
 fn direct(s: &str, select: &str, stored: &str) -> String {
     let select = select
         .replace(
@@ -43,9 +44,10 @@ fn direct(s: &str, select: &str, stored: &str) -> String {
          ins AS (INSERT INTO {s}.events (commit_id, stream_id, version, event_id, event_type, \
            schema_version, payload, metadata, recorded_at) {select} \
            RETURNING version, commit_id, seq, recorded_at) \
-         SELECT coalesce((SELECT cur.version FROM cur), 0), ins.version, ins.commit_id, ins.seq, \
-           ins.recorded_at, CASE WHEN ins.seq IS NULL THEN {stored} END \
-         FROM (SELECT 1) AS one LEFT JOIN ins ON true"
+         SELECT coalesce((SELECT cur.version FROM cur), 0), min(ins.version), \
+           min(ins.commit_id), array_agg(ins.seq ORDER BY ins.version), min(ins.recorded_at), \
+           CASE WHEN count(*) = 0 THEN {stored} END \
+         FROM ins"
     )
 }
 
@@ -78,7 +80,8 @@ impl Sql {
     pub(crate) fn new(schema: &PgSchema) -> Self {
         let s = schema.quoted();
         let h = horizon(&s);
-        let cols = EVENT_COLUMNS;
+        let fields = EVENT_FIELDS;
+        let cols = format!("e.stream_id, {fields}");
         // Column 0: the horizon; 1-2: the newest readable event of any type (only read when
         // filtering by type, where it is how far a non-full page scanned); then the events.
         let read_all_page = |filter: &str, newest: &str| {
@@ -131,7 +134,8 @@ impl Sql {
                  FROM {s}.append_events($1, $2, $3, $4, $5, $6, $7, $8::text[]::jsonb[], $9)"
             ),
             read_stream: format!(
-                "SELECT {cols} FROM {s}.events e WHERE e.stream_id = $1 \
+                // The stream is known: its column is not sent back.
+                "SELECT {fields} FROM {s}.events e WHERE e.stream_id = $1 \
                  AND e.version >= $2 AND e.version <= $3 ORDER BY e.version"
             ),
             version_at_time: format!(
