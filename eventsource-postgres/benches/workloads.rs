@@ -9,7 +9,8 @@
 //! Baselines: "plain" (a BIGSERIAL log, not gap-safe) and "gapsafe" (the same table plus an
 //! `xid8` column and index, read below `pg_snapshot_xmin`). Runs are interleaved
 //! (store, plain, gapsafe, store, ...) `BENCH_RUNS` times (default 5); the table shows the
-//! median of the per-run ratios. Throughput ratios: store / baseline (higher is better);
+//! median of the per-run ratios. Both sides use pools configured alike (see
+//! `PgStoreBuilder::connect`). Throughput ratios: store / baseline (higher is better);
 //! W3: store time / baseline time (lower is better).
 //!
 //! `DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench -p eventsource-postgres --bench workloads`
@@ -637,8 +638,19 @@ async fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.0);
     let only = std::env::var("BENCH_ONLY").ok();
+    // The baselines' pool is configured as the store configures its own (no ping before
+    // each use of a busy connection), so the ratios measure the store's own work.
     let pool = PgPoolOptions::new()
         .max_connections(12)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= eventsource_postgres::IDLE_CHECK_AFTER {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect(&url)
         .await
         .unwrap();

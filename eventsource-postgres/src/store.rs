@@ -23,6 +23,10 @@ use crate::schema::PgSchema;
 use crate::sql::Sql;
 use crate::{migrate, notify};
 
+/// How long a connection of the store's own pool may sit idle before it is checked (a ping)
+/// on its next use; see [`PgStoreBuilder::connect`].
+pub const IDLE_CHECK_AFTER: Duration = Duration::from_millis(50);
+
 /// How many times an append is tried inside the store before its error is returned.
 const APPEND_ATTEMPTS: u32 = 6;
 
@@ -93,10 +97,26 @@ impl PgStoreBuilder {
     }
 
     /// Connects to `url` with a pool of its own.
+    ///
+    /// The pool checks a connection before handing it out only when it has been idle for
+    /// [`IDLE_CHECK_AFTER`] or more: sqlx's default pings before every use, a round trip per
+    /// query that a busy store can spare (connections in steady use were checked when they
+    /// were last released, moments before). A connection that died since is discarded and another
+    /// one is used; an append that still meets a dead connection is tried again, with its
+    /// event ids looked up.
     pub async fn connect(self, url: &str) -> Result<PgStore, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(self.max_connections)
             .acquire_timeout(Duration::from_secs(10))
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_CHECK_AFTER {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect(url)
             .await
             .map_err(|e| backend("connecting", e))?;
