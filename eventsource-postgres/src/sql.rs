@@ -82,15 +82,23 @@ impl Sql {
         let h = horizon(&s);
         let fields = EVENT_FIELDS;
         let cols = format!("e.stream_id, {fields}");
-        // Column 0: the horizon; 1-2: the newest readable event of any type (only read when
-        // filtering by type, where it is how far a non-full page scanned); then the events.
+        // One statement, one snapshot: a meta row (column 0 the horizon, 1-2 the newest
+        // readable event of any type, read only when filtering by type, where it is how far a
+        // non-full page scanned; NULL event columns) and the page's event rows (NULL in
+        // columns 0-2), told apart by column 0. The event rows keep their order: they come
+        // from one branch of the UNION ALL, sorted there.
+        let nulls = "NULL::text, NULL::bigint, NULL::bigint, NULL::bigint, NULL::uuid, \
+             NULL::text, NULL::bigint, NULL::bytea, NULL::jsonb, NULL::timestamptz";
         let read_all_page = |filter: &str, newest: &str| {
             format!(
-                "SELECT h.horizon, n.commit_id, n.seq, {cols} FROM (SELECT {h} AS horizon) h \
-                 LEFT JOIN LATERAL ({newest}) n ON true \
-                 LEFT JOIN LATERAL (SELECT * FROM {s}.events e \
-                   WHERE (e.commit_id, e.seq) > ($1, $2) AND e.commit_id < h.horizon {filter} \
-                   ORDER BY e.commit_id, e.seq LIMIT $3) e ON true"
+                "WITH h AS MATERIALIZED (SELECT {h} AS horizon) \
+                 (SELECT h.horizon, n.commit_id, n.seq, {nulls} FROM h \
+                   LEFT JOIN LATERAL ({newest}) n ON true) \
+                 UNION ALL \
+                 (SELECT NULL::bigint, NULL::bigint, NULL::bigint, {cols} FROM {s}.events e \
+                   WHERE (e.commit_id, e.seq) > ($1, $2) \
+                     AND e.commit_id < (SELECT h.horizon FROM h) {filter} \
+                   ORDER BY e.commit_id, e.seq LIMIT $3)"
             )
         };
         let newest_readable = format!(

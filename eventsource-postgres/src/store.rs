@@ -698,9 +698,10 @@ fn query_page<'q>(
     }
 }
 
+/// The horizon a log page was read under: column 0 of its meta row.
 fn horizon_of(rows: &[PgRow]) -> i64 {
-    rows.first()
-        .and_then(|r| r.try_get::<i64, _>(0).ok())
+    rows.iter()
+        .find_map(|r| r.try_get::<Option<i64>, _>(0).ok().flatten())
         .unwrap_or(0)
 }
 
@@ -729,9 +730,9 @@ impl Settle {
     }
 }
 
-/// A log page from the rows of `read_all`: column 0 is the horizon, 1-2 the newest readable
-/// event when filtering by type (on every row, and alone on the one row of an empty page), the
-/// event columns follow.
+/// A log page from the rows of `read_all`: one meta row (column 0 the horizon, 1-2 the newest
+/// readable event when filtering by type) and the event rows (NULL in column 0, the event
+/// columns from 3 on).
 ///
 /// `scanned_to` is the last event the read examined: the last one returned when the page is
 /// full; otherwise, every readable event has been examined, so the newest readable one (of
@@ -744,33 +745,25 @@ pub(crate) fn page_from_rows(
     limit: usize,
 ) -> Result<LogPage, StoreError> {
     let mut events = Vec::with_capacity(rows.len());
+    let mut newest = None;
     for row in rows {
-        // An empty page is one row of NULL event columns (the left join).
-        let event = row
-            .try_get_raw(3)
+        let horizon = row
+            .try_get_raw(0)
             .map_err(|e| backend("reading the log", e))?;
-        if !sqlx::ValueRef::is_null(&event) {
+        if sqlx::ValueRef::is_null(&horizon) {
             events.push(rows::event(row, 3)?);
+        } else {
+            let c: Option<i64> = row.try_get(1).map_err(|e| backend("reading the log", e))?;
+            let s: Option<i64> = row.try_get(2).map_err(|e| backend("reading the log", e))?;
+            newest = c.zip(s).and_then(|(c, s)| position_from(c, s));
         }
     }
     let last = events.last().map(|e| e.position);
     let scanned_to = match last {
         Some(last) if events.len() >= limit => last,
-        _ => {
-            let newest = match rows.first() {
-                Some(row) => {
-                    let c: Option<i64> =
-                        row.try_get(1).map_err(|e| backend("reading the log", e))?;
-                    let s: Option<i64> =
-                        row.try_get(2).map_err(|e| backend("reading the log", e))?;
-                    c.zip(s).and_then(|(c, s)| position_from(c, s))
-                }
-                None => None,
-            };
-            after
-                .max(last.unwrap_or(after))
-                .max(newest.unwrap_or(after))
-        }
+        _ => after
+            .max(last.unwrap_or(after))
+            .max(newest.unwrap_or(after)),
     };
     Ok(LogPage { events, scanned_to })
 }
