@@ -14,7 +14,7 @@
 use std::time::Instant;
 
 use eventsource_core::testing::fixtures::CounterEvent;
-use eventsource_core::{EventSet, EventStore, ExpectedVersion, Position, StreamWrite};
+use eventsource_core::{EventStore, ExpectedVersion, Position, StreamWrite};
 use eventsource_postgres::PgStore;
 use sqlx::Row;
 
