@@ -27,7 +27,9 @@ pub mod testing;
 pub mod __private;
 
 pub use aggregate::{Aggregate, Apply};
-pub use envelope::{Commit, CommittedStream, NewEvent, RecordedEvent, Snapshot, StreamWrite};
+pub use envelope::{
+    Commit, CommittedStream, FoldEvent, NewEvent, RecordedEvent, Snapshot, StreamWrite,
+};
 pub use error::{BoxError, CommandError, DecodeError, EncodeError, Error, StoreError};
 pub use event::{DomainEvent, EventSet, EventType, IntoEvents};
 pub use ids::{EventId, ExpectedVersion, ParsePositionError, Position, StreamId, Version};

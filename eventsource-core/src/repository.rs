@@ -205,7 +205,9 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
 
     async fn fold_stream(&self, stream: &StreamId, until: ReadUntil) -> Result<Loaded<A>, Error> {
         let mut loaded = self.load_snapshot(stream, until).await;
-        let mut events = self.store.read_stream(stream, loaded.version.next(), until);
+        let mut events = self
+            .store
+            .read_stream_for_fold(stream, loaded.version.next(), until);
         while let Some(recorded) = events.try_next().await? {
             let event = A::Event::decode(
                 &recorded.event_type,
@@ -213,7 +215,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 &recorded.payload,
             )
             .map_err(|source| Error::Decode {
-                stream: recorded.stream.clone(),
+                stream: stream.clone(),
                 version: recorded.version,
                 event_type: recorded.event_type.clone(),
                 schema_version: recorded.schema_version,

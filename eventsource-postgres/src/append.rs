@@ -286,14 +286,6 @@ pub(crate) fn is_xid_too_large(e: &sqlx::Error) -> bool {
             == Some("commit_id")
 }
 
-/// Whether the rows of a call without `check_ids` report a conflict while some of the event
-/// ids are stored: the append must then be called again with `check_ids`, which tells a
-/// retried append (its first commit) from a conflict.
-pub(crate) fn conflict_with_stored_ids(rows: &[AppendRow]) -> bool {
-    rows.first()
-        .is_some_and(|r| r.status == CONFLICT && r.commit.is_some_and(|n| n > 0))
-}
-
 /// Whether an append that failed with `e` should be tried again inside the store: deadlocks,
 /// serialization failures, a concurrent writer of the same event ids (the retry then reports
 /// the original commit or the reuse), and lost connections (the event ids make a retry of a

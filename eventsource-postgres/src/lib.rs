@@ -37,21 +37,32 @@
 //!
 //! ## Appends
 //!
-//! An append is one statement with the batch as arrays (`unnest`): one round trip whatever
-//! its size. The statement calls the `append_events` function, which locks the written
-//! streams with transaction-scoped advisory locks in one fixed order (multi-stream appends
-//! cannot deadlock each other; a reported deadlock, `40P01`, is retried; racing
-//! `ExpectedVersion::Any` appends queue behind each other instead of failing), then, in one
-//! statement with a fresh snapshot, reads each stream's current version (the last entry of
-//! the primary key `(stream_id, version)`), checks the expected versions and inserts the rows
-//! with one `INSERT ... SELECT` in request order. The function's plans are cached generic
-//! plans: as a plain prepared statement with array parameters PostgreSQL re-planned it on
-//! every call, which cost more than running it. The database enforces the versions through
-//! the primary key and the event ids through a unique index. When an id is already stored
-//! (a unique violation on it, a lost connection, or a conflict while some ids are stored) the
-//! append is called again with its ids looked up first: the same events again return the
-//! first commit; other content under a stored id is
-//! [`StoreError::EventIdReused`](eventsource_core::StoreError::EventIdReused).
+//! An append is one statement with the batch in its parameters: one round trip whatever its
+//! size. There are two kinds:
+//!
+//! - **Direct**, for one stream at an exact version (`ExpectedVersion::Exact`, or `NoStream`
+//!   as version 0: every repository command). One plain statement reads the stream's current
+//!   version (the last entry of the primary key `(stream_id, version)`) and inserts the rows
+//!   only if it is the expected one, so a conflict writes nothing and answers with the actual
+//!   version; no lock is taken. A writer that commits the same version first, after the
+//!   statement's snapshot, makes the insert fail on the primary key: the store then reads the
+//!   actual version (and whether the event ids are stored) in one read-only round trip. One
+//!   event binds scalars, which PostgreSQL plans once; a batch binds arrays (`unnest`), which
+//!   it re-plans on every call (a custom plan; measured 0.7-0.9 ms for a statement of this
+//!   shape, against 0.3 ms of work), small beside a batch's rows.
+//! - **Locked**, for everything else (`Any`, `StreamExists`, several streams) and for retries:
+//!   the `append_events` function locks the written streams with transaction-scoped advisory
+//!   locks in one fixed order (multi-stream appends cannot deadlock each other; a reported
+//!   deadlock, `40P01`, is retried; racing `Any` appends queue behind each other instead of
+//!   failing) and checks the versions under the locks, on cached generic plans. A direct
+//!   append racing it can still take a version first; the function then meets a unique
+//!   violation and is called again.
+//!
+//! The database enforces the versions through the primary key and the event ids through a
+//! unique index. When an id may already be stored (a unique violation on it, a lost
+//! connection, a conflict while some ids are stored) the function is called with the ids
+//! looked up first: the same events again return the first commit; other content under a
+//! stored id is [`StoreError::EventIdReused`](eventsource_core::StoreError::EventIdReused).
 //! Errors are told apart by SQLSTATE and constraint name, never by message text; a version
 //! mismatch comes back as a row and becomes the typed
 //! [`Conflict`](eventsource_core::StoreError::Conflict) with expected and actual versions.

@@ -4,7 +4,7 @@
 use bytes::Bytes;
 use chrono::{DateTime, Timelike, Utc};
 use eventsource_core::{
-    EventId, Metadata, Position, RecordedEvent, Snapshot, StoreError, StreamId, Version,
+    EventId, FoldEvent, Metadata, Position, RecordedEvent, Snapshot, StoreError, StreamId, Version,
 };
 use sqlx::Row;
 use sqlx::postgres::PgRow;
@@ -57,26 +57,15 @@ pub(crate) fn event_of(
     let version: i64 = row
         .try_get_unchecked(at)
         .map_err(|e| corrupt(&stream, Version::ZERO, e))?;
-    let version = u64::try_from(version)
-        .ok()
-        .filter(|v| *v > 0)
-        .map(Version::new)
-        .ok_or_else(|| corrupt(&stream, Version::ZERO, format!("invalid version {version}")))?;
+    let version = valid_version(&stream, version)?;
     let c = |e: sqlx::Error| corrupt(&stream, version, e);
     let commit: i64 = row.try_get_unchecked(at + 1).map_err(c)?;
     let seq: i64 = row.try_get_unchecked(at + 2).map_err(c)?;
-    let position = position_from(commit, seq)
-        .ok_or_else(|| corrupt(&stream, version, format!("invalid position {commit}.{seq}")))?;
+    let position = valid_position(&stream, version, commit, seq)?;
     let id: Uuid = row.try_get_unchecked(at + 3).map_err(c)?;
     let event_type: String = row.try_get_unchecked(at + 4).map_err(c)?;
     let schema_version: i64 = row.try_get_unchecked(at + 5).map_err(c)?;
-    let schema_version = u32::try_from(schema_version).map_err(|_| {
-        corrupt(
-            &stream,
-            version,
-            format!("invalid schema version {schema_version}"),
-        )
-    })?;
+    let schema_version = valid_schema_version(&stream, version, schema_version)?;
     let payload: Vec<u8> = row.try_get_unchecked(at + 6).map_err(c)?;
     let metadata: Option<sqlx::types::Json<Metadata>> = row
         .try_get_unchecked(at + 7)
@@ -92,6 +81,60 @@ pub(crate) fn event_of(
         payload: Bytes::from(payload),
         metadata: metadata.map(|m| m.0).unwrap_or_default(),
         recorded_at,
+    })
+}
+
+/// Decodes a row of `Sql::read_stream_fold`: version, commit, sequence, type, schema
+/// version, payload.
+pub(crate) fn fold_event(row: &PgRow, stream: &StreamId) -> Result<FoldEvent, StoreError> {
+    let version: i64 = row
+        .try_get_unchecked(0)
+        .map_err(|e| corrupt(stream, Version::ZERO, e))?;
+    let version = valid_version(stream, version)?;
+    let c = |e: sqlx::Error| corrupt(stream, version, e);
+    let commit: i64 = row.try_get_unchecked(1).map_err(c)?;
+    let seq: i64 = row.try_get_unchecked(2).map_err(c)?;
+    let event_type: String = row.try_get_unchecked(3).map_err(c)?;
+    let schema_version: i64 = row.try_get_unchecked(4).map_err(c)?;
+    let payload: Vec<u8> = row.try_get_unchecked(5).map_err(c)?;
+    Ok(FoldEvent {
+        version,
+        position: valid_position(stream, version, commit, seq)?,
+        event_type,
+        schema_version: valid_schema_version(stream, version, schema_version)?,
+        payload: Bytes::from(payload),
+    })
+}
+
+fn valid_version(stream: &StreamId, version: i64) -> Result<Version, StoreError> {
+    u64::try_from(version)
+        .ok()
+        .filter(|v| *v > 0)
+        .map(Version::new)
+        .ok_or_else(|| corrupt(stream, Version::ZERO, format!("invalid version {version}")))
+}
+
+fn valid_position(
+    stream: &StreamId,
+    version: Version,
+    commit: i64,
+    seq: i64,
+) -> Result<Position, StoreError> {
+    position_from(commit, seq)
+        .ok_or_else(|| corrupt(stream, version, format!("invalid position {commit}.{seq}")))
+}
+
+fn valid_schema_version(
+    stream: &StreamId,
+    version: Version,
+    schema_version: i64,
+) -> Result<u32, StoreError> {
+    u32::try_from(schema_version).map_err(|_| {
+        corrupt(
+            stream,
+            version,
+            format!("invalid schema version {schema_version}"),
+        )
     })
 }
 

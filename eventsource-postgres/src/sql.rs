@@ -59,6 +59,7 @@ pub(crate) struct Sql {
     pub(crate) append: String,
     pub(crate) conflict_probe: String,
     pub(crate) read_stream: String,
+    pub(crate) read_stream_fold: String,
     pub(crate) version_at_time: String,
     pub(crate) stream_version: String,
     pub(crate) read_all: String,
@@ -144,6 +145,12 @@ impl Sql {
             read_stream: format!(
                 // The stream is known: its column is not sent back.
                 "SELECT {fields} FROM {s}.events e WHERE e.stream_id = $1 \
+                 AND e.version >= $2 AND e.version <= $3 ORDER BY e.version"
+            ),
+            // What a fold needs (`rows::fold_event`): fewer columns, less to send per event.
+            read_stream_fold: format!(
+                "SELECT e.version, e.commit_id, e.seq, e.event_type, e.schema_version, e.payload \
+                 FROM {s}.events e WHERE e.stream_id = $1 \
                  AND e.version >= $2 AND e.version <= $3 ORDER BY e.version"
             ),
             version_at_time: format!(

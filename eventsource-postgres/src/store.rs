@@ -4,8 +4,8 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use eventsource_core::{
-    Commit, EventId, EventStore, LogPage, Position, ReadUntil, RecordedEvent, Snapshot, StoreError,
-    StreamId, StreamWrite, Version,
+    Commit, EventId, EventStore, FoldEvent, LogPage, Position, ReadUntil, RecordedEvent, Snapshot,
+    StoreError, StreamId, StreamWrite, Version,
 };
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
 use sqlx::postgres::{PgPoolOptions, PgRow};
@@ -353,10 +353,7 @@ impl PgStore {
             }
             Path::Locked { check_ids } => check_ids,
         };
-        let mut rows = append::call(conn, sql, params, check_ids).await?;
-        if !check_ids && append::conflict_with_stored_ids(&rows) {
-            rows = append::call(conn, sql, params, true).await?;
-        }
+        let rows = append::call(conn, sql, params, check_ids).await?;
         Ok(append::outcome(writes, rows))
     }
 }
@@ -444,26 +441,28 @@ impl EventStore for PgStore {
         from: Version,
         until: ReadUntil,
     ) -> BoxStream<'a, Result<RecordedEvent, StoreError>> {
-        // One streamed query: rows are decoded as they arrive from the socket, so memory
-        // holds what the consumer has not taken yet (the socket's buffers), not the stream;
-        // a slow consumer stops the server through TCP backpressure.
-        let first = to_i64(from.get().max(1));
-        stream::once(self.stream_bound(stream, until))
-            .map_ok(move |bound| match bound {
-                Some(last) => sqlx::query(&self.inner.sql.read_stream)
-                    .bind(stream.as_str())
-                    .bind(first)
-                    .bind(last)
-                    .fetch(&self.inner.pool)
-                    .map(move |row| match row {
-                        Ok(row) => rows::event_of(&row, 0, stream.clone()),
-                        Err(e) => Err(backend("reading a stream", e)),
-                    })
-                    .boxed(),
-                None => stream::empty().boxed(),
-            })
-            .try_flatten()
-            .boxed()
+        self.stream_rows(
+            &self.inner.sql.read_stream,
+            stream,
+            from,
+            until,
+            |row, s| rows::event_of(row, 0, s.clone()),
+        )
+    }
+
+    fn read_stream_for_fold<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        from: Version,
+        until: ReadUntil,
+    ) -> BoxStream<'a, Result<FoldEvent, StoreError>> {
+        self.stream_rows(
+            &self.inner.sql.read_stream_fold,
+            stream,
+            from,
+            until,
+            rows::fold_event,
+        )
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
@@ -652,6 +651,38 @@ impl PgStore {
             started: std::time::Instant::now(),
             pause: Duration::from_micros(500),
         }
+    }
+
+    /// The rows of `stream` from `from` to `until` through `sql` (parameters: the stream, the
+    /// first and the last version), decoded by `decode`. One streamed query: rows are decoded
+    /// as they arrive from the socket, so memory holds what the consumer has not taken yet
+    /// (the socket's buffers), not the stream; a slow consumer stops the server through TCP
+    /// backpressure.
+    fn stream_rows<'a, T: Send + 'a>(
+        &'a self,
+        sql: &'a str,
+        stream: &'a StreamId,
+        from: Version,
+        until: ReadUntil,
+        decode: fn(&PgRow, &StreamId) -> Result<T, StoreError>,
+    ) -> BoxStream<'a, Result<T, StoreError>> {
+        let first = to_i64(from.get().max(1));
+        stream::once(self.stream_bound(stream, until))
+            .map_ok(move |bound| match bound {
+                Some(last) => sqlx::query(sql)
+                    .bind(stream.as_str())
+                    .bind(first)
+                    .bind(last)
+                    .fetch(&self.inner.pool)
+                    .map(move |row| match row {
+                        Ok(row) => decode(&row, stream),
+                        Err(e) => Err(backend("reading a stream", e)),
+                    })
+                    .boxed(),
+                None => stream::empty().boxed(),
+            })
+            .try_flatten()
+            .boxed()
     }
 
     /// The last version a stream read may return, or `None` when there is nothing to read.

@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
 use super::{EventStore, LogPage, ReadUntil};
-use crate::envelope::{Commit, RecordedEvent, Snapshot, StreamWrite};
+use crate::envelope::{Commit, FoldEvent, RecordedEvent, Snapshot, StreamWrite};
 use crate::error::StoreError;
 use crate::ids::{EventId, Position, StreamId, Version};
 
@@ -24,6 +24,13 @@ pub trait DynEventStore: Send + Sync + 'static {
         from: Version,
         until: ReadUntil,
     ) -> BoxStream<'a, Result<RecordedEvent, StoreError>>;
+    /// See [`EventStore::read_stream_for_fold`].
+    fn read_stream_for_fold_dyn<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        from: Version,
+        until: ReadUntil,
+    ) -> BoxStream<'a, Result<FoldEvent, StoreError>>;
     /// See [`EventStore::stream_version`].
     fn stream_version_dyn<'a>(
         &'a self,
@@ -78,6 +85,14 @@ impl<S: EventStore> DynEventStore for S {
         until: ReadUntil,
     ) -> BoxStream<'a, Result<RecordedEvent, StoreError>> {
         self.read_stream(stream, from, until)
+    }
+    fn read_stream_for_fold_dyn<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        from: Version,
+        until: ReadUntil,
+    ) -> BoxStream<'a, Result<FoldEvent, StoreError>> {
+        self.read_stream_for_fold(stream, from, until)
     }
     fn stream_version_dyn<'a>(
         &'a self,
@@ -166,6 +181,14 @@ impl EventStore for AnyStore {
         until: ReadUntil,
     ) -> BoxStream<'a, Result<RecordedEvent, StoreError>> {
         self.0.read_stream_dyn(stream, from, until)
+    }
+    fn read_stream_for_fold<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        from: Version,
+        until: ReadUntil,
+    ) -> BoxStream<'a, Result<FoldEvent, StoreError>> {
+        self.0.read_stream_for_fold_dyn(stream, from, until)
     }
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
         self.0.stream_version_dyn(stream).await

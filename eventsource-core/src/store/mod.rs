@@ -30,7 +30,7 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 
-use crate::envelope::{Commit, RecordedEvent, Snapshot, StreamWrite};
+use crate::envelope::{Commit, FoldEvent, RecordedEvent, Snapshot, StreamWrite};
 use crate::error::StoreError;
 use crate::ids::{EventId, Position, StreamId, Version};
 
@@ -93,6 +93,21 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         from: Version,
         until: ReadUntil,
     ) -> BoxStream<'a, Result<RecordedEvent, StoreError>>;
+
+    /// [`EventStore::read_stream`] with only what folding an aggregate needs
+    /// ([`FoldEvent`]): what [`Repository`](crate::Repository) loads read. The default maps
+    /// `read_stream`; a store that pays per field sent (a database) reads less.
+    fn read_stream_for_fold<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        from: Version,
+        until: ReadUntil,
+    ) -> BoxStream<'a, Result<FoldEvent, StoreError>> {
+        use futures::{StreamExt, TryStreamExt};
+        self.read_stream(stream, from, until)
+            .map_ok(FoldEvent::from)
+            .boxed()
+    }
 
     /// The current version of `stream` ([`Version::ZERO`] if it has no events).
     fn stream_version(

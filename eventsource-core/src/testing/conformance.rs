@@ -42,6 +42,7 @@ macro_rules! conformance_tests {
             a_missing_stream_reads_empty,
             stream_reads_honour_from_and_until_version,
             time_travel_reads_return_the_recorded_prefix,
+            fold_reads_agree_with_stream_reads,
             exact_version_conflict_writes_nothing,
             no_stream_conflict_writes_nothing,
             stream_exists_conflict_writes_nothing,
@@ -273,6 +274,52 @@ pub async fn time_travel_reads_return_the_recorded_prefix<S: EventStore>(store: 
         .await
         .expect("read");
     assert!(before.is_empty());
+}
+
+/// `read_stream_for_fold` returns exactly the matching fields of `read_stream`, for every
+/// start and bound (what repository loads and time travel read).
+pub async fn fold_reads_agree_with_stream_reads<S: EventStore>(store: S) {
+    let stream = StreamId::new("fold");
+    for i in 0..3 {
+        store
+            .append(vec![write(
+                "fold",
+                ExpectedVersion::Any,
+                vec![added(i), added(10 + i)],
+            )])
+            .await
+            .expect("append");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let all = read(&store, "fold").await;
+    assert_eq!(all.len(), 6);
+    let middle = all[3].recorded_at;
+    for (from, until) in [
+        (Version::FIRST, ReadUntil::End),
+        (Version::new(2), ReadUntil::End),
+        (Version::FIRST, ReadUntil::Version(Version::new(4))),
+        (Version::new(3), ReadUntil::Time(middle)),
+        (Version::new(9), ReadUntil::End),
+    ] {
+        let full: Vec<crate::FoldEvent> = store
+            .read_stream(&stream, from, until)
+            .map_ok(crate::FoldEvent::from)
+            .try_collect()
+            .await
+            .expect("read_stream");
+        let folded: Vec<crate::FoldEvent> = store
+            .read_stream_for_fold(&stream, from, until)
+            .try_collect()
+            .await
+            .expect("read_stream_for_fold");
+        assert_eq!(folded, full, "from {from} until {until:?}");
+    }
+    let missing: Vec<crate::FoldEvent> = store
+        .read_stream_for_fold(&StreamId::new("nothing"), Version::FIRST, ReadUntil::End)
+        .try_collect()
+        .await
+        .expect("a missing stream");
+    assert!(missing.is_empty());
 }
 
 /// A wrong `Exact` version is a typed conflict, and nothing of the append is written.
