@@ -38,10 +38,25 @@ fn corrupt(stream: &StreamId, version: Version, reason: impl std::fmt::Display) 
 
 /// Decodes an event row whose columns start at `at`: the stream, then `sql::EVENT_FIELDS`.
 pub(crate) fn event(row: &PgRow, at: usize) -> Result<RecordedEvent, StoreError> {
-    let stream: String = row
+    event_after(row, at, None)
+}
+
+/// [`event`] for the rows of a page in order: an event of the same stream as the one before
+/// (`previous`) shares its [`StreamId`] (a log page mostly holds runs of one stream's events,
+/// and the id is then not allocated again).
+pub(crate) fn event_after(
+    row: &PgRow,
+    at: usize,
+    previous: Option<&RecordedEvent>,
+) -> Result<RecordedEvent, StoreError> {
+    let stream: &str = row
         .try_get(at)
         .map_err(|e| corrupt(&StreamId::new("?"), Version::ZERO, e))?;
-    event_of(row, at + 1, StreamId::new(stream))
+    let stream = match previous {
+        Some(p) if p.stream.as_str() == stream => p.stream.clone(),
+        _ => StreamId::new(stream),
+    };
+    event_of(row, at + 1, stream)
 }
 
 /// Decodes an event row of a stream already known: the columns of `sql::EVENT_FIELDS`

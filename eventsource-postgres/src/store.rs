@@ -782,7 +782,8 @@ pub(crate) fn page_from_rows(
             .try_get_raw(0)
             .map_err(|e| backend("reading the log", e))?;
         if sqlx::ValueRef::is_null(&horizon) {
-            events.push(rows::event(row, 3)?);
+            let event = rows::event_after(row, 3, events.last())?;
+            events.push(event);
         } else {
             let c: Option<i64> = row.try_get(1).map_err(|e| backend("reading the log", e))?;
             let s: Option<i64> = row.try_get(2).map_err(|e| backend("reading the log", e))?;
