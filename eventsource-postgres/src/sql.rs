@@ -63,7 +63,6 @@ pub(crate) struct Sql {
     pub(crate) version_at_time: String,
     pub(crate) stream_version: String,
     pub(crate) read_all: String,
-    pub(crate) read_all_typed: String,
     pub(crate) head: String,
     pub(crate) probe: String,
     pub(crate) event_by_id: String,
@@ -83,29 +82,6 @@ impl Sql {
         let h = horizon(&s);
         let fields = EVENT_FIELDS;
         let cols = format!("e.stream_id, {fields}");
-        // One statement, one snapshot: a meta row (column 0 the horizon, 1-2 the newest
-        // readable event of any type, read only when filtering by type, where it is how far a
-        // non-full page scanned; NULL event columns) and the page's event rows (NULL in
-        // columns 0-2), told apart by column 0. The event rows keep their order: they come
-        // from one branch of the UNION ALL, sorted there.
-        let nulls = "NULL::text, NULL::bigint, NULL::bigint, NULL::bigint, NULL::uuid, \
-             NULL::text, NULL::bigint, NULL::bytea, NULL::jsonb, NULL::timestamptz";
-        let read_all_page = |filter: &str, newest: &str| {
-            format!(
-                "WITH h AS MATERIALIZED (SELECT {h} AS horizon) \
-                 (SELECT h.horizon, n.commit_id, n.seq, {nulls} FROM h \
-                   LEFT JOIN LATERAL ({newest}) n ON true) \
-                 UNION ALL \
-                 (SELECT NULL::bigint, NULL::bigint, NULL::bigint, {cols} FROM {s}.events e \
-                   WHERE (e.commit_id, e.seq) > ($1, $2) \
-                     AND e.commit_id < (SELECT h.horizon FROM h) {filter} \
-                   ORDER BY e.commit_id, e.seq LIMIT $3)"
-            )
-        };
-        let newest_readable = format!(
-            "SELECT x.commit_id, x.seq FROM {s}.events x WHERE x.commit_id < h.horizon \
-             ORDER BY x.commit_id DESC, x.seq DESC LIMIT 1"
-        );
         Self {
             // The direct path: one stream at an exact expected version (`NoStream` is 0),
             // no locks. `cur` reads the stream's version; the rows are inserted only when it
@@ -161,8 +137,12 @@ impl Sql {
                 "SELECT e.version FROM {s}.events e WHERE e.stream_id = $1 \
                  ORDER BY e.version DESC LIMIT 1"
             ),
-            read_all: read_all_page("", "SELECT NULL::bigint AS commit_id, NULL::bigint AS seq"),
-            read_all_typed: read_all_page("AND e.event_type = ANY($4)", &newest_readable),
+            // A page of the log through `read_log` (migration 0002: plans that do not
+            // depend on statistics; the horizon and the rows from one snapshot): a meta row
+            // (column 0 the horizon, 1-2 the newest readable event when filtering by type)
+            // and the events (NULL in column 0, the event columns from 3 on). $4: the types,
+            // or NULL for all.
+            read_all: format!("SELECT * FROM {s}.read_log($1, $2, $3, $4)"),
             head: format!(
                 "SELECT h.horizon, e.commit_id, e.seq FROM (SELECT {h} AS horizon) h \
                  LEFT JOIN LATERAL (SELECT e.commit_id, e.seq FROM {s}.events e \

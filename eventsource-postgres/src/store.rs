@@ -711,22 +711,13 @@ fn query_page<'q>(
     limit: i64,
     types: Option<&[&str]>,
 ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    match types {
-        None => sqlx::query(&sql.read_all)
-            .bind(commit)
-            .bind(seq)
-            .bind(limit),
-        Some(types) => sqlx::query(&sql.read_all_typed)
-            .bind(commit)
-            .bind(seq)
-            .bind(limit)
-            .bind(
-                types
-                    .iter()
-                    .map(|t| (*t).to_owned())
-                    .collect::<Vec<String>>(),
-            ),
-    }
+    let types: Option<Vec<String>> =
+        types.map(|types| types.iter().map(|t| (*t).to_owned()).collect());
+    sqlx::query(&sql.read_all)
+        .bind(commit)
+        .bind(seq)
+        .bind(limit)
+        .bind(types)
 }
 
 /// The horizon a log page was read under: column 0 of its meta row.

@@ -13,3 +13,5 @@ mod faults;
 mod ordering;
 #[path = "postgres/projections.rs"]
 mod projections;
+#[path = "postgres/restore.rs"]
+mod restore;
