@@ -74,8 +74,10 @@
 //! A position is `(commit, sequence)`: `commit = era << 48 | xid8` of the writing
 //! transaction (`pg_current_xact_id()`, the top-level id even inside subtransactions), and
 //! `sequence` a global identity. A reader only passes events whose `commit` is below the
-//! *horizon*: `era << 48 | pg_snapshot_xmin(pg_current_snapshot())`, computed in the same
-//! statement that reads the page. This is safe because:
+//! *horizon*: `era << 48 | pg_snapshot_xmin(pg_current_snapshot())`, computed under the same
+//! snapshot that reads the page (one call of the `STABLE` function `read_log`, whose
+//! statements all see the calling statement's snapshot; its plans walk the position index
+//! whatever the table's statistics say). This is safe because:
 //!
 //! 1. every transaction with an xid below `xmin` has ended when the snapshot is taken, so
 //!    all events below the horizon that will ever exist are already committed and visible to
