@@ -123,7 +123,9 @@ impl PgStoreBuilder {
         self.with_pool(pool).await
     }
 
-    /// Uses an existing pool.
+    /// Uses an existing pool, with its own settings. sqlx's default pool pings a connection
+    /// before every use; see [`PgStoreBuilder::connect`] for the check the store's own pool
+    /// makes instead, which a pool of yours can copy.
     pub async fn with_pool(self, pool: PgPool) -> Result<PgStore, StoreError> {
         let schema = self.schema.clone().map_err(StoreError::Config)?;
         let store = PgStore {
