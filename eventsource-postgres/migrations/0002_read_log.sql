@@ -47,14 +47,6 @@ BEGIN
         RETURN QUERY SELECT v_horizon, NULL::bigint, NULL::bigint, NULL::text, NULL::bigint,
             NULL::bigint, NULL::bigint, NULL::uuid, NULL::text, NULL::bigint, NULL::bytea,
             NULL::jsonb, NULL::timestamptz;
-        RETURN QUERY
-        SELECT NULL::bigint, NULL::bigint, NULL::bigint, e.stream_id, e.version, e.commit_id,
-               e.seq, e.event_id, e.event_type, e.schema_version, e.payload, e.metadata,
-               e.recorded_at
-        FROM events e
-        WHERE (e.commit_id, e.seq) > (p_commit, p_seq) AND e.commit_id < v_horizon
-        ORDER BY e.commit_id, e.seq
-        LIMIT p_limit;
     ELSE
         RETURN QUERY SELECT v_horizon, n.commit_id, n.seq, NULL::text, NULL::bigint,
             NULL::bigint, NULL::bigint, NULL::uuid, NULL::text, NULL::bigint, NULL::bytea,
@@ -64,15 +56,15 @@ BEGIN
             SELECT x.commit_id, x.seq FROM events x WHERE x.commit_id < v_horizon
             ORDER BY x.commit_id DESC, x.seq DESC LIMIT 1
         ) AS n ON true;
-        RETURN QUERY
-        SELECT NULL::bigint, NULL::bigint, NULL::bigint, e.stream_id, e.version, e.commit_id,
-               e.seq, e.event_id, e.event_type, e.schema_version, e.payload, e.metadata,
-               e.recorded_at
-        FROM events e
-        WHERE (e.commit_id, e.seq) > (p_commit, p_seq) AND e.commit_id < v_horizon
-          AND e.event_type = ANY (p_types)
-        ORDER BY e.commit_id, e.seq
-        LIMIT p_limit;
     END IF;
+    RETURN QUERY
+    SELECT NULL::bigint, NULL::bigint, NULL::bigint, e.stream_id, e.version, e.commit_id,
+           e.seq, e.event_id, e.event_type, e.schema_version, e.payload, e.metadata,
+           e.recorded_at
+    FROM events e
+    WHERE (e.commit_id, e.seq) > (p_commit, p_seq) AND e.commit_id < v_horizon
+      AND (p_types IS NULL OR e.event_type = ANY (p_types))
+    ORDER BY e.commit_id, e.seq
+    LIMIT p_limit;
 END;
 $$;
