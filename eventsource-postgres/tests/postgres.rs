@@ -7,11 +7,11 @@ mod common;
 
 #[path = "postgres/appends.rs"]
 mod appends;
+#[path = "postgres/clusters.rs"]
+mod clusters;
 #[path = "postgres/faults.rs"]
 mod faults;
 #[path = "postgres/ordering.rs"]
 mod ordering;
 #[path = "postgres/projections.rs"]
 mod projections;
-#[path = "postgres/restore.rs"]
-mod restore;

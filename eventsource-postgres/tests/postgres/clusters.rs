@@ -1,12 +1,20 @@
-//! A real dump and restore into another cluster: `pg_dump` of a store's schema on the test
-//! server, restored with `psql` into a throwaway cluster started from the machine's binaries
-//! (`scripts/pg-cluster`), whose transaction ids are far behind the ones stored.
+//! Tests that need a PostgreSQL cluster of their own, started from the machine's binaries by
+//! `scripts/pg-cluster` (a failure to start one fails the test):
+//! - a real dump and restore into another cluster: `pg_dump` of a store's schema on the test
+//!   server, restored with `psql` into a cluster whose transaction ids are far behind the
+//!   ones stored;
+//! - a prepared (two-phase) transaction holding the horizon, which needs
+//!   `max_prepared_transactions` (0 by default).
 
 use std::path::PathBuf;
 use std::process::Command;
 
-use eventsource_core::{EventStore, ExpectedVersion, Position};
+use std::time::Duration;
+
+use eventsource_core::{EventStore, ExpectedVersion, Position, subscribe};
 use eventsource_postgres::PgStore;
+use futures::StreamExt;
+use sqlx::Connection;
 
 use crate::common::{self, event, write};
 
@@ -35,9 +43,13 @@ struct Cluster {
 }
 
 impl Cluster {
-    fn start() -> Self {
-        let dir = std::env::temp_dir().join(format!("es-restore-{:08x}", fastrand::u32(..)));
-        let url = run(Command::new(script()).arg("start").arg(&dir));
+    /// Starts a cluster; `settings` are extra server settings (`-c name=value ...`).
+    fn start(settings: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("es-cluster-{:08x}", fastrand::u32(..)));
+        let url = run(Command::new(script())
+            .arg("start")
+            .arg(&dir)
+            .env("ES_TEST_PG_SETTINGS", settings));
         Self { dir, url }
     }
 }
@@ -82,7 +94,7 @@ async fn a_dump_restored_into_a_younger_cluster_keeps_positions_rising() {
         .args(["--no-owner", "--schema", &schema, "--file"])
         .arg(&dump)
         .arg(common::database_url()));
-    let cluster = Cluster::start();
+    let cluster = Cluster::start("");
     run(Command::new(&psql)
         .args(["-q", "-v", "ON_ERROR_STOP=1", "-f"])
         .arg(&dump)
@@ -120,5 +132,81 @@ async fn a_dump_restored_into_a_younger_cluster_keeps_positions_rising() {
     let versions: Vec<u64> = all.events.iter().map(|e| e.version.get()).collect();
     assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
     restored.pool().close().await;
+    drop(cluster);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_prepared_transaction_holds_the_horizon_is_reported_and_loses_nothing() {
+    let cluster = Cluster::start("-c max_prepared_transactions=4");
+    let store = PgStore::builder()
+        .schema("es_prepared")
+        .connect(&cluster.url)
+        .await
+        .unwrap();
+    // A two-phase transaction that wrote something (so it has an xid), prepared and left
+    // open: it outlives its session.
+    let mut other = sqlx::PgConnection::connect(&cluster.url).await.unwrap();
+    sqlx::query("CREATE TABLE side (n int)")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut other).await.unwrap();
+    sqlx::query("INSERT INTO side VALUES (1)")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    sqlx::query("PREPARE TRANSACTION 'es-held'")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    other.close().await.unwrap();
+
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let e = event(i);
+        ids.push(e.id);
+        store
+            .append(vec![write("s", ExpectedVersion::Any, vec![e])])
+            .await
+            .unwrap();
+    }
+    // Another "process": no read-your-writes wait of its own.
+    let reader = PgStore::builder()
+        .schema("es_prepared")
+        .connect(&cluster.url)
+        .await
+        .unwrap();
+    let mut sub = subscribe(reader.clone(), Position::ZERO, 100);
+    let early = tokio::time::timeout(Duration::from_millis(400), sub.next()).await;
+    assert!(early.is_err(), "nothing passes the prepared transaction");
+    let lag = reader.lag().await.unwrap();
+    assert_eq!(lag.events_behind, 5, "{lag:?}");
+    let prepared = lag
+        .prepared
+        .iter()
+        .find(|p| p.gid == "es-held")
+        .expect("the prepared transaction is reported");
+    assert_eq!(prepared.database.as_deref(), Some("postgres"), "{lag:?}");
+
+    let mut admin = sqlx::PgConnection::connect(&cluster.url).await.unwrap();
+    sqlx::query("COMMIT PREPARED 'es-held'")
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    while seen.len() < ids.len() {
+        let next = tokio::time::timeout(Duration::from_secs(10), sub.next())
+            .await
+            .expect("delivered once the prepared transaction ends")
+            .expect("stream")
+            .expect("event");
+        seen.push(next.id);
+    }
+    assert_eq!(seen, ids, "all of them, in order, once");
+    assert!(reader.lag().await.unwrap().prepared.is_empty());
+    drop(sub);
+    for s in [store, reader] {
+        s.pool().close().await;
+    }
     drop(cluster);
 }
