@@ -1,5 +1,5 @@
-//! Appends: the request as arrays, the one-statement call of `append_events`, and turning its
-//! rows into a [`Commit`] or a typed error.
+//! Appends: the request as arrays, the direct statements and the call of `append_events`,
+//! and turning their rows into a [`Commit`] or a typed error.
 
 use std::collections::HashMap;
 
@@ -15,15 +15,16 @@ use uuid::Uuid;
 use crate::errors::sqlstate;
 use crate::rows::{position_from, to_i64};
 
-/// The request as the arrays `append_events` takes.
-pub(crate) struct AppendParams {
-    streams: Vec<String>,
+/// The request as the arrays `append_events` and the batch statement take, borrowed from the
+/// request (no payload is copied).
+pub(crate) struct AppendParams<'a> {
+    streams: Vec<&'a str>,
     expected: Vec<i64>,
     write_of: Vec<i32>,
     ids: Vec<Uuid>,
-    types: Vec<String>,
+    types: Vec<&'a str>,
     schema_versions: Vec<i64>,
-    payloads: Vec<Vec<u8>>,
+    payloads: Vec<&'a [u8]>,
     metadata: Vec<Option<String>>,
 }
 
@@ -36,8 +37,18 @@ fn expected_code(e: ExpectedVersion) -> i64 {
     }
 }
 
-impl AppendParams {
-    pub(crate) fn new(writes: &[StreamWrite]) -> Result<Self, StoreError> {
+/// An event's metadata as the JSON text its column takes (`None` when empty).
+fn metadata_json(e: &NewEvent) -> Result<Option<String>, StoreError> {
+    if e.metadata.is_empty() {
+        return Ok(None);
+    }
+    serde_json::to_string(&e.metadata).map(Some).map_err(|err| {
+        StoreError::InvalidRequest(format!("event {}: metadata cannot be encoded: {err}", e.id))
+    })
+}
+
+impl<'a> AppendParams<'a> {
+    fn new(writes: &'a [StreamWrite]) -> Result<Self, StoreError> {
         let n: usize = writes.iter().map(|w| w.events.len()).sum();
         let mut p = AppendParams {
             streams: Vec::with_capacity(writes.len()),
@@ -50,29 +61,44 @@ impl AppendParams {
             metadata: Vec::with_capacity(n),
         };
         for (i, w) in writes.iter().enumerate() {
-            p.streams.push(w.stream.as_str().to_owned());
+            p.streams.push(w.stream.as_str());
             p.expected.push(expected_code(w.expected));
             let index = i32::try_from(i + 1)
                 .map_err(|_| StoreError::InvalidRequest("too many streams in one append".into()))?;
             for e in &w.events {
                 p.write_of.push(index);
                 p.ids.push(*e.id.as_uuid());
-                p.types.push(e.event_type.clone());
+                p.types.push(&e.event_type);
                 p.schema_versions.push(i64::from(e.schema_version));
-                p.payloads.push(e.payload.to_vec());
-                p.metadata.push(if e.metadata.is_empty() {
-                    None
-                } else {
-                    Some(serde_json::to_string(&e.metadata).map_err(|err| {
-                        StoreError::InvalidRequest(format!(
-                            "event {}: metadata cannot be encoded: {err}",
-                            e.id
-                        ))
-                    })?)
-                });
+                p.payloads.push(&e.payload);
+                p.metadata.push(metadata_json(e)?);
             }
         }
         Ok(p)
+    }
+}
+
+/// An append request, with its arrays built on first use: a single-event append at an exact
+/// version (every repository command) binds scalars and never needs them.
+pub(crate) struct Request<'a> {
+    pub(crate) writes: &'a [StreamWrite],
+    params: std::sync::OnceLock<AppendParams<'a>>,
+}
+
+impl<'a> Request<'a> {
+    pub(crate) fn new(writes: &'a [StreamWrite]) -> Self {
+        Self {
+            writes,
+            params: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn params(&self) -> Result<&AppendParams<'a>, StoreError> {
+        if let Some(p) = self.params.get() {
+            return Ok(p);
+        }
+        let built = AppendParams::new(self.writes)?;
+        Ok(self.params.get_or_init(|| built))
     }
 }
 
@@ -108,13 +134,17 @@ fn decode_row(row: &PgRow) -> Result<AppendRow, sqlx::Error> {
 }
 
 /// Runs one attempt on `conn` (one round trip): `append_events`, under the streams' locks;
-/// `check_ids`: look the event ids up first.
+/// `check_ids`: look the event ids up first. Its rows as an outcome.
 pub(crate) async fn call(
     conn: &mut PgConnection,
     sql: &crate::sql::Sql,
-    p: &AppendParams,
+    request: &Request<'_>,
     check_ids: bool,
-) -> Result<Vec<AppendRow>, sqlx::Error> {
+) -> Result<Result<Outcome, StoreError>, sqlx::Error> {
+    let p = match request.params() {
+        Ok(p) => p,
+        Err(e) => return Ok(Err(e)),
+    };
     let rows = sqlx::query(&sql.append)
         .bind(&p.streams)
         .bind(&p.expected)
@@ -127,7 +157,8 @@ pub(crate) async fn call(
         .bind(check_ids)
         .fetch_all(conn)
         .await?;
-    rows.iter().map(decode_row).collect()
+    let rows: Result<Vec<AppendRow>, sqlx::Error> = rows.iter().map(decode_row).collect();
+    Ok(outcome(request.writes, rows?))
 }
 
 /// The expected version of an append the direct path can take (`Sql::append_one`): one
@@ -154,37 +185,58 @@ pub(crate) enum Direct {
     StoredIds,
 }
 
-/// Runs the direct path for `writes` (one write, at `expected`) on `conn`: one round trip.
+/// Runs the direct path for the request (one write, at `expected`) on `conn`: one round
+/// trip.
 pub(crate) async fn call_direct(
     conn: &mut PgConnection,
     sql: &crate::sql::Sql,
-    writes: &[StreamWrite],
+    request: &Request<'_>,
     expected: i64,
-    p: &AppendParams,
 ) -> Result<Result<Direct, StoreError>, sqlx::Error> {
-    let Some(write) = writes.first() else {
+    let Some(write) = request.writes.first() else {
         return Ok(Err(corrupt_reply("no write")));
     };
-    let query = match (write.events.as_slice(), p.metadata.first()) {
-        ([e], Some(metadata)) => sqlx::query(&sql.append_one)
-            .bind(write.stream.as_str())
-            .bind(expected)
-            .bind(e.id.as_uuid())
-            .bind(e.event_type.as_str())
-            .bind(i64::from(e.schema_version))
-            .bind(e.payload.as_ref())
-            .bind(metadata.as_deref()),
-        _ => sqlx::query(&sql.append_batch)
-            .bind(write.stream.as_str())
-            .bind(expected)
-            .bind(&p.ids)
-            .bind(&p.types)
-            .bind(&p.schema_versions)
-            .bind(&p.payloads)
-            .bind(&p.metadata),
+    let query = match write.events.as_slice() {
+        [e] => {
+            let metadata = match metadata_json(e) {
+                Ok(m) => m,
+                Err(err) => return Ok(Err(err)),
+            };
+            sqlx::query(&sql.append_one)
+                .bind(write.stream.as_str())
+                .bind(expected)
+                .bind(e.id.as_uuid())
+                .bind(e.event_type.as_str())
+                .bind(i64::from(e.schema_version))
+                .bind(e.payload.as_ref())
+                .bind(metadata)
+        }
+        _ => {
+            let p = match request.params() {
+                Ok(p) => p,
+                Err(err) => return Ok(Err(err)),
+            };
+            sqlx::query(&sql.append_batch)
+                .bind(write.stream.as_str())
+                .bind(expected)
+                .bind(&p.ids)
+                .bind(&p.types)
+                .bind(&p.schema_versions)
+                .bind(&p.payloads)
+                .bind(&p.metadata)
+        }
     };
     let rows = query.fetch_all(conn).await?;
-    Ok(direct_outcome(writes, write, expected, &rows))
+    Ok(direct_outcome(request.writes, write, expected, &rows))
+}
+
+/// The conflict of a direct append on `write`, whose stream is at `actual`.
+fn conflict(write: &StreamWrite, actual: i64) -> Direct {
+    Direct::Conflict(StoreError::Conflict {
+        stream: write.stream.clone(),
+        expected: write.expected,
+        actual: Version::new(u64::try_from(actual).unwrap_or(0)),
+    })
 }
 
 fn direct_outcome(
@@ -204,11 +256,7 @@ fn direct_outcome(
             return Ok(Direct::StoredIds);
         }
         let actual: i64 = row.try_get(0).map_err(bad)?;
-        return Ok(Direct::Conflict(StoreError::Conflict {
-            stream: write.stream.clone(),
-            expected: write.expected,
-            actual: Version::new(u64::try_from(actual).unwrap_or(0)),
-        }));
+        return Ok(conflict(write, actual));
     };
     let first: Option<i64> = row.try_get(1).map_err(bad)?;
     let commit: Option<i64> = row.try_get(2).map_err(bad)?;
@@ -248,25 +296,21 @@ pub(crate) fn is_version_taken(e: &sqlx::Error) -> bool {
 pub(crate) async fn resolve_taken(
     conn: &mut PgConnection,
     sql: &crate::sql::Sql,
-    writes: &[StreamWrite],
-    p: &AppendParams,
+    request: &Request<'_>,
 ) -> Result<Result<Direct, StoreError>, sqlx::Error> {
-    let Some(write) = writes.first() else {
+    let Some(write) = request.writes.first() else {
         return Ok(Err(corrupt_reply("no write")));
     };
+    let ids: Vec<Uuid> = write.events.iter().map(|e| *e.id.as_uuid()).collect();
     let (actual, stored): (i64, bool) = sqlx::query_as(&sql.conflict_probe)
         .bind(write.stream.as_str())
-        .bind(&p.ids)
+        .bind(&ids)
         .fetch_one(conn)
         .await?;
     Ok(Ok(if stored {
         Direct::StoredIds
     } else {
-        Direct::Conflict(StoreError::Conflict {
-            stream: write.stream.clone(),
-            expected: write.expected,
-            actual: Version::new(u64::try_from(actual).unwrap_or(0)),
-        })
+        conflict(write, actual)
     }))
 }
 
@@ -276,8 +320,9 @@ pub(crate) fn is_stored_id(e: &sqlx::Error) -> bool {
         && e.as_database_error().and_then(|d| d.constraint()) == Some("events_event_id")
 }
 
-/// Whether `e` is the not-null violation `append_events` provokes when the transaction's
-/// xid8 does not fit the 48 bits a position gives it (nothing was written).
+/// Whether `e` is the not-null violation a direct append (`Sql::append_one`/`append_batch`)
+/// provokes when the transaction's xid8 does not fit the 48 bits a position gives it (nothing
+/// was written). `append_events` reports that case as a row instead.
 pub(crate) fn is_xid_too_large(e: &sqlx::Error) -> bool {
     crate::errors::code(e).as_deref() == Some(sqlstate::NOT_NULL_VIOLATION)
         && e.as_database_error()

@@ -14,7 +14,7 @@ use tokio::sync::{Mutex, Notify, watch};
 use tokio::task::AbortHandle;
 use tracing::Instrument;
 
-use crate::append::{self, AppendParams, Outcome};
+use crate::append::{self, Outcome, Request};
 use crate::errors::backend;
 use crate::inline::{DynInline, Inline};
 use crate::projection::PgProjectionContext;
@@ -302,21 +302,20 @@ impl PgStore {
     /// transaction that also runs them.
     async fn append_once(
         &self,
-        writes: &[StreamWrite],
-        params: &AppendParams,
+        request: &Request<'_>,
         path: Path,
     ) -> Result<Result<Outcome, StoreError>, sqlx::Error> {
         if self.inner.inline.is_empty() {
             let mut conn = self.inner.pool.acquire().await?;
-            return self.append_on(&mut conn, writes, params, path).await;
+            return self.append_on(&mut conn, request, path).await;
         }
         let mut tx = self.inner.pool.begin().await?;
-        let outcome = self.append_on(&mut tx, writes, params, path).await?;
+        let outcome = self.append_on(&mut tx, request, path).await?;
         let Ok(Outcome::Written(_, written)) = &outcome else {
             // Nothing new was written: the inline read models already reflect it.
             return Ok(outcome);
         };
-        let events = append::recorded(writes, written);
+        let events = append::recorded(request.writes, written);
         let mut ctx = PgProjectionContext::new(tx, self.clone());
         for projection in &self.inner.inline {
             let mut projection = projection.lock().await;
@@ -331,18 +330,17 @@ impl PgStore {
     async fn append_on(
         &self,
         conn: &mut sqlx::PgConnection,
-        writes: &[StreamWrite],
-        params: &AppendParams,
+        request: &Request<'_>,
         path: Path,
     ) -> Result<Result<Outcome, StoreError>, sqlx::Error> {
         let sql = &self.inner.sql;
         let check_ids = match path {
             Path::Direct(expected) => {
-                let direct = match append::call_direct(conn, sql, writes, expected, params).await {
+                let direct = match append::call_direct(conn, sql, request, expected).await {
                     // (Not inside a transaction: the failed insert aborted it; the caller
                     // retries through `append_events` instead.)
                     Err(e) if append::is_version_taken(&e) && self.inner.inline.is_empty() => {
-                        append::resolve_taken(conn, sql, writes, params).await?
+                        append::resolve_taken(conn, sql, request).await?
                     }
                     other => other?,
                 };
@@ -355,8 +353,7 @@ impl PgStore {
             }
             Path::Locked { check_ids } => check_ids,
         };
-        let rows = append::call(conn, sql, params, check_ids).await?;
-        Ok(append::outcome(writes, rows))
+        append::call(conn, sql, request, check_ids).await
     }
 }
 
@@ -382,7 +379,7 @@ impl EventStore for PgStore {
             streams = writes.len()
         );
         async {
-            let params = AppendParams::new(&writes)?;
+            let request = Request::new(&writes);
             let mut attempt = 0;
             let mut path = match append::direct_expected(&writes) {
                 Some(expected) => Path::Direct(expected),
@@ -390,7 +387,7 @@ impl EventStore for PgStore {
             };
             let outcome = loop {
                 attempt += 1;
-                match self.append_once(&writes, &params, path).await {
+                match self.append_once(&request, path).await {
                     Ok(outcome) => break outcome?,
                     Err(e) if attempt < APPEND_ATTEMPTS && append::retry_inside(&e) => {
                         tracing::debug!(error = %e, attempt, "append retried");
