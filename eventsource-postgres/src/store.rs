@@ -493,13 +493,17 @@ impl EventStore for PgStore {
             let limit_param = i64::try_from(limit).unwrap_or(i64::MAX);
             let mut settle = self.settle();
             loop {
-                let rows = query_page(&self.inner.sql, commit, seq, limit_param, types)
+                let rows = sqlx::query(&self.inner.sql.read_all)
+                    .bind(commit)
+                    .bind(seq)
+                    .bind(limit_param)
+                    .bind(types)
                     .fetch_all(&self.inner.pool)
                     .await
                     .map_err(|e| backend("reading the log", e))?;
-                let page = page_from_rows(&rows, after, limit)?;
+                let (page, horizon) = page_from_rows(&rows, after, limit)?;
                 let full = page.events.len() >= limit;
-                if full || settle.done(horizon_of(&rows)).await {
+                if full || settle.done(horizon).await {
                     return Ok(page);
                 }
             }
@@ -703,29 +707,6 @@ impl PgStore {
     }
 }
 
-fn query_page<'q>(
-    sql: &'q Sql,
-    commit: i64,
-    seq: i64,
-    limit: i64,
-    types: Option<&[&str]>,
-) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
-    let types: Option<Vec<String>> =
-        types.map(|types| types.iter().map(|t| (*t).to_owned()).collect());
-    sqlx::query(&sql.read_all)
-        .bind(commit)
-        .bind(seq)
-        .bind(limit)
-        .bind(types)
-}
-
-/// The horizon a log page was read under: column 0 of its meta row.
-fn horizon_of(rows: &[PgRow]) -> i64 {
-    rows.iter()
-        .find_map(|r| r.try_get::<Option<i64>, _>(0).ok().flatten())
-        .unwrap_or(0)
-}
-
 /// Read-your-writes: a read that starts after this store handle's append returned waits
 /// (briefly) until the horizon has passed that append, so the caller sees its own events.
 /// Only transactions running at that moment can hold it back; the wait is bounded by
@@ -751,9 +732,9 @@ impl Settle {
     }
 }
 
-/// A log page from the rows of `read_all`: one meta row (column 0 the horizon, 1-2 the newest
-/// readable event when filtering by type) and the event rows (NULL in column 0, the event
-/// columns from 3 on).
+/// A log page, and the horizon it was read under, from the rows of `read_all`: one meta row
+/// (column 0 the horizon, 1-2 the newest readable event when filtering by type) and the event
+/// rows (NULL in column 0, the event columns from 3 on).
 ///
 /// `scanned_to` is the last event the read examined: the last one returned when the page is
 /// full; otherwise, every readable event has been examined, so the newest readable one (of
@@ -764,20 +745,20 @@ pub(crate) fn page_from_rows(
     rows: &[PgRow],
     after: Position,
     limit: usize,
-) -> Result<LogPage, StoreError> {
+) -> Result<(LogPage, i64), StoreError> {
     let mut events = Vec::with_capacity(rows.len());
     let mut newest = None;
+    let mut horizon = 0;
     for row in rows {
-        let horizon = row
-            .try_get_raw(0)
-            .map_err(|e| backend("reading the log", e))?;
-        if sqlx::ValueRef::is_null(&horizon) {
-            let event = rows::event_after(row, 3, events.last())?;
-            events.push(event);
-        } else {
+        let meta: Option<i64> = row.try_get(0).map_err(|e| backend("reading the log", e))?;
+        if let Some(h) = meta {
+            horizon = h;
             let c: Option<i64> = row.try_get(1).map_err(|e| backend("reading the log", e))?;
             let s: Option<i64> = row.try_get(2).map_err(|e| backend("reading the log", e))?;
             newest = c.zip(s).and_then(|(c, s)| position_from(c, s));
+        } else {
+            let event = rows::event_after(row, 3, events.last())?;
+            events.push(event);
         }
     }
     let last = events.last().map(|e| e.position);
@@ -787,5 +768,5 @@ pub(crate) fn page_from_rows(
             .max(last.unwrap_or(after))
             .max(newest.unwrap_or(after)),
     };
-    Ok(LogPage { events, scanned_to })
+    Ok((LogPage { events, scanned_to }, horizon))
 }
