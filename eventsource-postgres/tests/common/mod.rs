@@ -5,8 +5,12 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use eventsource_core::{ExpectedVersion, NewEvent, StreamWrite};
+use eventsource_core::{
+    EventId, ExpectedVersion, NewEvent, RecordedEvent, StoreError, StreamWrite,
+};
 use eventsource_postgres::{PgStore, PgStoreBuilder};
+use futures::StreamExt;
+use futures::stream::BoxStream;
 use sqlx::{Connection, PgConnection};
 
 /// The server to test against. Panics, failing the test, when it is not configured: these
@@ -133,4 +137,23 @@ pub async fn horizon_shared() -> tokio::sync::RwLockReadGuard<'static, ()> {
 /// Exclusive use of the horizon (a test that holds it back on purpose).
 pub async fn horizon_exclusive() -> tokio::sync::RwLockWriteGuard<'static, ()> {
     HORIZON.write().await
+}
+
+/// The ids of the next `n` events of a subscription, each within 10 s (`why`: what should have
+/// delivered them, for the failure message).
+pub async fn next_ids(
+    sub: &mut BoxStream<'static, Result<RecordedEvent, StoreError>>,
+    n: usize,
+    why: &str,
+) -> Vec<EventId> {
+    let mut seen = Vec::with_capacity(n);
+    while seen.len() < n {
+        let next = tokio::time::timeout(std::time::Duration::from_secs(10), sub.next())
+            .await
+            .unwrap_or_else(|_| panic!("{why}: only {} of {n} delivered", seen.len()))
+            .expect("stream")
+            .expect("event");
+        seen.push(next.id);
+    }
+    seen
 }

@@ -193,15 +193,12 @@ async fn a_prepared_transaction_holds_the_horizon_is_reported_and_loses_nothing(
         .execute(&mut admin)
         .await
         .unwrap();
-    let mut seen = Vec::new();
-    while seen.len() < ids.len() {
-        let next = tokio::time::timeout(Duration::from_secs(10), sub.next())
-            .await
-            .expect("delivered once the prepared transaction ends")
-            .expect("stream")
-            .expect("event");
-        seen.push(next.id);
-    }
+    let seen = common::next_ids(
+        &mut sub,
+        ids.len(),
+        "delivered once the prepared transaction ends",
+    )
+    .await;
     assert_eq!(seen, ids, "all of them, in order, once");
     assert!(reader.lag().await.unwrap().prepared.is_empty());
     drop(sub);

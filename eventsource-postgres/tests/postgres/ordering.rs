@@ -157,15 +157,7 @@ async fn a_long_write_transaction_elsewhere_delays_delivery_is_reported_and_lose
     );
 
     sqlx::query("COMMIT").execute(&mut other).await.unwrap();
-    let mut seen = Vec::new();
-    while seen.len() < ids.len() {
-        let next = tokio::time::timeout(Duration::from_secs(10), sub.next())
-            .await
-            .expect("delivered once the transaction ends")
-            .expect("stream")
-            .expect("event");
-        seen.push(next.id);
-    }
+    let seen = common::next_ids(&mut sub, ids.len(), "delivered once the transaction ends").await;
     assert_eq!(seen, ids, "all of them, in order, once");
     let lag = reader.lag().await.unwrap();
     assert!(
