@@ -205,6 +205,17 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
 
     async fn fold_stream(&self, stream: &StreamId, until: ReadUntil) -> Result<Loaded<A>, Error> {
         let mut loaded = self.load_snapshot(stream, until).await;
+        self.fold_after(stream, &mut loaded, until).await?;
+        Ok(loaded)
+    }
+
+    /// Folds the events after `loaded.version` into `loaded`, up to `until`.
+    async fn fold_after(
+        &self,
+        stream: &StreamId,
+        loaded: &mut Loaded<A>,
+        until: ReadUntil,
+    ) -> Result<(), Error> {
         let mut events = self
             .store
             .read_stream_for_fold(stream, loaded.version.next(), until);
@@ -228,7 +239,39 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let span = tracing::Span::current();
         span.record("version", loaded.version.get());
         span.record("position", tracing::field::display(loaded.position));
-        Ok(loaded)
+        Ok(())
+    }
+
+    /// After a conflict: brings each loaded aggregate up to its stream's end by folding only
+    /// the events after the version it was loaded at. Streams are append-only, so the state
+    /// at version `v` followed by the events after `v` is the state now; a conflicting
+    /// stream found *behind* what was loaded (restored from an older backup) is loaded again
+    /// from its start.
+    async fn reload_after_conflict(
+        &self,
+        streams: &[StreamId],
+        loaded: &mut [Loaded<A>],
+        conflict: (&StreamId, Version),
+    ) -> Result<(), Error> {
+        for (stream, loaded) in streams.iter().zip(loaded.iter_mut()) {
+            if stream == conflict.0 && conflict.1 < loaded.version {
+                tracing::warn!(%stream, loaded = %loaded.version, actual = %conflict.1, "stream is behind what was loaded: loading it again");
+                *loaded = self.load_stream(stream, ReadUntil::End).await?;
+                continue;
+            }
+            let span = tracing::debug_span!(
+                "reload",
+                aggregate = A::NAME,
+                %stream,
+                from = loaded.version.get(),
+                version = Empty,
+                position = Empty,
+            );
+            self.fold_after(stream, loaded, ReadUntil::End)
+                .instrument(span)
+                .await?;
+        }
+        Ok(())
     }
 
     /// The newest usable snapshot, or the empty state. A snapshot that cannot be read is
@@ -271,8 +314,10 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
 
     /// Runs a command on aggregate `id`: loads it, calls `decide` with the state, appends the
     /// events it returns at the loaded version, and returns the [`Commit`]. On a conflict the
-    /// aggregate is reloaded and `decide` runs again (it is `FnMut`), as the [`RetryPolicy`]
-    /// allows. A decision with no events commits nothing and returns [`Commit::empty`].
+    /// aggregate is brought up to date and `decide` runs again (it is `FnMut`), as the
+    /// [`RetryPolicy`] allows. Bringing it up to date reads only the events after the version
+    /// it was loaded at: on a hot stream a retry costs the few events that won the race, not
+    /// the whole stream again. A decision with no events commits nothing and returns [`Commit::empty`].
     pub async fn execute<D, E, F>(&self, id: &str, decide: F) -> Result<Commit, CommandError<E>>
     where
         F: FnMut(&A) -> Result<D, E> + Send,
@@ -350,13 +395,13 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     return Ok(commit);
                 }
             }
+            let mut loaded = Vec::with_capacity(N);
+            for s in &streams {
+                loaded.push(self.load_stream(s, ReadUntil::End).await?);
+            }
             let mut attempt = 0u32;
             loop {
                 attempt += 1;
-                let mut loaded = Vec::with_capacity(N);
-                for s in &streams {
-                    loaded.push(self.load_stream(s, ReadUntil::End).await?);
-                }
                 let states: [&A; N] = std::array::from_fn(|i| &loaded[i].state);
                 let decide_span = tracing::debug_span!("decide", attempt, rejected = Empty, events = Empty);
                 let decided = decide_span.in_scope(|| decide(states));
@@ -383,7 +428,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                         self.snapshot_after(&streams, loaded, Vec::from(decided), &commit).await;
                         return Ok(commit);
                     }
-                    Err(StoreError::Conflict { stream, .. }) => {
+                    Err(StoreError::Conflict { stream, actual, .. }) => {
                         if attempt >= self.retry.max_attempts.max(1) {
                             tracing::debug!(%stream, attempt, "conflict: retries exhausted");
                             return Err(CommandError::RetriesExhausted { stream, attempts: attempt });
@@ -391,6 +436,8 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                         let wait = self.retry.backoff(attempt);
                         tracing::debug!(%stream, attempt, ?wait, "conflict: reloading");
                         tokio::time::sleep(wait).await;
+                        self.reload_after_conflict(&streams, &mut loaded, (&stream, actual))
+                            .await?;
                     }
                     Err(e) => return Err(e.into()),
                 }
