@@ -166,7 +166,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// after it. A stream with no events loads as `A::default()` at version zero.
     pub async fn load(&self, id: &str) -> Result<Loaded<A>, Error> {
         let stream = A::stream_id(id);
-        self.load_stream(&stream, ReadUntil::End).await
+        self.load_stream(&stream, ReadUntil::End, true).await
     }
 
     /// Loads aggregate `id` as it was at a version or a time (time travel). Snapshots above the
@@ -177,7 +177,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             At::Version(v) => ReadUntil::Version(v),
             At::Time(t) => ReadUntil::Time(t),
         };
-        let loaded = self.load_stream(&stream, until).await?;
+        let loaded = self.load_stream(&stream, until, true).await?;
         if let At::Version(v) = at {
             if loaded.version < v {
                 return Err(Error::VersionNotFound {
@@ -190,7 +190,15 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         Ok(loaded)
     }
 
-    async fn load_stream(&self, stream: &StreamId, until: ReadUntil) -> Result<Loaded<A>, Error> {
+    /// Loads `stream` up to `until`: the snapshot, then the events after it. With
+    /// `with_position`, also looks up the position of the last event folded (one more read of
+    /// one event): fold reads carry no positions, and a command never needs it.
+    async fn load_stream(
+        &self,
+        stream: &StreamId,
+        until: ReadUntil,
+        with_position: bool,
+    ) -> Result<Loaded<A>, Error> {
         let span = tracing::debug_span!(
             "load",
             aggregate = A::NAME,
@@ -200,16 +208,40 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             version = Empty,
             position = Empty,
         );
-        self.fold_stream(stream, until).instrument(span).await
+        async {
+            let mut loaded = self.load_snapshot(stream, until).await;
+            let from = loaded.version;
+            self.fold_after(stream, &mut loaded, until).await?;
+            if with_position && loaded.version > from {
+                loaded.position = self.position_of(stream, loaded.version).await?;
+            }
+            if with_position {
+                let span = tracing::Span::current();
+                span.record("position", tracing::field::display(loaded.position));
+            }
+            Ok(loaded)
+        }
+        .instrument(span)
+        .await
     }
 
-    async fn fold_stream(&self, stream: &StreamId, until: ReadUntil) -> Result<Loaded<A>, Error> {
-        let mut loaded = self.load_snapshot(stream, until).await;
-        self.fold_after(stream, &mut loaded, until).await?;
-        Ok(loaded)
+    /// The position of the event at `version` of `stream`, which a fold has just read.
+    async fn position_of(&self, stream: &StreamId, version: Version) -> Result<Position, Error> {
+        let mut events = self
+            .store
+            .read_stream(stream, version, ReadUntil::Version(version));
+        match events.try_next().await? {
+            Some(e) if e.version == version => Ok(e.position),
+            _ => Err(Error::Store(StoreError::Corrupt {
+                stream: stream.clone(),
+                version,
+                reason: "the event a load folded last is no longer stored".into(),
+            })),
+        }
     }
 
-    /// Folds the events after `loaded.version` into `loaded`, up to `until`.
+    /// Folds the events after `loaded.version` into `loaded`, up to `until`. The position is
+    /// left as it was (see [`Repository::load_stream`]).
     async fn fold_after(
         &self,
         stream: &StreamId,
@@ -234,11 +266,8 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             })?;
             loaded.state.apply_event(&event);
             loaded.version = recorded.version;
-            loaded.position = recorded.position;
         }
-        let span = tracing::Span::current();
-        span.record("version", loaded.version.get());
-        span.record("position", tracing::field::display(loaded.position));
+        tracing::Span::current().record("version", loaded.version.get());
         Ok(())
     }
 
@@ -256,7 +285,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         for (stream, loaded) in streams.iter().zip(loaded.iter_mut()) {
             if stream == conflict.0 && conflict.1 < loaded.version {
                 tracing::warn!(%stream, loaded = %loaded.version, actual = %conflict.1, "stream is behind what was loaded: loading it again");
-                *loaded = self.load_stream(stream, ReadUntil::End).await?;
+                *loaded = self.load_stream(stream, ReadUntil::End, false).await?;
                 continue;
             }
             let span = tracing::debug_span!(
@@ -265,7 +294,6 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 %stream,
                 from = loaded.version.get(),
                 version = Empty,
-                position = Empty,
             );
             self.fold_after(stream, loaded, ReadUntil::End)
                 .instrument(span)
@@ -397,7 +425,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             }
             let mut loaded = Vec::with_capacity(N);
             for s in &streams {
-                loaded.push(self.load_stream(s, ReadUntil::End).await?);
+                loaded.push(self.load_stream(s, ReadUntil::End, false).await?);
             }
             let mut attempt = 0u32;
             loop {

@@ -99,22 +99,18 @@ pub(crate) fn event_of(
     })
 }
 
-/// Decodes a row of `Sql::read_stream_fold`: version, commit, sequence, type, schema
-/// version, payload.
+/// Decodes a row of `Sql::read_stream_fold`: version, type, schema version, payload.
 pub(crate) fn fold_event(row: &PgRow, stream: &StreamId) -> Result<FoldEvent, StoreError> {
     let version: i64 = row
         .try_get_unchecked(0)
         .map_err(|e| corrupt(stream, Version::ZERO, e))?;
     let version = valid_version(stream, version)?;
     let c = |e: sqlx::Error| corrupt(stream, version, e);
-    let commit: i64 = row.try_get_unchecked(1).map_err(c)?;
-    let seq: i64 = row.try_get_unchecked(2).map_err(c)?;
-    let event_type: String = row.try_get_unchecked(3).map_err(c)?;
-    let schema_version: i64 = row.try_get_unchecked(4).map_err(c)?;
-    let payload: Vec<u8> = row.try_get_unchecked(5).map_err(c)?;
+    let event_type: String = row.try_get_unchecked(1).map_err(c)?;
+    let schema_version: i64 = row.try_get_unchecked(2).map_err(c)?;
+    let payload: Vec<u8> = row.try_get_unchecked(3).map_err(c)?;
     Ok(FoldEvent {
         version,
-        position: valid_position(stream, version, commit, seq)?,
         event_type,
         schema_version: valid_schema_version(stream, version, schema_version)?,
         payload: Bytes::from(payload),

@@ -1164,6 +1164,20 @@ pub async fn repository_uses_snapshots_and_ignores_bad_ones<S: EventStore>(store
         ),
         (12, 12, 12)
     );
+    let events = read(&store, "counter-c").await;
+    assert_eq!(
+        loaded.position, events[11].position,
+        "a load reports its last event's position"
+    );
+    let at10 = repo
+        .load_at("c", At::Version(Version::new(10)))
+        .await
+        .expect("load_at");
+    assert_eq!(
+        (at10.version.get(), at10.position),
+        (10, events[9].position),
+        "a load that folds nothing after its snapshot reports the snapshot's position"
+    );
 
     // A corrupt snapshot of the current schema is skipped, not misread.
     let mut corrupt = snap.clone();
@@ -1203,10 +1217,12 @@ pub async fn repository_time_travel_by_version_and_time<S: EventStore>(store: S)
         .load_at("c", At::Version(Version::new(3)))
         .await
         .expect("load_at");
+    let events = read(&store, "counter-c").await;
     assert_eq!(
         (at3.version.get(), at3.state.value, at3.state.applied),
         (3, 6, 3)
     );
+    assert_eq!(at3.position, events[2].position);
     let at6 = repo
         .load_at("c", At::Version(Version::new(6)))
         .await
@@ -1216,6 +1232,7 @@ pub async fn repository_time_travel_by_version_and_time<S: EventStore>(store: S)
         (6, 21),
         "uses the snapshot at 5, not above"
     );
+    assert_eq!(at6.position, events[5].position);
     match repo.load_at("c", At::Version(Version::new(8))).await {
         Err(Error::VersionNotFound {
             requested, actual, ..
@@ -1224,7 +1241,6 @@ pub async fn repository_time_travel_by_version_and_time<S: EventStore>(store: S)
         }
         other => panic!("expected VersionNotFound, got {other:?}"),
     }
-    let events = read(&store, "counter-c").await;
     let at_time = repo
         .load_at("c", At::Time(events[3].recorded_at))
         .await
@@ -1234,6 +1250,10 @@ pub async fn repository_time_travel_by_version_and_time<S: EventStore>(store: S)
         "every event recorded at or before t is included"
     );
     assert!(events[at_time.version.get() as usize - 1].recorded_at <= events[3].recorded_at);
+    assert_eq!(
+        at_time.position,
+        events[at_time.version.get() as usize - 1].position
+    );
     let before = repo
         .load_at(
             "c",
@@ -1241,7 +1261,10 @@ pub async fn repository_time_travel_by_version_and_time<S: EventStore>(store: S)
         )
         .await
         .expect("load_at");
-    assert_eq!(before.version, Version::ZERO);
+    assert_eq!(
+        (before.version, before.position),
+        (Version::ZERO, Position::ZERO)
+    );
 }
 
 /// A command retried with the same idempotency key returns the first commit and appends
