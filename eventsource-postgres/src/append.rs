@@ -186,7 +186,7 @@ pub(crate) enum Direct {
 }
 
 /// Runs the direct path for the request (one write, at `expected`) on `conn`: one round
-/// trip.
+/// trip, and a second (`conflict_probe`) when one event was not written.
 pub(crate) async fn call_direct(
     conn: &mut PgConnection,
     sql: &crate::sql::Sql,
@@ -196,38 +196,66 @@ pub(crate) async fn call_direct(
     let Some(write) = request.writes.first() else {
         return Ok(Err(corrupt_reply("no write")));
     };
-    let query = match write.events.as_slice() {
-        [e] => {
-            let metadata = match metadata_json(e) {
-                Ok(m) => m,
-                Err(err) => return Ok(Err(err)),
-            };
-            sqlx::query(&sql.append_one)
-                .bind(write.stream.as_str())
-                .bind(expected)
-                .bind(e.id.as_uuid())
-                .bind(e.event_type.as_str())
-                .bind(i64::from(e.schema_version))
-                .bind(e.payload.as_ref())
-                .bind(metadata)
-        }
-        _ => {
-            let p = match request.params() {
-                Ok(p) => p,
-                Err(err) => return Ok(Err(err)),
-            };
-            sqlx::query(&sql.append_batch)
-                .bind(write.stream.as_str())
-                .bind(expected)
-                .bind(&p.ids)
-                .bind(&p.types)
-                .bind(&p.schema_versions)
-                .bind(&p.payloads)
-                .bind(&p.metadata)
-        }
+    if let [e] = write.events.as_slice() {
+        let metadata = match metadata_json(e) {
+            Ok(m) => m,
+            Err(err) => return Ok(Err(err)),
+        };
+        let row = sqlx::query(&sql.append_one)
+            .bind(write.stream.as_str())
+            .bind(expected)
+            .bind(e.id.as_uuid())
+            .bind(e.event_type.as_str())
+            .bind(i64::from(e.schema_version))
+            .bind(e.payload.as_ref())
+            .bind(metadata)
+            .fetch_optional(&mut *conn)
+            .await?;
+        return match row {
+            Some(row) => Ok(one_written(request.writes, write, expected, &row)),
+            None => probe_conflict(conn, sql, request).await,
+        };
+    }
+    let p = match request.params() {
+        Ok(p) => p,
+        Err(err) => return Ok(Err(err)),
     };
-    let rows = query.fetch_all(conn).await?;
+    let rows = sqlx::query(&sql.append_batch)
+        .bind(write.stream.as_str())
+        .bind(expected)
+        .bind(&p.ids)
+        .bind(&p.types)
+        .bind(&p.schema_versions)
+        .bind(&p.payloads)
+        .bind(&p.metadata)
+        .fetch_all(conn)
+        .await?;
     Ok(direct_outcome(request.writes, write, expected, &rows))
+}
+
+/// The row of a written one-event direct append: its commit, sequence and recorded-at time.
+fn one_written(
+    writes: &[StreamWrite],
+    write: &StreamWrite,
+    expected: i64,
+    row: &PgRow,
+) -> Result<Direct, StoreError> {
+    let bad = |_| corrupt_reply("a direct append row");
+    let commit: i64 = row.try_get(0).map_err(bad)?;
+    let seq: i64 = row.try_get(1).map_err(bad)?;
+    let recorded_at: DateTime<Utc> = row.try_get(2).map_err(bad)?;
+    let (Some(event), Ok(version)) = (write.events.first(), u64::try_from(expected + 1)) else {
+        return Err(corrupt_reply("a version"));
+    };
+    let events = vec![WrittenEvent {
+        id: event.id,
+        stream: write.stream.clone(),
+        version: Version::new(version),
+        position: position_from(commit, seq).ok_or_else(|| corrupt_reply("a position"))?,
+        recorded_at,
+    }];
+    let commit = commit_of(writes, &events);
+    Ok(Direct::Written(Outcome::Written(commit, events)))
 }
 
 /// The conflict of a direct append on `write`, whose stream is at `actual`.
@@ -290,10 +318,11 @@ pub(crate) fn is_version_taken(e: &sqlx::Error) -> bool {
         && e.as_database_error().and_then(|d| d.constraint()) == Some("events_stream_version")
 }
 
-/// After a direct append met [`is_version_taken`]: a conflict with the stream's actual
-/// version, or [`Direct::StoredIds`] when some event ids are stored (one read-only round
-/// trip, no locks: cheaper than deciding it in `append_events`).
-pub(crate) async fn resolve_taken(
+/// After a one-event direct append wrote nothing, or a direct append met
+/// [`is_version_taken`]: a conflict with the stream's actual version, or
+/// [`Direct::StoredIds`] when some event ids are stored (one read-only round trip, no locks:
+/// cheaper than deciding it in `append_events`).
+pub(crate) async fn probe_conflict(
     conn: &mut PgConnection,
     sql: &crate::sql::Sql,
     request: &Request<'_>,

@@ -106,7 +106,11 @@
 //! ([`PgStore::migrate`]) the store compares the newest stored position with the cluster's
 //! next xid; if the stored one is ahead it moves to the next era (`store_meta.era`), which is
 //! folded into the top bits of every new position, so positions keep increasing. pg_upgrade
-//! and physical failover keep xids and need nothing.
+//! and physical failover keep xids and need nothing. The direct appends read the era from
+//! `store_era()`, an immutable function whose body is the era (the planner folds it in as a
+//! constant; reading `store_meta` on every append cost measurable server time): the era
+//! check replaces it together with `store_meta` in one transaction, which invalidates every
+//! session's cached plans, and repairs it on start if the two disagree.
 //!
 //! ## Live subscriptions
 //!

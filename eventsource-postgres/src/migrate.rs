@@ -84,8 +84,8 @@ async fn setup_locked(conn: &mut PgConnection, schema: &PgSchema) -> Result<(), 
 /// positions are above every stored one.
 async fn check_era(conn: &mut PgConnection, schema: &PgSchema) -> Result<(), StoreError> {
     let q = schema.quoted();
-    let (era, next_xid, newest): (i64, Xid8, Option<i64>) = sqlx::query_as(&format!(
-        "SELECT m.era, pg_snapshot_xmax(pg_current_snapshot()), \
+    let (era, folded, next_xid, newest): (i64, i64, Xid8, Option<i64>) = sqlx::query_as(&format!(
+        "SELECT m.era, {q}.store_era(), pg_snapshot_xmax(pg_current_snapshot()), \
            (SELECT max(commit_id) FROM {q}.events) FROM {q}.store_meta m"
     ))
     .fetch_one(&mut *conn)
@@ -102,23 +102,46 @@ async fn check_era(conn: &mut PgConnection, schema: &PgSchema) -> Result<(), Sto
             "the cluster's next xid8 {xid} is beyond 2^48 and does not fit a position"
         )));
     }
-    let Some(newest) = newest else {
-        return Ok(());
+    let new_era = match newest {
+        Some(newest) if newest >= (era << 48) | xid => (newest >> 48) + 1,
+        _ if folded != era => {
+            tracing::warn!(
+                era,
+                folded,
+                "store_era() disagreed with store_meta: replaced"
+            );
+            return set_era(conn, schema, era).await;
+        }
+        _ => return Ok(()),
     };
-    if newest < (era << 48) | xid {
-        return Ok(());
-    }
-    let new_era = (newest >> 48) + 1;
     tracing::warn!(
         old_era = era,
         new_era,
         "stored transaction ids are ahead of this cluster's (restored from another cluster?): \
          moving to a new era so positions keep increasing"
     );
-    sqlx::query(&format!("UPDATE {q}.store_meta SET era = $1"))
-        .bind(new_era)
-        .execute(&mut *conn)
+    set_era(conn, schema, new_era).await
+}
+
+/// Records `era` in `store_meta` and in `store_era()` (migration 0003), in one transaction.
+async fn set_era(conn: &mut PgConnection, schema: &PgSchema, era: i64) -> Result<(), StoreError> {
+    let q = schema.quoted();
+    let mut tx = conn
+        .begin()
         .await
         .map_err(|e| backend("bumping the era", e))?;
-    Ok(())
+    sqlx::query(&format!("UPDATE {q}.store_meta SET era = $1"))
+        .bind(era)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| backend("bumping the era", e))?;
+    // The era is a number (never text from outside), so it can be the function's body.
+    sqlx::query(&format!(
+        "CREATE OR REPLACE FUNCTION {q}.store_era() RETURNS bigint LANGUAGE sql IMMUTABLE \
+         PARALLEL SAFE AS 'SELECT {era}::bigint'"
+    ))
+    .execute(&mut *tx)
+    .await
+    .map_err(|e| backend("bumping the era", e))?;
+    tx.commit().await.map_err(|e| backend("bumping the era", e))
 }

@@ -16,7 +16,7 @@ fn horizon(s: &str) -> String {
     )
 }
 
-/// A direct-path append (see `Sql::append_one`): `select` makes the rows to insert from
+/// The direct-path batch append (see `Sql::append_batch`): `select` makes the rows to insert from
 /// `{commit}` (the position's commit part, NULL when the xid does not fit 48 bits: a not-null
 /// violation, nothing written), `{at}` (the recorded-at time, never before the stream's last
 /// one) and `{ok}` (the stream is at the expected version `$2`); `stored` says whether any
@@ -28,8 +28,8 @@ fn direct(s: &str, select: &str, stored: &str) -> String {
         .replace(
             "{commit}",
             &format!(
-                "(SELECT CASE WHEN x.id < (1::bigint << 48) THEN (m.era << 48) | x.id END \
-                 FROM {s}.store_meta m, (SELECT pg_current_xact_id()::text::bigint AS id) x)"
+                "(SELECT CASE WHEN x.id < (1::bigint << 48) THEN ({s}.store_era() << 48) | x.id END \
+                 FROM (SELECT pg_current_xact_id()::text::bigint AS id) x)"
             ),
         )
         .replace(
@@ -84,19 +84,33 @@ impl Sql {
         let cols = format!("e.stream_id, {fields}");
         Self {
             // The direct path: one stream at an exact expected version (`NoStream` is 0),
-            // no locks. `cur` reads the stream's version; the rows are inserted only when it
-            // is the expected one, so a conflict writes nothing and comes back as a row with
-            // the actual version (and, only then, whether any of the event ids is stored). A
-            // writer that commits the same version after this statement's snapshot makes the
-            // insert fail on the primary key: the store then goes to `append_events`. One
-            // event binds scalars (PostgreSQL plans that once: a statement with array
-            // parameters is re-planned on every call, as a custom plan); a batch binds
-            // arrays, where planning is small beside the rows.
-            append_one: direct(
-                &s,
-                "SELECT {commit}, $1, $2 + 1, $3, $4, $5, $6, $7::text::jsonb, {at} WHERE {ok}",
-                "EXISTS (SELECT 1 FROM {s}.events x WHERE x.event_id = $3)",
+            // no locks. The rows are inserted only when the stream's last version (read in
+            // the same statement) is the expected one, so a conflict writes nothing. A writer
+            // that commits the same version after this statement's snapshot makes the insert
+            // fail on the primary key: the store then goes to `append_events`.
+            //
+            // One event (every repository command) is a plain INSERT .. RETURNING with
+            // scalar parameters: PostgreSQL plans it once, and its plan has few nodes (each
+            // node is set up again on every execution: measured, that set-up was most of
+            // what the append cost the server beyond a bare insert) and reads no table but
+            // `events` (the era is folded in as a constant: migration 0003). It answers the
+            // commit, sequence and recorded-at time of the event, or no row on a conflict;
+            // `conflict_probe` then reads the actual version and looks the id up.
+            append_one: format!(
+                "INSERT INTO {s}.events (commit_id, stream_id, version, event_id, event_type, \
+                   schema_version, payload, metadata, recorded_at) \
+                 SELECT CASE WHEN x.id < (1::bigint << 48) THEN ({s}.store_era() << 48) | x.id END, \
+                        $1, $2 + 1, $3, $4, $5, $6, $7::text::jsonb, \
+                        greatest(now(), c.recorded_at) \
+                 FROM (SELECT pg_current_xact_id()::text::bigint AS id) x LEFT JOIN LATERAL \
+                   (SELECT e.version, e.recorded_at FROM {s}.events e WHERE e.stream_id = $1 \
+                    ORDER BY e.version DESC LIMIT 1) c ON true \
+                 WHERE coalesce(c.version, 0) = $2 \
+                 RETURNING commit_id, seq, recorded_at"
             ),
+            // A batch binds arrays (planning is small beside its rows) and answers in one
+            // row, conflict included: the stream's version before, then the first version,
+            // commit, sequences and time, or NULLs and whether any of the ids is stored.
             append_batch: direct(
                 &s,
                 "SELECT {commit}, $1, $2 + i.ord, i.id, i.ty, i.sv, i.p, i.m, {at} \
@@ -106,8 +120,9 @@ impl Sql {
                 "EXISTS (SELECT 1 FROM unnest($3::uuid[]) AS u (id) CROSS JOIN LATERAL \
                    (SELECT 1 FROM {s}.events x WHERE x.event_id = u.id LIMIT 1) y)",
             ),
-            // After a direct append lost a race on the primary key: the stream's version,
-            // and whether any of the event ids is stored (a repeat of a committed append).
+            // After a one-event direct append wrote nothing, or a direct append lost a race
+            // on the primary key: the stream's version, and whether any of the event ids is
+            // stored (a repeat of a committed append).
             conflict_probe: format!(
                 "SELECT coalesce((SELECT e.version FROM {s}.events e WHERE e.stream_id = $1 \
                    ORDER BY e.version DESC LIMIT 1), 0), \

@@ -340,7 +340,7 @@ impl PgStore {
                     // (Not inside a transaction: the failed insert aborted it; the caller
                     // retries through `append_events` instead.)
                     Err(e) if append::is_version_taken(&e) && self.inner.inline.is_empty() => {
-                        append::resolve_taken(conn, sql, request).await?
+                        append::probe_conflict(conn, sql, request).await?
                     }
                     other => other?,
                 };

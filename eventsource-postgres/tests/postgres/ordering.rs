@@ -174,6 +174,19 @@ async fn a_restore_into_a_cluster_with_older_xids_moves_to_a_new_era_and_positio
         .append(vec![write("s", ExpectedVersion::Any, vec![event(1)])])
         .await
         .unwrap();
+    // One-event appends at an exact version (the direct statement, which folds the era in
+    // as a constant), so this store's connections hold its plan from the old era.
+    for v in 0..8u64 {
+        let stream = format!("d-{v}");
+        store
+            .append(vec![write(
+                &stream,
+                ExpectedVersion::NoStream,
+                vec![event(v)],
+            )])
+            .await
+            .unwrap();
+    }
     // Simulate a restore from a cluster whose xids were far ahead of this one's.
     let mut conn = common::raw().await;
     let schema = store.schema().as_str().to_owned();
@@ -196,13 +209,59 @@ async fn a_restore_into_a_cluster_with_older_xids_moves_to_a_new_era_and_positio
         after.position > Position::new(1 << 40, u64::MAX),
         "{after:?} vs {before:?}"
     );
-    let page = restored.read_all(Position::ZERO, 10, None).await.unwrap();
-    let versions: Vec<u64> = page.events.iter().map(|e| e.version.get()).collect();
+    let page = restored.read_all(Position::ZERO, 20, None).await.unwrap();
+    let versions: Vec<u64> = page
+        .events
+        .iter()
+        .filter(|e| e.stream.as_str() == "s")
+        .map(|e| e.version.get())
+        .collect();
     assert_eq!(
         versions,
         vec![1, 2],
         "the old event first, then the new era's"
     );
+    // The store that was running during the bump: its cached plans of the direct statement
+    // were invalidated with the era's function, so its new positions are in the new era too.
+    for v in 0..8u64 {
+        let stream = format!("d-{v}");
+        let commit = store
+            .append(vec![write(
+                &stream,
+                ExpectedVersion::Exact(eventsource_core::Version::new(1)),
+                vec![event(10 + v)],
+            )])
+            .await
+            .unwrap();
+        assert!(
+            commit.position > after.position,
+            "{commit:?} after the bump, vs {after:?}"
+        );
+    }
+}
+
+/// `store_era()` (the era the direct append folds in) is repaired on start when it disagrees
+/// with `store_meta`, the record.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_store_era_function_that_disagrees_with_the_record_is_repaired_on_start() {
+    let store = common::fresh_store().await;
+    let schema = store.schema().as_str().to_owned();
+    let mut conn = common::raw().await;
+    sqlx::query(&format!(
+        "CREATE OR REPLACE FUNCTION \"{schema}\".store_era() RETURNS bigint LANGUAGE sql \
+         IMMUTABLE AS 'SELECT 7::bigint'"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let _restarted = common::same_schema(&store, &common::database_url()).await;
+    let (era, folded): (i64, i64) = sqlx::query_as(&format!(
+        "SELECT m.era, \"{schema}\".store_era() FROM \"{schema}\".store_meta m"
+    ))
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((era, folded), (0, 0));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
