@@ -153,12 +153,30 @@ impl Sql {
                 "SELECT e.version FROM {s}.events e WHERE e.stream_id = $1 \
                  ORDER BY e.version DESC LIMIT 1"
             ),
-            // A page of the log through `read_log` (migration 0002: plans that do not
-            // depend on statistics; the horizon and the rows from one snapshot): a meta row
-            // (column 0 the horizon, 1-2 the newest readable event when filtering by type)
-            // and the events (NULL in column 0, the event columns from 3 on). $4: the types,
-            // or NULL for all.
-            read_all: format!("SELECT * FROM {s}.read_log($1, $2, $3, $4)"),
+            // A page of the log: the events after ($1, $2) below the horizon, in position
+            // order (at most $3; $4: the types, or NULL for all), and one meta row (NULL
+            // stream; then the horizon, and the newest readable event when filtering by
+            // type), all from one snapshot. Plain SQL planned once (migration 0002's
+            // `read_log` function did the same through a tuplestore, at several times the
+            // execution cost). Its plan must walk the position index from $1, whatever the
+            // statistics: on a table autoanalyze has not reached, `event_type = ANY($4)` is
+            // taken to be selective, and the planner then reads *every later event* with a
+            // bitmap scan and sorts them, for every page (a catch-up goes quadratic). The
+            // type test is therefore `array_position(..) IS NOT NULL`, which the planner
+            // takes to keep nearly every row, so the ordered index scan with its limit is
+            // always the cheapest plan.
+            read_all: format!(
+                "WITH h AS MATERIALIZED (SELECT {h} AS horizon) \
+                 (SELECT {cols} FROM {s}.events e \
+                  WHERE (e.commit_id, e.seq) > ($1, $2) AND e.commit_id < (SELECT horizon FROM h) \
+                    AND ($4::text[] IS NULL OR array_position($4::text[], e.event_type) IS NOT NULL) \
+                  ORDER BY e.commit_id, e.seq LIMIT $3) \
+                 UNION ALL \
+                 SELECT NULL, h.horizon, n.commit_id, n.seq, NULL, NULL, NULL, NULL, NULL, NULL \
+                 FROM h LEFT JOIN LATERAL (SELECT x.commit_id, x.seq FROM {s}.events x \
+                   WHERE $4::text[] IS NOT NULL AND x.commit_id < h.horizon \
+                   ORDER BY x.commit_id DESC, x.seq DESC LIMIT 1) n ON true"
+            ),
             head: format!(
                 "SELECT h.horizon, e.commit_id, e.seq FROM (SELECT {h} AS horizon) h \
                  LEFT JOIN LATERAL (SELECT e.commit_id, e.seq FROM {s}.events e \

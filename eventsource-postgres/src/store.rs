@@ -240,6 +240,14 @@ impl PgStore {
         &self.inner.schema
     }
 
+    /// The statement a log page is read with (`$1, $2`: the position after which to read,
+    /// `$3`: the limit, `$4`: the types or NULL). Not a stable API: for tests that check its
+    /// plan.
+    #[doc(hidden)]
+    pub fn read_all_statement(&self) -> &str {
+        &self.inner.sql.read_all
+    }
+
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
     }
@@ -732,9 +740,9 @@ impl Settle {
     }
 }
 
-/// A log page, and the horizon it was read under, from the rows of `read_all`: one meta row
-/// (column 0 the horizon, 1-2 the newest readable event when filtering by type) and the event
-/// rows (NULL in column 0, the event columns from 3 on).
+/// A log page, and the horizon it was read under, from the rows of `Sql::read_all`: the event
+/// rows (a stream, then the event columns) in position order, and one meta row (no stream;
+/// column 1 the horizon, 2-3 the newest readable event when filtering by type).
 ///
 /// `scanned_to` is the last event the read examined: the last one returned when the page is
 /// full; otherwise, every readable event has been examined, so the newest readable one (of
@@ -746,21 +754,42 @@ pub(crate) fn page_from_rows(
     after: Position,
     limit: usize,
 ) -> Result<(LogPage, i64), StoreError> {
-    let mut events = Vec::with_capacity(rows.len());
+    let mut events: Vec<RecordedEvent> = Vec::with_capacity(rows.len());
     let mut newest = None;
-    let mut horizon = 0;
+    let mut horizon = None;
+    let bad = |e: sqlx::Error| backend("reading the log", e);
     for row in rows {
-        let meta: Option<i64> = row.try_get(0).map_err(|e| backend("reading the log", e))?;
-        if let Some(h) = meta {
-            horizon = h;
-            let c: Option<i64> = row.try_get(1).map_err(|e| backend("reading the log", e))?;
-            let s: Option<i64> = row.try_get(2).map_err(|e| backend("reading the log", e))?;
+        let stream: Option<&str> = row.try_get(0).map_err(bad)?;
+        if stream.is_none() {
+            horizon = row.try_get::<Option<i64>, _>(1).map_err(bad)?;
+            let c: Option<i64> = row.try_get(2).map_err(bad)?;
+            let s: Option<i64> = row.try_get(3).map_err(bad)?;
             newest = c.zip(s).and_then(|(c, s)| position_from(c, s));
-        } else {
-            let event = rows::event_after(row, 3, events.last())?;
-            events.push(event);
+            continue;
         }
+        let event = rows::event_after(row, 0, events.last())?;
+        // The statement returns them in position order; a page out of order would skip or
+        // repeat events, so it is refused rather than used.
+        let previous = events.last().map_or(after, |e| e.position);
+        if event.position <= previous {
+            return Err(StoreError::Corrupt {
+                stream: event.stream,
+                version: event.version,
+                reason: format!(
+                    "log page out of order: position {} after {previous}",
+                    event.position
+                ),
+            });
+        }
+        events.push(event);
     }
+    let Some(horizon) = horizon else {
+        return Err(StoreError::backend(
+            "reading the log",
+            true,
+            "the page has no horizon row",
+        ));
+    };
     let last = events.last().map(|e| e.position);
     let scanned_to = match last {
         Some(last) if events.len() >= limit => last,
