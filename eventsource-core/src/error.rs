@@ -66,6 +66,25 @@ pub enum StoreError {
     /// The store was shut down.
     #[error("the store is closed")]
     Closed,
+    /// A projection the store runs inside every append's transaction (an inline projection)
+    /// failed on one of the append's events, so the append was rolled back: nothing was
+    /// written.
+    #[error(
+        "inline projection `{projection}` failed on `{event_type}` at stream `{stream}` version {version}: nothing was appended"
+    )]
+    InlineProjection {
+        /// The projection.
+        projection: &'static str,
+        /// The event's stream.
+        stream: StreamId,
+        /// The version the event would have had.
+        version: Version,
+        /// The event's type.
+        event_type: String,
+        /// The handler's error.
+        #[source]
+        source: BoxError,
+    },
 }
 
 impl StoreError {

@@ -43,15 +43,11 @@ where
 }
 
 fn inline_failed<P: Projection>(event: &RecordedEvent, source: HandlerError) -> StoreError {
-    StoreError::backend(
-        format!(
-            "running inline projection `{}` on `{}` at stream `{}` version {} (nothing was appended)",
-            P::NAME,
-            event.event_type,
-            event.stream,
-            event.version
-        ),
-        false,
+    StoreError::InlineProjection {
+        projection: P::NAME,
+        stream: event.stream.clone(),
+        version: event.version,
+        event_type: event.event_type.clone(),
         source,
-    )
+    }
 }

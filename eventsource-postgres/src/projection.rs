@@ -476,9 +476,7 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
 }
 
 fn lease_lost<P: Projection>() -> ProjectionError {
-    store_error::<P>(StoreError::backend(
-        format!("running projection `{}`", P::NAME),
-        true,
-        "another runner took the projection's lease over",
-    ))
+    ProjectionError::LeaseLost {
+        projection: P::NAME,
+    }
 }

@@ -45,6 +45,14 @@ pub enum ProjectionError {
         #[source]
         source: StoreError,
     },
+    /// Another runner took this projection's lease over (runners that share the work across
+    /// processes, such as the PostgreSQL store's, hold one): this runner's batch was rolled
+    /// back and it no longer writes.
+    #[error("projection `{projection}`: another runner took the lease over")]
+    LeaseLost {
+        /// The projection.
+        projection: &'static str,
+    },
     /// The projection did not reach the position in time.
     #[error("projection `{projection}` reached {reached}, not {target}, before the timeout")]
     Timeout {
@@ -391,6 +399,7 @@ fn clone_for_status(e: &ProjectionError) -> ProjectionError {
             projection,
             source: StoreError::backend(source.to_string(), false, source.to_string()),
         },
+        ProjectionError::LeaseLost { projection } => ProjectionError::LeaseLost { projection },
         ProjectionError::Timeout {
             projection,
             target,
