@@ -4,7 +4,8 @@
 //!   server, restored with `psql` into a cluster whose transaction ids are far behind the
 //!   ones stored;
 //! - a prepared (two-phase) transaction holding the horizon, which needs
-//!   `max_prepared_transactions` (0 by default).
+//!   `max_prepared_transactions` (0 by default);
+//! - a cluster whose transaction ids no longer fit a position (`pg_resetwal -e`).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -45,11 +46,13 @@ struct Cluster {
 impl Cluster {
     /// Starts a cluster; `settings` are extra server settings (`-c name=value ...`).
     fn start(settings: &str) -> Self {
+        Self::start_with(Command::new(script()).env("ES_TEST_PG_SETTINGS", settings))
+    }
+
+    /// Starts a cluster with `cmd` (the script, with its environment set).
+    fn start_with(cmd: &mut Command) -> Self {
         let dir = std::env::temp_dir().join(format!("es-cluster-{:08x}", fastrand::u32(..)));
-        let url = run(Command::new(script())
-            .arg("start")
-            .arg(&dir)
-            .env("ES_TEST_PG_SETTINGS", settings));
+        let url = run(cmd.arg("start").arg(&dir));
         Self { dir, url }
     }
 }
@@ -205,5 +208,27 @@ async fn a_prepared_transaction_holds_the_horizon_is_reported_and_loses_nothing(
     for s in [store, reader] {
         s.pool().close().await;
     }
+    drop(cluster);
+}
+
+/// A position holds 48 bits of the transaction id: a cluster past 2^48 (here by its xid
+/// epoch; in life after ~2.8e14 transactions) is refused on start with a clear error, never
+/// given positions that would fold into the era's bits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cluster_whose_xids_exceed_48_bits_is_refused_with_a_config_error() {
+    let cluster = Cluster::start_with(Command::new(script()).env("ES_TEST_PG_XID_EPOCH", "65536"));
+    let mut conn = sqlx::PgConnection::connect(&cluster.url).await.unwrap();
+    let xid: i64 = sqlx::query_scalar("SELECT pg_current_xact_id()::text::bigint")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!(xid >= 1 << 48, "the epoch was set: xid8 {xid}");
+    match PgStore::builder().schema("far").connect(&cluster.url).await {
+        Err(eventsource_core::StoreError::Config(reason)) => {
+            assert!(reason.contains("2^48"), "{reason}");
+        }
+        other => panic!("expected a Config error, got {other:?}"),
+    }
+    drop(conn);
     drop(cluster);
 }
