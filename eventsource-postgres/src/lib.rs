@@ -43,13 +43,16 @@
 //! - **Direct**, for one stream at an exact version (`ExpectedVersion::Exact`, or `NoStream`
 //!   as version 0: every repository command). One plain statement reads the stream's current
 //!   version (the last entry of the primary key `(stream_id, version)`) and inserts the rows
-//!   only if it is the expected one, so a conflict writes nothing and answers with the actual
-//!   version; no lock is taken. A writer that commits the same version first, after the
-//!   statement's snapshot, makes the insert fail on the primary key: the store then reads the
-//!   actual version (and whether the event ids are stored) in one read-only round trip. One
-//!   event binds scalars, which PostgreSQL plans once; a batch binds arrays (`unnest`), which
-//!   it re-plans on every call (a custom plan; measured 0.7-0.9 ms for a statement of this
-//!   shape, against 0.3 ms of work), small beside a batch's rows.
+//!   only if it is the expected one, so a conflict writes nothing; no lock is taken. A writer
+//!   that commits the same version first, after the statement's snapshot, makes the insert
+//!   fail on the primary key. One event is a plain `INSERT .. RETURNING` with scalar
+//!   parameters: PostgreSQL plans it once, its plan has few nodes (set up again on every
+//!   execution) and it reads no other table (the era is folded in as a constant, see
+//!   "Eras"); when it writes nothing, or loses the race on the primary key, one read-only
+//!   round trip reads the actual version and whether the event ids are stored. A batch binds
+//!   arrays (`unnest`), which PostgreSQL re-plans on every call (a custom plan; measured
+//!   0.7-0.9 ms for a statement of this shape, against 0.3 ms of work), small beside a
+//!   batch's rows, and answers a conflict in the same row.
 //! - **Locked**, for everything else (`Any`, `StreamExists`, several streams) and for retries:
 //!   the `append_events` function locks the written streams with transaction-scoped advisory
 //!   locks in one fixed order (multi-stream appends cannot deadlock each other; a reported
@@ -74,10 +77,10 @@
 //! A position is `(commit, sequence)`: `commit = era << 48 | xid8` of the writing
 //! transaction (`pg_current_xact_id()`, the top-level id even inside subtransactions), and
 //! `sequence` a global identity. A reader only passes events whose `commit` is below the
-//! *horizon*: `era << 48 | pg_snapshot_xmin(pg_current_snapshot())`, computed under the same
-//! snapshot that reads the page (one call of the `STABLE` function `read_log`, whose
-//! statements all see the calling statement's snapshot; its plans walk the position index
-//! whatever the table's statistics say). This is safe because:
+//! *horizon*: `era << 48 | pg_snapshot_xmin(pg_current_snapshot())`, computed in the same
+//! statement (so under the same snapshot) that reads the page; its plan walks the position
+//! index whatever the table's statistics say (the type filter is written so the planner never
+//! takes it to be selective: see `Sql::read_all`). This is safe because:
 //!
 //! 1. every transaction with an xid below `xmin` has ended when the snapshot is taken, so
 //!    all events below the horizon that will ever exist are already committed and visible to
