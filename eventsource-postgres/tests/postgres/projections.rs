@@ -150,13 +150,32 @@ async fn a_runner_that_lost_its_lease_gets_a_typed_error_and_writes_nothing() {
     let app = format!("es_lease_{:08x}", fastrand::u32(..));
     let cut_off = common::same_schema(&writer, &common::url_with_application(&app)).await;
     let other = common::same_schema(&writer, &common::database_url()).await;
-    for n in 1..=5 {
-        writer
-            .append(vec![write("s", ExpectedVersion::Any, vec![event(n)])])
-            .await
-            .unwrap();
-    }
-    let mut first = PgProjectionRunner::new(cut_off, Sums { fail_on: None });
+    // The runners read from other store handles than the writer's: a catch-up ends at what
+    // they can read, so wait until the appends are readable there (another test's open
+    // transaction may hold the horizon back for a moment).
+    let append = |from: u64, to: u64| {
+        let (writer, cut_off) = (writer.clone(), cut_off.clone());
+        async move {
+            let mut last = Position::ZERO;
+            for n in from..=to {
+                last = writer
+                    .append(vec![write("s", ExpectedVersion::Any, vec![event(n)])])
+                    .await
+                    .unwrap()
+                    .position;
+            }
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+            while cut_off.head().await.unwrap() < last {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "{last} never readable"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    append(1, 5).await;
+    let mut first = PgProjectionRunner::new(cut_off.clone(), Sums { fail_on: None });
     first.catch_up().await.unwrap();
     assert_eq!(read_model(&writer).await, (5, Some(15)));
 
@@ -174,12 +193,7 @@ async fn a_runner_that_lost_its_lease_gets_a_typed_error_and_writes_nothing() {
     let mut second = PgProjectionRunner::new(other, Sums { fail_on: None });
     second.catch_up().await.unwrap();
 
-    for n in 6..=8 {
-        writer
-            .append(vec![write("s", ExpectedVersion::Any, vec![event(n)])])
-            .await
-            .unwrap();
-    }
+    append(6, 8).await;
     match first.catch_up().await {
         Err(ProjectionError::LeaseLost { projection }) => assert_eq!(projection, "sums"),
         other => panic!("expected LeaseLost, got {other:?}"),
