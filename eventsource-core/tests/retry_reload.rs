@@ -6,11 +6,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use eventsource_core::testing::fixtures::{Counter, CounterEvent};
+use eventsource_core::testing::fixtures::{CounterEvent, Tally};
 use eventsource_core::{
-    Aggregate, Commit, EventId, EventStore, ExpectedVersion, FoldEvent, InMemoryStore, LogPage,
-    Position, ReadUntil, RecordedEvent, Repository, Snapshot, StoreError, StreamId, StreamWrite,
-    Version,
+    Commit, EventId, EventStore, ExpectedVersion, FoldEvent, InMemoryStore, LogPage, Position,
+    ReadUntil, RecordedEvent, Repository, Snapshot, StoreError, StreamId, StreamWrite, Version,
 };
 use futures::stream::BoxStream;
 use parking_lot::Mutex;
@@ -100,18 +99,6 @@ impl EventStore for Watched {
     }
     async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
         self.inner.save_checkpoint(name, position).await
-    }
-}
-
-/// The counter without snapshots, so every load folds from version 1.
-#[derive(Default)]
-struct Tally(Counter);
-
-impl Aggregate for Tally {
-    const NAME: &'static str = "tally";
-    type Event = CounterEvent;
-    fn apply_event(&mut self, event: &CounterEvent) {
-        self.0.apply_event(event);
     }
 }
 

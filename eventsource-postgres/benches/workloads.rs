@@ -23,7 +23,7 @@
 
 use std::time::{Duration, Instant};
 
-use eventsource_core::testing::fixtures::{Counter, CounterEvent};
+use eventsource_core::testing::fixtures::{Counter, CounterEvent, Tally};
 use eventsource_core::{
     Aggregate, EventSet, EventStore, ExpectedVersion, HandlerError, NewEvent, Position, Projection,
     ProjectionRunner, RecordedEvent, Repository, RetryPolicy, Snapshot, StreamWrite, Version,
@@ -32,18 +32,6 @@ use eventsource_postgres::{PgStore, Xid8};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
-
-/// The counter without snapshots (W1, W2, W3 without a snapshot).
-#[derive(Default)]
-struct Tally(Counter);
-
-impl Aggregate for Tally {
-    const NAME: &'static str = "tally";
-    type Event = CounterEvent;
-    fn apply_event(&mut self, event: &CounterEvent) {
-        self.0.apply_event(event);
-    }
-}
 
 fn added(n: i64) -> NewEvent {
     CounterEvent::Added(n).to_new_event()

@@ -244,16 +244,33 @@ fn one_written(
     let commit: i64 = row.try_get(0).map_err(bad)?;
     let seq: i64 = row.try_get(1).map_err(bad)?;
     let recorded_at: DateTime<Utc> = row.try_get(2).map_err(bad)?;
-    let (Some(event), Ok(version)) = (write.events.first(), u64::try_from(expected + 1)) else {
-        return Err(corrupt_reply("a version"));
-    };
-    let events = vec![WrittenEvent {
-        id: event.id,
-        stream: write.stream.clone(),
-        version: Version::new(version),
-        position: position_from(commit, seq).ok_or_else(|| corrupt_reply("a position"))?,
-        recorded_at,
-    }];
+    written(writes, write, expected + 1, commit, [seq], recorded_at)
+}
+
+/// What a direct append wrote: `write`'s events numbered from version `first` on, in request
+/// order, with their sequences, in one commit at one recorded-at time.
+fn written(
+    writes: &[StreamWrite],
+    write: &StreamWrite,
+    first: i64,
+    commit: i64,
+    seqs: impl IntoIterator<Item = i64>,
+    recorded_at: DateTime<Utc>,
+) -> Result<Direct, StoreError> {
+    let first = u64::try_from(first).map_err(|_| corrupt_reply("a version"))?;
+    let mut events = Vec::with_capacity(write.events.len());
+    for ((version, seq), event) in (first..).zip(seqs).zip(&write.events) {
+        events.push(WrittenEvent {
+            id: event.id,
+            stream: write.stream.clone(),
+            version: Version::new(version),
+            position: position_from(commit, seq).ok_or_else(|| corrupt_reply("a position"))?,
+            recorded_at,
+        });
+    }
+    if events.len() != write.events.len() {
+        return Err(corrupt_reply("fewer sequences than events"));
+    }
     let commit = commit_of(writes, &events);
     Ok(Direct::Written(Outcome::Written(commit, events)))
 }
@@ -295,20 +312,8 @@ fn direct_outcome(
     if first != expected + 1 || seqs.len() != write.events.len() {
         return Err(corrupt_reply("versions outside the append"));
     }
-    let first = u64::try_from(first).map_err(|_| corrupt_reply("a version"))?;
     // The events were numbered from the expected version on, in request order.
-    let mut events = Vec::with_capacity(seqs.len());
-    for ((version, seq), event) in (first..).zip(seqs).zip(&write.events) {
-        events.push(WrittenEvent {
-            id: event.id,
-            stream: write.stream.clone(),
-            version: Version::new(version),
-            position: position_from(commit, seq).ok_or_else(|| corrupt_reply("a position"))?,
-            recorded_at,
-        });
-    }
-    let commit = commit_of(writes, &events);
-    Ok(Direct::Written(Outcome::Written(commit, events)))
+    written(writes, write, first, commit, seqs, recorded_at)
 }
 
 /// Whether `e` is a direct append losing a race on the primary key: another writer

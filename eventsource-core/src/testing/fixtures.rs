@@ -143,6 +143,20 @@ impl Aggregate for Counter {
     }
 }
 
+/// The [`Counter`] without snapshots (stream `tally-<id>`): every load folds its stream from
+/// version 1.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Tally(pub Counter);
+
+impl Aggregate for Tally {
+    const NAME: &'static str = "tally";
+    type Event = CounterEvent;
+
+    fn apply_event(&mut self, event: &CounterEvent) {
+        self.0.apply_event(event);
+    }
+}
+
 /// A projection that records every `counter.added` event it handles, and can be told to fail
 /// on a given amount.
 #[derive(Clone, Debug, Default)]

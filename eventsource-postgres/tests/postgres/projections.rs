@@ -139,17 +139,25 @@ async fn a_handler_failing_halfway_leaves_neither_read_model_nor_checkpoint_chan
     assert_eq!(read_model(&store).await, (10, Some(55)));
 }
 
+/// A writer with the read model, and two more handles on its schema for two runners (as two
+/// processes): the first one's sessions carry the returned application name, so a test can
+/// end them all.
+async fn lease_stores() -> (PgStore, PgStore, PgStore, String) {
+    let writer = common::fresh_store().await;
+    create_read_model(&writer).await;
+    let app = format!("es_lease_{:08x}", fastrand::u32(..));
+    let first = common::same_schema(&writer, &common::url_with_application(&app)).await;
+    let second = common::same_schema(&writer, &common::database_url()).await;
+    (writer, first, second, app)
+}
+
 /// A runner whose lease was taken over while it was cut off (its sessions ended, as in a
 /// network partition) finds out at its next commit: the batch is rolled back and the error is
 /// typed, so it never writes next to the new holder.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_runner_that_lost_its_lease_gets_a_typed_error_and_writes_nothing() {
     let _horizon = crate::common::horizon_shared().await;
-    let writer = common::fresh_store().await;
-    create_read_model(&writer).await;
-    let app = format!("es_lease_{:08x}", fastrand::u32(..));
-    let cut_off = common::same_schema(&writer, &common::url_with_application(&app)).await;
-    let other = common::same_schema(&writer, &common::database_url()).await;
+    let (writer, cut_off, other, app) = lease_stores().await;
     // The runners read from other store handles than the writer's: a catch-up ends at what
     // they can read, so wait until the appends are readable there (another test's open
     // transaction may hold the horizon back for a moment).
@@ -210,11 +218,7 @@ async fn a_runner_that_lost_its_lease_gets_a_typed_error_and_writes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_runner_holds_the_lease_and_a_standby_takes_over_when_it_dies() {
     let _horizon = crate::common::horizon_shared().await;
-    let writer = common::fresh_store().await;
-    create_read_model(&writer).await;
-    let app = format!("es_lease_{:08x}", fastrand::u32(..));
-    let first_store = common::same_schema(&writer, &common::url_with_application(&app)).await;
-    let second_store = common::same_schema(&writer, &common::database_url()).await;
+    let (writer, first_store, second_store, app) = lease_stores().await;
 
     let first = PgProjectionRunner::new(first_store, Sums { fail_on: None })
         .standby_poll(Duration::from_millis(100))
