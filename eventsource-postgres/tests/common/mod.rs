@@ -157,3 +157,18 @@ pub async fn next_ids(
     }
     seen
 }
+
+/// Terminates every session of the application `app` (a process "dies", or is cut off);
+/// returns how many there were.
+pub async fn kill_sessions(app: &str) -> i64 {
+    let mut conn = raw().await;
+    let killed: Vec<bool> = sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE application_name = $1 AND pid <> pg_backend_pid()",
+    )
+    .bind(app)
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    killed.len() as i64
+}

@@ -77,20 +77,6 @@ async fn a_missing_table_is_a_configuration_error_not_a_panic() {
     assert!(matches!(err, StoreError::Config(_)), "{err:?}");
 }
 
-/// Terminates every session of the application `app`.
-async fn kill_sessions(app: &str) -> i64 {
-    let mut conn = common::raw().await;
-    let killed: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-         WHERE application_name = $1 AND pid <> pg_backend_pid()",
-    )
-    .bind(app)
-    .fetch_all(&mut conn)
-    .await
-    .unwrap();
-    killed.len() as i64
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn killed_connections_surface_as_errors_and_a_subscriber_recovers_without_losing_events() {
     let _horizon = crate::common::horizon_shared().await;
@@ -151,7 +137,7 @@ async fn killed_connections_surface_as_errors_and_a_subscriber_recovers_without_
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(
-            kill_sessions(&app).await > 0,
+            common::kill_sessions(&app).await > 0,
             "the reader had sessions to kill"
         );
         // The reader's own calls fail or reconnect; none panics.
@@ -165,7 +151,7 @@ async fn killed_connections_surface_as_errors_and_a_subscriber_recovers_without_
         .append(vec![write("w", ExpectedVersion::Any, vec![event(7)])])
         .await
         .unwrap();
-    kill_sessions(writer_app).await;
+    common::kill_sessions(writer_app).await;
     let e = event(8);
     match writer2
         .append(vec![write("w", ExpectedVersion::Any, vec![e.clone()])])

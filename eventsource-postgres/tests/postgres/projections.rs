@@ -189,14 +189,7 @@ async fn a_runner_that_lost_its_lease_gets_a_typed_error_and_writes_nothing() {
 
     // Every session of the first runner ends (its lease lock with them); the second runner
     // takes the lease.
-    let mut conn = common::raw().await;
-    sqlx::query(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-    )
-    .bind(&app)
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    common::kill_sessions(&app).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let mut second = PgProjectionRunner::new(other, Sums { fail_on: None });
     second.catch_up().await.unwrap();
@@ -240,14 +233,7 @@ async fn one_runner_holds_the_lease_and_a_standby_takes_over_when_it_dies() {
     assert!(!second.status().leader, "the second runner stands by");
 
     // The first runner's process "dies": all its sessions are terminated.
-    let mut conn = common::raw().await;
-    sqlx::query(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-    )
-    .bind(&app)
-    .execute(&mut conn)
-    .await
-    .unwrap();
+    common::kill_sessions(&app).await;
     for n in 11..=20 {
         last = writer
             .append(vec![write("s", ExpectedVersion::Any, vec![event(n)])])
