@@ -52,6 +52,16 @@ pub(crate) fn event_after(
     let stream: &str = row
         .try_get(at)
         .map_err(|e| corrupt(&StreamId::new("?"), Version::ZERO, e))?;
+    event_in(row, at, stream, previous)
+}
+
+/// [`event_after`] when the row's stream column (`at`) is already decoded as `stream`.
+pub(crate) fn event_in(
+    row: &PgRow,
+    at: usize,
+    stream: &str,
+    previous: Option<&RecordedEvent>,
+) -> Result<RecordedEvent, StoreError> {
     let stream = match previous {
         Some(p) if p.stream.as_str() == stream => p.stream.clone(),
         _ => StreamId::new(stream),

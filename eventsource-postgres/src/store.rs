@@ -759,15 +759,16 @@ pub(crate) fn page_from_rows(
     let mut horizon = None;
     let bad = |e: sqlx::Error| backend("reading the log", e);
     for row in rows {
-        let stream: Option<&str> = row.try_get(0).map_err(bad)?;
-        if stream.is_none() {
-            horizon = row.try_get::<Option<i64>, _>(1).map_err(bad)?;
-            let c: Option<i64> = row.try_get(2).map_err(bad)?;
-            let s: Option<i64> = row.try_get(3).map_err(bad)?;
+        // The statement fixes the columns' types: no per-row type check.
+        let stream: Option<&str> = row.try_get_unchecked(0).map_err(bad)?;
+        let Some(stream) = stream else {
+            horizon = row.try_get_unchecked::<Option<i64>, _>(1).map_err(bad)?;
+            let c: Option<i64> = row.try_get_unchecked(2).map_err(bad)?;
+            let s: Option<i64> = row.try_get_unchecked(3).map_err(bad)?;
             newest = c.zip(s).and_then(|(c, s)| position_from(c, s));
             continue;
-        }
-        let event = rows::event_after(row, 0, events.last())?;
+        };
+        let event = rows::event_in(row, 0, stream, events.last())?;
         // The statement returns them in position order; a page out of order would skip or
         // repeat events, so it is refused rather than used.
         let previous = events.last().map_or(after, |e| e.position);
