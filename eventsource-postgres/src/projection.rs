@@ -202,11 +202,7 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
             s.stopped = true;
             s.leader = false;
             if let Err(e) = &result {
-                s.failed = Some(Arc::new(store_error::<P>(StoreError::backend(
-                    "running the projection",
-                    false,
-                    e.to_string(),
-                ))));
+                s.failed = Some(Arc::new(e.to_shared()));
             }
         });
         if let Err(error) = &result {

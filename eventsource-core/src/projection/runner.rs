@@ -182,7 +182,7 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
         status.send_modify(|s| {
             s.stopped = true;
             if let Err(e) = &result {
-                s.failed = Some(Arc::new(clone_for_status(e)));
+                s.failed = Some(Arc::new(e.to_shared()));
             }
         });
         if let Err(error) = &result {
@@ -376,43 +376,46 @@ fn store_error<P: Projection>(source: StoreError) -> ProjectionError {
     }
 }
 
-/// The status channel keeps a shareable copy of the failure; the task's own result keeps the
-/// original with its full source chain.
-fn clone_for_status(e: &ProjectionError) -> ProjectionError {
-    match e {
-        ProjectionError::Handler {
-            projection,
-            stream,
-            version,
-            event_type,
-            position,
-            source,
-        } => ProjectionError::Handler {
-            projection,
-            stream: stream.clone(),
-            version: *version,
-            event_type: event_type.clone(),
-            position: *position,
-            source: source.to_string().into(),
-        },
-        ProjectionError::Store { projection, source } => ProjectionError::Store {
-            projection,
-            source: StoreError::backend(source.to_string(), false, source.to_string()),
-        },
-        ProjectionError::LeaseLost { projection } => ProjectionError::LeaseLost { projection },
-        ProjectionError::Timeout {
-            projection,
-            target,
-            reached,
-        } => ProjectionError::Timeout {
-            projection,
-            target: *target,
-            reached: *reached,
-        },
-        ProjectionError::Stopped { projection, cause } => ProjectionError::Stopped {
-            projection,
-            cause: cause.clone(),
-        },
+impl ProjectionError {
+    /// A copy of this error to share (errors are not `Clone`): the same variant and fields,
+    /// with each source replaced by its message. What [`ProjectionStatus::failed`] holds;
+    /// the runner's own result keeps the original with its full source chain.
+    pub fn to_shared(&self) -> ProjectionError {
+        match self {
+            ProjectionError::Handler {
+                projection,
+                stream,
+                version,
+                event_type,
+                position,
+                source,
+            } => ProjectionError::Handler {
+                projection,
+                stream: stream.clone(),
+                version: *version,
+                event_type: event_type.clone(),
+                position: *position,
+                source: source.to_string().into(),
+            },
+            ProjectionError::Store { projection, source } => ProjectionError::Store {
+                projection,
+                source: StoreError::backend(source.to_string(), false, source.to_string()),
+            },
+            ProjectionError::LeaseLost { projection } => ProjectionError::LeaseLost { projection },
+            ProjectionError::Timeout {
+                projection,
+                target,
+                reached,
+            } => ProjectionError::Timeout {
+                projection,
+                target: *target,
+                reached: *reached,
+            },
+            ProjectionError::Stopped { projection, cause } => ProjectionError::Stopped {
+                projection,
+                cause: cause.clone(),
+            },
+        }
     }
 }
 

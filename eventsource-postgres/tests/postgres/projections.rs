@@ -139,6 +139,46 @@ async fn a_handler_failing_halfway_leaves_neither_read_model_nor_checkpoint_chan
     assert_eq!(read_model(&store).await, (10, Some(55)));
 }
 
+/// A spawned runner that stops on a handler error reports that error, typed (the event it
+/// failed on), through its handle; the failed batch left the read model as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_spawned_runner_stopped_by_its_handler_reports_the_failed_event() {
+    let _horizon = crate::common::horizon_shared().await;
+    let store = common::fresh_store().await;
+    create_read_model(&store).await;
+    let mut last = Position::ZERO;
+    for n in 1..=5 {
+        last = store
+            .append(vec![write("s", ExpectedVersion::Any, vec![event(n)])])
+            .await
+            .unwrap()
+            .position;
+    }
+    let handle = PgProjectionRunner::new(store.clone(), Sums { fail_on: Some(3) }).spawn();
+    match handle.wait_for(last, Duration::from_secs(10)).await {
+        Err(ProjectionError::Stopped {
+            cause: Some(cause), ..
+        }) => match cause.as_ref() {
+            ProjectionError::Handler {
+                projection,
+                stream,
+                version,
+                ..
+            } => assert_eq!(
+                (*projection, stream.as_str(), version.get()),
+                ("sums", "s", 3)
+            ),
+            other => panic!("expected the handler's error, got {other:?}"),
+        },
+        other => panic!("expected Stopped with a cause, got {other:?}"),
+    }
+    assert!(matches!(
+        handle.status().failed.as_deref(),
+        Some(ProjectionError::Handler { .. })
+    ));
+    assert_eq!(read_model(&store).await, (0, None));
+}
+
 /// A writer with the read model, and two more handles on its schema for two runners (as two
 /// processes): the first one's sessions carry the returned application name, so a test can
 /// end them all.
