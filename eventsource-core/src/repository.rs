@@ -212,12 +212,12 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             let mut loaded = self.load_snapshot(stream, until).await;
             let from = loaded.version;
             self.fold_after(stream, &mut loaded, until).await?;
-            if with_position && loaded.version > from {
-                loaded.position = self.position_of(stream, loaded.version).await?;
-            }
             if with_position {
-                let span = tracing::Span::current();
-                span.record("position", tracing::field::display(loaded.position));
+                if loaded.version > from {
+                    loaded.position = self.position_of(stream, loaded.version).await?;
+                }
+                tracing::Span::current()
+                    .record("position", tracing::field::display(loaded.position));
             }
             Ok(loaded)
         }

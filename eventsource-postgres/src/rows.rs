@@ -38,24 +38,16 @@ fn corrupt(stream: &StreamId, version: Version, reason: impl std::fmt::Display) 
 
 /// Decodes an event row whose columns start at `at`: the stream, then `sql::EVENT_FIELDS`.
 pub(crate) fn event(row: &PgRow, at: usize) -> Result<RecordedEvent, StoreError> {
-    event_after(row, at, None)
-}
-
-/// [`event`] for the rows of a page in order: an event of the same stream as the one before
-/// (`previous`) shares its [`StreamId`] (a log page mostly holds runs of one stream's events,
-/// and the id is then not allocated again).
-pub(crate) fn event_after(
-    row: &PgRow,
-    at: usize,
-    previous: Option<&RecordedEvent>,
-) -> Result<RecordedEvent, StoreError> {
     let stream: &str = row
         .try_get(at)
         .map_err(|e| corrupt(&StreamId::new("?"), Version::ZERO, e))?;
-    event_in(row, at, stream, previous)
+    event_in(row, at, stream, None)
 }
 
-/// [`event_after`] when the row's stream column (`at`) is already decoded as `stream`.
+/// [`event`] when the row's stream column (`at`) is already decoded as `stream`. In the rows
+/// of a page, an event of the same stream as the one before (`previous`) shares its
+/// [`StreamId`] (a log page mostly holds runs of one stream's events, and the id is then not
+/// allocated again).
 pub(crate) fn event_in(
     row: &PgRow,
     at: usize,
@@ -86,7 +78,8 @@ pub(crate) fn event_of(
     let c = |e: sqlx::Error| corrupt(&stream, version, e);
     let commit: i64 = row.try_get_unchecked(at + 1).map_err(c)?;
     let seq: i64 = row.try_get_unchecked(at + 2).map_err(c)?;
-    let position = valid_position(&stream, version, commit, seq)?;
+    let position = position_from(commit, seq)
+        .ok_or_else(|| corrupt(&stream, version, format!("invalid position {commit}.{seq}")))?;
     let id: Uuid = row.try_get_unchecked(at + 3).map_err(c)?;
     let event_type: String = row.try_get_unchecked(at + 4).map_err(c)?;
     let schema_version: i64 = row.try_get_unchecked(at + 5).map_err(c)?;
@@ -133,16 +126,6 @@ fn valid_version(stream: &StreamId, version: i64) -> Result<Version, StoreError>
         .filter(|v| *v > 0)
         .map(Version::new)
         .ok_or_else(|| corrupt(stream, Version::ZERO, format!("invalid version {version}")))
-}
-
-fn valid_position(
-    stream: &StreamId,
-    version: Version,
-    commit: i64,
-    seq: i64,
-) -> Result<Position, StoreError> {
-    position_from(commit, seq)
-        .ok_or_else(|| corrupt(stream, version, format!("invalid position {commit}.{seq}")))
 }
 
 fn valid_schema_version(
