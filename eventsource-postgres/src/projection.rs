@@ -7,7 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventsource_core::projection::{RETRY_START, pause_if_retryable};
+use eventsource_core::projection::{
+    RETRY_START, handle_while_reading, pause_if_retryable, read_ahead_from,
+};
 use eventsource_core::{
     EventStore, LogPage, Position, Projection, ProjectionControl, ProjectionError,
     ProjectionHandle, ProjectionStatus, StoreError, StreamId, Version,
@@ -74,7 +76,9 @@ struct Lease {
 }
 
 /// Runs a [`Projection`] whose context is a [`PgProjectionContext`]: each batch of events is
-/// handled inside one transaction that also saves the checkpoint.
+/// handled inside one transaction that also saves the checkpoint. While it catches up, the
+/// next batch is read (on another pooled connection) while the current one is handled and
+/// commits, so it holds at most two batches.
 ///
 /// ```no_run
 /// # use eventsource_postgres::*;
@@ -125,7 +129,8 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
         }
     }
 
-    /// How many events one batch (one transaction) holds.
+    /// How many events one batch (one transaction) holds. The runner holds at most two
+    /// batches in memory (one handled, the next read ahead).
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = n.max(1);
         self
@@ -146,12 +151,18 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
     /// of the log and returns the checkpoint reached. Keeps the lease until dropped.
     pub async fn catch_up(&mut self) -> Result<Position, ProjectionError> {
         self.wait_for_lease(None).await?;
+        let reader = self.store.clone();
+        let mut page = self.read_page().await?;
         loop {
-            let page = self.read_page().await?;
             if page.events.is_empty() && page.scanned_to <= self.checkpoint {
                 return Ok(self.checkpoint);
             }
-            match self.process(page).await {
+            let limit = self.batch_size;
+            let next = read_ahead_from(&page, self.checkpoint, limit);
+            let batch = self.process(page);
+            let (done, read) =
+                handle_while_reading(&reader, next, limit, P::event_types(), batch).await;
+            match done {
                 Ok(()) => {}
                 Err(BatchError::Failed(e)) => return Err(e),
                 Err(BatchError::LeaseLost) => {
@@ -159,6 +170,10 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
                     return Err(lease_lost::<P>());
                 }
             }
+            page = match read {
+                Some(read) => read.map_err(store_error::<P>)?,
+                None => self.read_page().await?,
+            };
         }
     }
 
@@ -217,8 +232,12 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
         status: &watch::Sender<ProjectionStatus>,
     ) -> Result<(), ProjectionError> {
         let mut wait = RETRY_START;
+        let reader = self.store.clone();
+        // The page read while the one before it was handled (see `handle_while_reading`).
+        let mut ahead: Option<LogPage> = None;
         loop {
             if self.lease.is_none() {
+                ahead = None;
                 status.send_modify(|s| s.leader = false);
                 if !self.wait_for_lease(Some(control)).await? {
                     return Ok(());
@@ -233,17 +252,21 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
                     return Ok(());
                 }
                 Ok(ProjectionControl::Rebuild(ack)) => {
+                    ahead = None;
                     self.rebuild_now(ack, status).await;
                     continue;
                 }
                 Err(mpsc::error::TryRecvError::Empty) => {}
             }
-            let page = match self.read_page().await {
-                Ok(p) => p,
-                Err(e) => {
-                    pause_if_retryable(e, &mut wait).await?;
-                    continue;
-                }
+            let page = match ahead.take() {
+                Some(page) => page,
+                None => match self.read_page().await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        pause_if_retryable(e, &mut wait).await?;
+                        continue;
+                    }
+                },
             };
             if page.events.is_empty() && page.scanned_to <= self.checkpoint {
                 status.send_modify(|s| s.caught_up = true);
@@ -261,14 +284,24 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
                 }
                 continue;
             }
-            let full = page.events.len() >= self.batch_size;
-            match self.process(page).await {
+            let limit = self.batch_size;
+            let full = page.events.len() >= limit;
+            let next = read_ahead_from(&page, self.checkpoint, limit);
+            let batch = self.process(page);
+            let (done, read) =
+                handle_while_reading(&reader, next, limit, P::event_types(), batch).await;
+            match done {
                 Ok(()) => {
                     wait = RETRY_START;
                     status.send_modify(|s| {
                         s.checkpoint = self.checkpoint;
                         s.caught_up = !full;
                     });
+                    match read {
+                        Some(Ok(page)) => ahead = Some(page),
+                        Some(Err(e)) => pause_if_retryable(store_error::<P>(e), &mut wait).await?,
+                        None => {}
+                    }
                 }
                 Err(BatchError::LeaseLost) => {
                     tracing::warn!("another runner took the lease over; standing by");

@@ -1,6 +1,7 @@
 //! The core projection runner: checkpointed catch-up, then live following, for projections
 //! whose context is `()`. Handlers run at least once per event (see the module docs).
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,6 +104,8 @@ pub enum ProjectionControl {
 
 /// Runs a [`Projection`] against a store: reads from its checkpoint in batches, calls its
 /// handlers, saves the checkpoint after every batch, and follows the log live once caught up.
+/// While it catches up (a batch came back full), it reads the next batch while it handles the
+/// current one and saves its checkpoint, so it holds at most two batches.
 ///
 /// ```
 /// # use eventsource_core::*;
@@ -131,7 +134,8 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
         }
     }
 
-    /// Sets how many events one batch (one read, one checkpoint save) holds.
+    /// Sets how many events one batch (one read, one checkpoint save) holds. The runner holds
+    /// at most two batches in memory (one handled, the next read ahead).
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = n.max(1);
         self
@@ -146,12 +150,22 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
     /// checkpoint reached. Does not follow live.
     pub async fn catch_up(&mut self) -> Result<Position, ProjectionError> {
         self.checkpoint = self.load_checkpoint().await?;
+        let reader = self.store.clone();
+        let mut page = self.read_page().await?;
         loop {
-            let page = self.read_page().await?;
             if page.events.is_empty() && page.scanned_to <= self.checkpoint {
                 return Ok(self.checkpoint);
             }
-            self.process(page).await?;
+            let limit = self.batch_size;
+            let next = read_ahead_from(&page, self.checkpoint, limit);
+            let batch = self.process(page);
+            let (done, ahead) =
+                handle_while_reading(&reader, next, limit, P::event_types(), batch).await;
+            done?;
+            page = match ahead {
+                Some(read) => read.map_err(store_error::<P>)?,
+                None => self.read_page().await?,
+            };
         }
     }
 
@@ -204,23 +218,30 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
             }
         };
         status.send_modify(|s| s.checkpoint = self.checkpoint);
+        let reader = self.store.clone();
+        // The page read while the one before it was handled (see `handle_while_reading`).
+        let mut ahead: Option<LogPage> = None;
         loop {
             match control.try_recv() {
                 Ok(ProjectionControl::Shutdown) | Err(mpsc::error::TryRecvError::Disconnected) => {
                     return Ok(());
                 }
                 Ok(ProjectionControl::Rebuild(ack)) => {
+                    ahead = None;
                     self.rebuild_now(ack, status).await;
                     continue;
                 }
                 Err(mpsc::error::TryRecvError::Empty) => {}
             }
             let mut wait = RETRY_START;
-            let page = loop {
-                match self.read_page().await {
-                    Ok(p) => break p,
-                    Err(e) => pause_if_retryable(e, &mut wait).await?,
-                }
+            let page = match ahead.take() {
+                Some(page) => page,
+                None => loop {
+                    match self.read_page().await {
+                        Ok(p) => break p,
+                        Err(e) => pause_if_retryable(e, &mut wait).await?,
+                    }
+                },
             };
             if page.events.is_empty() && page.scanned_to <= self.checkpoint {
                 status.send_modify(|s| s.caught_up = true);
@@ -239,11 +260,22 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
                 continue;
             }
             let full = page.events.len() >= self.batch_size;
-            self.process(page).await?;
+            let limit = self.batch_size;
+            let next = read_ahead_from(&page, self.checkpoint, limit);
+            let batch = self.process(page);
+            let (done, read) =
+                handle_while_reading(&reader, next, limit, P::event_types(), batch).await;
+            done?;
             status.send_modify(|s| {
                 s.checkpoint = self.checkpoint;
                 s.caught_up = !full;
             });
+            match read {
+                Some(Ok(page)) => ahead = Some(page),
+                // Read again at the top of the loop, after a pause if the store asks for one.
+                Some(Err(e)) => pause_if_retryable(store_error::<P>(e), &mut wait).await?,
+                None => {}
+            }
         }
     }
 
@@ -337,6 +369,43 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
             .save_checkpoint(P::NAME, to)
             .await
             .map_err(store_error::<P>)
+    }
+}
+
+/// Where the page after `page` starts, if it should be read while `page` is handled: when
+/// `page` came back full (`limit` events), a catch-up is under way and the next page is
+/// almost certainly not empty. A page that is not full is the end of the log for now, and
+/// the runner reads (or waits) after handling it as before. `checkpoint` is the runner's
+/// checkpoint before `page`; the next page starts where handling `page` leaves it.
+pub fn read_ahead_from(page: &LogPage, checkpoint: Position, limit: usize) -> Option<Position> {
+    (page.events.len() >= limit).then(|| {
+        let last = page.events.last().map_or(checkpoint, |e| e.position);
+        page.scanned_to.max(last).max(checkpoint)
+    })
+}
+
+/// Runs `batch` (a page's handlers and its checkpoint save) while, when `next` is given, the
+/// page after `next` is read from `store`; returns the batch's result and the read's.
+///
+/// Both run on the calling task; the read is polled first, so its request is under way before
+/// the handlers start. A store that answers over the network then works on the next page
+/// while this one is handled and its checkpoint commits, and the runner holds at most two
+/// pages. If the batch fails, the caller drops the page read ahead; it starts where the
+/// batch's checkpoint ends, so nothing is skipped or handled twice either way. Public for
+/// store crates' own runners.
+pub async fn handle_while_reading<S: EventStore, T>(
+    store: &S,
+    next: Option<Position>,
+    limit: usize,
+    types: Option<&[&str]>,
+    batch: impl Future<Output = T>,
+) -> (T, Option<Result<LogPage, StoreError>>) {
+    match next {
+        None => (batch.await, None),
+        Some(after) => {
+            let (read, done) = tokio::join!(store.read_all(after, limit, types), batch);
+            (done, Some(read))
+        }
     }
 }
 

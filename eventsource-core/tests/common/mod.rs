@@ -1,0 +1,129 @@
+//! A store wrapper the core's tests share.
+
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use eventsource_core::{
+    Commit, EventId, EventStore, FoldEvent, InMemoryStore, LogPage, Position, ReadUntil,
+    RecordedEvent, Snapshot, StoreError, StreamId, StreamWrite, Version,
+};
+use futures::stream::BoxStream;
+use parking_lot::Mutex;
+
+/// The in-memory store, recording where each fold read starts and the order in which log
+/// reads and checkpoint saves start and end; it can also answer its next append with a
+/// conflict whose stream is *behind* the expected version (as after a restore from an older
+/// backup), without writing.
+#[derive(Clone, Default)]
+pub(crate) struct Watched {
+    pub(crate) inner: InMemoryStore,
+    folds_from: Arc<Mutex<Vec<(String, u64)>>>,
+    pub(crate) rewind_next_append: Arc<AtomicBool>,
+    calls: Arc<Mutex<Vec<Call>>>,
+}
+
+/// A log read or a checkpoint save, as [`Watched`] saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Call {
+    /// `read_all` called, reading after this position.
+    Read(Position),
+    /// `save_checkpoint` called with this position.
+    SaveStart(Position),
+    /// That save returned.
+    SaveEnd(Position),
+}
+
+impl Watched {
+    /// Where the fold reads since the last call started: (stream, from version).
+    pub(crate) fn folds(&self) -> Vec<(String, u64)> {
+        std::mem::take(&mut *self.folds_from.lock())
+    }
+
+    /// The log reads and checkpoint saves so far, in the order they happened.
+    pub(crate) fn calls(&self) -> Vec<Call> {
+        self.calls.lock().clone()
+    }
+}
+
+impl EventStore for Watched {
+    async fn append(&self, writes: Vec<StreamWrite>) -> Result<Commit, StoreError> {
+        if self
+            .rewind_next_append
+            .swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            let w = &writes[0];
+            return Err(StoreError::Conflict {
+                stream: w.stream.clone(),
+                expected: w.expected,
+                actual: Version::new(1),
+            });
+        }
+        self.inner.append(writes).await
+    }
+    fn read_stream<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        from: Version,
+        until: ReadUntil,
+    ) -> BoxStream<'a, Result<RecordedEvent, StoreError>> {
+        self.inner.read_stream(stream, from, until)
+    }
+    fn read_stream_for_fold<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        from: Version,
+        until: ReadUntil,
+    ) -> BoxStream<'a, Result<FoldEvent, StoreError>> {
+        self.folds_from
+            .lock()
+            .push((stream.as_str().to_owned(), from.get()));
+        self.inner.read_stream_for_fold(stream, from, until)
+    }
+    async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
+        self.inner.stream_version(stream).await
+    }
+    async fn read_all(
+        &self,
+        after: Position,
+        limit: usize,
+        types: Option<&[&str]>,
+    ) -> Result<LogPage, StoreError> {
+        self.calls.lock().push(Call::Read(after));
+        self.inner.read_all(after, limit, types).await
+    }
+    async fn head(&self) -> Result<Position, StoreError> {
+        self.inner.head().await
+    }
+    async fn wait_for_events(&self, after: Position) -> Result<(), StoreError> {
+        self.inner.wait_for_events(after).await
+    }
+    async fn event_by_id(&self, id: EventId) -> Result<Option<RecordedEvent>, StoreError> {
+        self.inner.event_by_id(id).await
+    }
+    async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        self.inner.save_snapshot(snapshot).await
+    }
+    async fn load_snapshot(
+        &self,
+        stream: &StreamId,
+        schema_version: u32,
+        until: ReadUntil,
+    ) -> Result<Option<Snapshot>, StoreError> {
+        self.inner
+            .load_snapshot(stream, schema_version, until)
+            .await
+    }
+    async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {
+        self.inner.load_checkpoint(name).await
+    }
+    async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
+        self.calls.lock().push(Call::SaveStart(position));
+        // A save that takes a moment, as one over the network does.
+        tokio::task::yield_now().await;
+        let saved = self.inner.save_checkpoint(name, position).await;
+        self.calls.lock().push(Call::SaveEnd(position));
+        saved
+    }
+}
