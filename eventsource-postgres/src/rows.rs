@@ -7,7 +7,7 @@ use eventsource_core::{
     EventId, FoldEvent, Metadata, Position, RecordedEvent, Snapshot, StoreError, StreamId, Version,
 };
 use sqlx::Row;
-use sqlx::postgres::PgRow;
+use sqlx::postgres::{PgRow, PgValueFormat};
 use uuid::Uuid;
 
 /// Largest value a position part takes in SQL (`bigint`).
@@ -38,8 +38,8 @@ fn corrupt(stream: &StreamId, version: Version, reason: impl std::fmt::Display) 
 
 /// Decodes an event row whose columns start at `at`: the stream, then `sql::EVENT_FIELDS`.
 pub(crate) fn event(row: &PgRow, at: usize) -> Result<RecordedEvent, StoreError> {
-    let stream: &str = row
-        .try_get(at)
+    let stream = Binary(row)
+        .text(at)
         .map_err(|e| corrupt(&StreamId::new("?"), Version::ZERO, e))?;
     event_in(row, at, stream, None)
 }
@@ -64,31 +64,38 @@ pub(crate) fn event_in(
 /// Decodes an event row of a stream already known: the columns of `sql::EVENT_FIELDS`
 /// from `at` on.
 ///
-/// The columns' types are fixed by the store's own SQL, so the per-row type-compatibility
-/// check is skipped (`try_get_unchecked`); values are still decoded and validated.
+/// The columns' types are fixed by the store's own SQL, and sqlx asks for every result in
+/// binary format, so the values are read from their bytes ([`Binary`]) rather than through
+/// sqlx's per-type decoders (which check the column type and handle the text format on
+/// every call: a third of a log page's decoding time). Each value is still validated.
 pub(crate) fn event_of(
     row: &PgRow,
     at: usize,
     stream: StreamId,
 ) -> Result<RecordedEvent, StoreError> {
-    let version: i64 = row
-        .try_get_unchecked(at)
+    let cols = Binary(row);
+    let version = cols
+        .int8(at)
         .map_err(|e| corrupt(&stream, Version::ZERO, e))?;
     let version = valid_version(&stream, version)?;
-    let c = |e: sqlx::Error| corrupt(&stream, version, e);
-    let commit: i64 = row.try_get_unchecked(at + 1).map_err(c)?;
-    let seq: i64 = row.try_get_unchecked(at + 2).map_err(c)?;
+    let c = |e: String| corrupt(&stream, version, e);
+    let commit = cols.int8(at + 1).map_err(c)?;
+    let seq = cols.int8(at + 2).map_err(c)?;
     let position = position_from(commit, seq)
         .ok_or_else(|| corrupt(&stream, version, format!("invalid position {commit}.{seq}")))?;
-    let id: Uuid = row.try_get_unchecked(at + 3).map_err(c)?;
-    let event_type: String = row.try_get_unchecked(at + 4).map_err(c)?;
-    let schema_version: i64 = row.try_get_unchecked(at + 5).map_err(c)?;
+    let id = cols.uuid(at + 3).map_err(c)?;
+    let event_type = cols.text(at + 4).map_err(c)?.to_owned();
+    let schema_version = cols.int8(at + 5).map_err(c)?;
     let schema_version = valid_schema_version(&stream, version, schema_version)?;
-    let payload: Vec<u8> = row.try_get_unchecked(at + 6).map_err(c)?;
-    let metadata: Option<sqlx::types::Json<Metadata>> = row
-        .try_get_unchecked(at + 7)
-        .map_err(|e| corrupt(&stream, version, format!("invalid metadata: {e}")))?;
-    let recorded_at: DateTime<Utc> = row.try_get_unchecked(at + 8).map_err(c)?;
+    let payload = Bytes::copy_from_slice(cols.bytes(at + 6).map_err(c)?);
+    let metadata = if cols.is_null(at + 7).map_err(c)? {
+        Metadata::default()
+    } else {
+        row.try_get_unchecked::<sqlx::types::Json<Metadata>, _>(at + 7)
+            .map_err(|e| corrupt(&stream, version, format!("invalid metadata: {e}")))?
+            .0
+    };
+    let recorded_at = cols.timestamptz(at + 8).map_err(c)?;
     Ok(RecordedEvent {
         id: EventId::from_uuid(id),
         stream,
@@ -96,28 +103,108 @@ pub(crate) fn event_of(
         position,
         event_type,
         schema_version,
-        payload: Bytes::from(payload),
-        metadata: metadata.map(|m| m.0).unwrap_or_default(),
+        payload,
+        metadata,
         recorded_at,
     })
 }
 
 /// Decodes a row of `Sql::read_stream_fold`: version, type, schema version, payload.
 pub(crate) fn fold_event(row: &PgRow, stream: &StreamId) -> Result<FoldEvent, StoreError> {
-    let version: i64 = row
-        .try_get_unchecked(0)
+    let cols = Binary(row);
+    let version = cols
+        .int8(0)
         .map_err(|e| corrupt(stream, Version::ZERO, e))?;
     let version = valid_version(stream, version)?;
-    let c = |e: sqlx::Error| corrupt(stream, version, e);
-    let event_type: String = row.try_get_unchecked(1).map_err(c)?;
-    let schema_version: i64 = row.try_get_unchecked(2).map_err(c)?;
-    let payload: Vec<u8> = row.try_get_unchecked(3).map_err(c)?;
+    let c = |e: String| corrupt(stream, version, e);
+    let event_type = cols.text(1).map_err(c)?.to_owned();
+    let schema_version = cols.int8(2).map_err(c)?;
+    let payload = Bytes::copy_from_slice(cols.bytes(3).map_err(c)?);
     Ok(FoldEvent {
         version,
         event_type,
         schema_version: valid_schema_version(stream, version, schema_version)?,
-        payload: Bytes::from(payload),
+        payload,
     })
+}
+
+/// The columns of a row, read from PostgreSQL's binary format (what sqlx requests for the
+/// results of every statement it prepares). Errors say which column and why.
+#[derive(Clone, Copy)]
+pub(crate) struct Binary<'r>(pub(crate) &'r PgRow);
+
+/// Microseconds from the Unix epoch to PostgreSQL's (2000-01-01).
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+impl<'r> Binary<'r> {
+    /// Column `i`'s bytes, `None` when it is NULL.
+    pub(crate) fn raw(self, i: usize) -> Result<Option<&'r [u8]>, String> {
+        let value = self
+            .0
+            .try_get_raw(i)
+            .map_err(|e| format!("column {i}: {e}"))?;
+        if value.format() != PgValueFormat::Binary {
+            return Err(format!("column {i}: not in binary format"));
+        }
+        // `as_bytes` fails only on NULL.
+        Ok(value.as_bytes().ok())
+    }
+
+    /// Whether column `i` is NULL.
+    pub(crate) fn is_null(self, i: usize) -> Result<bool, String> {
+        Ok(self.raw(i)?.is_none())
+    }
+
+    /// Column `i`'s bytes; NULL is an error.
+    pub(crate) fn bytes(self, i: usize) -> Result<&'r [u8], String> {
+        self.raw(i)?
+            .ok_or_else(|| format!("column {i}: unexpected NULL"))
+    }
+
+    fn fixed<const N: usize>(self, i: usize) -> Result<[u8; N], String> {
+        let b = self.bytes(i)?;
+        <[u8; N]>::try_from(b).map_err(|_| format!("column {i}: {} bytes, not {N}", b.len()))
+    }
+
+    /// A `bigint` column.
+    pub(crate) fn int8(self, i: usize) -> Result<i64, String> {
+        self.fixed::<8>(i).map(i64::from_be_bytes)
+    }
+
+    /// A nullable `bigint` column.
+    pub(crate) fn opt_int8(self, i: usize) -> Result<Option<i64>, String> {
+        match self.is_null(i)? {
+            true => Ok(None),
+            false => self.int8(i).map(Some),
+        }
+    }
+
+    /// A `uuid` column.
+    pub(crate) fn uuid(self, i: usize) -> Result<Uuid, String> {
+        self.fixed::<16>(i).map(Uuid::from_bytes)
+    }
+
+    /// A `text` column, checked to be UTF-8.
+    pub(crate) fn text(self, i: usize) -> Result<&'r str, String> {
+        std::str::from_utf8(self.bytes(i)?).map_err(|e| format!("column {i}: {e}"))
+    }
+
+    /// A nullable `text` column.
+    pub(crate) fn opt_text(self, i: usize) -> Result<Option<&'r str>, String> {
+        match self.is_null(i)? {
+            true => Ok(None),
+            false => self.text(i).map(Some),
+        }
+    }
+
+    /// A `timestamptz` column (microseconds since 2000-01-01 UTC; the infinities are refused).
+    pub(crate) fn timestamptz(self, i: usize) -> Result<DateTime<Utc>, String> {
+        let micros = self.int8(i)?;
+        micros
+            .checked_add(PG_EPOCH_MICROS)
+            .and_then(DateTime::from_timestamp_micros)
+            .ok_or_else(|| format!("column {i}: time out of range ({micros} µs)"))
+    }
 }
 
 fn valid_version(stream: &StreamId, version: i64) -> Result<Version, StoreError> {

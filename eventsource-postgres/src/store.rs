@@ -8,8 +8,8 @@ use eventsource_core::{
     StoreError, StreamId, StreamWrite, Version,
 };
 use futures::stream::{self, BoxStream, StreamExt, TryStreamExt};
+use sqlx::PgPool;
 use sqlx::postgres::{PgPoolOptions, PgRow};
-use sqlx::{PgPool, Row};
 use tokio::sync::{Mutex, Notify, watch};
 use tokio::task::AbortHandle;
 use tracing::Instrument;
@@ -757,14 +757,13 @@ pub(crate) fn page_from_rows(
     let mut events: Vec<RecordedEvent> = Vec::with_capacity(rows.len());
     let mut newest = None;
     let mut horizon = None;
-    let bad = |e: sqlx::Error| backend("reading the log", e);
+    let bad = |e: String| StoreError::backend("reading the log", false, e);
     for row in rows {
-        // The statement fixes the columns' types: no per-row type check.
-        let stream: Option<&str> = row.try_get_unchecked(0).map_err(bad)?;
-        let Some(stream) = stream else {
-            horizon = row.try_get_unchecked::<Option<i64>, _>(1).map_err(bad)?;
-            let c: Option<i64> = row.try_get_unchecked(2).map_err(bad)?;
-            let s: Option<i64> = row.try_get_unchecked(3).map_err(bad)?;
+        let cols = rows::Binary(row);
+        let Some(stream) = cols.opt_text(0).map_err(bad)? else {
+            horizon = cols.opt_int8(1).map_err(bad)?;
+            let c = cols.opt_int8(2).map_err(bad)?;
+            let s = cols.opt_int8(3).map_err(bad)?;
             newest = c.zip(s).and_then(|(c, s)| position_from(c, s));
             continue;
         };

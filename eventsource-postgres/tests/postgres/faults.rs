@@ -30,6 +30,7 @@ async fn a_corrupt_row_is_a_typed_error_naming_its_stream_and_version() {
         r#"metadata = '{"correlation_id": 5}'"#,
         "schema_version = -1",
         "metadata = '[1, 2]'",
+        "recorded_at = 'infinity'",
     ] {
         let store = common::fresh_store().await;
         store
@@ -57,6 +58,14 @@ async fn a_corrupt_row_is_a_typed_error_naming_its_stream_and_version() {
         };
         check(read.unwrap_err());
         check(store.read_all(Position::ZERO, 10, None).await.unwrap_err());
+        if set.starts_with("schema_version") {
+            // What a repository's load reads.
+            let fold: Result<Vec<_>, StoreError> = store
+                .read_stream_for_fold(&stream, Version::FIRST, ReadUntil::End)
+                .try_collect()
+                .await;
+            check(fold.unwrap_err());
+        }
     }
 }
 
