@@ -501,15 +501,23 @@ impl EventStore for PgStore {
             let limit_param = i64::try_from(limit).unwrap_or(i64::MAX);
             let mut settle = self.settle();
             loop {
-                let rows = sqlx::query(&self.inner.sql.read_all)
+                // Each row is decoded as it arrives, while the server is still sending the
+                // rest of the page.
+                let mut rows = sqlx::query(&self.inner.sql.read_all)
                     .bind(commit)
                     .bind(seq)
                     .bind(limit_param)
                     .bind(types)
-                    .fetch_all(&self.inner.pool)
+                    .fetch(&self.inner.pool);
+                let mut page = PageReader::new(after, limit);
+                while let Some(row) = rows
+                    .try_next()
                     .await
-                    .map_err(|e| backend("reading the log", e))?;
-                let (page, horizon) = page_from_rows(&rows, after, limit)?;
+                    .map_err(|e| backend("reading the log", e))?
+                {
+                    page.push(&row)?;
+                }
+                let (page, horizon) = page.finish()?;
                 let full = page.events.len() >= limit;
                 if full || settle.done(horizon).await {
                     return Ok(page);
@@ -740,37 +748,50 @@ impl Settle {
     }
 }
 
-/// A log page, and the horizon it was read under, from the rows of `Sql::read_all`: the event
-/// rows (a stream, then the event columns) in position order, and one meta row (no stream;
-/// column 1 the horizon, 2-3 the newest readable event when filtering by type).
+/// A log page, and the horizon it was read under, built from the rows of `Sql::read_all` as
+/// they arrive: the event rows (a stream, then the event columns) in position order, and one
+/// meta row (no stream; column 1 the horizon, 2-3 the newest readable event when filtering by
+/// type).
 ///
 /// `scanned_to` is the last event the read examined: the last one returned when the page is
 /// full; otherwise, every readable event has been examined, so the newest readable one (of
 /// any type). `(horizon, 0)` would be a valid bound too, but it moves with every transaction
 /// in the cluster, so an idle projection would save a new checkpoint (a write, which moves
 /// the horizon again) on every poll.
-pub(crate) fn page_from_rows(
-    rows: &[PgRow],
+pub(crate) struct PageReader {
     after: Position,
     limit: usize,
-) -> Result<(LogPage, i64), StoreError> {
-    let mut events: Vec<RecordedEvent> = Vec::with_capacity(rows.len());
-    let mut newest = None;
-    let mut horizon = None;
-    let bad = |e: String| StoreError::backend("reading the log", false, e);
-    for row in rows {
+    events: Vec<RecordedEvent>,
+    newest: Option<Position>,
+    horizon: Option<i64>,
+}
+
+impl PageReader {
+    pub(crate) fn new(after: Position, limit: usize) -> Self {
+        Self {
+            after,
+            limit,
+            events: Vec::with_capacity(limit.min(4096)),
+            newest: None,
+            horizon: None,
+        }
+    }
+
+    /// Takes the next row of the page.
+    pub(crate) fn push(&mut self, row: &PgRow) -> Result<(), StoreError> {
+        let bad = |e: String| StoreError::backend("reading the log", false, e);
         let cols = rows::Binary(row);
         let Some(stream) = cols.opt_text(0).map_err(bad)? else {
-            horizon = cols.opt_int8(1).map_err(bad)?;
+            self.horizon = cols.opt_int8(1).map_err(bad)?;
             let c = cols.opt_int8(2).map_err(bad)?;
             let s = cols.opt_int8(3).map_err(bad)?;
-            newest = c.zip(s).and_then(|(c, s)| position_from(c, s));
-            continue;
+            self.newest = c.zip(s).and_then(|(c, s)| position_from(c, s));
+            return Ok(());
         };
-        let event = rows::event_in(row, 0, stream, events.last())?;
+        let event = rows::event_in(row, 0, stream, self.events.last())?;
         // The statement returns them in position order; a page out of order would skip or
         // repeat events, so it is refused rather than used.
-        let previous = events.last().map_or(after, |e| e.position);
+        let previous = self.events.last().map_or(self.after, |e| e.position);
         if event.position <= previous {
             return Err(StoreError::Corrupt {
                 stream: event.stream,
@@ -781,21 +802,33 @@ pub(crate) fn page_from_rows(
                 ),
             });
         }
-        events.push(event);
+        self.events.push(event);
+        Ok(())
     }
-    let Some(horizon) = horizon else {
-        return Err(StoreError::backend(
-            "reading the log",
-            true,
-            "the page has no horizon row",
-        ));
-    };
-    let last = events.last().map(|e| e.position);
-    let scanned_to = match last {
-        Some(last) if events.len() >= limit => last,
-        _ => after
-            .max(last.unwrap_or(after))
-            .max(newest.unwrap_or(after)),
-    };
-    Ok((LogPage { events, scanned_to }, horizon))
+
+    /// The page, and the horizon it was read under.
+    pub(crate) fn finish(self) -> Result<(LogPage, i64), StoreError> {
+        let Some(horizon) = self.horizon else {
+            return Err(StoreError::backend(
+                "reading the log",
+                true,
+                "the page has no horizon row",
+            ));
+        };
+        let after = self.after;
+        let last = self.events.last().map(|e| e.position);
+        let scanned_to = match last {
+            Some(last) if self.events.len() >= self.limit => last,
+            _ => after
+                .max(last.unwrap_or(after))
+                .max(self.newest.unwrap_or(after)),
+        };
+        Ok((
+            LogPage {
+                events: self.events,
+                scanned_to,
+            },
+            horizon,
+        ))
+    }
 }
