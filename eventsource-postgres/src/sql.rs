@@ -145,9 +145,24 @@ impl Sql {
                  FROM {s}.events e WHERE e.stream_id = $1 \
                  AND e.version >= $2 AND e.version <= $3 ORDER BY e.version"
             ),
+            // The last version of stream $1 recorded at or before $2 (0 if none): a binary
+            // search over the primary key, which works because a stream's recorded-at never
+            // decreases with its version (every append records greatest(now(), the stream's
+            // last recorded-at)). Invariant: version `lo` is recorded at or before $2 (or is
+            // 0), every version above `hi` after it; each step probes the middle version
+            // (about log2(stream length) probes, no index on recorded-at: migration 0004).
             version_at_time: format!(
-                "SELECT e.version FROM {s}.events e WHERE e.stream_id = $1 AND e.recorded_at <= $2 \
-                 ORDER BY e.recorded_at DESC, e.version DESC LIMIT 1"
+                "WITH RECURSIVE b(lo, hi) AS ( \
+                   SELECT 0::bigint, coalesce((SELECT e.version FROM {s}.events e \
+                     WHERE e.stream_id = $1 ORDER BY e.version DESC LIMIT 1), 0) \
+                   UNION ALL \
+                   SELECT CASE WHEN m.at <= $2 THEN m.mid ELSE b.lo END, \
+                          CASE WHEN m.at <= $2 THEN b.hi ELSE m.mid - 1 END \
+                   FROM b CROSS JOIN LATERAL (SELECT x.mid, (SELECT e.recorded_at FROM {s}.events e \
+                       WHERE e.stream_id = $1 AND e.version = x.mid) AS at \
+                     FROM (SELECT (b.lo + b.hi + 1) / 2 AS mid) x) m \
+                   WHERE b.lo < b.hi) \
+                 SELECT b.lo FROM b WHERE b.lo >= b.hi"
             ),
             stream_version: format!(
                 "SELECT e.version FROM {s}.events e WHERE e.stream_id = $1 \

@@ -248,6 +248,14 @@ impl PgStore {
         &self.inner.sql.read_all
     }
 
+    /// The statement that finds a stream's last version recorded at or before a time (`$1`:
+    /// the stream, `$2`: the time; 0 when none). Not a stable API: for tests that check its
+    /// plan.
+    #[doc(hidden)]
+    pub fn version_at_time_statement(&self) -> &str {
+        &self.inner.sql.version_at_time
+    }
+
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
     }
@@ -713,12 +721,15 @@ impl PgStore {
         match until {
             ReadUntil::End => Ok(Some(i64::MAX)),
             ReadUntil::Version(v) => Ok(Some(to_i64(v.get()))),
-            ReadUntil::Time(t) => sqlx::query_scalar(&self.inner.sql.version_at_time)
-                .bind(stream.as_str())
-                .bind(t)
-                .fetch_optional(&self.inner.pool)
-                .await
-                .map_err(|e| backend("finding the version at a time", e)),
+            ReadUntil::Time(t) => {
+                let last: i64 = sqlx::query_scalar(&self.inner.sql.version_at_time)
+                    .bind(stream.as_str())
+                    .bind(t)
+                    .fetch_one(&self.inner.pool)
+                    .await
+                    .map_err(|e| backend("finding the version at a time", e))?;
+                Ok((last > 0).then_some(last))
+            }
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 
 use eventsource_core::{
-    EventStore, ExpectedVersion, NewEvent, ReadUntil, StoreError, StreamId, Version,
+    EventStore, ExpectedVersion, NewEvent, ReadUntil, RecordedEvent, StoreError, StreamId, Version,
 };
 use eventsource_postgres::PgStore;
 use futures::TryStreamExt;
@@ -260,17 +260,27 @@ async fn the_per_stream_lock_serialises_a_hot_stream_without_conflicts() {
     assert_eq!(versions(&store, "hot").await.len(), 90);
 }
 
+/// Time travel by time is a binary search over the primary key (a stream's recorded-at never
+/// decreases with its version): right on runs of equal times, before the first event and
+/// after the last, and about log2(stream length) index probes, never a scan or a sort of the
+/// stream. Time travel by version reads a range of the primary key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn time_travel_reads_are_served_by_indexes() {
     let _horizon = crate::common::horizon_shared().await;
     let store = common::fresh_store().await;
     let mut conn = common::raw().await;
     let schema = store.schema().as_str().to_owned();
+    // Stream 's': 20,000 events, seven to a second (runs of equal times); 100 other streams
+    // around it.
     sqlx::query(&format!(
         "INSERT INTO \"{schema}\".events (commit_id, stream_id, version, event_id, event_type, \
            schema_version, payload, recorded_at) \
-         SELECT 1, 's' || (g % 100), g, gen_random_uuid(), 't', 1, '\\x00', now() \
-         FROM generate_series(1, 20000) g"
+         SELECT 1, 's', g, gen_random_uuid(), 't', 1, '\\x00'::bytea, \
+           timestamptz '2026-01-01 00:00:00+00' + (g / 7) * interval '1 second' \
+         FROM generate_series(1, 20000) g \
+         UNION ALL \
+         SELECT 1, 'o' || (g % 100), g / 100 + 1, gen_random_uuid(), 't', 1, '\\x00'::bytea, now() \
+         FROM generate_series(0, 9999) g"
     ))
     .execute(&mut conn)
     .await
@@ -279,22 +289,73 @@ async fn time_travel_reads_are_served_by_indexes() {
         .execute(&mut conn)
         .await
         .unwrap();
-    for query in [
-        format!(
-            "EXPLAIN SELECT version FROM \"{schema}\".events WHERE stream_id = 's1' \
-             AND recorded_at <= now() ORDER BY recorded_at DESC, version DESC LIMIT 1"
-        ),
-        format!(
-            "EXPLAIN SELECT * FROM \"{schema}\".events WHERE stream_id = 's1' \
-             AND version >= 1 AND version <= 50 ORDER BY version LIMIT 512"
-        ),
+    let stream = StreamId::new("s");
+    let base = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    for offset_ms in [
+        -1_000i64, 0, 500, 1_000, 1_001, 1_428_000, 1_428_571, 2_857_000, 9_999_000,
     ] {
-        let plan: Vec<String> = sqlx::query_scalar(&query)
-            .fetch_all(&mut conn)
+        let t = base + chrono::Duration::milliseconds(offset_ms);
+        // The last version recorded at or before t, counted by brute force.
+        let expected: Option<i64> = sqlx::query_scalar(&format!(
+            "SELECT max(version) FROM \"{schema}\".events WHERE stream_id = 's' AND recorded_at <= $1"
+        ))
+        .bind(t)
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+        let from = Version::new(expected.map_or(1, |v| v as u64));
+        let read: Vec<RecordedEvent> = store
+            .read_stream(&stream, from, ReadUntil::Time(t))
+            .try_collect()
             .await
             .unwrap();
-        let plan = plan.join("\n");
-        assert!(plan.contains("Index"), "{plan}");
-        assert!(!plan.contains("Seq Scan"), "{plan}");
+        let got: Vec<u64> = read.iter().map(|e| e.version.get()).collect();
+        let want: Vec<u64> = expected.iter().map(|v| *v as u64).collect();
+        assert_eq!(
+            got, want,
+            "at {t} (+{offset_ms} ms) the stream ends at {expected:?}"
+        );
     }
+
+    sqlx::raw_sql(&format!(
+        "PREPARE at_time(text, timestamptz) AS {}",
+        store.version_at_time_statement()
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let plan: Vec<String> = sqlx::query_scalar(
+        "EXPLAIN (ANALYZE, COSTS OFF, TIMING OFF) \
+         EXECUTE at_time('s', timestamptz '2026-01-01 00:10:00+00')",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let plan = plan.join("\n");
+    assert!(
+        !plan.contains("Seq Scan") && !plan.contains("Sort"),
+        "{plan}"
+    );
+    // Each probe is one loop of the primary-key lookup: log2(20,000) is about 14.3.
+    let probes = plan
+        .lines()
+        .skip_while(|l| !l.contains("Index Scan using events_stream_version"))
+        .find_map(|l| l.split("loops=").nth(1))
+        .and_then(|l| l.trim_end_matches(')').parse::<u32>().ok());
+    assert!(matches!(probes, Some(1..=16)), "probes {probes:?}:\n{plan}");
+
+    let plan: Vec<String> = sqlx::query_scalar(&format!(
+        "EXPLAIN SELECT * FROM \"{schema}\".events WHERE stream_id = 's' \
+         AND version >= 1 AND version <= 50 ORDER BY version LIMIT 512"
+    ))
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let plan = plan.join("\n");
+    assert!(
+        plan.contains("Index") && !plan.contains("Seq Scan"),
+        "{plan}"
+    );
 }
