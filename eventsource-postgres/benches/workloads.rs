@@ -8,8 +8,9 @@
 //!
 //! Baselines: "plain" (a BIGSERIAL log, not gap-safe) and "gapsafe" (the same table plus an
 //! `xid8` column and index, read below `pg_snapshot_xmin`). Runs are interleaved
-//! (store, plain, gapsafe, store, ...) `BENCH_RUNS` times (default 5); the table shows the
-//! median of the per-run ratios. Both sides use pools configured alike (see
+//! (store, plain, gapsafe, store, ...) `BENCH_RUNS` times (default 5), each after a
+//! `CHECKPOINT` (W4: after its setup), so no run pays for flushing another's writes; the
+//! table shows the median of the per-run ratios. Both sides use pools configured alike (see
 //! `PgStoreBuilder::connect`). Throughput ratios: store / baseline (higher is better);
 //! W3: store time / baseline time (lower is better).
 //!
@@ -107,6 +108,13 @@ async fn baseline(env: &Env, kind: Kind) -> String {
             .unwrap();
     }
     s
+}
+
+/// Writes out what earlier runs left dirty (`CHECKPOINT`), so that every timed part starts
+/// from the same state and none pays for a checkpoint that an earlier run's writes
+/// triggered (this machine's storage waits on I/O for much of a checkpoint).
+async fn quiesce(env: &Env) {
+    sqlx::query("CHECKPOINT").execute(&env.pool).await.unwrap();
 }
 
 async fn drop_schema(env: &Env, s: &str) {
@@ -549,7 +557,9 @@ async fn w4(env: &Env, target: Option<Kind>) -> f64 {
             if std::env::var("BENCH_W4_READ_ONLY").is_ok() {
                 // Diagnostic: the reads alone, no runner, no checkpoints. One untimed pass
                 // first: the first read of fresh rows also writes (it sets their hint bits),
-                // which would be charged to whichever pass came first.
+                // which would be charged to whichever pass came first. (So with this set,
+                // the store's timed catch-up below finds them set and the baselines' does not:
+                // take W4's figures from a run without it.)
                 raw_pass(&env.pool, "payload", &s).await;
                 let start = Instant::now();
                 let (mut after, mut sum) = (Position::ZERO, 0i64);
@@ -583,6 +593,7 @@ async fn w4(env: &Env, target: Option<Kind>) -> f64 {
                     raw[0], raw[1]
                 );
             }
+            quiesce(env).await;
             let start = Instant::now();
             let mut runner = ProjectionRunner::new(reader, Sum(0)).batch_size(1000);
             let reached = runner.catch_up().await.unwrap();
@@ -597,6 +608,7 @@ async fn w4(env: &Env, target: Option<Kind>) -> f64 {
             for b in 0..batches {
                 raw_bulk(&env.pool, &s, &format!("s-{b}"), 1000).await;
             }
+            quiesce(env).await;
             let start = Instant::now();
             let sum = raw_catch_up(&env.pool, &s, k).await;
             let secs = start.elapsed().as_secs_f64();
@@ -711,6 +723,7 @@ async fn main() {
                 continue;
             }
             for (slot, target) in [(0, None), (1, Some(Kind::Plain)), (2, Some(Kind::GapSafe))] {
+                quiesce(&env).await;
                 let v = match i {
                     0 => w1(&env, target, 1).await,
                     1 => w1(&env, target, 8).await,
