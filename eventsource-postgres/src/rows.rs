@@ -66,8 +66,8 @@ pub(crate) fn event_in(
 ///
 /// The columns' types are fixed by the store's own SQL, and sqlx asks for every result in
 /// binary format, so the values are read from their bytes ([`Binary`]) rather than through
-/// sqlx's per-type decoders (which check the column type and handle the text format on
-/// every call: a third of a log page's decoding time). Each value is still validated.
+/// sqlx's per-type decoders, which check the column's type and format again on every value.
+/// Each value is still validated.
 pub(crate) fn event_of(
     row: &PgRow,
     at: usize,
