@@ -157,11 +157,7 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
             if page.events.is_empty() && page.scanned_to <= self.checkpoint {
                 return Ok(self.checkpoint);
             }
-            let limit = self.batch_size;
-            let next = read_ahead_from(&page, self.checkpoint, limit);
-            let batch = self.process(page);
-            let (done, read) =
-                handle_while_reading(&reader, next, limit, P::event_types(), batch).await;
+            let (done, read) = self.process_reading_ahead(&reader, page).await;
             match done {
                 Ok(()) => {}
                 Err(BatchError::Failed(e)) => return Err(e),
@@ -284,12 +280,8 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
                 }
                 continue;
             }
-            let limit = self.batch_size;
-            let full = page.events.len() >= limit;
-            let next = read_ahead_from(&page, self.checkpoint, limit);
-            let batch = self.process(page);
-            let (done, read) =
-                handle_while_reading(&reader, next, limit, P::event_types(), batch).await;
+            let full = page.events.len() >= self.batch_size;
+            let (done, read) = self.process_reading_ahead(&reader, page).await;
             match done {
                 Ok(()) => {
                     wait = RETRY_START;
@@ -428,6 +420,18 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
             return Err(BatchError::LeaseLost);
         }
         ctx.into_transaction().commit().await.map_err(fail)
+    }
+
+    /// [`Self::process`], reading the page after `page` from `reader` meanwhile when `page` is
+    /// full (see [`handle_while_reading`]).
+    async fn process_reading_ahead(
+        &mut self,
+        reader: &PgStore,
+        page: LogPage,
+    ) -> (Result<(), BatchError>, Option<Result<LogPage, StoreError>>) {
+        let limit = self.batch_size;
+        let next = read_ahead_from(&page, self.checkpoint, limit);
+        handle_while_reading(reader, next, limit, P::event_types(), self.process(page)).await
     }
 
     async fn process(&mut self, page: LogPage) -> Result<(), BatchError> {

@@ -156,11 +156,7 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
             if page.events.is_empty() && page.scanned_to <= self.checkpoint {
                 return Ok(self.checkpoint);
             }
-            let limit = self.batch_size;
-            let next = read_ahead_from(&page, self.checkpoint, limit);
-            let batch = self.process(page);
-            let (done, ahead) =
-                handle_while_reading(&reader, next, limit, P::event_types(), batch).await;
+            let (done, ahead) = self.process_reading_ahead(&reader, page).await;
             done?;
             page = match ahead {
                 Some(read) => read.map_err(store_error::<P>)?,
@@ -260,11 +256,7 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
                 continue;
             }
             let full = page.events.len() >= self.batch_size;
-            let limit = self.batch_size;
-            let next = read_ahead_from(&page, self.checkpoint, limit);
-            let batch = self.process(page);
-            let (done, read) =
-                handle_while_reading(&reader, next, limit, P::event_types(), batch).await;
+            let (done, read) = self.process_reading_ahead(&reader, page).await;
             done?;
             status.send_modify(|s| {
                 s.checkpoint = self.checkpoint;
@@ -328,6 +320,21 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
             .read_all(self.checkpoint, self.batch_size, P::event_types())
             .await
             .map_err(store_error::<P>)
+    }
+
+    /// [`Self::process`], reading the page after `page` from `reader` meanwhile when `page` is
+    /// full (see [`handle_while_reading`]).
+    async fn process_reading_ahead(
+        &mut self,
+        reader: &S,
+        page: LogPage,
+    ) -> (
+        Result<(), ProjectionError>,
+        Option<Result<LogPage, StoreError>>,
+    ) {
+        let limit = self.batch_size;
+        let next = read_ahead_from(&page, self.checkpoint, limit);
+        handle_while_reading(reader, next, limit, P::event_types(), self.process(page)).await
     }
 
     /// Handles a page and saves the checkpoint at its end; on a handler error, saves the
