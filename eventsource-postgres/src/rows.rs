@@ -166,6 +166,11 @@ impl<'r> Binary<'r> {
         <[u8; N]>::try_from(b).map_err(|_| format!("column {i}: {} bytes, not {N}", b.len()))
     }
 
+    /// A `smallint` column.
+    pub(crate) fn int2(self, i: usize) -> Result<i16, String> {
+        self.fixed::<2>(i).map(i16::from_be_bytes)
+    }
+
     /// A `bigint` column.
     pub(crate) fn int8(self, i: usize) -> Result<i64, String> {
         self.fixed::<8>(i).map(i64::from_be_bytes)
@@ -231,21 +236,30 @@ fn valid_schema_version(
 
 /// Decodes a snapshot row.
 pub(crate) fn snapshot(row: &PgRow) -> Result<Snapshot, StoreError> {
-    let stream: String = row
-        .try_get(0)
+    let cols = Binary(row);
+    let stream = cols
+        .text(0)
         .map_err(|e| corrupt(&StreamId::new("?"), Version::ZERO, e))?;
     let stream = StreamId::new(stream);
-    let version: i64 = row
-        .try_get(1)
+    let version = cols
+        .int8(1)
         .map_err(|e| corrupt(&stream, Version::ZERO, e))?;
-    let version = Version::new(u64::try_from(version).unwrap_or(0));
-    let c = |e: sqlx::Error| corrupt(&stream, version, format!("snapshot: {e}"));
-    let schema_version: i64 = row.try_get(2).map_err(c)?;
-    let commit: i64 = row.try_get(3).map_err(c)?;
-    let seq: i64 = row.try_get(4).map_err(c)?;
-    let micros: DateTime<Utc> = row.try_get(5).map_err(c)?;
-    let nanos: i16 = row.try_get(6).map_err(c)?;
-    let payload: Vec<u8> = row.try_get(7).map_err(c)?;
+    // A negative version is refused, not read as zero: the repository would fold the
+    // stream's events from its start on top of the snapshot's state.
+    let version = u64::try_from(version).map(Version::new).map_err(|_| {
+        corrupt(
+            &stream,
+            Version::ZERO,
+            format!("snapshot: invalid version {version}"),
+        )
+    })?;
+    let c = |e: String| corrupt(&stream, version, format!("snapshot: {e}"));
+    let schema_version = cols.int8(2).map_err(c)?;
+    let commit = cols.int8(3).map_err(c)?;
+    let seq = cols.int8(4).map_err(c)?;
+    let micros = cols.timestamptz(5).map_err(c)?;
+    let nanos = cols.int2(6).map_err(c)?;
+    let payload = Bytes::copy_from_slice(cols.bytes(7).map_err(c)?);
     let bad = |what: &str| corrupt(&stream, version, format!("snapshot: invalid {what}"));
     let nanos = u32::try_from(nanos)
         .ok()
@@ -260,7 +274,7 @@ pub(crate) fn snapshot(row: &PgRow) -> Result<Snapshot, StoreError> {
         position: position_from(commit, seq).ok_or_else(|| bad("position"))?,
         event_recorded_at,
         schema_version: u32::try_from(schema_version).map_err(|_| bad("schema version"))?,
-        payload: Bytes::from(payload),
+        payload,
     })
 }
 

@@ -69,6 +69,47 @@ async fn a_corrupt_row_is_a_typed_error_naming_its_stream_and_version() {
     }
 }
 
+/// A snapshot row with a negative version is refused (a repository then ignores it), not read
+/// as a snapshot at version zero: the repository would fold the whole stream on top of its
+/// state.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_snapshot_with_a_negative_version_is_corrupt_not_version_zero() {
+    let _horizon = crate::common::horizon_shared().await;
+    let store = common::fresh_store().await;
+    let stream = StreamId::new("acc't-1");
+    let commit = store
+        .append(vec![write(
+            stream.as_str(),
+            ExpectedVersion::NoStream,
+            vec![event(1), event(2)],
+        )])
+        .await
+        .unwrap();
+    store
+        .save_snapshot(eventsource_core::Snapshot {
+            stream: stream.clone(),
+            version: Version::new(2),
+            position: commit.position,
+            event_recorded_at: chrono::Utc::now(),
+            schema_version: 1,
+            payload: bytes::Bytes::from_static(b"{}"),
+        })
+        .await
+        .unwrap();
+    let mut conn = common::raw().await;
+    sqlx::query(&format!(
+        "UPDATE \"{}\".snapshots SET version = -1",
+        store.schema().as_str()
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    match store.load_snapshot(&stream, 1, ReadUntil::End).await {
+        Err(StoreError::Corrupt { stream: s, .. }) => assert_eq!(s, stream),
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_missing_table_is_a_configuration_error_not_a_panic() {
     let _horizon = crate::common::horizon_shared().await;
