@@ -28,6 +28,25 @@ pub(crate) struct AppendParams<'a> {
     metadata: Vec<Option<String>>,
 }
 
+impl<'a> AppendParams<'a> {
+    /// Binds the per-event arrays, in the order both statements take them next: ids, types,
+    /// schema versions, payloads, metadata.
+    fn bind_events<'q>(&'q self, query: PgQuery<'q>) -> PgQuery<'q>
+    where
+        'a: 'q,
+    {
+        query
+            .bind(&self.ids)
+            .bind(&self.types)
+            .bind(&self.schema_versions)
+            .bind(&self.payloads)
+            .bind(&self.metadata)
+    }
+}
+
+/// A statement with its arguments being bound.
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
 fn expected_code(e: ExpectedVersion) -> i64 {
     match e {
         ExpectedVersion::Any => -1,
@@ -145,18 +164,11 @@ pub(crate) async fn call(
         Ok(p) => p,
         Err(e) => return Ok(Err(e)),
     };
-    let rows = sqlx::query(&sql.append)
+    let query = sqlx::query(&sql.append)
         .bind(&p.streams)
         .bind(&p.expected)
-        .bind(&p.write_of)
-        .bind(&p.ids)
-        .bind(&p.types)
-        .bind(&p.schema_versions)
-        .bind(&p.payloads)
-        .bind(&p.metadata)
-        .bind(check_ids)
-        .fetch_all(conn)
-        .await?;
+        .bind(&p.write_of);
+    let rows = p.bind_events(query).bind(check_ids).fetch_all(conn).await?;
     let rows: Result<Vec<AppendRow>, sqlx::Error> = rows.iter().map(decode_row).collect();
     Ok(outcome(request.writes, rows?))
 }
@@ -220,16 +232,10 @@ pub(crate) async fn call_direct(
         Ok(p) => p,
         Err(err) => return Ok(Err(err)),
     };
-    let rows = sqlx::query(&sql.append_batch)
+    let query = sqlx::query(&sql.append_batch)
         .bind(write.stream.as_str())
-        .bind(expected)
-        .bind(&p.ids)
-        .bind(&p.types)
-        .bind(&p.schema_versions)
-        .bind(&p.payloads)
-        .bind(&p.metadata)
-        .fetch_all(conn)
-        .await?;
+        .bind(expected);
+    let rows = p.bind_events(query).fetch_all(conn).await?;
     Ok(direct_outcome(request.writes, write, expected, &rows))
 }
 
