@@ -2,7 +2,10 @@
 //! with optimistic concurrency: load, decide, append at the loaded version, and on a conflict
 //! reload and decide again.
 
+mod cache;
+
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -12,11 +15,13 @@ use tracing::field::Empty;
 
 use crate::aggregate::Aggregate;
 use crate::envelope::{Commit, CommittedStream, NewEvent, Snapshot, StreamWrite};
-use crate::error::{CommandError, Error, StoreError};
+use crate::error::{CommandError, DecodeError, Error, StoreError};
 use crate::event::{EventSet, IntoEvents};
 use crate::ids::{EventId, ExpectedVersion, Position, StreamId, Version};
 use crate::metadata::Metadata;
 use crate::store::{EventStore, ReadUntil};
+
+use cache::StateCache;
 
 /// An aggregate's state as loaded, with the version and position it reflects.
 #[derive(Clone, Debug, PartialEq)]
@@ -118,14 +123,17 @@ impl CommandOptions {
 pub struct Repository<A, S> {
     store: S,
     retry: RetryPolicy,
+    cache: Option<Arc<StateCache<A>>>,
     _aggregate: PhantomData<fn() -> A>,
 }
 
 impl<A, S: Clone> Clone for Repository<A, S> {
+    /// A repository on a clone of the store, sharing this one's state cache.
     fn clone(&self) -> Self {
         Self {
             store: self.store.clone(),
             retry: self.retry,
+            cache: self.cache.clone(),
             _aggregate: PhantomData,
         }
     }
@@ -137,6 +145,7 @@ impl<A, S: std::fmt::Debug> std::fmt::Debug for Repository<A, S> {
             .field("aggregate", &std::any::type_name::<A>())
             .field("store", &self.store)
             .field("retry", &self.retry)
+            .field("cached", &self.cache.as_ref().map(|c| c.len()))
             .finish()
     }
 }
@@ -147,6 +156,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         Self {
             store,
             retry: RetryPolicy::default(),
+            cache: None,
             _aggregate: PhantomData,
         }
     }
@@ -160,6 +170,14 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// The store.
     pub fn store(&self) -> &S {
         &self.store
+    }
+
+    /// Forgets every state the cache holds (see [`Repository::with_cache`]); a repository
+    /// without a cache has nothing to forget.
+    pub fn clear_cache(&self) {
+        if let Some(cache) = &self.cache {
+            cache.clear();
+        }
     }
 
     /// Loads the current state of aggregate `id`: the newest usable snapshot, then the events
@@ -204,20 +222,36 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             aggregate = A::NAME,
             %stream,
             ?until,
+            cached = Empty,
             snapshot_version = Empty,
             version = Empty,
             position = Empty,
         );
         async {
-            let mut loaded = self.load_snapshot(stream, until).await;
+            let cache = self.cache.as_deref().filter(|_| until == ReadUntil::End);
+            let cached = cache.and_then(|c| c.get(stream));
+            tracing::Span::current().record("cached", cached.as_ref().map(|c| c.version.get()));
+            // Whether `loaded.position` is its version's position (a snapshot's is).
+            let (mut loaded, mut position_known) = match cached {
+                Some(cached) => cached.into_loaded(),
+                None => (self.load_snapshot(stream, until).await, true),
+            };
             let from = loaded.version;
             self.fold_after(stream, &mut loaded, until).await?;
+            position_known &= loaded.version == from;
             if with_position {
-                if loaded.version > from {
-                    loaded.position = self.position_of(stream, loaded.version).await?;
+                if !position_known {
+                    loaded.position = match loaded.version {
+                        Version::ZERO => Position::ZERO,
+                        version => self.position_of(stream, version).await?,
+                    };
+                    position_known = true;
                 }
                 tracing::Span::current()
                     .record("position", tracing::field::display(loaded.position));
+            }
+            if let Some(cache) = cache {
+                cache.put(stream, &loaded, position_known);
             }
             Ok(loaded)
         }
@@ -285,6 +319,9 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         for (stream, loaded) in streams.iter().zip(loaded.iter_mut()) {
             if stream == conflict.0 && conflict.1 < loaded.version {
                 tracing::warn!(%stream, loaded = %loaded.version, actual = %conflict.1, "stream is behind what was loaded: loading it again");
+                if let Some(cache) = &self.cache {
+                    cache.remove(stream);
+                }
                 *loaded = self.load_stream(stream, ReadUntil::End, false).await?;
                 continue;
             }
@@ -437,6 +474,9 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 let decided = decided.map_err(CommandError::Rejected)?.map(IntoEvents::into_events);
                 decide_span.record("events", decided.iter().map(Vec::len).sum::<usize>());
                 let writes = self.encode(&streams, &loaded, &decided, &options)?;
+                // What was written, to fold into the states after the commit.
+                let written = (self.cache.is_some() || A::SNAPSHOT_EVERY.is_some())
+                    .then(|| writes.clone());
                 let append_span = tracing::debug_span!(
                     "append",
                     stream = %streams.first().map(StreamId::as_str).unwrap_or_default(),
@@ -453,7 +493,9 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                         }
                         append_span.record("position", tracing::field::display(commit.position));
                         tracing::Span::current().record("position", tracing::field::display(commit.position));
-                        self.snapshot_after(&streams, loaded, Vec::from(decided), &commit).await;
+                        if let Some(written) = written {
+                            self.after_commit(&streams, loaded, written, &commit).await;
+                        }
                         return Ok(commit);
                     }
                     Err(StoreError::Conflict { stream, actual, .. }) => {
@@ -543,32 +585,52 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         }))
     }
 
-    /// Writes a snapshot of each aggregate whose new version crossed a multiple of
-    /// `A::SNAPSHOT_EVERY`. Failures are logged and dropped: the command has committed.
-    async fn snapshot_after(
+    /// After a commit, for each stream written: folds what was written into its loaded state,
+    /// which is then the state at the committed version; caches it, and writes a snapshot of
+    /// it when the new version crossed a multiple of `A::SNAPSHOT_EVERY`. The events folded
+    /// are decoded back from the payloads written, so the state is the one a reload would
+    /// give even where an event's encoding drops something. Failures are logged and dropped:
+    /// the command has committed.
+    async fn after_commit(
         &self,
         streams: &[StreamId],
         loaded: Vec<Loaded<A>>,
-        decided: Vec<Vec<A::Event>>,
+        written: Vec<StreamWrite>,
         commit: &Commit,
     ) {
-        let Some(every) = A::SNAPSHOT_EVERY.filter(|n| *n > 0) else {
-            return;
-        };
-        for ((stream, mut loaded), events) in streams.iter().zip(loaded).zip(decided) {
+        let every = A::SNAPSHOT_EVERY.filter(|n| *n > 0);
+        for ((stream, mut loaded), write) in streams.iter().zip(loaded).zip(written) {
             // An idempotent repeat returns an earlier commit: its versions are not ours to fold.
             let Some(committed) = commit
                 .streams
                 .iter()
                 .find(|s| &s.stream == stream && s.first_version == loaded.version.next())
+                .filter(|s| {
+                    s.last_version.get() - loaded.version.get() == write.events.len() as u64
+                })
             else {
                 continue;
             };
-            if loaded.version.get() / every == committed.last_version.get() / every {
+            let snapshot_due = every.is_some_and(|every| {
+                loaded.version.get() / every != committed.last_version.get() / every
+            });
+            if !snapshot_due && self.cache.is_none() {
                 continue;
             }
-            for e in &events {
-                loaded.state.apply_event(e);
+            if let Err(error) = fold_written(&mut loaded.state, &write.events) {
+                tracing::warn!(%stream, %error, "state after the commit not kept: an event written does not decode");
+                if let Some(cache) = &self.cache {
+                    cache.remove(stream);
+                }
+                continue;
+            }
+            loaded.version = committed.last_version;
+            loaded.position = committed.last_position;
+            if let Some(cache) = &self.cache {
+                cache.put(stream, &loaded, true);
+            }
+            if !snapshot_due {
+                continue;
             }
             let span = tracing::debug_span!(
                 "snapshot",
@@ -596,4 +658,46 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             }
         }
     }
+}
+
+impl<A: Aggregate + Clone, S: EventStore> Repository<A, S> {
+    /// Keeps the folded state of up to `capacity` recently used aggregates in memory (least
+    /// recently used out first), shared with this repository's clones. A load or a command
+    /// then starts from the cached state and reads only the events after its version: on a
+    /// long or hot stream that is the few newest events rather than the snapshot and its
+    /// tail. Without it, every load reads the store.
+    ///
+    /// The store stays the authority: every load still reads the stream's newest events,
+    /// and a command appends at the version its state reflects, so a write from another
+    /// process is folded in, or met as a conflict and retried. A command's own events are
+    /// folded into the cached state as decoded back from what was written. One case it
+    /// cannot see: a store restored from an older backup while this process runs. A
+    /// command then meets a conflict below its loaded version and drops that state, but a
+    /// [`Repository::load`] would still return the newer state it remembers: call
+    /// [`Repository::clear_cache`] after such a restore. Time travel
+    /// ([`Repository::load_at`]) never uses the cache.
+    ///
+    /// ```
+    /// # use eventsource_core::*;
+    /// # fn doc<A: Aggregate + Clone>() {
+    /// let repo: Repository<A, InMemoryStore> =
+    ///     Repository::new(InMemoryStore::new()).with_cache(10_000);
+    /// # }
+    /// ```
+    pub fn with_cache(mut self, capacity: usize) -> Self {
+        self.cache = Some(Arc::new(StateCache::new(capacity, A::clone)));
+        self
+    }
+}
+
+/// Folds `events`, as written, into `state`.
+fn fold_written<A: Aggregate>(state: &mut A, events: &[NewEvent]) -> Result<(), DecodeError> {
+    for e in events {
+        state.apply_event(&A::Event::decode(
+            &e.event_type,
+            e.schema_version,
+            &e.payload,
+        )?);
+    }
+    Ok(())
 }

@@ -1,0 +1,211 @@
+//! The repository's state cache (see [`Repository::with_cache`](super::Repository::with_cache)):
+//! the folded state of recently used aggregates, least recently used out first.
+
+use std::collections::{BTreeMap, HashMap};
+
+use parking_lot::Mutex;
+
+use super::Loaded;
+use crate::ids::{Position, StreamId, Version};
+
+/// A cached state: the stream folded up to `version`. `position` is that version's position
+/// when it is known (a command's load does not look it up).
+pub(super) struct Cached<A> {
+    pub(super) state: A,
+    pub(super) version: Version,
+    pub(super) position: Option<Position>,
+}
+
+impl<A> Cached<A> {
+    /// As a [`Loaded`], with `Position::ZERO` for an unknown position.
+    pub(super) fn into_loaded(self) -> (Loaded<A>, bool) {
+        let known = self.position.is_some();
+        let loaded = Loaded {
+            state: self.state,
+            version: self.version,
+            position: self.position.unwrap_or(Position::ZERO),
+        };
+        (loaded, known)
+    }
+}
+
+struct Slot<A> {
+    cached: Cached<A>,
+    /// Its key in `Lru::order`.
+    used: u64,
+}
+
+struct Lru<A> {
+    slots: HashMap<StreamId, Slot<A>>,
+    /// Streams by last use, oldest first.
+    order: BTreeMap<u64, StreamId>,
+    clock: u64,
+}
+
+/// At most `capacity` states, shared by a repository and its clones. Its lock is never held
+/// across an await.
+pub(super) struct StateCache<A> {
+    capacity: usize,
+    /// `A: Clone`, captured where the cache was made: the repository itself does not need it.
+    clone: fn(&A) -> A,
+    lru: Mutex<Lru<A>>,
+}
+
+impl<A> StateCache<A> {
+    pub(super) fn new(capacity: usize, clone: fn(&A) -> A) -> Self {
+        Self {
+            capacity,
+            clone,
+            lru: Mutex::new(Lru {
+                slots: HashMap::new(),
+                order: BTreeMap::new(),
+                clock: 0,
+            }),
+        }
+    }
+
+    /// A copy of the state cached for `stream`, marked as just used.
+    pub(super) fn get(&self, stream: &StreamId) -> Option<Cached<A>> {
+        let mut lru = self.lru.lock();
+        let lru = &mut *lru;
+        let slot = lru.slots.get_mut(stream)?;
+        lru.clock += 1;
+        lru.order.remove(&slot.used);
+        slot.used = lru.clock;
+        lru.order.insert(slot.used, stream.clone());
+        Some(Cached {
+            state: (self.clone)(&slot.cached.state),
+            version: slot.cached.version,
+            position: slot.cached.position,
+        })
+    }
+
+    /// Keeps a copy of `loaded` for `stream`, unless a newer version is cached already (a
+    /// concurrent command of a clone may have put it); evicts the least recently used state
+    /// when full. `position_known`: whether `loaded.position` is its version's position.
+    pub(super) fn put(&self, stream: &StreamId, loaded: &Loaded<A>, position_known: bool) {
+        if self.capacity == 0 {
+            return;
+        }
+        let cached = Cached {
+            state: (self.clone)(&loaded.state),
+            version: loaded.version,
+            position: position_known.then_some(loaded.position),
+        };
+        let mut lru = self.lru.lock();
+        let lru = &mut *lru;
+        lru.clock += 1;
+        let used = lru.clock;
+        if let Some(slot) = lru.slots.get_mut(stream) {
+            let newer = slot.cached.version > cached.version;
+            // The same version with its position now known is worth keeping.
+            let same_but_vaguer = slot.cached.version == cached.version
+                && slot.cached.position.is_some()
+                && cached.position.is_none();
+            if !newer && !same_but_vaguer {
+                slot.cached = cached;
+            }
+            lru.order.remove(&slot.used);
+            slot.used = used;
+            lru.order.insert(used, stream.clone());
+            return;
+        }
+        while lru.slots.len() >= self.capacity {
+            let Some((_, oldest)) = lru.order.pop_first() else {
+                break;
+            };
+            lru.slots.remove(&oldest);
+        }
+        lru.order.insert(used, stream.clone());
+        lru.slots.insert(stream.clone(), Slot { cached, used });
+    }
+
+    /// Forgets the state of `stream`.
+    pub(super) fn remove(&self, stream: &StreamId) {
+        let mut lru = self.lru.lock();
+        if let Some(slot) = lru.slots.remove(stream) {
+            lru.order.remove(&slot.used);
+        }
+    }
+
+    /// Forgets every state.
+    pub(super) fn clear(&self) {
+        let mut lru = self.lru.lock();
+        lru.slots.clear();
+        lru.order.clear();
+    }
+
+    /// How many states are cached.
+    pub(super) fn len(&self) -> usize {
+        self.lru.lock().slots.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loaded(state: u32, version: u64) -> Loaded<u32> {
+        Loaded {
+            state,
+            version: Version::new(version),
+            position: Position::ZERO,
+        }
+    }
+
+    fn version_of(cache: &StateCache<u32>, stream: &str) -> Option<u64> {
+        cache.get(&StreamId::new(stream)).map(|c| c.version.get())
+    }
+
+    #[test]
+    fn the_least_recently_used_state_goes_first() {
+        let cache = StateCache::new(2, u32::clone);
+        cache.put(&StreamId::new("a"), &loaded(1, 1), false);
+        cache.put(&StreamId::new("b"), &loaded(2, 1), false);
+        assert_eq!(version_of(&cache, "a"), Some(1)); // a is now the most recent
+        cache.put(&StreamId::new("c"), &loaded(3, 1), false);
+        assert_eq!(cache.len(), 2);
+        assert_eq!(
+            version_of(&cache, "b"),
+            None,
+            "b was the least recently used"
+        );
+        assert_eq!(version_of(&cache, "a"), Some(1));
+        assert_eq!(version_of(&cache, "c"), Some(1));
+    }
+
+    #[test]
+    fn an_older_version_never_replaces_a_newer_one() {
+        let cache = StateCache::new(4, u32::clone);
+        let a = StreamId::new("a");
+        cache.put(&a, &loaded(5, 5), true);
+        cache.put(&a, &loaded(3, 3), true);
+        let got = cache
+            .get(&a)
+            .map(|c| (c.state, c.version.get(), c.position));
+        assert_eq!(got, Some((5, 5, Some(Position::ZERO))));
+        // The same version without a known position keeps the known one.
+        cache.put(&a, &loaded(5, 5), false);
+        assert_eq!(cache.get(&a).and_then(|c| c.position), Some(Position::ZERO));
+        cache.put(&a, &loaded(6, 6), false);
+        let got = cache
+            .get(&a)
+            .map(|c| (c.state, c.version.get(), c.position));
+        assert_eq!(got, Some((6, 6, None)));
+    }
+
+    #[test]
+    fn removed_and_cleared_states_are_gone_and_zero_capacity_keeps_nothing() {
+        let cache = StateCache::new(4, u32::clone);
+        cache.put(&StreamId::new("a"), &loaded(1, 1), false);
+        cache.put(&StreamId::new("b"), &loaded(1, 1), false);
+        cache.remove(&StreamId::new("a"));
+        assert_eq!(version_of(&cache, "a"), None);
+        assert_eq!(cache.len(), 1);
+        cache.clear();
+        assert_eq!(cache.len(), 0);
+        let none = StateCache::new(0, u32::clone);
+        none.put(&StreamId::new("a"), &loaded(1, 1), false);
+        assert_eq!(none.len(), 0);
+    }
+}

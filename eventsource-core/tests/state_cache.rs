@@ -1,0 +1,148 @@
+//! `Repository::with_cache`: a load or a command starts from the state the cache remembers
+//! and reads only the newer events; the state it remembers after a command is the one a
+//! reload gives; a conflict below the remembered version drops it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::atomic::Ordering;
+
+use common::Watched;
+use eventsource_core::testing::fixtures::{CounterEvent, Tally};
+use eventsource_core::{
+    Aggregate, Apply, DomainEvent, EventStore, ExpectedVersion, Repository, StreamWrite, Version,
+};
+use serde::{Deserialize, Serialize};
+
+fn fold(from: &[u64]) -> Vec<(String, u64)> {
+    from.iter().map(|v| ("tally-t".to_owned(), *v)).collect()
+}
+
+#[tokio::test]
+async fn a_cached_repository_reads_only_the_events_after_the_state_it_remembers() {
+    let store = Watched::default();
+    let cached = Repository::<Tally, _>::new(store.clone()).with_cache(16);
+    let plain = Repository::<Tally, _>::new(store.clone());
+    for _ in 0..3 {
+        cached.execute("t", |t| t.0.add(1)).await.unwrap();
+    }
+    assert_eq!(
+        store.folds(),
+        fold(&[1, 2, 3]),
+        "each command starts after the version the previous one committed"
+    );
+    for _ in 0..3 {
+        plain.execute("t", |t| t.0.add(1)).await.unwrap();
+    }
+    assert_eq!(store.folds(), fold(&[1, 1, 1]), "without a cache: from 1");
+
+    // Another writer's events are read, and only they.
+    store
+        .inner
+        .append(vec![StreamWrite::new(
+            "tally-t",
+            ExpectedVersion::Any,
+            vec![
+                CounterEvent::Added(10).to_new_event(),
+                CounterEvent::Added(100).to_new_event(),
+            ],
+        )])
+        .await
+        .unwrap();
+    let from_cache = cached.load("t").await.unwrap();
+    assert_eq!(store.folds(), fold(&[4]));
+    let reloaded = plain.load("t").await.unwrap();
+    store.folds();
+    assert_eq!(from_cache, reloaded, "state, version and position");
+    assert_eq!((reloaded.version.get(), reloaded.state.0.value), (8, 116));
+
+    // A clone shares the cache; a load with nothing new reads nothing before the version.
+    let again = cached.clone().load("t").await.unwrap();
+    assert_eq!(store.folds(), fold(&[9]));
+    assert_eq!(again, reloaded);
+
+    // Time travel never starts from the cache.
+    let past = cached
+        .load_at("t", eventsource_core::At::Version(Version::new(2)))
+        .await
+        .unwrap();
+    assert_eq!(store.folds(), fold(&[1]));
+    assert_eq!(past.state.0.value, 2);
+
+    cached.clear_cache();
+    cached.load("t").await.unwrap();
+    assert_eq!(
+        store.folds(),
+        fold(&[1]),
+        "a cleared cache loads from the start"
+    );
+}
+
+#[tokio::test]
+async fn a_conflict_below_the_remembered_version_drops_it_and_loads_from_the_start() {
+    let store = Watched::default();
+    let cached = Repository::<Tally, _>::new(store.clone()).with_cache(16);
+    for _ in 0..3 {
+        cached.execute("t", |t| t.0.add(1)).await.unwrap();
+    }
+    store.folds();
+    // The next append is answered as if the stream were at version 1 (a restore).
+    store.rewind_next_append.store(true, Ordering::SeqCst);
+    let commit = cached.execute("t", |t| t.0.add(1)).await.unwrap();
+    assert_eq!(
+        store.folds(),
+        fold(&[4, 1]),
+        "after the conflict the stream is loaded from its start, not from the cache"
+    );
+    assert_eq!(commit.streams[0].first_version, Version::new(4));
+    let loaded = cached.load("t").await.unwrap();
+    assert_eq!((loaded.version.get(), loaded.state.0.value), (4, 4));
+}
+
+// An event whose encoding drops a field: the state a command leaves in the cache must be
+// the one a reload gives, not the one its in-memory events would.
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
+#[event(name = "note.taken")]
+struct Noted {
+    n: i64,
+    #[serde(skip)]
+    not_stored: i64,
+}
+
+#[derive(Debug, Default, Clone, PartialEq, Aggregate)]
+#[aggregate(name = "note", events(Noted))]
+struct Notes {
+    sum: i64,
+}
+
+impl Apply<Noted> for Notes {
+    fn apply(&mut self, e: &Noted) {
+        self.sum += e.n + e.not_stored;
+    }
+}
+
+#[tokio::test]
+async fn the_state_remembered_after_a_command_is_the_one_a_reload_gives() {
+    let store = Watched::default();
+    let cached = Repository::<Notes, _>::new(store.clone()).with_cache(16);
+    cached
+        .execute("a", |_| {
+            Ok::<_, std::convert::Infallible>(Noted {
+                n: 1,
+                not_stored: 1000,
+            })
+        })
+        .await
+        .unwrap();
+    let remembered = cached.load("a").await.unwrap();
+    assert_eq!(
+        store.folds(),
+        [("note-a".to_owned(), 1), ("note-a".to_owned(), 2)],
+        "the load starts from the state the command left"
+    );
+    let reloaded = Repository::<Notes, _>::new(store).load("a").await.unwrap();
+    assert_eq!(reloaded.state.sum, 1, "what was stored");
+    assert_eq!(remembered, reloaded);
+}
