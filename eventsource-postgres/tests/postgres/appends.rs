@@ -359,3 +359,72 @@ async fn time_travel_reads_are_served_by_indexes() {
         "{plan}"
     );
 }
+
+/// Repositories with a state cache in two "processes" (two stores on one schema), racing
+/// optimistic commands on one hot stream next to repositories without one: no command is
+/// lost or doubled, every decision saw the state at the version it was appended after (each
+/// command adds the number of events its state has folded, plus one: event k must carry k),
+/// and every cached state ends equal to a load from the start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn cached_repositories_racing_on_a_hot_stream_lose_no_command() {
+    use eventsource_core::testing::fixtures::{CounterEvent, Tally};
+    use eventsource_core::{EventSet, Repository, RetryPolicy};
+
+    let _horizon = crate::common::horizon_shared().await;
+    let first = common::fresh_store().await;
+    let second = common::same_schema(&first, &common::database_url()).await;
+    let retry = RetryPolicy {
+        max_attempts: 1_000,
+        ..RetryPolicy::default()
+    };
+    let cached = [first.clone(), second.clone()].map(|s| {
+        Repository::<Tally, _>::new(s)
+            .with_retry(retry)
+            .with_cache(8)
+    });
+    let plain = Repository::<Tally, _>::new(second.clone()).with_retry(retry);
+    let (tasks, commands) = (8, 25);
+    let mut handles = Vec::new();
+    for t in 0..tasks {
+        let repo = match t % 4 {
+            0 | 1 => cached[0].clone(),
+            2 => cached[1].clone(),
+            _ => plain.clone(),
+        };
+        handles.push(tokio::spawn(async move {
+            for _ in 0..commands {
+                repo.execute("hot", |c| c.0.add(c.0.applied as i64 + 1))
+                    .await
+                    .expect("command");
+            }
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    let total = (tasks * commands) as u64;
+    let fresh = Repository::<Tally, _>::new(first.clone())
+        .load("hot")
+        .await
+        .unwrap();
+    assert_eq!((fresh.version.get(), fresh.state.0.applied), (total, total));
+    let added: Vec<(u64, i64)> = first
+        .read_stream(&StreamId::new("tally-hot"), Version::FIRST, ReadUntil::End)
+        .map_ok(
+            |e| match CounterEvent::decode(&e.event_type, e.schema_version, &e.payload) {
+                Ok(CounterEvent::Added(n)) => (e.version.get(), n),
+                other => panic!("unexpected event {other:?}"),
+            },
+        )
+        .try_collect()
+        .await
+        .unwrap();
+    let expected: Vec<(u64, i64)> = (1..=total).map(|k| (k, k as i64)).collect();
+    assert_eq!(
+        added, expected,
+        "every decision saw the state it appended after"
+    );
+    for repo in &cached {
+        assert_eq!(repo.load("hot").await.unwrap(), fresh);
+    }
+}
