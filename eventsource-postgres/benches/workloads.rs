@@ -1,7 +1,8 @@
 //! PgStore against hand-written sqlx on the same server, the workloads of issue 4:
 //!
 //! - W1: 10,000 commands (load + decide + append one event) over 1,000 streams, 1 and 8 tasks
-//! - W2: 8 tasks x 250 commands on one hot stream: optimistic retries, and the per-stream lock
+//! - W2: 8 tasks x 250 commands on one hot stream: optimistic retries, and the per-stream lock;
+//!   each again with the repository's state cache (the baselines have none)
 //! - W3: load of a 10,000-event stream, without and with a snapshot
 //! - W4: catch-up of 100,000 events through a projection (decode + sum), checkpoints included
 //! - W5: bulk append of 100,000 events in batches of 1,000
@@ -345,7 +346,9 @@ async fn w1(env: &Env, target: Option<Kind>, tasks: usize) -> f64 {
 }
 
 /// W2; `locked` picks the per-stream lock variants. Returns commands per second.
-async fn w2(env: &Env, target: Option<Kind>, locked: bool) -> f64 {
+/// W2; `cached`: the store's repository keeps states in memory (`Repository::with_cache`),
+/// shared by the 8 tasks (the baselines do not change).
+async fn w2(env: &Env, target: Option<Kind>, locked: bool, cached: bool) -> f64 {
     let tasks = 8;
     let per_task = scaled(env, 250);
     let (store, s) = match target {
@@ -357,15 +360,16 @@ async fn w2(env: &Env, target: Option<Kind>, locked: bool) -> f64 {
             (st, s)
         }
     };
+    let repo = Repository::<Tally, _>::new(store.clone()).with_retry(RetryPolicy {
+        max_attempts: 10_000,
+        ..RetryPolicy::default()
+    });
+    let repo = if cached { repo.with_cache(16) } else { repo };
     let start = Instant::now();
     let mut handles = Vec::new();
     for _ in 0..tasks {
-        let (store, pool, s) = (store.clone(), env.pool.clone(), s.clone());
+        let (store, pool, s, repo) = (store.clone(), env.pool.clone(), s.clone(), repo.clone());
         handles.push(tokio::spawn(async move {
-            let repo = Repository::<Tally, _>::new(store.clone()).with_retry(RetryPolicy {
-                max_attempts: 10_000,
-                ..RetryPolicy::default()
-            });
             let stream = Tally::stream_id("hot");
             for _ in 0..per_task {
                 match (target, locked) {
@@ -702,6 +706,8 @@ async fn main() {
         "W1 8 tasks (cmd/s)",
         "W2 retries (cmd/s)",
         "W2 lock (cmd/s)",
+        "W2 retries, cached",
+        "W2 lock, cached",
         "W3 no snapshot (s)",
         "W3 snapshot (s)",
         "W4 catch-up (ev/s)",
@@ -727,11 +733,13 @@ async fn main() {
                 let v = match i {
                     0 => w1(&env, target, 1).await,
                     1 => w1(&env, target, 8).await,
-                    2 => w2(&env, target, false).await,
-                    3 => w2(&env, target, true).await,
-                    4 => w3(&env, target, false).await,
-                    5 => w3(&env, target, true).await,
-                    6 => w4(&env, target).await,
+                    2 => w2(&env, target, false, false).await,
+                    3 => w2(&env, target, true, false).await,
+                    4 => w2(&env, target, false, true).await,
+                    5 => w2(&env, target, true, true).await,
+                    6 => w3(&env, target, false).await,
+                    7 => w3(&env, target, true).await,
+                    8 => w4(&env, target).await,
                     _ => w5(&env, target).await,
                 };
                 match slot {
