@@ -345,9 +345,9 @@ async fn w1(env: &Env, target: Option<Kind>, tasks: usize) -> f64 {
     commands as f64 / secs
 }
 
-/// W2; `locked` picks the per-stream lock variants. Returns commands per second.
-/// W2; `cached`: the store's repository keeps states in memory (`Repository::with_cache`),
-/// shared by the 8 tasks (the baselines do not change).
+/// W2; `locked` picks the per-stream lock variants, `cached` has the store's repository keep
+/// states in memory (`Repository::with_cache`, shared by the 8 tasks; the baselines do not
+/// change). Returns commands per second.
 async fn w2(env: &Env, target: Option<Kind>, locked: bool, cached: bool) -> f64 {
     let tasks = 8;
     let per_task = scaled(env, 250);
