@@ -339,6 +339,38 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         Ok(())
     }
 
+    /// Folds the newer events of the streams at `which` into their states (from the cache,
+    /// unread) and caches what they are now; whether any of them had newer events.
+    async fn catch_up(
+        &self,
+        streams: &[StreamId],
+        loaded: &mut [Loaded<A>],
+        which: &[usize],
+    ) -> Result<bool, Error> {
+        let mut moved = false;
+        for &i in which {
+            let (stream, loaded) = (&streams[i], &mut loaded[i]);
+            let before = loaded.version;
+            let span = tracing::debug_span!(
+                "check",
+                aggregate = A::NAME,
+                %stream,
+                from = before.get(),
+                version = Empty,
+            );
+            self.fold_after(stream, loaded, ReadUntil::End)
+                .instrument(span)
+                .await?;
+            if loaded.version != before {
+                moved = true;
+                if let Some(cache) = &self.cache {
+                    cache.put(stream, loaded, false);
+                }
+            }
+        }
+        Ok(moved)
+    }
+
     /// The newest usable snapshot, or the empty state. A snapshot that cannot be read is
     /// skipped with a warning: snapshots are an optimisation, never a reason to fail a load.
     async fn load_snapshot(&self, stream: &StreamId, until: ReadUntil) -> Loaded<A> {
@@ -461,17 +493,42 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 }
             }
             let mut loaded = Vec::with_capacity(N);
-            for s in &streams {
-                loaded.push(self.load_stream(s, ReadUntil::End, false).await?);
+            // Which states came from the cache without reading the store (`with_cache`).
+            let mut unread = [false; N];
+            for (s, unread) in streams.iter().zip(&mut unread) {
+                match self.cache.as_deref().and_then(|c| c.get(s)) {
+                    Some(cached) => {
+                        loaded.push(cached.into_loaded().0);
+                        *unread = true;
+                    }
+                    None => loaded.push(self.load_stream(s, ReadUntil::End, false).await?),
+                }
             }
             let mut attempt = 0u32;
             loop {
                 attempt += 1;
                 let states: [&A; N] = std::array::from_fn(|i| &loaded[i].state);
                 let decide_span = tracing::debug_span!("decide", attempt, rejected = Empty, events = Empty);
-                let decided = decide_span.in_scope(|| decide(states));
+                let decided = decide_span
+                    .in_scope(|| decide(states))
+                    .map(|d| d.map(IntoEvents::into_events));
+                // A state from the cache may be behind the store. An append checks that itself
+                // (it is at the state's version); a rejection, or a stream the decision writes
+                // nothing to, is checked here: when the store has newer events, decide again.
+                let unchecked: Vec<usize> = (0..N)
+                    .filter(|&i| unread[i] && decided.as_ref().map_or(true, |d| d[i].is_empty()))
+                    .collect();
+                let behind = !unchecked.is_empty()
+                    && self.catch_up(&streams, &mut loaded, &unchecked).await?;
+                for i in unchecked {
+                    unread[i] = false;
+                }
+                if behind {
+                    tracing::debug!("a cached state was behind the store: deciding again");
+                    continue;
+                }
                 decide_span.record("rejected", decided.is_err());
-                let decided = decided.map_err(CommandError::Rejected)?.map(IntoEvents::into_events);
+                let decided = decided.map_err(CommandError::Rejected)?;
                 decide_span.record("events", decided.iter().map(Vec::len).sum::<usize>());
                 let writes = self.encode(&streams, &loaded, &decided, &options)?;
                 // What was written, to fold into the states after the commit.
@@ -508,6 +565,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                         tokio::time::sleep(wait).await;
                         self.reload_after_conflict(&streams, &mut loaded, (&stream, actual))
                             .await?;
+                        unread = [false; N];
                     }
                     Err(e) => return Err(e.into()),
                 }
@@ -667,10 +725,15 @@ impl<A: Aggregate + Clone, S: EventStore> Repository<A, S> {
     /// long or hot stream that is the few newest events rather than the snapshot and its
     /// tail. Without it, every load reads the store.
     ///
-    /// The store stays the authority: every load still reads the stream's newest events,
-    /// and a command appends at the version its state reflects, so a write from another
-    /// process is folded in, or met as a conflict and retried. A command's own events are
-    /// folded into the cached state as decoded back from what was written. One case it
+    /// The store stays the authority. A load still reads the stream's newest events. A
+    /// command on a cached state decides at once, without reading, and appends at the
+    /// version that state reflects: when another process wrote first, the append conflicts,
+    /// and the command catches up and decides again, as after any conflict. What an append
+    /// does not check is checked before it is returned: a rejection, or a decision that
+    /// writes nothing to a stream, is decided again when the store has newer events for it.
+    /// So a command on a state it has cached is one round trip (the append), and a stale
+    /// state never decides anything that is committed or returned. A command's own events
+    /// are folded into the cached state as decoded back from what was written. One case it
     /// cannot see: a store restored from an older backup while this process runs. A
     /// command then meets a conflict below its loaded version and drops that state, but a
     /// [`Repository::load`] would still return the newer state it remembers: call

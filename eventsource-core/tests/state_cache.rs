@@ -1,6 +1,7 @@
-//! `Repository::with_cache`: a load or a command starts from the state the cache remembers
-//! and reads only the newer events; the state it remembers after a command is the one a
-//! reload gives; a conflict below the remembered version drops it.
+//! `Repository::with_cache`: a load starts from the state the cache remembers and reads only
+//! the newer events; a command on it reads nothing before its append, and a stale state
+//! never decides what is committed or returned; the state it remembers after a command is
+//! the one a reload gives; a conflict below the remembered version drops it.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -29,8 +30,8 @@ async fn a_cached_repository_reads_only_the_events_after_the_state_it_remembers(
     }
     assert_eq!(
         store.folds(),
-        fold(&[1, 2, 3]),
-        "each command starts after the version the previous one committed"
+        fold(&[1]),
+        "only the first command reads: the others decide on the state the one before left"
     );
     for _ in 0..3 {
         plain.execute("t", |t| t.0.add(1)).await.unwrap();
@@ -70,6 +71,59 @@ async fn a_cached_repository_reads_only_the_events_after_the_state_it_remembers(
     assert_eq!(store.folds(), fold(&[1]));
     assert_eq!(past.state.0.value, 2);
 
+    // A command on a stale state: its append conflicts, it catches up and decides again.
+    let other = |n: i64| {
+        let store = store.inner.clone();
+        async move {
+            store
+                .append(vec![StreamWrite::new(
+                    "tally-t",
+                    ExpectedVersion::Any,
+                    vec![CounterEvent::Added(n).to_new_event()],
+                )])
+                .await
+                .unwrap();
+        }
+    };
+    other(1000).await;
+    let mut seen = Vec::new();
+    cached
+        .execute("t", |t| {
+            seen.push((t.0.applied, t.0.value));
+            t.0.add(1)
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen, [(8, 116), (9, 1116)]);
+    assert_eq!(store.folds(), fold(&[9]), "the conflict's catch-up");
+
+    // A rejection on a stale state is checked against the store before it is returned.
+    other(5000).await;
+    seen.clear();
+    let commit = cached
+        .execute("t", |t| {
+            seen.push((t.0.applied, t.0.value));
+            t.0.add(-2000)
+        })
+        .await;
+    assert!(
+        commit.is_ok(),
+        "decided again on the newer state: {commit:?}"
+    );
+    assert_eq!(seen, [(10, 1117), (11, 6117)]);
+    assert_eq!(store.folds(), fold(&[11]));
+    // With nothing newer, the check reads nothing back and the rejection stands.
+    seen.clear();
+    let rejected = cached
+        .execute("t", |t| {
+            seen.push((t.0.applied, t.0.value));
+            t.0.add(-1_000_000)
+        })
+        .await;
+    assert!(rejected.is_err());
+    assert_eq!(seen, [(12, 4117)]);
+    assert_eq!(store.folds(), fold(&[13]));
+
     cached.clear_cache();
     cached.load("t").await.unwrap();
     assert_eq!(
@@ -92,7 +146,7 @@ async fn a_conflict_below_the_remembered_version_drops_it_and_loads_from_the_sta
     let commit = cached.execute("t", |t| t.0.add(1)).await.unwrap();
     assert_eq!(
         store.folds(),
-        fold(&[4, 1]),
+        fold(&[1]),
         "after the conflict the stream is loaded from its start, not from the cache"
     );
     assert_eq!(commit.streams[0].first_version, Version::new(4));
@@ -140,9 +194,48 @@ async fn the_state_remembered_after_a_command_is_the_one_a_reload_gives() {
     assert_eq!(
         store.folds(),
         [("note-a".to_owned(), 1), ("note-a".to_owned(), 2)],
+        // (the command's own load, then the load after it)
         "the load starts from the state the command left"
     );
     let reloaded = Repository::<Notes, _>::new(store).load("a").await.unwrap();
     assert_eq!(reloaded.state.sum, 1, "what was stored");
     assert_eq!(remembered, reloaded);
+}
+
+#[tokio::test]
+async fn a_stream_a_command_only_reads_is_checked_against_the_store() {
+    let store = Watched::default();
+    let cached = Repository::<Tally, _>::new(store.clone()).with_cache(16);
+    cached
+        .execute_many(["a", "b"], |[a, b]| {
+            Ok::<_, eventsource_core::testing::fixtures::BelowZero>([a.0.add(1)?, b.0.add(1)?])
+        })
+        .await
+        .unwrap();
+    store
+        .inner
+        .append(vec![StreamWrite::new(
+            "tally-b",
+            ExpectedVersion::Any,
+            vec![CounterEvent::Added(41).to_new_event()],
+        )])
+        .await
+        .unwrap();
+    store.folds();
+    // Writes to `a` what it saw of `b`: the append checks only `a`.
+    let mut seen = Vec::new();
+    cached
+        .execute_many(["a", "b"], |[a, b]| {
+            seen.push(b.0.value);
+            Ok::<_, eventsource_core::testing::fixtures::BelowZero>([
+                vec![a.0.add(b.0.value)?],
+                vec![],
+            ])
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen, [1, 42], "decided again once `b` was found behind");
+    assert_eq!(store.folds(), [("tally-b".to_owned(), 2)]);
+    let a = Repository::<Tally, _>::new(store).load("a").await.unwrap();
+    assert_eq!(a.state.0.value, 43);
 }
