@@ -1,6 +1,7 @@
 //! PgStore against hand-written sqlx on the same server, the workloads of issue 4:
 //!
-//! - W1: 10,000 commands (load + decide + append one event) over 1,000 streams, 1 and 8 tasks
+//! - W1: 10,000 commands (load + decide + append one event) over 1,000 streams, 1 and 8 tasks;
+//!   each again with the repository's state cache
 //! - W2: 8 tasks x 250 commands on one hot stream: optimistic retries, and the per-stream lock;
 //!   each again with the repository's state cache (the baselines have none)
 //! - W3: load of a 10,000-event stream, without and with a snapshot
@@ -308,7 +309,9 @@ impl Projection for Sum {
 
 // ---- workloads: each returns seconds for one run ----
 
-async fn w1(env: &Env, target: Option<Kind>, tasks: usize) -> f64 {
+/// W1; `cached`: the store's repository keeps states in memory (`Repository::with_cache`),
+/// shared by the tasks (the baselines do not change). Returns commands per second.
+async fn w1(env: &Env, target: Option<Kind>, tasks: usize, cached: bool) -> f64 {
     let commands = scaled(env, 10_000);
     let per_task = commands / tasks;
     let (store, s) = match target {
@@ -320,12 +323,13 @@ async fn w1(env: &Env, target: Option<Kind>, tasks: usize) -> f64 {
             (st, s)
         }
     };
+    let repo = Repository::<Tally, _>::new(store);
+    let repo = if cached { repo.with_cache(1000) } else { repo };
     let start = Instant::now();
     let mut handles = Vec::new();
     for t in 0..tasks {
-        let (store, pool, s) = (store.clone(), env.pool.clone(), s.clone());
+        let (repo, pool, s) = (repo.clone(), env.pool.clone(), s.clone());
         handles.push(tokio::spawn(async move {
-            let repo = Repository::<Tally, _>::new(store);
             for i in 0..per_task {
                 let id = format!("{}", (t * per_task + i) % 1000);
                 match target {
@@ -704,6 +708,8 @@ async fn main() {
     let names = [
         "W1 1 task (cmd/s)",
         "W1 8 tasks (cmd/s)",
+        "W1 1 task, cached",
+        "W1 8 tasks, cached",
         "W2 retries (cmd/s)",
         "W2 lock (cmd/s)",
         "W2 retries, cached",
@@ -731,15 +737,17 @@ async fn main() {
             for (slot, target) in [(0, None), (1, Some(Kind::Plain)), (2, Some(Kind::GapSafe))] {
                 quiesce(&env).await;
                 let v = match i {
-                    0 => w1(&env, target, 1).await,
-                    1 => w1(&env, target, 8).await,
-                    2 => w2(&env, target, false, false).await,
-                    3 => w2(&env, target, true, false).await,
-                    4 => w2(&env, target, false, true).await,
-                    5 => w2(&env, target, true, true).await,
-                    6 => w3(&env, target, false).await,
-                    7 => w3(&env, target, true).await,
-                    8 => w4(&env, target).await,
+                    0 => w1(&env, target, 1, false).await,
+                    1 => w1(&env, target, 8, false).await,
+                    2 => w1(&env, target, 1, true).await,
+                    3 => w1(&env, target, 8, true).await,
+                    4 => w2(&env, target, false, false).await,
+                    5 => w2(&env, target, true, false).await,
+                    6 => w2(&env, target, false, true).await,
+                    7 => w2(&env, target, true, true).await,
+                    8 => w3(&env, target, false).await,
+                    9 => w3(&env, target, true).await,
+                    10 => w4(&env, target).await,
                     _ => w5(&env, target).await,
                 };
                 match slot {
