@@ -7,25 +7,14 @@
 mod common;
 
 use common::{Call, Watched};
-use eventsource_core::testing::fixtures::{AddedLog, CounterEvent};
-use eventsource_core::{
-    EventStore, ExpectedVersion, Position, Projection, ProjectionError, ProjectionRunner,
-    StreamWrite,
-};
+use eventsource_core::testing::fixtures::AddedLog;
+use eventsource_core::{EventStore, Position, Projection, ProjectionError, ProjectionRunner};
 
 /// Appends `Added(1..=n)` to one stream, an event per commit; returns their positions.
 async fn fill(store: &Watched, n: i64) -> Vec<Position> {
     let mut positions = Vec::new();
     for i in 1..=n {
-        let commit = store
-            .append(vec![StreamWrite::new(
-                "c",
-                ExpectedVersion::Any,
-                vec![CounterEvent::Added(i).to_new_event()],
-            )])
-            .await
-            .unwrap();
-        positions.push(commit.position);
+        positions.push(common::add(&store.inner, "c", &[i]).await.position);
     }
     positions
 }

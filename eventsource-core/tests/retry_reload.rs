@@ -96,20 +96,33 @@ async fn a_multi_aggregate_retry_catches_every_aggregate_up() {
     assert_eq!((b.version.get(), b.state.0.value), (3, 8));
 }
 
+/// Also with a state cache: the state it remembers is dropped, not folded on.
 #[tokio::test]
 async fn a_stream_found_behind_what_was_loaded_is_loaded_again_from_the_start() {
-    let store = Watched::default();
-    let repo = Repository::<Tally, _>::new(store.clone());
-    for _ in 0..3 {
-        repo.execute("t", |t| t.0.add(1)).await.unwrap();
+    for cached in [false, true] {
+        let store = Watched::default();
+        let repo = Repository::<Tally, _>::new(store.clone());
+        let repo = if cached { repo.with_cache(16) } else { repo };
+        for _ in 0..3 {
+            repo.execute("t", |t| t.0.add(1)).await.unwrap();
+        }
+        store.folds();
+        store.rewind_next_append.store(true, Ordering::SeqCst);
+        let commit = repo.execute("t", |t| t.0.add(1)).await.unwrap();
+        // The cached command's first decision read nothing.
+        let first_load: &[u64] = if cached { &[] } else { &[1] };
+        let expected: Vec<(String, u64)> = first_load
+            .iter()
+            .chain(&[1])
+            .map(|v| ("tally-t".to_owned(), *v))
+            .collect();
+        assert_eq!(
+            store.folds(),
+            expected,
+            "a conflict reporting version 1 below the loaded 3 reloads from the start (cached: {cached})"
+        );
+        assert_eq!(commit.streams[0].first_version, Version::new(4));
+        let loaded = repo.load("t").await.unwrap();
+        assert_eq!((loaded.version.get(), loaded.state.0.value), (4, 4));
     }
-    store.folds();
-    store.rewind_next_append.store(true, Ordering::SeqCst);
-    let commit = repo.execute("t", |t| t.0.add(1)).await.unwrap();
-    assert_eq!(
-        store.folds(),
-        [("tally-t".to_owned(), 1), ("tally-t".to_owned(), 1)],
-        "a conflict reporting version 1 below the loaded 3 reloads from the start"
-    );
-    assert_eq!(commit.streams[0].first_version, Version::new(4));
 }

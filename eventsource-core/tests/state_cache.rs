@@ -1,23 +1,34 @@
 //! `Repository::with_cache`: a load starts from the state the cache remembers and reads only
 //! the newer events; a command on it reads nothing before its append, and a stale state
 //! never decides what is committed or returned; the state it remembers after a command is
-//! the one a reload gives; a conflict below the remembered version drops it.
+//! the one a reload gives. (A conflict below the remembered version: `retry_reload.rs`.)
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
-use std::sync::atomic::Ordering;
-
 use common::Watched;
-use eventsource_core::testing::fixtures::{CounterEvent, Tally};
-use eventsource_core::{
-    Aggregate, Apply, DomainEvent, EventStore, ExpectedVersion, Repository, StreamWrite, Version,
-};
+use eventsource_core::testing::fixtures::{BelowZero, Tally};
+use eventsource_core::{Aggregate, Apply, CommandError, Commit, DomainEvent, Repository, Version};
 use serde::{Deserialize, Serialize};
 
 fn fold(from: &[u64]) -> Vec<(String, u64)> {
     from.iter().map(|v| ("tally-t".to_owned(), *v)).collect()
+}
+
+/// Runs `add(n)` on tally `t`; returns the (applied, value) of each state it decided on.
+async fn add_seeing(
+    repo: &Repository<Tally, Watched>,
+    n: i64,
+) -> (Vec<(u64, i64)>, Result<Commit, CommandError<BelowZero>>) {
+    let mut seen = Vec::new();
+    let result = repo
+        .execute("t", |t| {
+            seen.push((t.0.applied, t.0.value));
+            t.0.add(n)
+        })
+        .await;
+    (seen, result)
 }
 
 #[tokio::test]
@@ -39,18 +50,7 @@ async fn a_cached_repository_reads_only_the_events_after_the_state_it_remembers(
     assert_eq!(store.folds(), fold(&[1, 1, 1]), "without a cache: from 1");
 
     // Another writer's events are read, and only they.
-    store
-        .inner
-        .append(vec![StreamWrite::new(
-            "tally-t",
-            ExpectedVersion::Any,
-            vec![
-                CounterEvent::Added(10).to_new_event(),
-                CounterEvent::Added(100).to_new_event(),
-            ],
-        )])
-        .await
-        .unwrap();
+    common::add(&store.inner, "tally-t", &[10, 100]).await;
     let from_cache = cached.load("t").await.unwrap();
     assert_eq!(store.folds(), fold(&[4]));
     let reloaded = plain.load("t").await.unwrap();
@@ -72,40 +72,15 @@ async fn a_cached_repository_reads_only_the_events_after_the_state_it_remembers(
     assert_eq!(past.state.0.value, 2);
 
     // A command on a stale state: its append conflicts, it catches up and decides again.
-    let other = |n: i64| {
-        let store = store.inner.clone();
-        async move {
-            store
-                .append(vec![StreamWrite::new(
-                    "tally-t",
-                    ExpectedVersion::Any,
-                    vec![CounterEvent::Added(n).to_new_event()],
-                )])
-                .await
-                .unwrap();
-        }
-    };
-    other(1000).await;
-    let mut seen = Vec::new();
-    cached
-        .execute("t", |t| {
-            seen.push((t.0.applied, t.0.value));
-            t.0.add(1)
-        })
-        .await
-        .unwrap();
+    common::add(&store.inner, "tally-t", &[1000]).await;
+    let (seen, commit) = add_seeing(&cached, 1).await;
+    assert!(commit.is_ok());
     assert_eq!(seen, [(8, 116), (9, 1116)]);
     assert_eq!(store.folds(), fold(&[9]), "the conflict's catch-up");
 
     // A rejection on a stale state is checked against the store before it is returned.
-    other(5000).await;
-    seen.clear();
-    let commit = cached
-        .execute("t", |t| {
-            seen.push((t.0.applied, t.0.value));
-            t.0.add(-2000)
-        })
-        .await;
+    common::add(&store.inner, "tally-t", &[5000]).await;
+    let (seen, commit) = add_seeing(&cached, -2000).await;
     assert!(
         commit.is_ok(),
         "decided again on the newer state: {commit:?}"
@@ -113,13 +88,7 @@ async fn a_cached_repository_reads_only_the_events_after_the_state_it_remembers(
     assert_eq!(seen, [(10, 1117), (11, 6117)]);
     assert_eq!(store.folds(), fold(&[11]));
     // With nothing newer, the check reads nothing back and the rejection stands.
-    seen.clear();
-    let rejected = cached
-        .execute("t", |t| {
-            seen.push((t.0.applied, t.0.value));
-            t.0.add(-1_000_000)
-        })
-        .await;
+    let (seen, rejected) = add_seeing(&cached, -1_000_000).await;
     assert!(rejected.is_err());
     assert_eq!(seen, [(12, 4117)]);
     assert_eq!(store.folds(), fold(&[13]));
@@ -131,27 +100,6 @@ async fn a_cached_repository_reads_only_the_events_after_the_state_it_remembers(
         fold(&[1]),
         "a cleared cache loads from the start"
     );
-}
-
-#[tokio::test]
-async fn a_conflict_below_the_remembered_version_drops_it_and_loads_from_the_start() {
-    let store = Watched::default();
-    let cached = Repository::<Tally, _>::new(store.clone()).with_cache(16);
-    for _ in 0..3 {
-        cached.execute("t", |t| t.0.add(1)).await.unwrap();
-    }
-    store.folds();
-    // The next append is answered as if the stream were at version 1 (a restore).
-    store.rewind_next_append.store(true, Ordering::SeqCst);
-    let commit = cached.execute("t", |t| t.0.add(1)).await.unwrap();
-    assert_eq!(
-        store.folds(),
-        fold(&[1]),
-        "after the conflict the stream is loaded from its start, not from the cache"
-    );
-    assert_eq!(commit.streams[0].first_version, Version::new(4));
-    let loaded = cached.load("t").await.unwrap();
-    assert_eq!((loaded.version.get(), loaded.state.0.value), (4, 4));
 }
 
 // An event whose encoding drops a field: the state a command leaves in the cache must be
@@ -208,29 +156,18 @@ async fn a_stream_a_command_only_reads_is_checked_against_the_store() {
     let cached = Repository::<Tally, _>::new(store.clone()).with_cache(16);
     cached
         .execute_many(["a", "b"], |[a, b]| {
-            Ok::<_, eventsource_core::testing::fixtures::BelowZero>([a.0.add(1)?, b.0.add(1)?])
+            Ok::<_, BelowZero>([a.0.add(1)?, b.0.add(1)?])
         })
         .await
         .unwrap();
-    store
-        .inner
-        .append(vec![StreamWrite::new(
-            "tally-b",
-            ExpectedVersion::Any,
-            vec![CounterEvent::Added(41).to_new_event()],
-        )])
-        .await
-        .unwrap();
+    common::add(&store.inner, "tally-b", &[41]).await;
     store.folds();
     // Writes to `a` what it saw of `b`: the append checks only `a`.
     let mut seen = Vec::new();
     cached
         .execute_many(["a", "b"], |[a, b]| {
             seen.push(b.0.value);
-            Ok::<_, eventsource_core::testing::fixtures::BelowZero>([
-                vec![a.0.add(b.0.value)?],
-                vec![],
-            ])
+            Ok::<_, BelowZero>([vec![a.0.add(b.0.value)?], vec![]])
         })
         .await
         .unwrap();

@@ -5,12 +5,25 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
+use eventsource_core::testing::fixtures::CounterEvent;
 use eventsource_core::{
-    Commit, EventId, EventStore, FoldEvent, InMemoryStore, LogPage, Position, ReadUntil,
-    RecordedEvent, Snapshot, StoreError, StreamId, StreamWrite, Version,
+    Commit, EventId, EventStore, ExpectedVersion, FoldEvent, InMemoryStore, LogPage, Position,
+    ReadUntil, RecordedEvent, Snapshot, StoreError, StreamId, StreamWrite, Version,
 };
 use futures::stream::BoxStream;
 use parking_lot::Mutex;
+
+/// Appends `Added(n)` for each of `ns` to `stream` in one commit, at whatever version it is.
+pub(crate) async fn add(store: &InMemoryStore, stream: &str, ns: &[i64]) -> Commit {
+    let events = ns
+        .iter()
+        .map(|n| CounterEvent::Added(*n).to_new_event())
+        .collect();
+    store
+        .append(vec![StreamWrite::new(stream, ExpectedVersion::Any, events)])
+        .await
+        .unwrap()
+}
 
 /// The in-memory store, recording where each fold read starts and the order in which log
 /// reads and checkpoint saves start and end; it can also answer its next append with a
