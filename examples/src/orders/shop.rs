@@ -49,7 +49,10 @@ impl Shop {
         let by_customer = OrdersByCustomer::new(changes.clone());
         let revenue = RevenuePerDay::new(changes.clone());
         Ok(Self {
-            orders: Repository::new(store.clone()),
+            // A long-running service: orders it worked on lately are kept in memory, so a
+            // command on one is a single append (another process's write is met as a
+            // conflict and folded in).
+            orders: Repository::new(store.clone()).with_cache(10_000),
             by_customer_runner: start_in_memory(&store, by_customer.clone()).await?,
             revenue_runner: start_in_memory(&store, revenue.clone()).await?,
             by_customer,
