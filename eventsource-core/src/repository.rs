@@ -21,7 +21,7 @@ use crate::ids::{EventId, ExpectedVersion, Position, StreamId, Version};
 use crate::metadata::Metadata;
 use crate::store::{EventStore, ReadUntil};
 
-use cache::StateCache;
+use cache::{Cached, StateCache};
 
 /// An aggregate's state as loaded, with the version and position it reflects.
 #[derive(Clone, Debug, PartialEq)]
@@ -231,14 +231,29 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             let cache = self.cache.as_deref().filter(|_| until == ReadUntil::End);
             let cached = cache.and_then(|c| c.get(stream));
             tracing::Span::current().record("cached", cached.as_ref().map(|c| c.version.get()));
-            // Whether `loaded.position` is its version's position (a snapshot's is).
-            let (mut loaded, mut position_known) = match cached {
-                Some(cached) => cached.into_loaded(),
-                None => (self.load_snapshot(stream, until).await, true),
+            // The state, and whether `loaded.position` is its version's position.
+            let mut folded = None;
+            if let Some((mut loaded, known)) = cached.map(Cached::into_loaded) {
+                let from = loaded.version;
+                if self.fold_stream(stream, &mut loaded, until, true).await? {
+                    let known = known && loaded.version == from;
+                    folded = Some((loaded, known));
+                } else if let Some(cache) = cache {
+                    tracing::warn!(%stream, cached = %from, "the stream no longer holds the cached version (restored from an older backup?): loading it from the start");
+                    cache.remove(stream);
+                }
+            }
+            let (mut loaded, mut position_known) = match folded {
+                Some(folded) => folded,
+                None => {
+                    // A snapshot's position is its version's.
+                    let mut loaded = self.load_snapshot(stream, until).await;
+                    let from = loaded.version;
+                    self.fold_after(stream, &mut loaded, until).await?;
+                    let known = loaded.version == from;
+                    (loaded, known)
+                }
             };
-            let from = loaded.version;
-            self.fold_after(stream, &mut loaded, until).await?;
-            position_known &= loaded.version == from;
             if with_position {
                 if !position_known {
                     loaded.position = match loaded.version {
@@ -282,9 +297,35 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         loaded: &mut Loaded<A>,
         until: ReadUntil,
     ) -> Result<(), Error> {
-        let mut events = self
-            .store
-            .read_stream_for_fold(stream, loaded.version.next(), until);
+        self.fold_stream(stream, loaded, until, false)
+            .await
+            .map(drop)
+    }
+
+    /// [`Repository::fold_after`]; with `check` (for a state from the cache), the same read
+    /// also starts one event earlier to see that the stream still holds `loaded.version`,
+    /// and answers `false`, folding nothing, when it does not (it was restored from an
+    /// older backup).
+    async fn fold_stream(
+        &self,
+        stream: &StreamId,
+        loaded: &mut Loaded<A>,
+        until: ReadUntil,
+        check: bool,
+    ) -> Result<bool, Error> {
+        let check = check && loaded.version > Version::ZERO;
+        let from = if check {
+            loaded.version
+        } else {
+            loaded.version.next()
+        };
+        let mut events = self.store.read_stream_for_fold(stream, from, until);
+        if check {
+            match events.try_next().await? {
+                Some(last) if last.version == loaded.version => {}
+                _ => return Ok(false),
+            }
+        }
         while let Some(recorded) = events.try_next().await? {
             let event = A::Event::decode(
                 &recorded.event_type,
@@ -302,7 +343,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             loaded.version = recorded.version;
         }
         tracing::Span::current().record("version", loaded.version.get());
-        Ok(())
+        Ok(true)
     }
 
     /// After a conflict: brings each loaded aggregate up to its stream's end by folding only
@@ -358,9 +399,19 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 from = before.get(),
                 version = Empty,
             );
-            self.fold_after(stream, loaded, ReadUntil::End)
+            if !self
+                .fold_stream(stream, loaded, ReadUntil::End, true)
                 .instrument(span)
-                .await?;
+                .await?
+            {
+                tracing::warn!(%stream, cached = %before, "the stream no longer holds the cached version (restored from an older backup?): loading it from the start");
+                if let Some(cache) = &self.cache {
+                    cache.remove(stream);
+                }
+                *loaded = self.load_stream(stream, ReadUntil::End, false).await?;
+                moved = true;
+                continue;
+            }
             if loaded.version != before {
                 moved = true;
                 if let Some(cache) = &self.cache {
@@ -524,16 +575,22 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     unread[i] = false;
                 }
                 if behind {
+                    // Not a conflict: it does not count against the retry policy.
                     tracing::debug!("a cached state was behind the store: deciding again");
+                    attempt -= 1;
                     continue;
                 }
                 decide_span.record("rejected", decided.is_err());
                 let decided = decided.map_err(CommandError::Rejected)?;
                 decide_span.record("events", decided.iter().map(Vec::len).sum::<usize>());
                 let writes = self.encode(&streams, &loaded, &decided, &options)?;
-                // What was written, to fold into the states after the commit.
-                let written = (self.cache.is_some() || A::SNAPSHOT_EVERY.is_some())
-                    .then(|| writes.clone());
+                // What was written, to fold into the states after the commit: for the cache,
+                // or a snapshot the commit makes due.
+                let every = A::SNAPSHOT_EVERY.filter(|n| *n > 0);
+                let snapshot_due = loaded.iter().zip(&decided).any(|(l, d)| {
+                    every.is_some_and(|n| l.version.get() / n != (l.version.get() + d.len() as u64) / n)
+                });
+                let written = (self.cache.is_some() || snapshot_due).then(|| writes.clone());
                 let append_span = tracing::debug_span!(
                     "append",
                     stream = %streams.first().map(StreamId::as_str).unwrap_or_default(),
@@ -556,6 +613,21 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                         return Ok(commit);
                     }
                     Err(StoreError::Conflict { stream, actual, .. }) => {
+                        // A state from the cache that was behind the store is caught up
+                        // at once, and that attempt is not counted: the command never read
+                        // the stream, so it did not lose a race on it.
+                        let unread_lost = streams
+                            .iter()
+                            .position(|s| *s == stream)
+                            .is_some_and(|i| unread[i]);
+                        if unread_lost {
+                            tracing::debug!(%stream, "conflict on a cached state: catching up");
+                            attempt -= 1;
+                            self.reload_after_conflict(&streams, &mut loaded, (&stream, actual))
+                                .await?;
+                            unread = [false; N];
+                            continue;
+                        }
                         if attempt >= self.retry.max_attempts.max(1) {
                             tracing::debug!(%stream, attempt, "conflict: retries exhausted");
                             return Err(CommandError::RetriesExhausted { stream, attempts: attempt });
@@ -720,25 +792,30 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
 
 impl<A: Aggregate + Clone, S: EventStore> Repository<A, S> {
     /// Keeps the folded state of up to `capacity` recently used aggregates in memory (least
-    /// recently used out first), shared with this repository's clones. A load or a command
-    /// then starts from the cached state and reads only the events after its version: on a
-    /// long or hot stream that is the few newest events rather than the snapshot and its
-    /// tail. Without it, every load reads the store.
+    /// recently used out first; zero keeps none), shared with this repository's clones. A
+    /// load then starts from the cached state and reads only from its version on: on a long
+    /// or hot stream, the few newest events rather than the snapshot and its tail.
     ///
-    /// The store stays the authority. A load still reads the stream's newest events. A
-    /// command on a cached state decides at once, without reading, and appends at the
-    /// version that state reflects: when another process wrote first, the append conflicts,
-    /// and the command catches up and decides again, as after any conflict. What an append
-    /// does not check is checked before it is returned: a rejection, or a decision that
-    /// writes nothing to a stream, is decided again when the store has newer events for it.
-    /// So a command on a state it has cached is one round trip (the append), and a stale
-    /// state never decides anything that is committed or returned. A command's own events
-    /// are folded into the cached state as decoded back from what was written. One case it
-    /// cannot see: a store restored from an older backup while this process runs. A
-    /// command then meets a conflict below its loaded version and drops that state, but a
-    /// [`Repository::load`] would still return the newer state it remembers: call
-    /// [`Repository::clear_cache`] after such a restore. Time travel
-    /// ([`Repository::load_at`]) never uses the cache.
+    /// The store stays the authority:
+    /// - Every read from a cached state starts at the cached version itself, so a stream
+    ///   that no longer holds it (the store was restored from an older backup) is seen and
+    ///   loaded again from its start.
+    /// - A command on a cached state decides at once, without reading, and appends at that
+    ///   state's version: a command on a state this process keeps is one round trip. When
+    ///   another process wrote first, the append conflicts, and the command catches up and
+    ///   decides again; that conflict does not count against the [`RetryPolicy`], since
+    ///   the command lost no race on a stream it had read.
+    /// - What an append does not check is checked before the command returns or appends: a
+    ///   rejection, or a stream the decision writes nothing to, is read from its cached
+    ///   version on, and decided again when the store has more. So a command is as current
+    ///   as one that read the store first. (A stream a command only reads can still change
+    ///   between that read and the append, with or without the cache.)
+    /// - A command's own events are folded into the cached state as decoded back from what
+    ///   was written, so it is the state a reload gives.
+    ///
+    /// One case stays unseen: a stream restored from an older backup and written up to the
+    /// cached version again by others. Call [`Repository::clear_cache`] after a restore.
+    /// Time travel ([`Repository::load_at`]) never uses the cache.
     ///
     /// ```
     /// # use eventsource_core::*;
@@ -748,7 +825,7 @@ impl<A: Aggregate + Clone, S: EventStore> Repository<A, S> {
     /// # }
     /// ```
     pub fn with_cache(mut self, capacity: usize) -> Self {
-        self.cache = Some(Arc::new(StateCache::new(capacity, A::clone)));
+        self.cache = (capacity > 0).then(|| Arc::new(StateCache::new(capacity, A::clone)));
         self
     }
 }

@@ -9,7 +9,9 @@ mod common;
 
 use common::Watched;
 use eventsource_core::testing::fixtures::{BelowZero, Tally};
-use eventsource_core::{Aggregate, Apply, CommandError, Commit, DomainEvent, Repository, Version};
+use eventsource_core::{
+    Aggregate, Apply, CommandError, Commit, DomainEvent, Repository, RetryPolicy, Version,
+};
 use serde::{Deserialize, Serialize};
 
 fn fold(from: &[u64]) -> Vec<(String, u64)> {
@@ -49,18 +51,19 @@ async fn a_cached_repository_reads_only_the_events_after_the_state_it_remembers(
     }
     assert_eq!(store.folds(), fold(&[1, 1, 1]), "without a cache: from 1");
 
-    // Another writer's events are read, and only they.
+    // Another writer's events are read, and only they (the read starts at the cached
+    // version, 3, to see that the stream still holds it).
     common::add(&store.inner, "tally-t", &[10, 100]).await;
     let from_cache = cached.load("t").await.unwrap();
-    assert_eq!(store.folds(), fold(&[4]));
+    assert_eq!(store.folds(), fold(&[3]));
     let reloaded = plain.load("t").await.unwrap();
     store.folds();
     assert_eq!(from_cache, reloaded, "state, version and position");
     assert_eq!((reloaded.version.get(), reloaded.state.0.value), (8, 116));
 
-    // A clone shares the cache; a load with nothing new reads nothing before the version.
+    // A clone shares the cache; with nothing new, a load reads the cached version alone.
     let again = cached.clone().load("t").await.unwrap();
-    assert_eq!(store.folds(), fold(&[9]));
+    assert_eq!(store.folds(), fold(&[8]));
     assert_eq!(again, reloaded);
 
     // Time travel never starts from the cache.
@@ -86,12 +89,12 @@ async fn a_cached_repository_reads_only_the_events_after_the_state_it_remembers(
         "decided again on the newer state: {commit:?}"
     );
     assert_eq!(seen, [(10, 1117), (11, 6117)]);
-    assert_eq!(store.folds(), fold(&[11]));
+    assert_eq!(store.folds(), fold(&[10]));
     // With nothing newer, the check reads nothing back and the rejection stands.
     let (seen, rejected) = add_seeing(&cached, -1_000_000).await;
     assert!(rejected.is_err());
     assert_eq!(seen, [(12, 4117)]);
-    assert_eq!(store.folds(), fold(&[13]));
+    assert_eq!(store.folds(), fold(&[12]));
 
     cached.clear_cache();
     cached.load("t").await.unwrap();
@@ -141,8 +144,8 @@ async fn the_state_remembered_after_a_command_is_the_one_a_reload_gives() {
     let remembered = cached.load("a").await.unwrap();
     assert_eq!(
         store.folds(),
-        [("note-a".to_owned(), 1), ("note-a".to_owned(), 2)],
-        // (the command's own load, then the load after it)
+        [("note-a".to_owned(), 1), ("note-a".to_owned(), 1)],
+        // (the command's own load; then the load after it, at the cached version 1)
         "the load starts from the state the command left"
     );
     let reloaded = Repository::<Notes, _>::new(store).load("a").await.unwrap();
@@ -172,7 +175,85 @@ async fn a_stream_a_command_only_reads_is_checked_against_the_store() {
         .await
         .unwrap();
     assert_eq!(seen, [1, 42], "decided again once `b` was found behind");
-    assert_eq!(store.folds(), [("tally-b".to_owned(), 2)]);
+    assert_eq!(store.folds(), [("tally-b".to_owned(), 1)]);
     let a = Repository::<Tally, _>::new(store).load("a").await.unwrap();
     assert_eq!(a.state.0.value, 43);
+}
+
+/// A cached state that turns out to be behind costs no attempt of the retry policy: the
+/// command never read the stream, so it lost no race on it.
+#[tokio::test]
+async fn a_stale_cached_state_costs_no_retry_attempt() {
+    let store = Watched::default();
+    let cached = Repository::<Tally, _>::new(store.clone())
+        .with_retry(RetryPolicy::no_retry())
+        .with_cache(16);
+    cached.execute("t", |t| t.0.add(1)).await.unwrap();
+    common::add(&store.inner, "tally-t", &[10]).await;
+    let (seen, commit) = add_seeing(&cached, 1).await;
+    assert!(commit.is_ok(), "{commit:?}");
+    assert_eq!(seen, [(1, 1), (2, 11)]);
+    // A real conflict after that catch-up is the first attempt's.
+    common::add(&store.inner, "tally-t", &[10]).await;
+    let result = cached
+        .execute("t", |t| {
+            if t.0.applied == 4 {
+                futures::executor::block_on(common::add(&store.inner, "tally-t", &[1]));
+            }
+            t.0.add(1)
+        })
+        .await;
+    assert!(
+        matches!(
+            result,
+            Err(CommandError::RetriesExhausted { attempts: 1, .. })
+        ),
+        "{result:?}"
+    );
+    cached.load("t").await.unwrap();
+    // The check before a rejection is no attempt either: a real conflict after it still
+    // fails as the policy says, after one attempt.
+    common::add(&store.inner, "tally-t", &[100]).await;
+    let result = cached
+        .execute("t", |t| {
+            if t.0.applied == 6 {
+                futures::executor::block_on(common::add(&store.inner, "tally-t", &[1]));
+                t.0.add(1)
+            } else {
+                t.0.add(-1_000)
+            }
+        })
+        .await;
+    assert!(
+        matches!(
+            result,
+            Err(CommandError::RetriesExhausted { attempts: 1, .. })
+        ),
+        "{result:?}"
+    );
+}
+
+/// With snapshots: they are taken of the state the cache keeps, and a load equals a fresh one.
+#[tokio::test]
+async fn snapshots_are_taken_of_the_cached_state() {
+    use eventsource_core::testing::fixtures::Counter;
+    use eventsource_core::{EventStore, ReadUntil, StreamId};
+
+    let store = Watched::default();
+    let cached = Repository::<Counter, _>::new(store.clone()).with_cache(16);
+    for _ in 0..12 {
+        cached.execute("c", |c| c.add(2)).await.unwrap();
+    }
+    let snapshot = store
+        .load_snapshot(&StreamId::new("counter-c"), 1, ReadUntil::End)
+        .await
+        .unwrap()
+        .expect("a snapshot");
+    assert_eq!(snapshot.version, Version::new(10));
+    let fresh = Repository::<Counter, _>::new(store.clone())
+        .load("c")
+        .await
+        .unwrap();
+    assert_eq!((fresh.version.get(), fresh.state.value), (12, 24));
+    assert_eq!(cached.load("c").await.unwrap(), fresh);
 }

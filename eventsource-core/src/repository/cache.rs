@@ -2,6 +2,7 @@
 //! the folded state of recently used aggregates, least recently used out first.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
@@ -29,8 +30,11 @@ impl<A> Cached<A> {
     }
 }
 
+/// A cached state; shared, so that copying it out happens outside the lock.
 struct Slot<A> {
-    cached: Cached<A>,
+    state: Arc<A>,
+    version: Version,
+    position: Option<Position>,
     /// Its key in `Lru::order`.
     used: u64,
 }
@@ -66,17 +70,20 @@ impl<A> StateCache<A> {
 
     /// A copy of the state cached for `stream`, marked as just used.
     pub(super) fn get(&self, stream: &StreamId) -> Option<Cached<A>> {
-        let mut lru = self.lru.lock();
-        let lru = &mut *lru;
-        let slot = lru.slots.get_mut(stream)?;
-        lru.clock += 1;
-        lru.order.remove(&slot.used);
-        slot.used = lru.clock;
-        lru.order.insert(slot.used, stream.clone());
+        let (state, version, position) = {
+            let mut lru = self.lru.lock();
+            let lru = &mut *lru;
+            let slot = lru.slots.get_mut(stream)?;
+            lru.clock += 1;
+            lru.order.remove(&slot.used);
+            slot.used = lru.clock;
+            lru.order.insert(slot.used, stream.clone());
+            (Arc::clone(&slot.state), slot.version, slot.position)
+        };
         Some(Cached {
-            state: (self.clone)(&slot.cached.state),
-            version: slot.cached.version,
-            position: slot.cached.position,
+            state: (self.clone)(&state),
+            version,
+            position,
         })
     }
 
@@ -87,23 +94,19 @@ impl<A> StateCache<A> {
         if self.capacity == 0 {
             return;
         }
-        let cached = Cached {
-            state: (self.clone)(&loaded.state),
-            version: loaded.version,
-            position: position_known.then_some(loaded.position),
-        };
+        let state = Arc::new((self.clone)(&loaded.state));
+        let (version, position) = (loaded.version, position_known.then_some(loaded.position));
         let mut lru = self.lru.lock();
         let lru = &mut *lru;
         lru.clock += 1;
         let used = lru.clock;
         if let Some(slot) = lru.slots.get_mut(stream) {
-            let newer = slot.cached.version > cached.version;
-            // The same version with its position now known is worth keeping.
-            let same_but_vaguer = slot.cached.version == cached.version
-                && slot.cached.position.is_some()
-                && cached.position.is_none();
+            let newer = slot.version > version;
+            // The same version with its position known is worth keeping.
+            let same_but_vaguer =
+                slot.version == version && slot.position.is_some() && position.is_none();
             if !newer && !same_but_vaguer {
-                slot.cached = cached;
+                (slot.state, slot.version, slot.position) = (state, version, position);
             }
             lru.order.remove(&slot.used);
             slot.used = used;
@@ -117,7 +120,13 @@ impl<A> StateCache<A> {
             lru.slots.remove(&oldest);
         }
         lru.order.insert(used, stream.clone());
-        lru.slots.insert(stream.clone(), Slot { cached, used });
+        let slot = Slot {
+            state,
+            version,
+            position,
+            used,
+        };
+        lru.slots.insert(stream.clone(), slot);
     }
 
     /// Forgets the state of `stream`.
@@ -172,6 +181,21 @@ mod tests {
         );
         assert_eq!(version_of(&cache, "a"), Some(1));
         assert_eq!(version_of(&cache, "c"), Some(1));
+    }
+
+    #[test]
+    fn putting_a_state_again_makes_it_the_most_recent() {
+        let cache = StateCache::new(2, u32::clone);
+        cache.put(&StreamId::new("a"), &loaded(1, 1), false);
+        cache.put(&StreamId::new("b"), &loaded(2, 1), false);
+        cache.put(&StreamId::new("a"), &loaded(1, 2), false);
+        cache.put(&StreamId::new("c"), &loaded(3, 1), false);
+        assert_eq!(
+            version_of(&cache, "b"),
+            None,
+            "b was the least recently used"
+        );
+        assert_eq!(version_of(&cache, "a"), Some(2));
     }
 
     #[test]

@@ -428,3 +428,37 @@ async fn cached_repositories_racing_on_a_hot_stream_lose_no_command() {
         assert_eq!(repo.load("hot").await.unwrap(), fresh);
     }
 }
+
+/// A store restored from an older backup under a running process: a cached state the
+/// stream no longer holds is seen as such (every read from the cache starts at the cached
+/// version) and the stream is loaded from its start, for a rejection as for a load.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cached_state_the_store_no_longer_holds_is_loaded_again() {
+    use eventsource_core::Repository;
+    use eventsource_core::testing::fixtures::Tally;
+
+    let _horizon = crate::common::horizon_shared().await;
+    let store = common::fresh_store().await;
+    let cached = Repository::<Tally, _>::new(store.clone()).with_cache(8);
+    for n in [10, 10, -20] {
+        cached.execute("r", |c| c.0.add(n)).await.unwrap();
+    }
+    // The "restore": the stream as it was at version 2 (value 20).
+    sqlx::query(&format!(
+        "DELETE FROM {}.events WHERE stream_id = 'tally-r' AND version > 2",
+        store.schema().as_str()
+    ))
+    .execute(store.pool())
+    .await
+    .unwrap();
+    // On the cached state (value 0) this is rejected; on the store's (20) it is not.
+    let commit = cached.execute("r", |c| c.0.add(-5)).await;
+    let commit = commit.expect("decided on the state the store holds");
+    assert_eq!(commit.streams[0].first_version, Version::new(3));
+    let fresh = Repository::<Tally, _>::new(store.clone())
+        .load("r")
+        .await
+        .unwrap();
+    assert_eq!((fresh.version.get(), fresh.state.0.value), (3, 15));
+    assert_eq!(cached.load("r").await.unwrap(), fresh);
+}
