@@ -195,35 +195,33 @@ async fn a_stale_cached_state_costs_no_retry_attempt() {
     assert_eq!(seen, [(1, 1), (2, 11)]);
     // A real conflict after that catch-up is the first attempt's.
     common::add(&store.inner, "tally-t", &[10]).await;
-    let result = cached
-        .execute("t", |t| {
-            if t.0.applied == 4 {
-                futures::executor::block_on(common::add(&store.inner, "tally-t", &[1]));
-            }
-            t.0.add(1)
-        })
-        .await;
-    assert!(
-        matches!(
-            result,
-            Err(CommandError::RetriesExhausted { attempts: 1, .. })
-        ),
-        "{result:?}"
-    );
+    assert_exhausted_at_once(add_racing(&cached, &store, 4, 1).await);
     cached.load("t").await.unwrap();
     // The check before a rejection is no attempt either: a real conflict after it still
     // fails as the policy says, after one attempt.
     common::add(&store.inner, "tally-t", &[100]).await;
-    let result = cached
-        .execute("t", |t| {
-            if t.0.applied == 6 {
-                futures::executor::block_on(common::add(&store.inner, "tally-t", &[1]));
-                t.0.add(1)
-            } else {
-                t.0.add(-1_000)
-            }
-        })
-        .await;
+    assert_exhausted_at_once(add_racing(&cached, &store, 6, -1_000).await);
+}
+
+/// Runs a command on tally `t` that adds `n`, except on a state of `applied` events: there
+/// it appends an event behind its own back (a real conflict) and adds 1.
+async fn add_racing(
+    repo: &Repository<Tally, Watched>,
+    store: &Watched,
+    applied: u64,
+    n: i64,
+) -> Result<Commit, CommandError<BelowZero>> {
+    repo.execute("t", |t| {
+        if t.0.applied != applied {
+            return t.0.add(n);
+        }
+        futures::executor::block_on(common::add(&store.inner, "tally-t", &[1]));
+        t.0.add(1)
+    })
+    .await
+}
+
+fn assert_exhausted_at_once(result: Result<Commit, CommandError<BelowZero>>) {
     assert!(
         matches!(
             result,
