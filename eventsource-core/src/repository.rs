@@ -586,10 +586,10 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 let writes = self.encode(&streams, &loaded, &decided, &options)?;
                 // What was written, to fold into the states after the commit: for the cache,
                 // or a snapshot the commit makes due.
-                let every = A::SNAPSHOT_EVERY.filter(|n| *n > 0);
-                let snapshot_due = loaded.iter().zip(&decided).any(|(l, d)| {
-                    every.is_some_and(|n| l.version.get() / n != (l.version.get() + d.len() as u64) / n)
-                });
+                let snapshot_due = loaded
+                    .iter()
+                    .zip(&decided)
+                    .any(|(l, d)| snapshot_due::<A>(l.version, l.version.get() + d.len() as u64));
                 let written = (self.cache.is_some() || snapshot_due).then(|| writes.clone());
                 let append_span = tracing::debug_span!(
                     "append",
@@ -623,18 +623,14 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                         if unread_lost {
                             tracing::debug!(%stream, "conflict on a cached state: catching up");
                             attempt -= 1;
-                            self.reload_after_conflict(&streams, &mut loaded, (&stream, actual))
-                                .await?;
-                            unread = [false; N];
-                            continue;
-                        }
-                        if attempt >= self.retry.max_attempts.max(1) {
+                        } else if attempt >= self.retry.max_attempts.max(1) {
                             tracing::debug!(%stream, attempt, "conflict: retries exhausted");
                             return Err(CommandError::RetriesExhausted { stream, attempts: attempt });
+                        } else {
+                            let wait = self.retry.backoff(attempt);
+                            tracing::debug!(%stream, attempt, ?wait, "conflict: reloading");
+                            tokio::time::sleep(wait).await;
                         }
-                        let wait = self.retry.backoff(attempt);
-                        tracing::debug!(%stream, attempt, ?wait, "conflict: reloading");
-                        tokio::time::sleep(wait).await;
                         self.reload_after_conflict(&streams, &mut loaded, (&stream, actual))
                             .await?;
                         unread = [false; N];
@@ -728,7 +724,6 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         written: Vec<StreamWrite>,
         commit: &Commit,
     ) {
-        let every = A::SNAPSHOT_EVERY.filter(|n| *n > 0);
         for ((stream, mut loaded), write) in streams.iter().zip(loaded).zip(written) {
             // An idempotent repeat returns an earlier commit: its versions are not ours to fold.
             let Some(committed) = commit
@@ -741,9 +736,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             else {
                 continue;
             };
-            let snapshot_due = every.is_some_and(|every| {
-                loaded.version.get() / every != committed.last_version.get() / every
-            });
+            let snapshot_due = snapshot_due::<A>(loaded.version, committed.last_version.get());
             if !snapshot_due && self.cache.is_none() {
                 continue;
             }
@@ -828,6 +821,14 @@ impl<A: Aggregate + Clone, S: EventStore> Repository<A, S> {
         self.cache = (capacity > 0).then(|| Arc::new(StateCache::new(capacity, A::clone)));
         self
     }
+}
+
+/// Whether a stream going from version `from` to `to` crosses a multiple of
+/// `A::SNAPSHOT_EVERY` (a snapshot is then due at `to`).
+fn snapshot_due<A: Aggregate>(from: Version, to: u64) -> bool {
+    A::SNAPSHOT_EVERY
+        .filter(|n| *n > 0)
+        .is_some_and(|n| from.get() / n != to / n)
 }
 
 /// Folds `events`, as written, into `state`.
