@@ -8,7 +8,12 @@ mod common;
 
 use common::{Call, Watched};
 use eventsource_core::testing::fixtures::AddedLog;
-use eventsource_core::{EventStore, Position, Projection, ProjectionError, ProjectionRunner};
+use std::time::Duration;
+
+use eventsource_core::{
+    EventStore, HandlerError, Position, Projection, ProjectionError, ProjectionRunner,
+    RecordedEvent,
+};
 
 /// Appends `Added(1..=n)` to one stream, an event per commit; returns their positions.
 async fn fill(store: &Watched, n: i64) -> Vec<Position> {
@@ -90,6 +95,78 @@ async fn a_handler_failing_mid_catch_up_drops_the_page_read_ahead_and_resumes_ex
     assert_eq!(values(&fixed), (5..=10).collect::<Vec<_>>());
 }
 
+/// Fails on the event at `fail_at`, once the store has seen the read after `read_started`
+/// begin (so the failure comes while that read is under way).
+struct FailsWhileReading {
+    store: Watched,
+    fail_at: Position,
+    read_started: Position,
+}
+
+impl Projection for FailsWhileReading {
+    const NAME: &'static str = "test.fails-while-reading";
+    type Context = ();
+
+    async fn handle_event(
+        &mut self,
+        event: &RecordedEvent,
+        _: &mut (),
+    ) -> Result<(), HandlerError> {
+        if event.position != self.fail_at {
+            return Ok(());
+        }
+        let started = Call::Read(self.read_started);
+        for _ in 0..2000 {
+            if self.store.calls().contains(&started) {
+                return Err("failed while the next page was read".into());
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Err("the next page was never read ahead".into())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_batch_does_not_wait_for_the_page_read_ahead_and_stops_that_read() {
+    let store = Watched::default();
+    let positions = fill(&store, 10).await;
+    // The read of the page after [1,2,3] never returns by itself.
+    *store.stall_read_after.lock() = Some(positions[2]);
+    let failing = FailsWhileReading {
+        store: store.clone(),
+        fail_at: positions[1],
+        read_started: positions[2],
+    };
+    let mut runner = ProjectionRunner::new(store.clone(), failing).batch_size(3);
+    let wait = Duration::from_secs(20);
+    match tokio::time::timeout(wait, runner.catch_up()).await {
+        Ok(Err(ProjectionError::Handler {
+            version, source, ..
+        })) => {
+            assert_eq!(version.get(), 2);
+            assert_eq!(source.to_string(), "failed while the next page was read");
+        }
+        Ok(other) => panic!("expected a handler error, got {other:?}"),
+        Err(_) => panic!("the failed catch-up waited for the page read ahead"),
+    }
+    let stopped = async {
+        while !store.calls().contains(&Call::ReadDropped(positions[2])) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(wait, stopped)
+        .await
+        .expect("the read ahead was never stopped");
+    assert_eq!(
+        store
+            .load_checkpoint(FailsWhileReading::NAME)
+            .await
+            .unwrap(),
+        Some(positions[0]),
+        "the checkpoint stops just before the failed event"
+    );
+}
+
 #[tokio::test]
 async fn a_spawned_runner_reads_ahead_while_catching_up_then_follows_live() {
     let store = Watched::default();
@@ -98,7 +175,7 @@ async fn a_spawned_runner_reads_ahead_while_catching_up_then_follows_live() {
     let handle = ProjectionRunner::new(store.clone(), log.clone())
         .batch_size(3)
         .spawn();
-    let wait = std::time::Duration::from_secs(10);
+    let wait = Duration::from_secs(10);
     handle.wait_for(positions[6], wait).await.unwrap();
     let more = fill(&store, 2).await;
     handle.wait_for(more[1], wait).await.unwrap();

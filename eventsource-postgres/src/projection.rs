@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventsource_core::projection::{
-    RETRY_START, handle_while_reading, pause_if_retryable, read_ahead_from,
+    RETRY_START, ReadAhead, handle_while_reading, pause_if_retryable, read_ahead_from,
 };
 use eventsource_core::{
     EventStore, LogPage, Position, Projection, ProjectionControl, ProjectionError,
@@ -167,7 +167,7 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
                 }
             }
             page = match read {
-                Some(read) => read.map_err(store_error::<P>)?,
+                Some(read) => read.page().await.map_err(store_error::<P>)?,
                 None => self.read_page().await?,
             };
         }
@@ -230,7 +230,7 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
         let mut wait = RETRY_START;
         let reader = self.store.clone();
         // The page read while the one before it was handled (see `handle_while_reading`).
-        let mut ahead: Option<LogPage> = None;
+        let mut ahead: Option<ReadAhead> = None;
         loop {
             if self.lease.is_none() {
                 ahead = None;
@@ -254,15 +254,16 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
                 }
                 Err(mpsc::error::TryRecvError::Empty) => {}
             }
-            let page = match ahead.take() {
-                Some(page) => page,
-                None => match self.read_page().await {
-                    Ok(p) => p,
-                    Err(e) => {
-                        pause_if_retryable(e, &mut wait).await?;
-                        continue;
-                    }
-                },
+            let read = match ahead.take() {
+                Some(read) => read.page().await.map_err(store_error::<P>),
+                None => self.read_page().await,
+            };
+            let page = match read {
+                Ok(page) => page,
+                Err(e) => {
+                    pause_if_retryable(e, &mut wait).await?;
+                    continue;
+                }
             };
             if page.events.is_empty() && page.scanned_to <= self.checkpoint {
                 status.send_modify(|s| s.caught_up = true);
@@ -289,11 +290,7 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
                         s.checkpoint = self.checkpoint;
                         s.caught_up = !full;
                     });
-                    match read {
-                        Some(Ok(page)) => ahead = Some(page),
-                        Some(Err(e)) => pause_if_retryable(store_error::<P>(e), &mut wait).await?,
-                        None => {}
-                    }
+                    ahead = read;
                 }
                 Err(BatchError::LeaseLost) => {
                     tracing::warn!("another runner took the lease over; standing by");
@@ -428,7 +425,7 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
         &mut self,
         reader: &PgStore,
         page: LogPage,
-    ) -> (Result<(), BatchError>, Option<Result<LogPage, StoreError>>) {
+    ) -> (Result<(), BatchError>, Option<ReadAhead>) {
         let limit = self.batch_size;
         let next = read_ahead_from(&page, self.checkpoint, limit);
         handle_while_reading(reader, next, limit, P::event_types(), self.process(page)).await

@@ -6,8 +6,8 @@ use chrono::{DateTime, Timelike, Utc};
 use eventsource_core::{
     EventId, FoldEvent, Metadata, Position, RecordedEvent, Snapshot, StoreError, StreamId, Version,
 };
-use sqlx::Row;
 use sqlx::postgres::{PgRow, PgValueFormat};
+use sqlx::{Row, ValueRef};
 use uuid::Uuid;
 
 /// Largest value a position part takes in SQL (`bigint`).
@@ -88,12 +88,11 @@ pub(crate) fn event_of(
     let schema_version = cols.int8(at + 5).map_err(c)?;
     let schema_version = valid_schema_version(&stream, version, schema_version)?;
     let payload = Bytes::copy_from_slice(cols.bytes(at + 6).map_err(c)?);
-    let metadata = if cols.is_null(at + 7).map_err(c)? {
-        Metadata::default()
-    } else {
-        row.try_get_unchecked::<sqlx::types::Json<Metadata>, _>(at + 7)
-            .map_err(|e| corrupt(&stream, version, format!("invalid metadata: {e}")))?
-            .0
+    let metadata = match cols.raw(at + 7).map_err(c)? {
+        None => Metadata::default(),
+        Some(b) => {
+            jsonb(b).map_err(|e| corrupt(&stream, version, format!("invalid metadata: {e}")))?
+        }
     };
     let recorded_at = cols.timestamptz(at + 8).map_err(c)?;
     Ok(RecordedEvent {
@@ -139,20 +138,20 @@ const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
 impl<'r> Binary<'r> {
     /// Column `i`'s bytes, `None` when it is NULL.
     pub(crate) fn raw(self, i: usize) -> Result<Option<&'r [u8]>, String> {
-        let value = self
-            .0
-            .try_get_raw(i)
-            .map_err(|e| format!("column {i}: {e}"))?;
+        // Matched, not mapped: `map_err` over sqlx's large result types copies the value
+        // through the stack several times, and this runs for every column of every row.
+        let value = match self.0.try_get_raw(i) {
+            Ok(value) => value,
+            Err(e) => return Err(format!("column {i}: {e}")),
+        };
         if value.format() != PgValueFormat::Binary {
             return Err(format!("column {i}: not in binary format"));
         }
+        if value.is_null() {
+            return Ok(None);
+        }
         // `as_bytes` fails only on NULL.
         Ok(value.as_bytes().ok())
-    }
-
-    /// Whether column `i` is NULL.
-    pub(crate) fn is_null(self, i: usize) -> Result<bool, String> {
-        Ok(self.raw(i)?.is_none())
     }
 
     /// Column `i`'s bytes; NULL is an error.
@@ -162,8 +161,7 @@ impl<'r> Binary<'r> {
     }
 
     fn fixed<const N: usize>(self, i: usize) -> Result<[u8; N], String> {
-        let b = self.bytes(i)?;
-        <[u8; N]>::try_from(b).map_err(|_| format!("column {i}: {} bytes, not {N}", b.len()))
+        fixed_of(i, self.bytes(i)?)
     }
 
     /// A `smallint` column.
@@ -173,15 +171,12 @@ impl<'r> Binary<'r> {
 
     /// A `bigint` column.
     pub(crate) fn int8(self, i: usize) -> Result<i64, String> {
-        self.fixed::<8>(i).map(i64::from_be_bytes)
+        int8_of(i, self.bytes(i)?)
     }
 
     /// A nullable `bigint` column.
     pub(crate) fn opt_int8(self, i: usize) -> Result<Option<i64>, String> {
-        match self.is_null(i)? {
-            true => Ok(None),
-            false => self.int8(i).map(Some),
-        }
+        self.raw(i)?.map(|b| int8_of(i, b)).transpose()
     }
 
     /// A `uuid` column.
@@ -191,15 +186,12 @@ impl<'r> Binary<'r> {
 
     /// A `text` column, checked to be UTF-8.
     pub(crate) fn text(self, i: usize) -> Result<&'r str, String> {
-        std::str::from_utf8(self.bytes(i)?).map_err(|e| format!("column {i}: {e}"))
+        text_of(i, self.bytes(i)?)
     }
 
     /// A nullable `text` column.
     pub(crate) fn opt_text(self, i: usize) -> Result<Option<&'r str>, String> {
-        match self.is_null(i)? {
-            true => Ok(None),
-            false => self.text(i).map(Some),
-        }
+        self.raw(i)?.map(|b| text_of(i, b)).transpose()
     }
 
     /// A `timestamptz` column (microseconds since 2000-01-01 UTC; the infinities are refused).
@@ -210,6 +202,30 @@ impl<'r> Binary<'r> {
             .and_then(DateTime::from_timestamp_micros)
             .ok_or_else(|| format!("column {i}: time out of range ({micros} µs)"))
     }
+}
+
+/// A `jsonb` value in binary format (a version byte, 1, then the JSON text).
+fn jsonb<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, String> {
+    match b.split_first() {
+        Some((1, json)) => serde_json::from_slice(json).map_err(|e| e.to_string()),
+        Some((v, _)) => Err(format!("jsonb format version {v}, not 1")),
+        None => Err("empty jsonb value".to_owned()),
+    }
+}
+
+/// Column `i`'s bytes as `N` bytes.
+fn fixed_of<const N: usize>(i: usize, b: &[u8]) -> Result<[u8; N], String> {
+    <[u8; N]>::try_from(b).map_err(|_| format!("column {i}: {} bytes, not {N}", b.len()))
+}
+
+/// Column `i`'s bytes as a `bigint`.
+fn int8_of(i: usize, b: &[u8]) -> Result<i64, String> {
+    fixed_of::<8>(i, b).map(i64::from_be_bytes)
+}
+
+/// Column `i`'s bytes as `text`, checked to be UTF-8.
+fn text_of(i: usize, b: &[u8]) -> Result<&str, String> {
+    std::str::from_utf8(b).map_err(|e| format!("column {i}: {e}"))
 }
 
 fn valid_version(stream: &StreamId, version: i64) -> Result<Version, StoreError> {

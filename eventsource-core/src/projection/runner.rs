@@ -159,7 +159,7 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
             let (done, ahead) = self.process_reading_ahead(&reader, page).await;
             done?;
             page = match ahead {
-                Some(read) => read.map_err(store_error::<P>)?,
+                Some(read) => read.page().await.map_err(store_error::<P>)?,
                 None => self.read_page().await?,
             };
         }
@@ -216,7 +216,7 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
         status.send_modify(|s| s.checkpoint = self.checkpoint);
         let reader = self.store.clone();
         // The page read while the one before it was handled (see `handle_while_reading`).
-        let mut ahead: Option<LogPage> = None;
+        let mut ahead: Option<ReadAhead> = None;
         loop {
             match control.try_recv() {
                 Ok(ProjectionControl::Shutdown) | Err(mpsc::error::TryRecvError::Disconnected) => {
@@ -230,14 +230,16 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
                 Err(mpsc::error::TryRecvError::Empty) => {}
             }
             let mut wait = RETRY_START;
-            let page = match ahead.take() {
-                Some(page) => page,
-                None => loop {
-                    match self.read_page().await {
-                        Ok(p) => break p,
-                        Err(e) => pause_if_retryable(e, &mut wait).await?,
-                    }
-                },
+            let read = match ahead.take() {
+                Some(read) => read.page().await.map_err(store_error::<P>),
+                None => self.read_page().await,
+            };
+            let page = match read {
+                Ok(page) => page,
+                Err(e) => {
+                    pause_if_retryable(e, &mut wait).await?;
+                    continue;
+                }
             };
             if page.events.is_empty() && page.scanned_to <= self.checkpoint {
                 status.send_modify(|s| s.caught_up = true);
@@ -262,12 +264,7 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
                 s.checkpoint = self.checkpoint;
                 s.caught_up = !full;
             });
-            match read {
-                Some(Ok(page)) => ahead = Some(page),
-                // Read again at the top of the loop, after a pause if the store asks for one.
-                Some(Err(e)) => pause_if_retryable(store_error::<P>(e), &mut wait).await?,
-                None => {}
-            }
+            ahead = read;
         }
     }
 
@@ -328,10 +325,7 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
         &mut self,
         reader: &S,
         page: LogPage,
-    ) -> (
-        Result<(), ProjectionError>,
-        Option<Result<LogPage, StoreError>>,
-    ) {
+    ) -> (Result<(), ProjectionError>, Option<ReadAhead>) {
         let limit = self.batch_size;
         let next = read_ahead_from(&page, self.checkpoint, limit);
         handle_while_reading(reader, next, limit, P::event_types(), self.process(page)).await
@@ -392,27 +386,52 @@ pub fn read_ahead_from(page: &LogPage, checkpoint: Position, limit: usize) -> Op
 }
 
 /// Runs `batch` (a page's handlers and its checkpoint save) while, when `next` is given, the
-/// page after `next` is read from `store`; returns the batch's result and the read's.
+/// page after `next` is read from `store`; returns the batch's result and the read, still
+/// under way or done, to take the page from ([`ReadAhead::page`]).
 ///
-/// Both run on the calling task; the read is polled first, so its request is under way before
-/// the handlers start. A store that answers over the network then works on the next page
-/// while this one is handled and its checkpoint commits, and the runner holds at most two
-/// pages. If the batch fails, the caller drops the page read ahead; it starts where the
-/// batch's checkpoint ends, so nothing is skipped or handled twice either way. Public for
-/// store crates' own runners.
+/// The read runs on a task of its own, so a store that answers over the network works on
+/// the next page, and that page's rows are decoded, while this one is handled and its
+/// checkpoint commits; on a multi-threaded runtime, decoding and handlers run side by side.
+/// The runner holds at most two pages. If the batch fails, the caller drops the read, which
+/// stops it; it starts where the batch's checkpoint ends, so nothing is skipped or handled
+/// twice either way. Public for store crates' own runners.
 pub async fn handle_while_reading<S: EventStore, T>(
     store: &S,
     next: Option<Position>,
     limit: usize,
-    types: Option<&[&str]>,
+    types: Option<&'static [&'static str]>,
     batch: impl Future<Output = T>,
-) -> (T, Option<Result<LogPage, StoreError>>) {
-    match next {
-        None => (batch.await, None),
-        Some(after) => {
-            let (read, done) = tokio::join!(store.read_all(after, limit, types), batch);
-            (done, Some(read))
+) -> (T, Option<ReadAhead>) {
+    let read = next.map(|after| {
+        let store = store.clone();
+        ReadAhead(tokio::spawn(
+            async move { store.read_all(after, limit, types).await }.in_current_span(),
+        ))
+    });
+    (batch.await, read)
+}
+
+/// A page being read ahead by [`handle_while_reading`], on a task of its own. Dropping it
+/// stops the read.
+#[derive(Debug)]
+pub struct ReadAhead(JoinHandle<Result<LogPage, StoreError>>);
+
+impl ReadAhead {
+    /// The page, once read. A panic in the store's read goes on here, as if the read had run
+    /// on the caller's task.
+    pub async fn page(mut self) -> Result<LogPage, StoreError> {
+        match (&mut self.0).await {
+            Ok(page) => page,
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            // Cancelled: the runtime is shutting down.
+            Err(e) => Err(StoreError::backend("reading the next page ahead", false, e)),
         }
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -34,7 +34,18 @@ pub(crate) struct Watched {
     pub(crate) inner: InMemoryStore,
     folds_from: Arc<Mutex<Vec<(String, u64)>>>,
     pub(crate) rewind_next_append: Arc<AtomicBool>,
+    /// A log read after this position never returns (until it is dropped).
+    pub(crate) stall_read_after: Arc<Mutex<Option<Position>>>,
     calls: Arc<Mutex<Vec<Call>>>,
+}
+
+/// Records its call when dropped.
+struct OnDrop(Arc<Mutex<Vec<Call>>>, Call);
+
+impl Drop for OnDrop {
+    fn drop(&mut self) {
+        self.0.lock().push(self.1);
+    }
 }
 
 /// A log read or a checkpoint save, as [`Watched`] saw it.
@@ -42,6 +53,8 @@ pub(crate) struct Watched {
 pub(crate) enum Call {
     /// `read_all` called, reading after this position.
     Read(Position),
+    /// A stalled read (see `Watched::stall_read_after`) was dropped before it returned.
+    ReadDropped(Position),
     /// `save_checkpoint` called with this position.
     SaveStart(Position),
     /// That save returned.
@@ -104,6 +117,10 @@ impl EventStore for Watched {
         types: Option<&[&str]>,
     ) -> Result<LogPage, StoreError> {
         self.calls.lock().push(Call::Read(after));
+        if *self.stall_read_after.lock() == Some(after) {
+            let _dropped = OnDrop(self.calls.clone(), Call::ReadDropped(after));
+            std::future::pending::<()>().await;
+        }
         self.inner.read_all(after, limit, types).await
     }
     async fn head(&self) -> Result<Position, StoreError> {
