@@ -126,6 +126,18 @@
 //! append's path.
 //! A NOTIFY says "committed", not "readable": while committed events wait behind the
 //! horizon, waiters poll every [`PgStoreBuilder::poll_interval`].
+//!
+//! ## Checkpoints
+//!
+//! [`EventStore::save_checkpoint`](eventsource_core::EventStore::save_checkpoint) (the core
+//! runner's checkpoint) commits without waiting for its WAL flush when it moves the checkpoint
+//! forward or leaves it (`synchronous_commit = off` for that statement's transaction alone):
+//! a server crash before the flush leaves the checkpoint where it was, and the events after
+//! it are handled again, as the core runner's at-least-once handlers allow. The first
+//! checkpoint and one that moves back (a rebuild's reset) wait as every other commit does,
+//! since losing those would skip events. A catch-up so saves a checkpoint per batch without
+//! an fsync per batch. The transactional runner ([`PgProjectionRunner`]) commits its
+//! checkpoint with its read model, durably.
 
 mod append;
 mod errors;

@@ -230,8 +230,19 @@ impl Sql {
                  ORDER BY event_recorded_at DESC, event_recorded_ns DESC, version DESC LIMIT 1"
             ),
             load_checkpoint: format!("SELECT commit_id, seq FROM {s}.checkpoints WHERE name = $1"),
+            // A checkpoint that moves forward (or stays) commits without waiting for its WAL
+            // flush (`synchronous_commit` off for this statement's transaction only): if the
+            // server crashes before the flush, the checkpoint is found where it was before,
+            // and the events after it are handled again, which the core runner's handlers
+            // allow (at least once). One that moves back (a rebuild's reset), or the first
+            // one, is as durable as the server's setting makes any commit: losing a reset
+            // would skip events.
             save_checkpoint: format!(
-                "INSERT INTO {s}.checkpoints (name, commit_id, seq) VALUES ($1, $2, $3) \
+                "INSERT INTO {s}.checkpoints (name, commit_id, seq) \
+                 SELECT $1, $2, $3 FROM (SELECT set_config('synchronous_commit', \
+                   CASE WHEN EXISTS (SELECT 1 FROM {s}.checkpoints c \
+                     WHERE c.name = $1 AND (c.commit_id, c.seq) <= ($2, $3)) \
+                   THEN 'off' ELSE current_setting('synchronous_commit') END, true)) AS commit_wait \
                  ON CONFLICT (name) DO UPDATE SET commit_id = excluded.commit_id, \
                    seq = excluded.seq, updated_at = now()"
             ),

@@ -248,6 +248,14 @@ impl PgStore {
         &self.inner.sql.read_all
     }
 
+    /// The statement a checkpoint is saved with (`$1`: the projection, `$2, $3`: the
+    /// position). Not a stable API: for tests that check when it waits for its commit to be
+    /// flushed.
+    #[doc(hidden)]
+    pub fn save_checkpoint_statement(&self) -> &str {
+        &self.inner.sql.save_checkpoint
+    }
+
     /// The statement that finds a stream's last version recorded at or before a time (`$1`:
     /// the stream, `$2`: the time; 0 when none). Not a stable API: for tests that check its
     /// plan.

@@ -360,3 +360,83 @@ async fn an_inline_projection_is_consistent_when_the_append_returns_and_a_failur
         "nothing appended"
     );
 }
+
+/// A core runner's checkpoint that moves forward commits without waiting for its WAL flush
+/// (a crash then only means handling some events again); the first one, and one that moves
+/// back (a rebuild's reset), wait as any commit does, and the setting never outlives the
+/// statement's transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_waits_for_its_flush_only_when_it_does_not_move_forward() {
+    use sqlx::Connection;
+
+    let store = common::fresh_store().await;
+    let mut conn = sqlx::PgConnection::connect(&common::database_url())
+        .await
+        .unwrap();
+    let statement = store.save_checkpoint_statement().to_owned();
+    let default: String = sqlx::query_scalar("SHOW synchronous_commit")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_ne!(
+        default, "off",
+        "the test needs a server that waits for flushes"
+    );
+    // (position to save, whether that commit waits for its flush)
+    let steps = [
+        ((5, 1), true),  // the first checkpoint
+        ((5, 9), false), // forward
+        ((7, 2), false), // forward
+        ((7, 2), false), // the same again
+        ((0, 0), true),  // back to zero: a reset
+        ((3, 4), false), // forward from there
+        ((2, 8), true),  // back
+    ];
+    for ((c, s), waits) in steps {
+        let mut tx = conn.begin().await.unwrap();
+        sqlx::query(&statement)
+            .bind("p")
+            .bind(c as i64)
+            .bind(s as i64)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        let during: String = sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let expected = if waits { default.as_str() } else { "off" };
+        assert_eq!(during, expected, "saving ({c}, {s})");
+        let after: String = sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        assert_eq!(after, default, "the setting outlived the transaction");
+        assert_eq!(
+            store.load_checkpoint("p").await.unwrap(),
+            Some(Position::new(c, s))
+        );
+    }
+
+    // Through the store's own call, in autocommit: saved, and no connection keeps the setting.
+    store
+        .save_checkpoint("q", Position::new(9, 9))
+        .await
+        .unwrap();
+    store
+        .save_checkpoint("q", Position::new(10, 1))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.load_checkpoint("q").await.unwrap(),
+        Some(Position::new(10, 1))
+    );
+    for _ in 0..8 {
+        let now: String = sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(now, default);
+    }
+}
