@@ -698,11 +698,18 @@ async fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.0);
     let only = std::env::var("BENCH_ONLY").ok();
-    // The baselines' pool is configured as the store configures its own (no ping before
-    // each use of a busy connection), so the ratios measure the store's own work.
+    // The one pool both sides use is configured as the store configures its own (no ping
+    // before each use of a busy connection; generic plans), so the ratios measure the
+    // store's own work.
     let pool = PgPoolOptions::new()
         .max_connections(12)
         .test_before_acquire(false)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::Executor::execute(conn, eventsource_postgres::GENERIC_PLANS).await?;
+                Ok(())
+            })
+        })
         .before_acquire(|conn, meta| {
             Box::pin(async move {
                 if meta.idle_for >= eventsource_postgres::IDLE_CHECK_AFTER {

@@ -157,5 +157,5 @@ pub use horizon::{PgHorizonHolder, PgLag, PgPreparedXact};
 pub use lock::PgStreamLock;
 pub use projection::{PgProjectionContext, PgProjectionRunner};
 pub use schema::PgSchema;
-pub use store::{IDLE_CHECK_AFTER, PgStore, PgStoreBuilder};
+pub use store::{GENERIC_PLANS, IDLE_CHECK_AFTER, PgStore, PgStoreBuilder};
 pub use xid::Xid8;
