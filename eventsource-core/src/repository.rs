@@ -209,8 +209,10 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     }
 
     /// Loads `stream` up to `until`: the snapshot, then the events after it. With
-    /// `with_position`, also looks up the position of the last event folded (one more read of
-    /// one event): fold reads carry no positions, and a command never needs it.
+    /// `with_position`, also finds the position of the last event folded, which a command
+    /// never needs: the tail after a snapshot is then read with positions (full events);
+    /// a fold from the start (lean fold reads carry no positions) is followed by a read of
+    /// its last event.
     async fn load_stream(
         &self,
         stream: &StreamId,
@@ -248,10 +250,16 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 None => {
                     // A snapshot's position is its version's.
                     let mut loaded = self.load_snapshot(stream, until).await;
-                    let from = loaded.version;
-                    self.fold_after(stream, &mut loaded, until).await?;
-                    let known = loaded.version == from;
-                    (loaded, known)
+                    if with_position && loaded.version > Version::ZERO {
+                        self.fold_after_with_position(stream, &mut loaded, until)
+                            .await?;
+                        (loaded, true)
+                    } else {
+                        let from = loaded.version;
+                        self.fold_after(stream, &mut loaded, until).await?;
+                        let known = loaded.version == from;
+                        (loaded, known)
+                    }
                 }
             };
             if with_position {
@@ -327,23 +335,66 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             }
         }
         while let Some(recorded) = events.try_next().await? {
-            let event = A::Event::decode(
+            Self::apply_stored(
+                stream,
+                loaded,
+                recorded.version,
                 &recorded.event_type,
                 recorded.schema_version,
                 &recorded.payload,
-            )
-            .map_err(|source| Error::Decode {
-                stream: stream.clone(),
-                version: recorded.version,
-                event_type: recorded.event_type.clone(),
-                schema_version: recorded.schema_version,
-                source,
-            })?;
-            loaded.state.apply_event(&event);
-            loaded.version = recorded.version;
+            )?;
         }
         tracing::Span::current().record("version", loaded.version.get());
         Ok(true)
+    }
+
+    /// [`Repository::fold_after`] through the full read, whose events carry their positions,
+    /// so `loaded.position` ends at the last event folded (it stays the snapshot's if there
+    /// is none). For the tail after a snapshot, a few full events cost less than the lean
+    /// fold read followed by a second round trip for the last event's position.
+    async fn fold_after_with_position(
+        &self,
+        stream: &StreamId,
+        loaded: &mut Loaded<A>,
+        until: ReadUntil,
+    ) -> Result<(), Error> {
+        let mut events = self.store.read_stream(stream, loaded.version.next(), until);
+        while let Some(recorded) = events.try_next().await? {
+            Self::apply_stored(
+                stream,
+                loaded,
+                recorded.version,
+                &recorded.event_type,
+                recorded.schema_version,
+                &recorded.payload,
+            )?;
+            loaded.position = recorded.position;
+        }
+        tracing::Span::current().record("version", loaded.version.get());
+        Ok(())
+    }
+
+    /// Decodes a stored event of `stream` and applies it to `loaded`.
+    fn apply_stored(
+        stream: &StreamId,
+        loaded: &mut Loaded<A>,
+        version: Version,
+        event_type: &str,
+        schema_version: u32,
+        payload: &[u8],
+    ) -> Result<(), Error> {
+        let event = A::Event::decode(event_type, schema_version, payload).map_err(|source| {
+            Error::Decode {
+                stream: stream.clone(),
+                version,
+                event_type: event_type.to_owned(),
+                schema_version,
+                source,
+            }
+        })?;
+        loaded.state.apply_event(&event);
+        loaded.version = version;
+        Ok(())
     }
 
     /// After a conflict: brings each loaded aggregate up to its stream's end by folding only

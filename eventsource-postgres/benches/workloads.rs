@@ -14,7 +14,8 @@
 //! `CHECKPOINT` (W4: after its setup), so no run pays for flushing another's writes; the
 //! table shows the median of the per-run ratios. Both sides run on one pool, configured as
 //! the store configures its own (see `PgStoreBuilder::connect`), whose connections are open
-//! before any timed part. Throughput ratios: store / baseline (higher is better);
+//! before any timed part (W3's loads: on a pool of one connection, see `Env::single`).
+//! Throughput ratios: store / baseline (higher is better);
 //! W3: store time / baseline time (lower is better).
 //!
 //! `DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench -p eventsource-postgres --bench workloads`
@@ -57,6 +58,10 @@ enum Kind {
 struct Env {
     url: String,
     pool: PgPool,
+    /// A pool of one connection, configured alike, for W3's loads: each takes a few
+    /// milliseconds, and on the shared pool each would run on another connection (sqlx hands
+    /// idle connections out in turn), where its statements are not prepared yet.
+    single: PgPool,
     scale: f64,
 }
 
@@ -80,15 +85,15 @@ async fn store(env: &Env) -> (PgStore, String) {
         .connect(&env.url)
         .await
         .unwrap();
-    (on_shared_pool(env, &s).await, s)
+    (on_pool(&env.pool, &s).await, s)
 }
 
-/// A handle on the store in schema `s` (already migrated) over the baselines' pool.
-async fn on_shared_pool(env: &Env, s: &str) -> PgStore {
+/// A handle on the store in schema `s` (already migrated) over `pool`.
+async fn on_pool(pool: &PgPool, s: &str) -> PgStore {
     PgStore::builder()
         .schema(s)
         .migrate(false)
-        .with_pool(env.pool.clone())
+        .with_pool(pool.clone())
         .await
         .unwrap()
 }
@@ -475,9 +480,10 @@ async fn w3(env: &Env, target: Option<Kind>, snapshot: bool) -> f64 {
                     .await
                     .unwrap();
             }
+            let loader = on_pool(&env.single, &s).await;
             for _ in 0..5 {
                 let start = Instant::now();
-                let l = Repository::<Counter, _>::new(store.clone())
+                let l = Repository::<Counter, _>::new(loader.clone())
                     .load("big")
                     .await
                     .unwrap();
@@ -527,7 +533,7 @@ async fn w3(env: &Env, target: Option<Kind>, snapshot: bool) -> f64 {
                     let row = sqlx::query(&format!(
                         "SELECT version, payload FROM {s}.snapshots WHERE stream_id = 'big'"
                     ))
-                    .fetch_one(&env.pool)
+                    .fetch_one(&env.single)
                     .await
                     .unwrap();
                     state = serde_json::from_slice(row.get::<&[u8], _>(1)).unwrap();
@@ -537,7 +543,7 @@ async fn w3(env: &Env, target: Option<Kind>, snapshot: bool) -> f64 {
                     "SELECT version, event_type, payload FROM {s}.events WHERE stream_id = 'big' AND version >= $1 ORDER BY version"
                 ))
                 .bind(from)
-                .fetch_all(&env.pool).await.unwrap();
+                .fetch_all(&env.single).await.unwrap();
                 for r in &rows {
                     state.apply_event(
                         &CounterEvent::decode(r.get(1), 1, r.get::<&[u8], _>(2)).unwrap(),
@@ -572,7 +578,7 @@ async fn w4(env: &Env, target: Option<Kind>) -> f64 {
                     .unwrap();
             }
             // A reader in another "process": no read-your-writes wait.
-            let reader = on_shared_pool(env, &s).await;
+            let reader = on_pool(&env.pool, &s).await;
             if std::env::var("BENCH_W4_READ_ONLY").is_ok() {
                 // Diagnostic: the reads alone, no runner, no checkpoints. One untimed pass
                 // first: the first read of fresh rows also writes (it sets their hint bits),
@@ -672,6 +678,32 @@ async fn w5(env: &Env, target: Option<Kind>) -> f64 {
     (batches * 1000) as f64 / secs
 }
 
+/// A pool of up to `max` connections, configured as the store configures its own (no ping
+/// before each use of a busy connection; generic plans), for both sides: the ratios measure
+/// the store's own work.
+async fn bench_pool(url: &str, max: u32) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(max)
+        .test_before_acquire(false)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                sqlx::Executor::execute(conn, eventsource_postgres::GENERIC_PLANS).await?;
+                Ok(())
+            })
+        })
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= eventsource_postgres::IDLE_CHECK_AFTER {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+        .connect(url)
+        .await
+        .unwrap()
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -698,30 +730,14 @@ async fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.0);
     let only = std::env::var("BENCH_ONLY").ok();
-    // The one pool both sides use is configured as the store configures its own (no ping
-    // before each use of a busy connection; generic plans), so the ratios measure the
-    // store's own work.
-    let pool = PgPoolOptions::new()
-        .max_connections(12)
-        .test_before_acquire(false)
-        .after_connect(|conn, _| {
-            Box::pin(async move {
-                sqlx::Executor::execute(conn, eventsource_postgres::GENERIC_PLANS).await?;
-                Ok(())
-            })
-        })
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for >= eventsource_postgres::IDLE_CHECK_AFTER {
-                    sqlx::Connection::ping(conn).await?;
-                }
-                Ok(true)
-            })
-        })
-        .connect(&url)
-        .await
-        .unwrap();
-    let env = Env { url, pool, scale };
+    let pool = bench_pool(&url, 12).await;
+    let single = bench_pool(&url, 1).await;
+    let env = Env {
+        url,
+        pool,
+        single,
+        scale,
+    };
 
     let names = [
         "W1 1 task (cmd/s)",
