@@ -14,7 +14,7 @@ use tracing::Instrument;
 use tracing::field::Empty;
 
 use crate::aggregate::Aggregate;
-use crate::envelope::{Commit, CommittedStream, NewEvent, Snapshot, StreamWrite};
+use crate::envelope::{Commit, CommittedStream, FoldEvent, NewEvent, Snapshot, StreamWrite};
 use crate::error::{CommandError, DecodeError, Error, StoreError};
 use crate::event::{EventSet, IntoEvents};
 use crate::ids::{EventId, ExpectedVersion, Position, StreamId, Version};
@@ -335,14 +335,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             }
         }
         while let Some(recorded) = events.try_next().await? {
-            Self::apply_stored(
-                stream,
-                loaded,
-                recorded.version,
-                &recorded.event_type,
-                recorded.schema_version,
-                &recorded.payload,
-            )?;
+            Self::apply_stored(stream, loaded, &recorded)?;
         }
         tracing::Span::current().record("version", loaded.version.get());
         Ok(true)
@@ -360,15 +353,9 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     ) -> Result<(), Error> {
         let mut events = self.store.read_stream(stream, loaded.version.next(), until);
         while let Some(recorded) = events.try_next().await? {
-            Self::apply_stored(
-                stream,
-                loaded,
-                recorded.version,
-                &recorded.event_type,
-                recorded.schema_version,
-                &recorded.payload,
-            )?;
-            loaded.position = recorded.position;
+            let position = recorded.position;
+            Self::apply_stored(stream, loaded, &FoldEvent::from(recorded))?;
+            loaded.position = position;
         }
         tracing::Span::current().record("version", loaded.version.get());
         Ok(())
@@ -378,22 +365,18 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     fn apply_stored(
         stream: &StreamId,
         loaded: &mut Loaded<A>,
-        version: Version,
-        event_type: &str,
-        schema_version: u32,
-        payload: &[u8],
+        stored: &FoldEvent,
     ) -> Result<(), Error> {
-        let event = A::Event::decode(event_type, schema_version, payload).map_err(|source| {
-            Error::Decode {
+        let event = A::Event::decode(&stored.event_type, stored.schema_version, &stored.payload)
+            .map_err(|source| Error::Decode {
                 stream: stream.clone(),
-                version,
-                event_type: event_type.to_owned(),
-                schema_version,
+                version: stored.version,
+                event_type: stored.event_type.clone(),
+                schema_version: stored.schema_version,
                 source,
-            }
-        })?;
+            })?;
         loaded.state.apply_event(&event);
-        loaded.version = version;
+        loaded.version = stored.version;
         Ok(())
     }
 

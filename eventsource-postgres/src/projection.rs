@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventsource_core::projection::{
-    RETRY_START, ReadAhead, handle_while_reading, pause_if_retryable, read_ahead_from,
+    RETRY_START, ReadAhead, handle_while_reading, next_page, pause_if_retryable, read_ahead_from,
 };
 use eventsource_core::{
     EventStore, LogPage, Position, Projection, ProjectionControl, ProjectionError,
@@ -166,10 +166,7 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
                     return Err(lease_lost::<P>());
                 }
             }
-            page = match read {
-                Some(read) => read.page().await.map_err(store_error::<P>)?,
-                None => self.read_page().await?,
-            };
+            page = next_page::<P>(read, self.read_page()).await?;
         }
     }
 
@@ -254,11 +251,7 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
                 }
                 Err(mpsc::error::TryRecvError::Empty) => {}
             }
-            let read = match ahead.take() {
-                Some(read) => read.page().await.map_err(store_error::<P>),
-                None => self.read_page().await,
-            };
-            let page = match read {
+            let page = match next_page::<P>(ahead.take(), self.read_page()).await {
                 Ok(page) => page,
                 Err(e) => {
                     pause_if_retryable(e, &mut wait).await?;

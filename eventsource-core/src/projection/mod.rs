@@ -17,7 +17,7 @@ use crate::error::BoxError;
 
 pub use runner::{
     ProjectionControl, ProjectionError, ProjectionHandle, ProjectionRunner, ProjectionStatus,
-    RETRY_START, ReadAhead, handle_while_reading, pause_if_retryable, read_ahead_from,
+    RETRY_START, ReadAhead, handle_while_reading, next_page, pause_if_retryable, read_ahead_from,
 };
 
 /// The error type handlers return: any error, boxed.

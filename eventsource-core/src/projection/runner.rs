@@ -158,10 +158,7 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
             }
             let (done, ahead) = self.process_reading_ahead(&reader, page).await;
             done?;
-            page = match ahead {
-                Some(read) => read.page().await.map_err(store_error::<P>)?,
-                None => self.read_page().await?,
-            };
+            page = next_page::<P>(ahead, self.read_page()).await?;
         }
     }
 
@@ -230,11 +227,7 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
                 Err(mpsc::error::TryRecvError::Empty) => {}
             }
             let mut wait = RETRY_START;
-            let read = match ahead.take() {
-                Some(read) => read.page().await.map_err(store_error::<P>),
-                None => self.read_page().await,
-            };
-            let page = match read {
+            let page = match next_page::<P>(ahead.take(), self.read_page()).await {
                 Ok(page) => page,
                 Err(e) => {
                     pause_if_retryable(e, &mut wait).await?;
@@ -409,6 +402,18 @@ pub async fn handle_while_reading<S: EventStore, T>(
         ))
     });
     (batch.await, read)
+}
+
+/// The page `ahead` reads, if there is one, else the page `read_now` reads: where a
+/// runner's loop takes its next page. Public for store crates' own runners.
+pub async fn next_page<P: Projection>(
+    ahead: Option<ReadAhead>,
+    read_now: impl Future<Output = Result<LogPage, ProjectionError>>,
+) -> Result<LogPage, ProjectionError> {
+    match ahead {
+        Some(read) => read.page().await.map_err(store_error::<P>),
+        None => read_now.await,
+    }
 }
 
 /// A page being read ahead by [`handle_while_reading`], on a task of its own. Dropping it
