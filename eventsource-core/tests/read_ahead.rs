@@ -194,3 +194,22 @@ async fn a_spawned_runner_reads_ahead_while_catching_up_then_follows_live() {
         );
     }
 }
+
+#[test]
+fn outside_a_tokio_runtime_the_read_ahead_runs_on_the_runners_own_task() {
+    let store = Watched::default();
+    let positions = futures::executor::block_on(fill(&store, 10));
+    let log = AddedLog::default();
+    let mut runner = ProjectionRunner::new(store.clone(), log.clone()).batch_size(3);
+    let reached = futures::executor::block_on(runner.catch_up()).unwrap();
+    assert_eq!(reached, positions[9]);
+    assert_eq!(
+        values(&log),
+        (1..=10).collect::<Vec<_>>(),
+        "each event once"
+    );
+    assert!(
+        store.calls().contains(&Call::Read(positions[2])),
+        "the page after a full one was read ahead"
+    );
+}

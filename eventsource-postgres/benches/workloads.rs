@@ -679,18 +679,12 @@ async fn w5(env: &Env, target: Option<Kind>) -> f64 {
 }
 
 /// A pool of up to `max` connections, configured as the store configures its own (no ping
-/// before each use of a busy connection; generic plans), for both sides: the ratios measure
-/// the store's own work.
+/// before each use of a busy connection), for both sides: the ratios measure the store's own
+/// work.
 async fn bench_pool(url: &str, max: u32) -> PgPool {
     PgPoolOptions::new()
         .max_connections(max)
         .test_before_acquire(false)
-        .after_connect(|conn, _| {
-            Box::pin(async move {
-                sqlx::Executor::execute(conn, eventsource_postgres::GENERIC_PLANS).await?;
-                Ok(())
-            })
-        })
         .before_acquire(|conn, meta| {
             Box::pin(async move {
                 if meta.idle_for >= eventsource_postgres::IDLE_CHECK_AFTER {

@@ -133,9 +133,9 @@
 //! runner's checkpoint) commits without waiting for its WAL flush when it moves the checkpoint
 //! forward or leaves it (`synchronous_commit = off` for that statement's transaction alone):
 //! a server crash before the flush leaves the checkpoint where it was, and the events after
-//! it are handled again, as the core runner's at-least-once handlers allow. The first
-//! checkpoint and one that moves back (a rebuild's reset) wait as every other commit does,
-//! since losing those would skip events. A catch-up so saves a checkpoint per batch without
+//! it are handled again, as the core runner's at-least-once handlers allow. One that moves
+//! back (a rebuild's reset) waits as every other commit does, since losing it would skip
+//! events; so does the first one (nothing to gain there). A catch-up so saves a checkpoint per batch without
 //! an fsync per batch. The transactional runner ([`PgProjectionRunner`]) commits its
 //! checkpoint with its read model, durably.
 
@@ -157,5 +157,5 @@ pub use horizon::{PgHorizonHolder, PgLag, PgPreparedXact};
 pub use lock::PgStreamLock;
 pub use projection::{PgProjectionContext, PgProjectionRunner};
 pub use schema::PgSchema;
-pub use store::{GENERIC_PLANS, IDLE_CHECK_AFTER, PgStore, PgStoreBuilder};
+pub use store::{IDLE_CHECK_AFTER, PgStore, PgStoreBuilder};
 pub use xid::Xid8;

@@ -289,7 +289,11 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
                     tracing::warn!("another runner took the lease over; standing by");
                     self.lease = None;
                 }
-                Err(BatchError::Failed(e)) => pause_if_retryable(e, &mut wait).await?,
+                Err(BatchError::Failed(e)) => {
+                    // Stop the read ahead now, not after the pause: its page is not used.
+                    drop(read);
+                    pause_if_retryable(e, &mut wait).await?;
+                }
             }
         }
     }

@@ -27,11 +27,6 @@ use crate::{migrate, notify};
 /// on its next use; see [`PgStoreBuilder::connect`].
 pub const IDLE_CHECK_AFTER: Duration = Duration::from_millis(50);
 
-/// The statement the store's own pool runs on every new connection: PostgreSQL plans each
-/// prepared statement once, generically (see [`PgStoreBuilder::connect`]). Run it in your
-/// pool's `after_connect` to give a pool of yours the same.
-pub const GENERIC_PLANS: &str = "SET plan_cache_mode = force_generic_plan";
-
 /// How many times an append is tried inside the store before its error is returned.
 const APPEND_ATTEMPTS: u32 = 6;
 
@@ -109,23 +104,11 @@ impl PgStoreBuilder {
     /// were last released, moments before). A connection that died since is discarded and another
     /// one is used; an append that still meets a dead connection is tried again, with its
     /// event ids looked up.
-    ///
-    /// Its connections run with `plan_cache_mode = force_generic_plan` ([`GENERIC_PLANS`]):
-    /// every statement the store prepares has one right plan whatever its parameters, so
-    /// PostgreSQL plans it once per connection rather than six times (five custom plans, then
-    /// the generic one), and no parameter value can steer the log read off its index walk.
-    /// The setting also applies to your own queries on [`PgStore::pool`].
     pub async fn connect(self, url: &str) -> Result<PgStore, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(self.max_connections)
             .acquire_timeout(Duration::from_secs(10))
             .test_before_acquire(false)
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    sqlx::Executor::execute(conn, GENERIC_PLANS).await?;
-                    Ok(())
-                })
-            })
             .before_acquire(|conn, meta| {
                 Box::pin(async move {
                     if meta.idle_for >= IDLE_CHECK_AFTER {
@@ -142,8 +125,7 @@ impl PgStoreBuilder {
 
     /// Uses an existing pool, with its own settings. sqlx's default pool pings a connection
     /// before every use; see [`PgStoreBuilder::connect`] for the check the store's own pool
-    /// makes instead, and the setting it gives its connections ([`GENERIC_PLANS`]), which a
-    /// pool of yours can copy.
+    /// makes instead, which a pool of yours can copy.
     pub async fn with_pool(self, pool: PgPool) -> Result<PgStore, StoreError> {
         let schema = self.schema.clone().map_err(StoreError::Config)?;
         let store = PgStore {

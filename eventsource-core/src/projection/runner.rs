@@ -226,7 +226,6 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
                 }
                 Err(mpsc::error::TryRecvError::Empty) => {}
             }
-            let mut wait = RETRY_START;
             let page = match next_page::<P>(ahead.take(), self.read_page()).await {
                 Ok(page) => page,
                 Err(e) => {
@@ -234,6 +233,7 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
                     continue;
                 }
             };
+            wait = RETRY_START;
             if page.events.is_empty() && page.scanned_to <= self.checkpoint {
                 status.send_modify(|s| s.caught_up = true);
                 tokio::select! {
@@ -385,6 +385,7 @@ pub fn read_ahead_from(page: &LogPage, checkpoint: Position, limit: usize) -> Op
 /// The read runs on a task of its own, so a store that answers over the network works on
 /// the next page, and that page's rows are decoded, while this one is handled and its
 /// checkpoint commits; on a multi-threaded runtime, decoding and handlers run side by side.
+/// Outside a Tokio runtime, both run on the caller's task instead.
 /// The runner holds at most two pages. If the batch fails, the caller drops the read, which
 /// stops it; it starts where the batch's checkpoint ends, so nothing is skipped or handled
 /// twice either way. Public for store crates' own runners.
@@ -395,13 +396,24 @@ pub async fn handle_while_reading<S: EventStore, T>(
     types: Option<&'static [&'static str]>,
     batch: impl Future<Output = T>,
 ) -> (T, Option<ReadAhead>) {
-    let read = next.map(|after| {
+    let Some(after) = next else {
+        return (batch.await, None);
+    };
+    let read = {
         let store = store.clone();
-        ReadAhead(tokio::spawn(
-            async move { store.read_all(after, limit, types).await }.in_current_span(),
-        ))
-    });
-    (batch.await, read)
+        async move { store.read_all(after, limit, types).await }.in_current_span()
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            let task = ReadAhead(Read::Task(runtime.spawn(read)));
+            (batch.await, Some(task))
+        }
+        // No Tokio runtime to spawn on: both run on this task.
+        Err(_) => {
+            let (read, done) = futures::join!(read, batch);
+            (done, Some(ReadAhead(Read::Done(Some(read)))))
+        }
+    }
 }
 
 /// The page `ahead` reads, if there is one, else the page `read_now` reads: where a
@@ -419,13 +431,25 @@ pub async fn next_page<P: Projection>(
 /// A page being read ahead by [`handle_while_reading`], on a task of its own. Dropping it
 /// stops the read.
 #[derive(Debug)]
-pub struct ReadAhead(JoinHandle<Result<LogPage, StoreError>>);
+pub struct ReadAhead(Read);
+
+#[derive(Debug)]
+enum Read {
+    /// Under way on its task.
+    Task(JoinHandle<Result<LogPage, StoreError>>),
+    /// Read on the caller's task (no Tokio runtime); taken by `page`.
+    Done(Option<Result<LogPage, StoreError>>),
+}
 
 impl ReadAhead {
     /// The page, once read. A panic in the store's read goes on here, as if the read had run
     /// on the caller's task.
     pub async fn page(mut self) -> Result<LogPage, StoreError> {
-        match (&mut self.0).await {
+        let result = match &mut self.0 {
+            Read::Task(task) => task.await,
+            Read::Done(page) => return page.take().unwrap_or_else(|| Err(taken())),
+        };
+        match result {
             Ok(page) => page,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             // Cancelled: the runtime is shutting down.
@@ -434,9 +458,20 @@ impl ReadAhead {
     }
 }
 
+/// `ReadAhead::page` takes its page once, by value: never reached.
+fn taken() -> StoreError {
+    StoreError::backend(
+        "reading the next page ahead",
+        false,
+        "the page was taken already",
+    )
+}
+
 impl Drop for ReadAhead {
     fn drop(&mut self) {
-        self.0.abort();
+        if let Read::Task(task) = &self.0 {
+            task.abort();
+        }
     }
 }
 

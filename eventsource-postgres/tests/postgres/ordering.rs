@@ -380,21 +380,3 @@ async fn log_pages_walk_the_position_index_even_without_statistics() {
         }
     }
 }
-
-/// The connections of the store's own pool plan each prepared statement once, generically
-/// (`GENERIC_PLANS`): the log read's plan is then the index walk above from its first
-/// execution, on every connection.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_stores_own_pool_plans_each_statement_generically() {
-    let store = common::fresh_store().await;
-    let mut held = Vec::new();
-    for _ in 0..3 {
-        let mut conn = store.pool().acquire().await.unwrap();
-        let mode: String = sqlx::query_scalar("SHOW plan_cache_mode")
-            .fetch_one(&mut *conn)
-            .await
-            .unwrap();
-        assert_eq!(mode, "force_generic_plan");
-        held.push(conn);
-    }
-}
