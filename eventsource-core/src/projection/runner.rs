@@ -405,13 +405,13 @@ pub async fn handle_while_reading<S: EventStore, T>(
     };
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
-            let task = ReadAhead(Read::Task(runtime.spawn(read)));
+            let task = ReadAhead(Read::Task(AbortOnDrop(runtime.spawn(read))));
             (batch.await, Some(task))
         }
         // No Tokio runtime to spawn on: both run on this task.
         Err(_) => {
             let (read, done) = futures::join!(read, batch);
-            (done, Some(ReadAhead(Read::Done(Some(read)))))
+            (done, Some(ReadAhead(Read::Done(read))))
         }
     }
 }
@@ -436,41 +436,34 @@ pub struct ReadAhead(Read);
 #[derive(Debug)]
 enum Read {
     /// Under way on its task.
-    Task(JoinHandle<Result<LogPage, StoreError>>),
-    /// Read on the caller's task (no Tokio runtime); taken by `page`.
-    Done(Option<Result<LogPage, StoreError>>),
+    Task(AbortOnDrop),
+    /// Read on the caller's task (no Tokio runtime).
+    Done(Result<LogPage, StoreError>),
+}
+
+/// A read task, aborted if dropped before it is awaited to its end.
+#[derive(Debug)]
+struct AbortOnDrop(JoinHandle<Result<LogPage, StoreError>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl ReadAhead {
     /// The page, once read. A panic in the store's read goes on here, as if the read had run
     /// on the caller's task.
-    pub async fn page(mut self) -> Result<LogPage, StoreError> {
-        let result = match &mut self.0 {
-            Read::Task(task) => task.await,
-            Read::Done(page) => return page.take().unwrap_or_else(|| Err(taken())),
+    pub async fn page(self) -> Result<LogPage, StoreError> {
+        let mut task = match self.0 {
+            Read::Done(page) => return page,
+            Read::Task(task) => task,
         };
-        match result {
+        match (&mut task.0).await {
             Ok(page) => page,
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             // Cancelled: the runtime is shutting down.
             Err(e) => Err(StoreError::backend("reading the next page ahead", false, e)),
-        }
-    }
-}
-
-/// `ReadAhead::page` takes its page once, by value: never reached.
-fn taken() -> StoreError {
-    StoreError::backend(
-        "reading the next page ahead",
-        false,
-        "the page was taken already",
-    )
-}
-
-impl Drop for ReadAhead {
-    fn drop(&mut self) {
-        if let Read::Task(task) = &self.0 {
-            task.abort();
         }
     }
 }
