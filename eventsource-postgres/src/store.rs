@@ -533,9 +533,24 @@ impl EventStore for PgStore {
                 {
                     page.push(&row)?;
                 }
-                let (page, horizon) = page.finish()?;
-                let full = page.events.len() >= limit;
-                if full || settle.done(horizon).await {
+                let (mut page, horizon) = page.finish()?;
+                if page.events.len() >= limit {
+                    return Ok(page);
+                }
+                if settle.done(horizon).await {
+                    if types.is_some() {
+                        // Short, so every readable event was examined, including the ones
+                        // filtered out: the page reaches the newest of them.
+                        let newest: Option<(i64, i64)> =
+                            sqlx::query_as(&self.inner.sql.newest_below)
+                                .bind(horizon)
+                                .fetch_optional(&self.inner.pool)
+                                .await
+                                .map_err(|e| backend("reading the log", e))?;
+                        if let Some(newest) = newest.and_then(|(c, s)| position_from(c, s)) {
+                            page.scanned_to = page.scanned_to.max(newest);
+                        }
+                    }
                     return Ok(page);
                 }
             }
@@ -769,19 +784,18 @@ impl Settle {
 
 /// A log page, and the horizon it was read under, built from the rows of `Sql::read_all` as
 /// they arrive: the event rows (a stream, then the event columns) in position order, and one
-/// meta row (no stream; column 1 the horizon, 2-3 the newest readable event when filtering by
-/// type).
+/// meta row (no stream; column 1 the horizon).
 ///
 /// `scanned_to` is the last event the read examined: the last one returned when the page is
-/// full; otherwise, every readable event has been examined, so the newest readable one (of
-/// any type). `(horizon, 0)` would be a valid bound too, but it moves with every transaction
+/// full; otherwise every readable event has been examined. Unfiltered, that is the last one
+/// returned (or `after`); filtered by type, the newest readable one of any type, which
+/// [`PgStore::read_all`] then looks up ([`PageReader::finish`] leaves it at the last one
+/// returned). `(horizon, 0)` would be a valid bound too, but it moves with every transaction
 /// in the cluster, so an idle projection would save a new checkpoint (a write, which moves
 /// the horizon again) on every poll.
 pub(crate) struct PageReader {
     after: Position,
-    limit: usize,
     events: Vec<RecordedEvent>,
-    newest: Option<Position>,
     horizon: Option<i64>,
 }
 
@@ -789,9 +803,7 @@ impl PageReader {
     pub(crate) fn new(after: Position, limit: usize) -> Self {
         Self {
             after,
-            limit,
             events: Vec::with_capacity(limit.min(4096)),
-            newest: None,
             horizon: None,
         }
     }
@@ -802,9 +814,6 @@ impl PageReader {
         let cols = rows::Binary(row);
         let Some(stream) = cols.opt_text(0).map_err(bad)? else {
             self.horizon = cols.opt_int8(1).map_err(bad)?;
-            let c = cols.opt_int8(2).map_err(bad)?;
-            let s = cols.opt_int8(3).map_err(bad)?;
-            self.newest = c.zip(s).and_then(|(c, s)| position_from(c, s));
             return Ok(());
         };
         let event = rows::event_in(row, 0, stream, self.events.last())?;
@@ -834,14 +843,7 @@ impl PageReader {
                 "the page has no horizon row",
             ));
         };
-        let after = self.after;
-        let last = self.events.last().map(|e| e.position);
-        let scanned_to = match last {
-            Some(last) if self.events.len() >= self.limit => last,
-            _ => after
-                .max(last.unwrap_or(after))
-                .max(self.newest.unwrap_or(after)),
-        };
+        let scanned_to = self.events.last().map_or(self.after, |e| e.position);
         Ok((
             LogPage {
                 events: self.events,
