@@ -18,6 +18,12 @@
 //! Throughput ratios: store / baseline (higher is better);
 //! W3: store time / baseline time (lower is better).
 //!
+//! A second table gives the CPU each side spent in its timed parts: the server's (every
+//! process named `postgres` on this machine, so only with a local server) and the bench
+//! process's. On a shared, noisy machine, wall-time ratios move by 10% from one run to the
+//! next; CPU ratios move much less, and they say whether a gap is work (the store does more)
+//! or waiting (it does as much, less in parallel).
+//!
 //! `DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench -p eventsource-postgres --bench workloads`
 //! (scale with `BENCH_SCALE`, default 1.0; `BENCH_ONLY=W4` runs the workloads whose name starts
 //! so; `BENCH_W4_READ_ONLY=1` also times W4's reads alone, without the runner: the store's
@@ -345,7 +351,7 @@ async fn w1(env: &Env, target: Option<Kind>, tasks: usize, cached: bool) -> f64 
     };
     let repo = Repository::<Tally, _>::new(store);
     let repo = if cached { repo.with_cache(1000) } else { repo };
-    let start = Instant::now();
+    let clock = Clock::start();
     let mut handles = Vec::new();
     for t in 0..tasks {
         let (repo, pool, s) = (repo.clone(), env.pool.clone(), s.clone());
@@ -364,7 +370,7 @@ async fn w1(env: &Env, target: Option<Kind>, tasks: usize, cached: bool) -> f64 
     for h in handles {
         h.await.unwrap();
     }
-    let secs = start.elapsed().as_secs_f64();
+    let secs = clock.secs();
     drop_schema(env, &s).await;
     commands as f64 / secs
 }
@@ -389,7 +395,7 @@ async fn w2(env: &Env, target: Option<Kind>, locked: bool, cached: bool) -> f64 
         ..RetryPolicy::default()
     });
     let repo = if cached { repo.with_cache(16) } else { repo };
-    let start = Instant::now();
+    let clock = Clock::start();
     let mut handles = Vec::new();
     for _ in 0..tasks {
         let (store, pool, s, repo) = (store.clone(), env.pool.clone(), s.clone(), repo.clone());
@@ -421,7 +427,7 @@ async fn w2(env: &Env, target: Option<Kind>, locked: bool, cached: bool) -> f64 
     for h in handles {
         h.await.unwrap();
     }
-    let secs = start.elapsed().as_secs_f64();
+    let secs = clock.secs();
     // The final version is exactly right.
     let version: i64 = match target {
         None => store
@@ -482,14 +488,14 @@ async fn w3(env: &Env, target: Option<Kind>, snapshot: bool) -> f64 {
             }
             let loader = on_pool(&env.single, &s).await;
             for _ in 0..5 {
-                let start = Instant::now();
+                let clock = Clock::start();
                 let l = Repository::<Counter, _>::new(loader.clone())
                     .load("big")
                     .await
                     .unwrap();
                 assert_eq!(l.version.get() as usize, n);
                 assert_eq!(l.state.applied as usize, n);
-                reps.push(start.elapsed().as_secs_f64());
+                reps.push(clock.secs());
             }
             drop_schema(env, &s).await;
         }
@@ -526,7 +532,7 @@ async fn w3(env: &Env, target: Option<Kind>, snapshot: bool) -> f64 {
                     .unwrap();
             }
             for _ in 0..5 {
-                let start = Instant::now();
+                let clock = Clock::start();
                 let mut state = Counter::default();
                 let mut from = 1i64;
                 if snapshot {
@@ -550,7 +556,7 @@ async fn w3(env: &Env, target: Option<Kind>, snapshot: bool) -> f64 {
                     );
                 }
                 assert_eq!(state.applied as usize, n);
-                reps.push(start.elapsed().as_secs_f64());
+                reps.push(clock.secs());
             }
             drop_schema(env, &s).await;
         }
@@ -619,10 +625,10 @@ async fn w4(env: &Env, target: Option<Kind>) -> f64 {
                 );
             }
             quiesce(env).await;
-            let start = Instant::now();
+            let clock = Clock::start();
             let mut runner = ProjectionRunner::new(reader, Sum(0)).batch_size(1000);
             let reached = runner.catch_up().await.unwrap();
-            let secs = start.elapsed().as_secs_f64();
+            let secs = clock.secs();
             assert!(reached > Position::ZERO);
             assert_eq!(runner.projection().0, (batches * 499_500) as i64);
             drop_schema(env, &s).await;
@@ -634,9 +640,9 @@ async fn w4(env: &Env, target: Option<Kind>) -> f64 {
                 raw_bulk(&env.pool, &s, &format!("s-{b}"), 1000).await;
             }
             quiesce(env).await;
-            let start = Instant::now();
+            let clock = Clock::start();
             let sum = raw_catch_up(&env.pool, &s, k).await;
-            let secs = start.elapsed().as_secs_f64();
+            let secs = clock.secs();
             assert_eq!(sum, (batches * 499_500) as i64);
             drop_schema(env, &s).await;
             (batches * 1000) as f64 / secs
@@ -654,7 +660,7 @@ async fn w5(env: &Env, target: Option<Kind>) -> f64 {
     let batch_events: Vec<Vec<NewEvent>> = (0..batches)
         .map(|_| (0..1000).map(|i| added(i as i64)).collect())
         .collect();
-    let start = Instant::now();
+    let clock = Clock::start();
     for (b, events) in batch_events.into_iter().enumerate() {
         match target {
             None => {
@@ -670,7 +676,7 @@ async fn w5(env: &Env, target: Option<Kind>) -> f64 {
             Some(_) => raw_bulk(&env.pool, &s, &format!("s-{b}"), 1000).await,
         }
     }
-    let secs = start.elapsed().as_secs_f64();
+    let secs = clock.secs();
     drop_schema(env, &s).await;
     if target.is_some() {
         drop_schema(env, store.schema().as_str()).await;
@@ -698,6 +704,69 @@ async fn bench_pool(url: &str, max: u32) -> PgPool {
         .unwrap()
 }
 
+/// CPU seconds used so far by the server (every process named `postgres` on this machine:
+/// the figures assume a local server) and by this process; `None` without a local server.
+/// `/proc` counts in ticks of 10 ms, so only a timed part of some 0.2 s or more gives a
+/// meaningful figure.
+fn cpu_now() -> Option<(f64, f64)> {
+    fn ticks(stat: &str) -> Option<u64> {
+        // Fields after the command name (which may hold spaces): utime and stime are the
+        // 12th and 13th.
+        let rest = stat.get(stat.rfind(')')? + 2..)?;
+        let mut fields = rest.split(' ').skip(11);
+        Some(fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?)
+    }
+    let mut server = None;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let name = entry.file_name();
+        if !name.to_string_lossy().bytes().all(|b| b.is_ascii_digit()) {
+            continue;
+        }
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        if stat.contains(" (postgres) ") {
+            *server.get_or_insert(0) += ticks(&stat).unwrap_or(0);
+        }
+    }
+    let own = ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)?;
+    // USER_HZ is 100 on Linux.
+    Some((server? as f64 / 100.0, own as f64 / 100.0))
+}
+
+/// CPU seconds (server, this process) of the timed parts since the last [`take_cpu`].
+static CPU: std::sync::Mutex<(f64, f64)> = std::sync::Mutex::new((0.0, 0.0));
+
+fn take_cpu() -> (f64, f64) {
+    std::mem::take(&mut *CPU.lock().unwrap())
+}
+
+/// Times one timed part: wall seconds, and the CPU both sides spent in it (added to [`CPU`]).
+struct Clock {
+    cpu: Option<(f64, f64)>,
+    wall: Instant,
+}
+
+impl Clock {
+    fn start() -> Self {
+        let cpu = cpu_now();
+        Self {
+            cpu,
+            wall: Instant::now(),
+        }
+    }
+
+    fn secs(self) -> f64 {
+        let secs = self.wall.elapsed().as_secs_f64();
+        if let (Some(a), Some(b)) = (self.cpu, cpu_now()) {
+            let mut cpu = CPU.lock().unwrap();
+            cpu.0 += b.0 - a.0;
+            cpu.1 += b.1 - a.1;
+        }
+        secs
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -708,6 +777,9 @@ struct Row3 {
     store: Vec<f64>,
     plain: Vec<f64>,
     gapsafe: Vec<f64>,
+    /// CPU seconds (server, this process) of each run: store, gapsafe.
+    cpu_store: Vec<(f64, f64)>,
+    cpu_gapsafe: Vec<(f64, f64)>,
     lower_is_better: bool,
 }
 
@@ -754,6 +826,8 @@ async fn main() {
             store: vec![],
             plain: vec![],
             gapsafe: vec![],
+            cpu_store: vec![],
+            cpu_gapsafe: vec![],
             lower_is_better: n.starts_with("W3"),
         })
         .collect();
@@ -764,6 +838,7 @@ async fn main() {
             }
             for (slot, target) in [(0, None), (1, Some(Kind::Plain)), (2, Some(Kind::GapSafe))] {
                 quiesce(&env).await;
+                take_cpu();
                 let v = match i {
                     0 => w1(&env, target, 1, false).await,
                     1 => w1(&env, target, 8, false).await,
@@ -779,9 +854,15 @@ async fn main() {
                     _ => w5(&env, target).await,
                 };
                 match slot {
-                    0 => row.store.push(v),
+                    0 => {
+                        row.store.push(v);
+                        row.cpu_store.push(take_cpu());
+                    }
                     1 => row.plain.push(v),
-                    _ => row.gapsafe.push(v),
+                    _ => {
+                        row.gapsafe.push(v);
+                        row.cpu_gapsafe.push(take_cpu());
+                    }
                 }
             }
             eprintln!(
@@ -813,6 +894,49 @@ async fn main() {
             } else {
                 ""
             }
+        );
+    }
+    if cpu_now().is_none() {
+        println!("\n(no local server: no CPU figures)");
+        return;
+    }
+    println!(
+        "\nCPU seconds per run, medians: the server's (every local process named postgres) \
+         and this process's; store/gapsafe: the median ratio of their sums (lower: the store \
+         spends less; '-': under 0.2 s, below what /proc resolves)"
+    );
+    println!(
+        "{:<22} {:>12} {:>12} {:>12} {:>12} {:>14}",
+        "workload", "store srv", "store client", "gapsafe srv", "gs client", "store/gapsafe"
+    );
+    for row in rows.iter().filter(|r| !r.cpu_store.is_empty()) {
+        let part = |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| median(v.iter().map(f).collect());
+        let sum = |c: &(f64, f64)| c.0 + c.1;
+        let measurable = row
+            .cpu_store
+            .iter()
+            .chain(&row.cpu_gapsafe)
+            .all(|c| sum(c) >= 0.2);
+        let ratio = if measurable {
+            let r = median(
+                row.cpu_store
+                    .iter()
+                    .zip(&row.cpu_gapsafe)
+                    .map(|(s, g)| sum(s) / sum(g))
+                    .collect(),
+            );
+            format!("{r:.3}")
+        } else {
+            "-".to_owned()
+        };
+        println!(
+            "{:<22} {:>12.3} {:>12.3} {:>12.3} {:>12.3} {:>14}",
+            row.name,
+            part(&row.cpu_store, |c| c.0),
+            part(&row.cpu_store, |c| c.1),
+            part(&row.cpu_gapsafe, |c| c.0),
+            part(&row.cpu_gapsafe, |c| c.1),
+            ratio
         );
     }
 }
