@@ -1,6 +1,7 @@
-//! The projection runner reads the next page while it handles a full one and saves its
-//! checkpoint, and that read-ahead never skips, repeats or reorders an event, also when a
-//! handler fails in the middle of a catch-up.
+//! The projection runner reads the next pages (`LogFeed`: one stream of pages, on a task of
+//! its own) while it handles a full one and saves its checkpoint, and that read-ahead never
+//! skips, repeats or reorders an event, also when a handler fails in the middle of a
+//! catch-up.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -196,7 +197,7 @@ async fn a_spawned_runner_reads_ahead_while_catching_up_then_follows_live() {
 }
 
 #[test]
-fn outside_a_tokio_runtime_the_read_ahead_runs_on_the_runners_own_task() {
+fn outside_a_tokio_runtime_the_pages_are_read_on_the_runners_own_task() {
     let store = Watched::default();
     let positions = futures::executor::block_on(fill(&store, 10));
     let log = AddedLog::default();
@@ -210,6 +211,6 @@ fn outside_a_tokio_runtime_the_read_ahead_runs_on_the_runners_own_task() {
     );
     assert!(
         store.calls().contains(&Call::Read(positions[2])),
-        "the page after a full one was read ahead"
+        "the page after a full one was read"
     );
 }

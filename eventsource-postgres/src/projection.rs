@@ -7,9 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventsource_core::projection::{
-    RETRY_START, ReadAhead, handle_while_reading, next_page, pause_if_retryable, read_ahead_from,
-};
+use eventsource_core::projection::{LogFeed, RETRY_START, pause_if_retryable};
 use eventsource_core::{
     EventStore, LogPage, Position, Projection, ProjectionControl, ProjectionError,
     ProjectionHandle, ProjectionStatus, StoreError, StreamId, Version,
@@ -129,8 +127,8 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
         }
     }
 
-    /// How many events one batch (one transaction) holds. The runner holds at most two
-    /// batches in memory (one handled, the next read ahead).
+    /// How many events one batch (one transaction) holds. The runner holds at most three
+    /// batches in memory (one handled, the next ones read ahead: see [`LogFeed`]).
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = n.max(1);
         self
@@ -151,14 +149,13 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
     /// of the log and returns the checkpoint reached. Keeps the lease until dropped.
     pub async fn catch_up(&mut self) -> Result<Position, ProjectionError> {
         self.wait_for_lease(None).await?;
-        let reader = self.store.clone();
-        let mut page = self.read_page().await?;
+        let mut feed = self.feed();
         loop {
+            let page = feed.page(self.checkpoint).await.map_err(store_error::<P>)?;
             if page.events.is_empty() && page.scanned_to <= self.checkpoint {
                 return Ok(self.checkpoint);
             }
-            let (done, read) = self.process_reading_ahead(&reader, page).await;
-            match done {
+            match self.process(page).await {
                 Ok(()) => {}
                 Err(BatchError::Failed(e)) => return Err(e),
                 Err(BatchError::LeaseLost) => {
@@ -166,7 +163,6 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
                     return Err(lease_lost::<P>());
                 }
             }
-            page = next_page::<P>(read, self.read_page()).await?;
         }
     }
 
@@ -225,12 +221,10 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
         status: &watch::Sender<ProjectionStatus>,
     ) -> Result<(), ProjectionError> {
         let mut wait = RETRY_START;
-        let reader = self.store.clone();
-        // The page read while the one before it was handled (see `handle_while_reading`).
-        let mut ahead: Option<ReadAhead> = None;
+        let mut feed = self.feed();
         loop {
             if self.lease.is_none() {
-                ahead = None;
+                feed.stop();
                 status.send_modify(|s| s.leader = false);
                 if !self.wait_for_lease(Some(control)).await? {
                     return Ok(());
@@ -245,13 +239,13 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
                     return Ok(());
                 }
                 Ok(ProjectionControl::Rebuild(ack)) => {
-                    ahead = None;
+                    feed.stop();
                     self.rebuild_now(ack, status).await;
                     continue;
                 }
                 Err(mpsc::error::TryRecvError::Empty) => {}
             }
-            let page = match next_page::<P>(ahead.take(), self.read_page()).await {
+            let page = match feed.page(self.checkpoint).await.map_err(store_error::<P>) {
                 Ok(page) => page,
                 Err(e) => {
                     pause_if_retryable(e, &mut wait).await?;
@@ -275,23 +269,21 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
                 continue;
             }
             let full = page.events.len() >= self.batch_size;
-            let (done, read) = self.process_reading_ahead(&reader, page).await;
-            match done {
+            match self.process(page).await {
                 Ok(()) => {
                     wait = RETRY_START;
                     status.send_modify(|s| {
                         s.checkpoint = self.checkpoint;
                         s.caught_up = !full;
                     });
-                    ahead = read;
                 }
                 Err(BatchError::LeaseLost) => {
                     tracing::warn!("another runner took the lease over; standing by");
                     self.lease = None;
                 }
                 Err(BatchError::Failed(e)) => {
-                    // Stop the read ahead now, not after the pause: its page is not used.
-                    drop(read);
+                    // Stop the read ahead now, not after the pause: its pages are not used.
+                    feed.stop();
                     pause_if_retryable(e, &mut wait).await?;
                 }
             }
@@ -369,11 +361,8 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
         Ok(true)
     }
 
-    async fn read_page(&mut self) -> Result<LogPage, ProjectionError> {
-        self.store
-            .read_all(self.checkpoint, self.batch_size, P::event_types())
-            .await
-            .map_err(store_error::<P>)
+    fn feed(&self) -> LogFeed<PgStore> {
+        LogFeed::new(self.store.clone(), self.batch_size, P::event_types())
     }
 
     fn token(&self) -> Result<Uuid, BatchError> {
@@ -414,18 +403,6 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
             return Err(BatchError::LeaseLost);
         }
         ctx.into_transaction().commit().await.map_err(fail)
-    }
-
-    /// [`Self::process`], reading the page after `page` from `reader` meanwhile when `page` is
-    /// full (see [`handle_while_reading`]).
-    async fn process_reading_ahead(
-        &mut self,
-        reader: &PgStore,
-        page: LogPage,
-    ) -> (Result<(), BatchError>, Option<ReadAhead>) {
-        let limit = self.batch_size;
-        let next = read_ahead_from(&page, self.checkpoint, limit);
-        handle_while_reading(reader, next, limit, P::event_types(), self.process(page)).await
     }
 
     async fn process(&mut self, page: LogPage) -> Result<(), BatchError> {

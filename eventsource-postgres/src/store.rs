@@ -559,6 +559,33 @@ impl EventStore for PgStore {
         .await
     }
 
+    /// One query streams the rows of many pages (`LOG_STREAM_PAGES` pages' worth, then the
+    /// next query goes on from the last event), with no round trip or planning between pages.
+    /// The rows are read and decoded on a task of its own, a page ahead of the consumer; a
+    /// consumer that stops taking pages stops the server through TCP backpressure, and
+    /// dropping the stream stops the task. Each query reads below the horizon it starts
+    /// under, like [`EventStore::read_all`]; one that comes back short ends the stream.
+    fn read_all_pages<'a>(
+        &'a self,
+        after: Position,
+        limit: usize,
+        types: Option<&'a [&'a str]>,
+    ) -> BoxStream<'a, Result<LogPage, StoreError>> {
+        let (tx, pages) = tokio::sync::mpsc::channel(1);
+        let read = LogStream {
+            store: self.clone(),
+            types: types.map(|t| t.iter().map(|s| (*s).to_owned()).collect()),
+            limit: limit.max(1),
+            after,
+        };
+        let task = AbortOnDrop(tokio::spawn(read.run(tx).in_current_span()));
+        stream::unfold((pages, task), |(mut pages, task)| async move {
+            let page = pages.recv().await?;
+            Some((page, (pages, task)))
+        })
+        .boxed()
+    }
+
     async fn head(&self) -> Result<Position, StoreError> {
         let mut settle = self.settle();
         loop {
@@ -782,6 +809,129 @@ impl Settle {
     }
 }
 
+/// How many pages' worth of events one query of [`PgStore::read_all_pages`] reads: enough
+/// that its planning and round trips are small beside its rows, few enough that a query (and
+/// the snapshot it holds) lasts well under a second.
+const LOG_STREAM_PAGES: usize = 16;
+
+/// A [`PgStore::read_all_pages`] stream: queries of `LOG_STREAM_PAGES` pages' worth of rows,
+/// cut into pages as they arrive.
+struct LogStream {
+    store: PgStore,
+    types: Option<Vec<String>>,
+    limit: usize,
+    /// The last event handed out (or where the stream started).
+    after: Position,
+}
+
+/// A task that is aborted when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl LogStream {
+    /// Sends the pages to `pages` until the log ends, a read fails (its error is the last
+    /// item), or the receiver is gone.
+    async fn run(mut self, pages: tokio::sync::mpsc::Sender<Result<LogPage, StoreError>>) {
+        let per_query = self.limit.saturating_mul(LOG_STREAM_PAGES);
+        let mut events = Vec::with_capacity(self.limit.min(4096));
+        loop {
+            let read = match self.query(per_query, &mut events, &pages).await {
+                Ok(read) => read,
+                Err(e) => {
+                    let _ = pages.send(Err(e)).await;
+                    return;
+                }
+            };
+            let Some(read) = read else { return };
+            if read < per_query {
+                if !events.is_empty() {
+                    let _ = pages.send(Ok(self.page(&mut events))).await;
+                }
+                return;
+            }
+        }
+    }
+
+    /// One query of up to `per_query` events after `self.after`, each full page sent as it
+    /// fills (the rest stays in `events`). Returns how many events it read, or `None` when
+    /// the receiver is gone.
+    ///
+    /// It runs in a transaction of its own with sorts disabled: with a limit this large, the
+    /// planner may take a bitmap scan and a sort of every later event for the cheapest plan
+    /// (it did on a table autoanalyze had not reached), which reads the whole rest of the
+    /// log before the first row; the position index gives the order as it walks. (Set with
+    /// `set_config`, not `SET LOCAL` through `raw_sql`: sqlx's `raw_sql` future cannot be
+    /// proven `Send` in a spawned task.)
+    async fn query(
+        &mut self,
+        per_query: usize,
+        events: &mut Vec<RecordedEvent>,
+        pages: &tokio::sync::mpsc::Sender<Result<LogPage, StoreError>>,
+    ) -> Result<Option<usize>, StoreError> {
+        let fail = |e| backend("reading the log", e);
+        let inner = &self.store.inner;
+        let mut tx = inner.pool.begin().await.map_err(fail)?;
+        sqlx::query("SELECT set_config('enable_sort', 'off', true)")
+            .execute(&mut *tx)
+            .await
+            .map_err(fail)?;
+        let (commit, seq) = position_params(self.after);
+        let mut rows = sqlx::query(&inner.sql.read_all)
+            .bind(commit)
+            .bind(seq)
+            .bind(i64::try_from(per_query).unwrap_or(i64::MAX))
+            .bind(self.types.as_deref())
+            .fetch(&mut *tx);
+        let mut read = 0;
+        while let Some(row) = rows.try_next().await.map_err(fail)? {
+            let bad = |e: String| StoreError::backend("reading the log", false, e);
+            // The meta row (no stream): its horizon is not needed here.
+            let Some(stream) = rows::Binary(&row).opt_text(0).map_err(bad)? else {
+                continue;
+            };
+            let event = rows::event_in(&row, 0, stream, events.last())?;
+            in_order(self.after, &event)?;
+            self.after = event.position;
+            read += 1;
+            events.push(event);
+            if events.len() >= self.limit && pages.send(Ok(self.page(events))).await.is_err() {
+                return Ok(None);
+            }
+        }
+        drop(rows);
+        tx.commit().await.map_err(fail)?;
+        Ok(Some(read))
+    }
+
+    fn page(&self, events: &mut Vec<RecordedEvent>) -> LogPage {
+        LogPage {
+            events: std::mem::replace(events, Vec::with_capacity(self.limit.min(4096))),
+            scanned_to: self.after,
+        }
+    }
+}
+
+/// A log page's rows come in position order; one out of order would skip or repeat events,
+/// so it is refused rather than used.
+fn in_order(previous: Position, event: &RecordedEvent) -> Result<(), StoreError> {
+    if event.position > previous {
+        return Ok(());
+    }
+    Err(StoreError::Corrupt {
+        stream: event.stream.clone(),
+        version: event.version,
+        reason: format!(
+            "log page out of order: position {} after {previous}",
+            event.position
+        ),
+    })
+}
+
 /// A log page, and the horizon it was read under, built from the rows of `Sql::read_all` as
 /// they arrive: the event rows (a stream, then the event columns) in position order, and one
 /// meta row (no stream; column 1 the horizon).
@@ -817,19 +967,10 @@ impl PageReader {
             return Ok(());
         };
         let event = rows::event_in(row, 0, stream, self.events.last())?;
-        // The statement returns them in position order; a page out of order would skip or
-        // repeat events, so it is refused rather than used.
-        let previous = self.events.last().map_or(self.after, |e| e.position);
-        if event.position <= previous {
-            return Err(StoreError::Corrupt {
-                stream: event.stream,
-                version: event.version,
-                reason: format!(
-                    "log page out of order: position {} after {previous}",
-                    event.position
-                ),
-            });
-        }
+        in_order(
+            self.events.last().map_or(self.after, |e| e.position),
+            &event,
+        )?;
         self.events.push(event);
         Ok(())
     }

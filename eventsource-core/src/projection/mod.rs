@@ -16,8 +16,8 @@ use crate::envelope::RecordedEvent;
 use crate::error::BoxError;
 
 pub use runner::{
-    ProjectionControl, ProjectionError, ProjectionHandle, ProjectionRunner, ProjectionStatus,
-    RETRY_START, ReadAhead, handle_while_reading, next_page, pause_if_retryable, read_ahead_from,
+    LogFeed, ProjectionControl, ProjectionError, ProjectionHandle, ProjectionRunner,
+    ProjectionStatus, RETRY_START, pause_if_retryable,
 };
 
 /// The error type handlers return: any error, boxed.

@@ -1,7 +1,6 @@
 //! The core projection runner: checkpointed catch-up, then live following, for projections
 //! whose context is `()`. Handlers run at least once per event (see the module docs).
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -104,8 +103,9 @@ pub enum ProjectionControl {
 
 /// Runs a [`Projection`] against a store: reads from its checkpoint in batches, calls its
 /// handlers, saves the checkpoint after every batch, and follows the log live once caught up.
-/// While it catches up (a batch came back full), it reads the next batch while it handles the
-/// current one and saves its checkpoint, so it holds at most two batches.
+/// While it catches up (a batch came back full), it reads the next batches as one stream
+/// while it handles the current one and saves its checkpoint ([`LogFeed`]), so it holds at
+/// most three batches.
 ///
 /// ```
 /// # use eventsource_core::*;
@@ -135,7 +135,8 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
     }
 
     /// Sets how many events one batch (one read, one checkpoint save) holds. The runner holds
-    /// at most two batches in memory (one handled, the next read ahead).
+    /// at most three batches in memory (one handled, the next ones read ahead: see
+    /// [`LogFeed`]).
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = n.max(1);
         self
@@ -150,15 +151,13 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
     /// checkpoint reached. Does not follow live.
     pub async fn catch_up(&mut self) -> Result<Position, ProjectionError> {
         self.checkpoint = self.load_checkpoint().await?;
-        let reader = self.store.clone();
-        let mut page = self.read_page().await?;
+        let mut feed = self.feed();
         loop {
+            let page = feed.page(self.checkpoint).await.map_err(store_error::<P>)?;
             if page.events.is_empty() && page.scanned_to <= self.checkpoint {
                 return Ok(self.checkpoint);
             }
-            let (done, ahead) = self.process_reading_ahead(&reader, page).await;
-            done?;
-            page = next_page::<P>(ahead, self.read_page()).await?;
+            self.process(page).await?;
         }
     }
 
@@ -211,22 +210,20 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
             }
         };
         status.send_modify(|s| s.checkpoint = self.checkpoint);
-        let reader = self.store.clone();
-        // The page read while the one before it was handled (see `handle_while_reading`).
-        let mut ahead: Option<ReadAhead> = None;
+        let mut feed = self.feed();
         loop {
             match control.try_recv() {
                 Ok(ProjectionControl::Shutdown) | Err(mpsc::error::TryRecvError::Disconnected) => {
                     return Ok(());
                 }
                 Ok(ProjectionControl::Rebuild(ack)) => {
-                    ahead = None;
+                    feed.stop();
                     self.rebuild_now(ack, status).await;
                     continue;
                 }
                 Err(mpsc::error::TryRecvError::Empty) => {}
             }
-            let page = match next_page::<P>(ahead.take(), self.read_page()).await {
+            let page = match feed.page(self.checkpoint).await.map_err(store_error::<P>) {
                 Ok(page) => page,
                 Err(e) => {
                     pause_if_retryable(e, &mut wait).await?;
@@ -251,13 +248,11 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
                 continue;
             }
             let full = page.events.len() >= self.batch_size;
-            let (done, read) = self.process_reading_ahead(&reader, page).await;
-            done?;
+            self.process(page).await?;
             status.send_modify(|s| {
                 s.checkpoint = self.checkpoint;
                 s.caught_up = !full;
             });
-            ahead = read;
         }
     }
 
@@ -305,23 +300,8 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
         Ok(saved.unwrap_or(Position::ZERO))
     }
 
-    async fn read_page(&mut self) -> Result<LogPage, ProjectionError> {
-        self.store
-            .read_all(self.checkpoint, self.batch_size, P::event_types())
-            .await
-            .map_err(store_error::<P>)
-    }
-
-    /// [`Self::process`], reading the page after `page` from `reader` meanwhile when `page` is
-    /// full (see [`handle_while_reading`]).
-    async fn process_reading_ahead(
-        &mut self,
-        reader: &S,
-        page: LogPage,
-    ) -> (Result<(), ProjectionError>, Option<ReadAhead>) {
-        let limit = self.batch_size;
-        let next = read_ahead_from(&page, self.checkpoint, limit);
-        handle_while_reading(reader, next, limit, P::event_types(), self.process(page)).await
+    fn feed(&self) -> LogFeed<S> {
+        LogFeed::new(self.store.clone(), self.batch_size, P::event_types())
     }
 
     /// Handles a page and saves the checkpoint at its end; on a handler error, saves the
@@ -366,105 +346,123 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
     }
 }
 
-/// Where the page after `page` starts, if it should be read while `page` is handled: when
-/// `page` came back full (`limit` events), a catch-up is under way and the next page is
-/// almost certainly not empty. A page that is not full is the end of the log for now, and
-/// the runner reads (or waits) after handling it as before. `checkpoint` is the runner's
-/// checkpoint before `page`; the next page starts where handling `page` leaves it.
-pub fn read_ahead_from(page: &LogPage, checkpoint: Position, limit: usize) -> Option<Position> {
-    (page.events.len() >= limit).then(|| {
-        let last = page.events.last().map_or(checkpoint, |e| e.position);
-        page.scanned_to.max(last).max(checkpoint)
-    })
-}
-
-/// Runs `batch` (a page's handlers and its checkpoint save) while, when `next` is given, the
-/// page after `next` is read from `store`; returns the batch's result and the read, still
-/// under way or done, to take the page from ([`ReadAhead::page`]).
+/// Where a runner takes its pages from: the log after its checkpoint, in pages of up to
+/// `limit` events of its types. Public for store crates' own runners.
 ///
-/// The read runs on a task of its own, so a store that answers over the network works on
-/// the next page, and that page's rows are decoded, while this one is handled and its
-/// checkpoint commits; on a multi-threaded runtime, decoding and handlers run side by side.
-/// Outside a Tokio runtime, both run on the caller's task instead.
-/// The runner holds at most two pages. If the batch fails, the caller drops the read, which
-/// stops it; it starts where the batch's checkpoint ends, so nothing is skipped or handled
-/// twice either way. Public for store crates' own runners.
-pub async fn handle_while_reading<S: EventStore, T>(
-    store: &S,
-    next: Option<Position>,
+/// Each page is read with [`EventStore::read_all`] until one comes back full: a catch-up is
+/// under way. Then the pages after it come from [`EventStore::read_all_pages`], read on a task
+/// of its own while the runner handles the pages before them and saves their checkpoints, so a
+/// store that answers over a network streams the next pages (and their rows are decoded on
+/// another thread) while this one is handled. The feed holds at most two pages beyond the one
+/// being handled (one waiting, one being read). When that stream ends, or the runner asks for
+/// a page after another position than where it ended (a batch failed, or a rebuild), the
+/// feed stops it and reads with `read_all` again, so nothing is skipped or handled twice.
+/// Dropping the feed stops its read. Outside a Tokio runtime every page is read with
+/// `read_all` on the caller's task.
+pub struct LogFeed<S> {
+    store: S,
     limit: usize,
     types: Option<&'static [&'static str]>,
-    batch: impl Future<Output = T>,
-) -> (T, Option<ReadAhead>) {
-    let Some(after) = next else {
-        return (batch.await, None);
-    };
-    let read = {
-        let store = store.clone();
-        async move { store.read_all(after, limit, types).await }.in_current_span()
-    };
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => {
-            let task = ReadAhead(Read::Task(AbortOnDrop(runtime.spawn(read))));
-            (batch.await, Some(task))
-        }
-        // No Tokio runtime to spawn on: both run on this task.
-        Err(_) => {
-            let (read, done) = futures::join!(read, batch);
-            (done, Some(ReadAhead(Read::Done(read))))
-        }
+    streamed: Option<Streamed>,
+}
+
+/// The pages of a [`EventStore::read_all_pages`] stream, read on a task of its own.
+struct Streamed {
+    pages: mpsc::Receiver<Result<LogPage, StoreError>>,
+    /// Where the next page from `pages` starts.
+    after: Position,
+    task: AbortOnDrop,
+}
+
+impl<S> std::fmt::Debug for LogFeed<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LogFeed")
+            .field("limit", &self.limit)
+            .field("types", &self.types)
+            .field("streaming_after", &self.streamed.as_ref().map(|s| s.after))
+            .finish()
     }
 }
 
-/// The page `ahead` reads, if there is one, else the page `read_now` reads: where a
-/// runner's loop takes its next page. Public for store crates' own runners.
-pub async fn next_page<P: Projection>(
-    ahead: Option<ReadAhead>,
-    read_now: impl Future<Output = Result<LogPage, ProjectionError>>,
-) -> Result<LogPage, ProjectionError> {
-    match ahead {
-        Some(read) => read.page().await.map_err(store_error::<P>),
-        None => read_now.await,
+impl<S: EventStore> LogFeed<S> {
+    /// A feed of pages of up to `limit` events (at least 1) of `types` (`None`: all).
+    pub fn new(store: S, limit: usize, types: Option<&'static [&'static str]>) -> Self {
+        Self {
+            store,
+            limit: limit.max(1),
+            types,
+            streamed: None,
+        }
     }
-}
 
-/// A page being read ahead by [`handle_while_reading`], on a task of its own. Dropping it
-/// stops the read.
-#[derive(Debug)]
-pub struct ReadAhead(Read);
+    /// The page after `after` (the runner's checkpoint). A panic in the store's read goes on
+    /// here, as if the read had run on the caller's task.
+    pub async fn page(&mut self, after: Position) -> Result<LogPage, StoreError> {
+        if let Some(mut streamed) = self.streamed.take() {
+            if streamed.after == after {
+                match streamed.pages.recv().await {
+                    Some(Ok(page)) => {
+                        streamed.after = page.scanned_to.max(after);
+                        self.streamed = Some(streamed);
+                        return Ok(page);
+                    }
+                    Some(Err(e)) => return Err(e),
+                    // The stream ended (or its task died: a panic goes on here).
+                    None => streamed.task.finish().await,
+                }
+            }
+        }
+        let page = self.store.read_all(after, self.limit, self.types).await?;
+        if page.events.len() >= self.limit {
+            let last = page.events.last().map_or(after, |e| e.position);
+            self.stream_after(page.scanned_to.max(last).max(after));
+        }
+        Ok(page)
+    }
 
-#[derive(Debug)]
-enum Read {
-    /// Under way on its task.
-    Task(AbortOnDrop),
-    /// Read on the caller's task (no Tokio runtime).
-    Done(Result<LogPage, StoreError>),
+    /// Stops the stream under way, if any.
+    pub fn stop(&mut self) {
+        self.streamed = None;
+    }
+
+    fn stream_after(&mut self, after: Position) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (tx, pages) = mpsc::channel(1);
+        let (store, limit, types) = (self.store.clone(), self.limit, self.types);
+        let read = async move {
+            let mut stream = store.read_all_pages(after, limit, types);
+            while let Some(page) = futures::StreamExt::next(&mut stream).await {
+                let failed = page.is_err();
+                if tx.send(page).await.is_err() || failed {
+                    break;
+                }
+            }
+        };
+        let task = AbortOnDrop(runtime.spawn(read.in_current_span()));
+        self.streamed = Some(Streamed { pages, after, task });
+    }
 }
 
 /// A read task, aborted if dropped before it is awaited to its end.
 #[derive(Debug)]
-struct AbortOnDrop(JoinHandle<Result<LogPage, StoreError>>);
+struct AbortOnDrop(JoinHandle<()>);
+
+impl AbortOnDrop {
+    /// Waits for the task to end; a panic in it goes on on the caller's task.
+    async fn finish(mut self) {
+        if let Err(e) = (&mut self.0).await
+            && e.is_panic()
+        {
+            std::panic::resume_unwind(e.into_panic());
+        }
+    }
+}
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
-    }
-}
-
-impl ReadAhead {
-    /// The page, once read. A panic in the store's read goes on here, as if the read had run
-    /// on the caller's task.
-    pub async fn page(self) -> Result<LogPage, StoreError> {
-        let mut task = match self.0 {
-            Read::Done(page) => return page,
-            Read::Task(task) => task,
-        };
-        match (&mut task.0).await {
-            Ok(page) => page,
-            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-            // Cancelled: the runtime is shutting down.
-            Err(e) => Err(StoreError::backend("reading the next page ahead", false, e)),
-        }
     }
 }
 

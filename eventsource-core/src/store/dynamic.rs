@@ -43,6 +43,13 @@ pub trait DynEventStore: Send + Sync + 'static {
         limit: usize,
         types: Option<&'a [&'a str]>,
     ) -> BoxFuture<'a, Result<LogPage, StoreError>>;
+    /// See [`EventStore::read_all_pages`].
+    fn read_all_pages_dyn<'a>(
+        &'a self,
+        after: Position,
+        limit: usize,
+        types: Option<&'a [&'a str]>,
+    ) -> BoxStream<'a, Result<LogPage, StoreError>>;
     /// See [`EventStore::head`].
     fn head_dyn(&self) -> BoxFuture<'_, Result<Position, StoreError>>;
     /// See [`EventStore::wait_for_events`].
@@ -107,6 +114,14 @@ impl<S: EventStore> DynEventStore for S {
         types: Option<&'a [&'a str]>,
     ) -> BoxFuture<'a, Result<LogPage, StoreError>> {
         self.read_all(after, limit, types).boxed()
+    }
+    fn read_all_pages_dyn<'a>(
+        &'a self,
+        after: Position,
+        limit: usize,
+        types: Option<&'a [&'a str]>,
+    ) -> BoxStream<'a, Result<LogPage, StoreError>> {
+        self.read_all_pages(after, limit, types)
     }
     fn head_dyn(&self) -> BoxFuture<'_, Result<Position, StoreError>> {
         self.head().boxed()
@@ -200,6 +215,14 @@ impl EventStore for AnyStore {
         types: Option<&[&str]>,
     ) -> Result<LogPage, StoreError> {
         self.0.read_all_dyn(after, limit, types).await
+    }
+    fn read_all_pages<'a>(
+        &'a self,
+        after: Position,
+        limit: usize,
+        types: Option<&'a [&'a str]>,
+    ) -> BoxStream<'a, Result<LogPage, StoreError>> {
+        self.0.read_all_pages_dyn(after, limit, types)
     }
     async fn head(&self) -> Result<Position, StoreError> {
         self.0.head_dyn().await

@@ -124,6 +124,38 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         types: Option<&[&str]>,
     ) -> impl Future<Output = Result<LogPage, StoreError>> + Send;
 
+    /// The log after `after` (keeping only `types` when given) as a stream of pages of up to
+    /// `limit` events, each starting where the one before ended: what a catch-up reads. Every
+    /// page's [`LogPage::scanned_to`] is at least its last event's position. The stream ends
+    /// at the end of the log (as the store saw it when it started, or earlier if it chooses);
+    /// a reader then goes on with [`EventStore::read_all`] from the last page's
+    /// `scanned_to`, which misses nothing.
+    ///
+    /// The default reads page after page with `read_all`, up to the first page that is not
+    /// full. A store that answers over a network streams it instead (one query sends the rows
+    /// of many pages, with no round trip between them); memory still follows `limit`.
+    fn read_all_pages<'a>(
+        &'a self,
+        after: Position,
+        limit: usize,
+        types: Option<&'a [&'a str]>,
+    ) -> BoxStream<'a, Result<LogPage, StoreError>> {
+        use futures::StreamExt;
+        let limit = limit.max(1);
+        futures::stream::unfold(Some(after), move |next| async move {
+            let after = next?;
+            match self.read_all(after, limit, types).await {
+                Ok(page) if page.events.is_empty() => None,
+                Ok(page) => {
+                    let more = (page.events.len() >= limit).then_some(page.scanned_to);
+                    Some((Ok(page), more))
+                }
+                Err(e) => Some((Err(e), None)),
+            }
+        })
+        .boxed()
+    }
+
     /// The position of the newest event readers can see ([`Position::ZERO`] if none).
     fn head(&self) -> impl Future<Output = Result<Position, StoreError>> + Send;
 

@@ -51,6 +51,7 @@ macro_rules! conformance_tests {
             multi_stream_append_commits_every_stream,
             positions_increase_across_commits,
             read_all_pages_filters_and_reports_scanned_to,
+            page_streams_agree_with_read_all_and_miss_nothing,
             the_same_batch_again_returns_the_first_commit,
             a_reused_event_id_with_other_content_is_rejected,
             a_partial_repeat_is_rejected,
@@ -539,6 +540,133 @@ pub async fn read_all_pages_filters_and_reports_scanned_to<S: EventStore>(store:
         .expect("page");
     assert!(nothing.events.is_empty());
     assert!(nothing.scanned_to >= head);
+}
+
+/// The pages of `read_all_pages(after, limit, types)`, checked to hold 1..=`limit` events
+/// each, in position order, each starting after the one before and ending at or before its
+/// `scanned_to`; then the pages `read_all` reads on from the last `scanned_to` until one
+/// finds nothing new. Returns every event seen and where the reader got to.
+async fn stream_then_read_on<S: EventStore>(
+    store: &S,
+    after: Position,
+    limit: usize,
+    types: Option<&[&str]>,
+) -> (Vec<RecordedEvent>, Position) {
+    let mut seen: Vec<RecordedEvent> = Vec::new();
+    let mut at = after;
+    let mut pages = store.read_all_pages(after, limit, types);
+    while let Some(page) = pages.next().await {
+        let page = page.expect("a streamed page");
+        assert!(
+            (1..=limit).contains(&page.events.len()),
+            "a streamed page holds 1..={limit} events, not {}",
+            page.events.len()
+        );
+        for e in &page.events {
+            assert!(e.position > at, "streamed pages are in position order");
+            at = e.position;
+        }
+        assert!(page.scanned_to >= at, "scanned_to covers the page");
+        at = page.scanned_to;
+        seen.extend(page.events);
+    }
+    drop(pages);
+    loop {
+        let page = store.read_all(at, limit, types).await.expect("read_all");
+        if page.events.is_empty() && page.scanned_to <= at {
+            return (seen, at);
+        }
+        for e in &page.events {
+            assert!(e.position > at, "read_all goes on in position order");
+        }
+        at = page.scanned_to;
+        seen.extend(page.events);
+    }
+}
+
+fn ids(events: &[RecordedEvent]) -> Vec<EventId> {
+    events.iter().map(|e| e.id).collect()
+}
+
+/// `read_all_pages` hands out the same events as paging with `read_all` (whole log, filtered,
+/// from the middle, across however many queries a store splits it into), and a reader that
+/// goes on with `read_all` where the stream ended misses nothing appended meanwhile, also
+/// while writers race it.
+pub async fn page_streams_agree_with_read_all_and_miss_nothing<S: EventStore>(store: S) {
+    for i in 0..40 {
+        let events = if i % 4 == 3 {
+            vec![CounterEvent::Reset.to_new_event(), added(i)]
+        } else {
+            vec![added(i), added(i + 1), added(i + 2)]
+        };
+        store
+            .append(vec![write(
+                &format!("s-{}", i % 3),
+                ExpectedVersion::Any,
+                events,
+            )])
+            .await
+            .expect("append");
+    }
+    let log = read_all_events(&store).await;
+    assert_eq!(log.len(), 30 * 3 + 10 * 2);
+
+    let (whole, _) = stream_then_read_on(&store, Position::ZERO, 3, None).await;
+    assert_eq!(ids(&whole), ids(&log), "the whole log, each event once");
+
+    let resets: Vec<RecordedEvent> = log
+        .iter()
+        .filter(|e| e.event_type == "counter.reset")
+        .cloned()
+        .collect();
+    let (filtered, reached) =
+        stream_then_read_on(&store, Position::ZERO, 2, Some(&["counter.reset"])).await;
+    assert_eq!(ids(&filtered), ids(&resets), "only the type asked for");
+    assert!(
+        reached >= store.head().await.expect("head"),
+        "a filtered reader still gets past the events it skipped"
+    );
+
+    let (tail, _) = stream_then_read_on(&store, log[49].position, 4, None).await;
+    assert_eq!(ids(&tail), ids(&log[50..]), "from the middle");
+
+    // A stream that is only partly read, then writers, then the rest: nothing is skipped.
+    let mut pages = store.read_all_pages(Position::ZERO, 5, None);
+    let first = pages.next().await.expect("a page").expect("a page");
+    assert_eq!(ids(&first.events), ids(&log[..5]));
+    drop(pages);
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..15 {
+                    store
+                        .append(vec![write(
+                            &format!("w-{w}"),
+                            ExpectedVersion::Any,
+                            vec![added(i), added(i)],
+                        )])
+                        .await
+                        .expect("append");
+                }
+            })
+        })
+        .collect();
+    let (raced, raced_to) = stream_then_read_on(&store, first.scanned_to, 5, None).await;
+    for w in writers {
+        w.await.expect("writer");
+    }
+    let (rest, _) = stream_then_read_on(&store, raced_to, 5, None).await;
+    let final_log = read_all_events(&store).await;
+    assert_eq!(final_log.len(), log.len() + 4 * 15 * 2);
+    let mut seen = first.events;
+    seen.extend(raced);
+    seen.extend(rest);
+    assert_eq!(
+        ids(&seen),
+        ids(&final_log),
+        "streamed while writers raced, then read on: every event once, in order"
+    );
 }
 
 /// Appending the same events again (same ids) writes nothing and returns the first commit.
