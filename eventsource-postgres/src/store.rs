@@ -561,9 +561,10 @@ impl EventStore for PgStore {
 
     /// One query streams the rows of many pages (`LOG_STREAM_PAGES` pages' worth, then the
     /// next query goes on from the last event), with no round trip or planning between pages.
-    /// The rows are read and decoded on a task of its own, a page ahead of the consumer; a
-    /// consumer that stops taking pages stops the server through TCP backpressure, and
-    /// dropping the stream stops the task. Each query reads below the horizon it starts
+    /// The rows are read and decoded on a task of its own, up to two pages ahead of the
+    /// consumer (one waiting, one on its way); a consumer that stops taking pages stops the
+    /// server through TCP backpressure, and dropping the stream stops the task (its
+    /// transaction is rolled back). Outside a Tokio runtime the stream is one error. Each query reads below the horizon it starts
     /// under, like [`EventStore::read_all`]; one that comes back short ends the stream.
     fn read_all_pages<'a>(
         &'a self,
@@ -571,6 +572,10 @@ impl EventStore for PgStore {
         limit: usize,
         types: Option<&'a [&'a str]>,
     ) -> BoxStream<'a, Result<LogPage, StoreError>> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            let error = StoreError::backend("reading the log", false, "no Tokio runtime");
+            return stream::once(async { Err(error) }).boxed();
+        };
         let (tx, pages) = tokio::sync::mpsc::channel(1);
         let read = LogStream {
             store: self.clone(),
@@ -578,7 +583,7 @@ impl EventStore for PgStore {
             limit: limit.max(1),
             after,
         };
-        let task = AbortOnDrop(tokio::spawn(read.run(tx).in_current_span()));
+        let task = AbortOnDrop(runtime.spawn(read.run(tx).in_current_span()));
         stream::unfold((pages, task), |(mut pages, task)| async move {
             let page = pages.recv().await?;
             Some((page, (pages, task)))
@@ -809,10 +814,13 @@ impl Settle {
     }
 }
 
-/// How many pages' worth of events one query of [`PgStore::read_all_pages`] reads: enough
-/// that its planning and round trips are small beside its rows, few enough that a query (and
-/// the snapshot it holds) lasts well under a second.
+/// How many pages' worth of events one query of [`PgStore::read_all_pages`] reads (at least
+/// [`LOG_STREAM_MIN`]): enough that its planning and round trips are small beside its rows,
+/// few enough that a query (and the snapshot it holds) lasts well under a second.
 const LOG_STREAM_PAGES: usize = 16;
+
+/// The fewest events one query of [`PgStore::read_all_pages`] asks for.
+const LOG_STREAM_MIN: usize = 4096;
 
 /// A [`PgStore::read_all_pages`] stream: queries of `LOG_STREAM_PAGES` pages' worth of rows,
 /// cut into pages as they arrive.
@@ -837,7 +845,10 @@ impl LogStream {
     /// Sends the pages to `pages` until the log ends, a read fails (its error is the last
     /// item), or the receiver is gone.
     async fn run(mut self, pages: tokio::sync::mpsc::Sender<Result<LogPage, StoreError>>) {
-        let per_query = self.limit.saturating_mul(LOG_STREAM_PAGES);
+        let per_query = self
+            .limit
+            .saturating_mul(LOG_STREAM_PAGES)
+            .max(LOG_STREAM_MIN);
         let mut events = Vec::with_capacity(self.limit.min(4096));
         loop {
             let read = match self.query(per_query, &mut events, &pages).await {

@@ -228,3 +228,53 @@ async fn killed_connections_surface_as_errors_and_a_subscriber_recovers_without_
     drop(rx);
     subscriber.abort();
 }
+
+/// A page stream dropped in the middle of its query (a catch-up that failed or stopped) leaves
+/// its pooled connection clean: its transaction is rolled back, its setting (sorts off) does
+/// not leak into the next user of the connection, and the store works on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_page_stream_dropped_midway_leaves_its_connection_clean() {
+    let _horizon = crate::common::horizon_shared().await;
+    let store = common::builder()
+        .max_connections(1)
+        .listen(false)
+        .connect(&common::database_url())
+        .await
+        .unwrap();
+    let events: Vec<_> = (0..300).map(event).collect();
+    store
+        .append(vec![write("s", ExpectedVersion::NoStream, events)])
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let mut pages = store.read_all_pages(Position::ZERO, 2, None);
+        let first = pages.next().await.unwrap().unwrap();
+        assert_eq!(first.events.len(), 2);
+        drop(pages);
+        // The one connection is the stream's until its task has stopped and the pool has
+        // cleaned it up; then it must be usable, outside any transaction, sorts on.
+        let mut conn = tokio::time::timeout(Duration::from_secs(10), store.pool().acquire())
+            .await
+            .expect("the connection came back to the pool")
+            .unwrap();
+        let sort: String = sqlx::query_scalar("SELECT current_setting('enable_sort')")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!(sort, "on", "the stream's setting leaked");
+        assert!(
+            !sqlx::Connection::is_in_transaction(&*conn),
+            "the connection is still in the stream's transaction"
+        );
+    }
+    store
+        .append(vec![write(
+            "s",
+            ExpectedVersion::Exact(Version::new(300)),
+            vec![event(300)],
+        )])
+        .await
+        .unwrap();
+    let page = store.read_all(Position::ZERO, 1000, None).await.unwrap();
+    assert_eq!(page.events.len(), 301);
+}
