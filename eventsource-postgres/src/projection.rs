@@ -127,9 +127,8 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
         }
     }
 
-    /// How many events one batch (one transaction) holds. Memory follows it: the runner holds
-    /// the batch it handles and up to four read ahead (see [`LogFeed`] and
-    /// [`PgStore::read_all_pages`](eventsource_core::EventStore::read_all_pages)).
+    /// How many events one batch (one transaction) holds. The runner holds at most three
+    /// batches in memory (one handled, two read ahead: see [`LogFeed`]).
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = n.max(1);
         self

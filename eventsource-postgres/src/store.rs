@@ -560,35 +560,70 @@ impl EventStore for PgStore {
     }
 
     /// One query streams the rows of many pages (`LOG_STREAM_PAGES` pages' worth, then the
-    /// next query goes on from the last event), with no round trip or planning between pages.
-    /// The rows are read and decoded on a task of its own, up to two pages ahead of the
-    /// consumer (one waiting, one on its way); a consumer that stops taking pages stops the
-    /// server through TCP backpressure, and dropping the stream stops the task (its
-    /// transaction is rolled back). Outside a Tokio runtime the stream is one error. Each query reads below the horizon it starts
-    /// under, like [`EventStore::read_all`]; one that comes back short ends the stream.
+    /// next query goes on from the last event), with no round trip or planning between pages;
+    /// rows are decoded as they arrive, and a consumer that stops taking pages stops the
+    /// server through TCP backpressure. Each query reads below the horizon it starts under,
+    /// like [`EventStore::read_all`]; one that comes back short ends the stream.
+    ///
+    /// Each query runs in a transaction of its own with sorts disabled: with a limit this
+    /// large, the planner may take a bitmap scan and a sort of every later event for the
+    /// cheapest plan (it did on a table autoanalyze had not reached), which reads the whole
+    /// rest of the log before the first row; the position index gives the order as it walks.
+    /// Dropping the stream mid-query rolls that transaction back. (The setting is made with
+    /// `set_config`: a `SET LOCAL` through sqlx's `raw_sql` cannot be proven `Send`.)
     fn read_all_pages<'a>(
         &'a self,
         after: Position,
         limit: usize,
         types: Option<&'a [&'a str]>,
     ) -> BoxStream<'a, Result<LogPage, StoreError>> {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            let error = StoreError::backend("reading the log", false, "no Tokio runtime");
-            return stream::once(async { Err(error) }).boxed();
-        };
-        let (tx, pages) = tokio::sync::mpsc::channel(1);
-        let read = LogStream {
-            store: self.clone(),
-            types: types.map(|t| t.iter().map(|s| (*s).to_owned()).collect()),
-            limit: limit.max(1),
-            after,
-        };
-        let task = AbortOnDrop(runtime.spawn(read.run(tx).in_current_span()));
-        stream::unfold((pages, task), |(mut pages, task)| async move {
-            let page = pages.recv().await?;
-            Some((page, (pages, task)))
+        let limit = limit.max(1);
+        let per_query = limit.saturating_mul(LOG_STREAM_PAGES).max(LOG_STREAM_MIN);
+        let capacity = limit.min(4096);
+        Box::pin(async_stream::try_stream! {
+            let fail = |e| backend("reading the log", e);
+            let mut after = after;
+            let mut events: Vec<RecordedEvent> = Vec::with_capacity(capacity);
+            loop {
+                let mut tx = self.inner.pool.begin().await.map_err(fail)?;
+                sqlx::query("SELECT set_config('enable_sort', 'off', true)")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(fail)?;
+                let (commit, seq) = position_params(after);
+                let mut read = 0;
+                let mut rows = sqlx::query(&self.inner.sql.read_all)
+                    .bind(commit)
+                    .bind(seq)
+                    .bind(i64::try_from(per_query).unwrap_or(i64::MAX))
+                    .bind(types)
+                    .fetch(&mut *tx);
+                while let Some(row) = rows.try_next().await.map_err(fail)? {
+                    let bad = |e: String| StoreError::backend("reading the log", false, e);
+                    // The meta row (no stream): its horizon is not needed here.
+                    let Some(stream) = rows::Binary(&row).opt_text(0).map_err(bad)? else {
+                        continue;
+                    };
+                    let event = rows::event_in(&row, 0, stream, events.last())?;
+                    in_order(after, &event)?;
+                    after = event.position;
+                    read += 1;
+                    events.push(event);
+                    if events.len() >= limit {
+                        let events = std::mem::replace(&mut events, Vec::with_capacity(capacity));
+                        yield LogPage { events, scanned_to: after };
+                    }
+                }
+                drop(rows);
+                tx.commit().await.map_err(fail)?;
+                if read < per_query {
+                    if !events.is_empty() {
+                        yield LogPage { events: std::mem::take(&mut events), scanned_to: after };
+                    }
+                    break;
+                }
+            }
         })
-        .boxed()
     }
 
     async fn head(&self) -> Result<Position, StoreError> {
@@ -821,111 +856,6 @@ const LOG_STREAM_PAGES: usize = 16;
 
 /// The fewest events one query of [`PgStore::read_all_pages`] asks for.
 const LOG_STREAM_MIN: usize = 4096;
-
-/// A [`PgStore::read_all_pages`] stream: queries of `LOG_STREAM_PAGES` pages' worth of rows,
-/// cut into pages as they arrive.
-struct LogStream {
-    store: PgStore,
-    types: Option<Vec<String>>,
-    limit: usize,
-    /// The last event handed out (or where the stream started).
-    after: Position,
-}
-
-/// A task that is aborted when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-impl LogStream {
-    /// Sends the pages to `pages` until the log ends, a read fails (its error is the last
-    /// item), or the receiver is gone.
-    async fn run(mut self, pages: tokio::sync::mpsc::Sender<Result<LogPage, StoreError>>) {
-        let per_query = self
-            .limit
-            .saturating_mul(LOG_STREAM_PAGES)
-            .max(LOG_STREAM_MIN);
-        let mut events = Vec::with_capacity(self.limit.min(4096));
-        loop {
-            let read = match self.query(per_query, &mut events, &pages).await {
-                Ok(read) => read,
-                Err(e) => {
-                    let _ = pages.send(Err(e)).await;
-                    return;
-                }
-            };
-            let Some(read) = read else { return };
-            if read < per_query {
-                if !events.is_empty() {
-                    let _ = pages.send(Ok(self.page(&mut events))).await;
-                }
-                return;
-            }
-        }
-    }
-
-    /// One query of up to `per_query` events after `self.after`, each full page sent as it
-    /// fills (the rest stays in `events`). Returns how many events it read, or `None` when
-    /// the receiver is gone.
-    ///
-    /// It runs in a transaction of its own with sorts disabled: with a limit this large, the
-    /// planner may take a bitmap scan and a sort of every later event for the cheapest plan
-    /// (it did on a table autoanalyze had not reached), which reads the whole rest of the
-    /// log before the first row; the position index gives the order as it walks. (Set with
-    /// `set_config`, not `SET LOCAL` through `raw_sql`: sqlx's `raw_sql` future cannot be
-    /// proven `Send` in a spawned task.)
-    async fn query(
-        &mut self,
-        per_query: usize,
-        events: &mut Vec<RecordedEvent>,
-        pages: &tokio::sync::mpsc::Sender<Result<LogPage, StoreError>>,
-    ) -> Result<Option<usize>, StoreError> {
-        let fail = |e| backend("reading the log", e);
-        let inner = &self.store.inner;
-        let mut tx = inner.pool.begin().await.map_err(fail)?;
-        sqlx::query("SELECT set_config('enable_sort', 'off', true)")
-            .execute(&mut *tx)
-            .await
-            .map_err(fail)?;
-        let (commit, seq) = position_params(self.after);
-        let mut rows = sqlx::query(&inner.sql.read_all)
-            .bind(commit)
-            .bind(seq)
-            .bind(i64::try_from(per_query).unwrap_or(i64::MAX))
-            .bind(self.types.as_deref())
-            .fetch(&mut *tx);
-        let mut read = 0;
-        while let Some(row) = rows.try_next().await.map_err(fail)? {
-            let bad = |e: String| StoreError::backend("reading the log", false, e);
-            // The meta row (no stream): its horizon is not needed here.
-            let Some(stream) = rows::Binary(&row).opt_text(0).map_err(bad)? else {
-                continue;
-            };
-            let event = rows::event_in(&row, 0, stream, events.last())?;
-            in_order(self.after, &event)?;
-            self.after = event.position;
-            read += 1;
-            events.push(event);
-            if events.len() >= self.limit && pages.send(Ok(self.page(events))).await.is_err() {
-                return Ok(None);
-            }
-        }
-        drop(rows);
-        tx.commit().await.map_err(fail)?;
-        Ok(Some(read))
-    }
-
-    fn page(&self, events: &mut Vec<RecordedEvent>) -> LogPage {
-        LogPage {
-            events: std::mem::replace(events, Vec::with_capacity(self.limit.min(4096))),
-            scanned_to: self.after,
-        }
-    }
-}
 
 /// A log page's rows come in position order; one out of order would skip or repeat events,
 /// so it is refused rather than used.

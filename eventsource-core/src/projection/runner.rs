@@ -104,8 +104,8 @@ pub enum ProjectionControl {
 /// Runs a [`Projection`] against a store: reads from its checkpoint in batches, calls its
 /// handlers, saves the checkpoint after every batch, and follows the log live once caught up.
 /// While it catches up (a batch came back full), it reads the next batches as one stream
-/// while it handles the current one and saves its checkpoint ([`LogFeed`]), so it holds a
-/// few batches at most.
+/// while it handles the current one and saves its checkpoint ([`LogFeed`]), so it holds at
+/// most three batches.
 ///
 /// ```
 /// # use eventsource_core::*;
@@ -134,8 +134,8 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
         }
     }
 
-    /// Sets how many events one batch (one read, one checkpoint save) holds. Memory follows
-    /// it: the runner holds the batch it handles and the few read ahead (see [`LogFeed`]).
+    /// Sets how many events one batch (one read, one checkpoint save) holds. The runner holds
+    /// at most three batches in memory (one handled, two read ahead: see [`LogFeed`]).
     pub fn batch_size(mut self, n: usize) -> Self {
         self.batch_size = n.max(1);
         self
@@ -353,8 +353,7 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
 /// of its own while the runner handles the pages before them and saves their checkpoints, so a
 /// store that answers over a network streams the next pages (and their rows are decoded on
 /// another thread) while this one is handled. The feed holds at most two pages beyond the one
-/// being handled (one waiting, one being read), plus what the store's stream reads ahead of
-/// it (the PostgreSQL store's: two more). When that stream ends, or the runner asks for
+/// being handled (one waiting, one being read). When that stream ends, or the runner asks for
 /// a page after another position than where it ended (a batch failed, or a rebuild), the
 /// feed stops it and reads with `read_all` again, so nothing is skipped or handled twice.
 /// Dropping the feed stops its read. Outside a Tokio runtime every page is read with
