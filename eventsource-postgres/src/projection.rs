@@ -75,8 +75,8 @@ struct Lease {
 
 /// Runs a [`Projection`] whose context is a [`PgProjectionContext`]: each batch of events is
 /// handled inside one transaction that also saves the checkpoint. While it catches up, the
-/// next batch is read (on another pooled connection) while the current one is handled and
-/// commits, so it holds at most two batches.
+/// next batches are streamed (on another pooled connection, see [`LogFeed`]) while the
+/// current one is handled and commits, so it holds at most three batches.
 ///
 /// ```no_run
 /// # use eventsource_postgres::*;
