@@ -562,8 +562,13 @@ impl EventStore for PgStore {
     /// One query streams the rows of many pages (`LOG_STREAM_PAGES` pages' worth, then the
     /// next query goes on from the last event), with no round trip or planning between pages;
     /// rows are decoded as they arrive, and a consumer that stops taking pages stops the
-    /// server through TCP backpressure. Each query reads below the horizon it starts under,
-    /// like [`EventStore::read_all`]; one that comes back short ends the stream.
+    /// server through TCP backpressure. Such a consumer keeps the query (its transaction,
+    /// its snapshot and a pooled connection) open until it takes more pages or drops the
+    /// stream: the runners' [`LogFeed`](eventsource_core::projection::LogFeed) drops a
+    /// stream that waits on them longer than
+    /// [`STREAM_STALL`](eventsource_core::projection::STREAM_STALL). Each query reads below
+    /// the horizon it starts under, like [`EventStore::read_all`]; one that comes back short
+    /// ends the stream.
     ///
     /// Each query runs in a transaction of its own with sorts disabled: with a limit this
     /// large, the planner may take a bitmap scan and a sort of every later event for the
@@ -851,7 +856,8 @@ impl Settle {
 
 /// How many pages' worth of events one query of [`PgStore::read_all_pages`] reads (at least
 /// [`LOG_STREAM_MIN`]): enough that its planning and round trips are small beside its rows,
-/// few enough that a query (and the snapshot it holds) lasts well under a second.
+/// few enough that a query read without pause (and the snapshot it holds) lasts well under a
+/// second.
 const LOG_STREAM_PAGES: usize = 16;
 
 /// The fewest events one query of [`PgStore::read_all_pages`] asks for.

@@ -17,7 +17,7 @@ use crate::error::BoxError;
 
 pub use runner::{
     LogFeed, ProjectionControl, ProjectionError, ProjectionHandle, ProjectionRunner,
-    ProjectionStatus, RETRY_START, pause_if_retryable,
+    ProjectionStatus, RETRY_START, STREAM_STALL, pause_if_retryable,
 };
 
 /// The error type handlers return: any error, boxed.

@@ -356,6 +356,8 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
 /// being handled (one waiting, one being read). When that stream ends, or the runner asks for
 /// a page after another position than where it ended (a batch failed, or a rebuild), the
 /// feed stops it and reads with `read_all` again, so nothing is skipped or handled twice.
+/// A runner that keeps a stream waiting (see [`STREAM_STALL`]) gets its pages one `read_all`
+/// at a time from then on.
 /// Dropping the feed stops its read. Outside a Tokio runtime every page is read with
 /// `read_all` on the caller's task.
 pub struct LogFeed<S> {
@@ -363,7 +365,16 @@ pub struct LogFeed<S> {
     limit: usize,
     types: Option<&'static [&'static str]>,
     streamed: Option<Streamed>,
+    /// Set when a stream waited longer than [`STREAM_STALL`] for the runner to take a page:
+    /// this feed reads page by page from then on.
+    slow: Arc<std::sync::atomic::AtomicBool>,
 }
+
+/// How long a [`LogFeed`]'s stream waits for the runner to take a page before it stops. A
+/// stream's read holds resources while it waits (the PostgreSQL store's: a query, its
+/// snapshot and a pooled connection, which a slow runner's checkpoint saves may need), so a
+/// runner that is slower than the log's reads takes its pages one read at a time instead.
+pub const STREAM_STALL: Duration = Duration::from_millis(500);
 
 /// The pages of a [`EventStore::read_all_pages`] stream, read on a task of its own.
 struct Streamed {
@@ -391,6 +402,7 @@ impl<S: EventStore> LogFeed<S> {
             limit: limit.max(1),
             types,
             streamed: None,
+            slow: Arc::default(),
         }
     }
 
@@ -428,13 +440,32 @@ impl<S: EventStore> LogFeed<S> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        if self.slow.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
         let (tx, pages) = mpsc::channel(1);
         let (store, limit, types) = (self.store.clone(), self.limit, self.types);
+        let slow = Arc::clone(&self.slow);
         let read = async move {
             let mut stream = store.read_all_pages(after, limit, types);
             while let Some(page) = futures::StreamExt::next(&mut stream).await {
                 let failed = page.is_err();
-                if tx.send(page).await.is_err() || failed {
+                let permit = match tokio::time::timeout(STREAM_STALL, tx.reserve()).await {
+                    Ok(Ok(permit)) => permit,
+                    // The feed is gone.
+                    Ok(Err(_)) => break,
+                    Err(_) => {
+                        // The runner takes its time over each page: stop the stream, which
+                        // would hold its query (and a pooled connection) open meanwhile,
+                        // hand this page over, and let the feed read on page by page.
+                        drop(stream);
+                        slow.store(true, std::sync::atomic::Ordering::Relaxed);
+                        let _ = tx.send(page).await;
+                        break;
+                    }
+                };
+                permit.send(page);
+                if failed {
                     break;
                 }
             }

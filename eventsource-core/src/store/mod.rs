@@ -127,9 +127,10 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     /// The log after `after` (keeping only `types` when given) as a stream of pages of up to
     /// `limit` events, each starting where the one before ended: what a catch-up reads. Every
     /// page's [`LogPage::scanned_to`] is at least its last event's position. The stream ends
-    /// at the end of the log (as the store saw it when it started, or earlier if it chooses);
-    /// a reader then goes on with [`EventStore::read_all`] from the last page's
-    /// `scanned_to`, which misses nothing.
+    /// at the end of the log as the store sees it, or earlier (a store may end it at any
+    /// page); a reader then goes on with [`EventStore::read_all`] from the last page's
+    /// `scanned_to`, which misses nothing. Unlike `read_all`, it need not wait for this
+    /// handle's own latest appends to become readable (read your writes): `read_all` does.
     ///
     /// The default reads page after page with `read_all`, up to the first page that is not
     /// full. A store that answers over a network streams it instead (one query sends the rows

@@ -246,13 +246,28 @@ async fn a_page_stream_dropped_midway_leaves_its_connection_clean() {
         .append(vec![write("s", ExpectedVersion::NoStream, events)])
         .await
         .unwrap();
+    assert_eq!(store.pool().options().get_max_connections(), 2);
+    // `read_all` waits until the append is readable (other tests' writes may hold the
+    // horizon back for a moment); a page stream does not wait.
+    assert_eq!(
+        store
+            .read_all(Position::ZERO, 1, None)
+            .await
+            .unwrap()
+            .events
+            .len(),
+        1
+    );
     for _ in 0..3 {
+        // Hold one of the pool's two connections, so the stream gets the other one, and
+        // so does the check below once the stream is dropped.
+        let held = store.pool().acquire().await.unwrap();
         let mut pages = store.read_all_pages(Position::ZERO, 2, None);
         let first = pages.next().await.unwrap().unwrap();
         assert_eq!(first.events.len(), 2);
         drop(pages);
-        // The one connection is the stream's until its task has stopped and the pool has
-        // cleaned it up; then it must be usable, outside any transaction, sorts on.
+        // The stream's connection comes back once the pool has cleaned it up; then it must
+        // be usable, outside any transaction, sorts on.
         let mut conn = tokio::time::timeout(Duration::from_secs(10), store.pool().acquire())
             .await
             .expect("the connection came back to the pool")
@@ -266,6 +281,7 @@ async fn a_page_stream_dropped_midway_leaves_its_connection_clean() {
             !sqlx::Connection::is_in_transaction(&*conn),
             "the connection is still in the stream's transaction"
         );
+        drop((conn, held));
     }
     store
         .append(vec![write(

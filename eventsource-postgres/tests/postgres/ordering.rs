@@ -4,8 +4,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use eventsource_core::{
-    EventId, EventStore, ExpectedVersion, HandlerError, Position, Projection, RecordedEvent,
-    subscribe,
+    EventId, EventStore, ExpectedVersion, HandlerError, NewEvent, Position, Projection,
+    RecordedEvent, subscribe,
 };
 use eventsource_postgres::{PgProjectionContext, PgStore};
 use futures::StreamExt;
@@ -379,4 +379,153 @@ async fn log_pages_walk_the_position_index_even_without_statistics() {
                 .unwrap();
         }
     }
+}
+
+/// Every event of the log, paged with `read_all` (pages of 1,000), keeping only `types`.
+async fn paged(store: &PgStore, types: Option<&[&str]>) -> Vec<EventId> {
+    let (mut after, mut ids) = (Position::ZERO, Vec::new());
+    loop {
+        let page = store.read_all(after, 1000, types).await.unwrap();
+        if page.events.is_empty() && page.scanned_to <= after {
+            return ids;
+        }
+        after = page.scanned_to;
+        ids.extend(page.events.iter().map(|e| e.id));
+    }
+}
+
+/// A page stream longer than one of its queries (at least 4,096 events each) hands out
+/// every event once, in order, in full pages but the last, also when a page spans two
+/// queries and when filtering; with no writer running it reaches the end of the log by
+/// itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_page_stream_spans_queries_and_hands_out_every_event() {
+    let _horizon = crate::common::horizon_shared().await;
+    let store = common::fresh_store().await;
+    for b in 0..20u64 {
+        let events = (0..500)
+            .map(|i| {
+                if i % 7 == 3 {
+                    NewEvent::new("test.other", 1, b"{}".to_vec())
+                } else {
+                    event(b * 500 + i)
+                }
+            })
+            .collect();
+        store
+            .append(vec![write(
+                &format!("s-{}", b % 4),
+                ExpectedVersion::Any,
+                events,
+            )])
+            .await
+            .unwrap();
+    }
+    let log = paged(&store, None).await;
+    assert_eq!(log.len(), 10_000);
+    let added = paged(&store, Some(&["test.added"])).await;
+    assert!(
+        added.len() > 8_000,
+        "enough for several queries: {}",
+        added.len()
+    );
+    let from_middle = store.read_all(Position::ZERO, 5_000, None).await.unwrap();
+    let middle = from_middle.events[4_999].position;
+    for (after, limit, types, expected) in [
+        (Position::ZERO, 100, None, &log[..]),
+        (Position::ZERO, 250, None, &log[..]),
+        (Position::ZERO, 100, Some(&["test.added"][..]), &added[..]),
+        (middle, 100, None, &log[5_000..]),
+    ] {
+        let pages: Vec<_> = store
+            .read_all_pages(after, limit, types)
+            .map(|p| p.unwrap())
+            .collect()
+            .await;
+        let (last, full) = pages.split_last().unwrap();
+        assert!(
+            full.iter().all(|p| p.events.len() == limit) && !last.events.is_empty(),
+            "limit {limit}: full pages but the last"
+        );
+        let mut at = after;
+        for page in &pages {
+            assert!(page.events.first().unwrap().position > at);
+            at = page.scanned_to;
+            assert_eq!(at, page.events.last().unwrap().position);
+        }
+        let ids: Vec<EventId> = pages
+            .iter()
+            .flat_map(|p| p.events.iter().map(|e| e.id))
+            .collect();
+        assert_eq!(
+            ids, expected,
+            "limit {limit}, types {types:?}: each event once, in order"
+        );
+    }
+}
+
+/// A projection whose handler waits on a page stalls the stream: it stops (its query and
+/// transaction end, its connection goes back) instead of holding them while the handler
+/// works, and the runner reads on page by page without losing or repeating an event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_runner_does_not_keep_a_page_stream_open() {
+    struct Slow {
+        schema: String,
+        seen: Vec<EventId>,
+        open_while_waiting: Option<i64>,
+    }
+    impl Projection for Slow {
+        const NAME: &'static str = "slow";
+        type Context = ();
+        async fn handle_event(
+            &mut self,
+            e: &RecordedEvent,
+            _: &mut (),
+        ) -> Result<(), HandlerError> {
+            self.seen.push(e.id);
+            if self.seen.len() == 250 {
+                // Well past `STREAM_STALL`: the stream (reading pages ahead) must have
+                // stopped by now.
+                tokio::time::sleep(eventsource_core::projection::STREAM_STALL * 4).await;
+                let mut conn = common::raw().await;
+                let open: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM pg_stat_activity WHERE state <> 'idle' \
+                     AND pid <> pg_backend_pid() AND strpos(query, $1) > 0",
+                )
+                .bind(format!("\"{}\".events", self.schema))
+                .fetch_one(&mut conn)
+                .await?;
+                self.open_while_waiting = Some(open);
+            }
+            Ok(())
+        }
+    }
+    let _horizon = crate::common::horizon_shared().await;
+    let store = common::fresh_store().await;
+    for b in 0..5u64 {
+        let events = (0..1000).map(|i| event(b * 1000 + i)).collect();
+        store
+            .append(vec![write(
+                &format!("s-{b}"),
+                ExpectedVersion::NoStream,
+                events,
+            )])
+            .await
+            .unwrap();
+    }
+    let log = paged(&store, None).await;
+    let slow = Slow {
+        schema: store.schema().as_str().to_owned(),
+        seen: Vec::new(),
+        open_while_waiting: None,
+    };
+    let mut runner = eventsource_core::ProjectionRunner::new(store.clone(), slow).batch_size(100);
+    runner.catch_up().await.unwrap();
+    let slow = runner.projection();
+    assert_eq!(slow.seen, log, "each event once, in order");
+    assert_eq!(
+        slow.open_while_waiting,
+        Some(0),
+        "the page stream's query was still open while the handler waited"
+    );
 }
