@@ -604,13 +604,10 @@ impl EventStore for PgStore {
                     .bind(types)
                     .fetch(&mut *tx);
                 while let Some(row) = rows.try_next().await.map_err(fail)? {
-                    let bad = |e: String| StoreError::backend("reading the log", false, e);
-                    // The meta row (no stream): its horizon is not needed here.
-                    let Some(stream) = rows::Binary(&row).opt_text(0).map_err(bad)? else {
+                    // The meta row's horizon is not needed here.
+                    let LogRow::Event(event) = log_row(&row, after, events.last())? else {
                         continue;
                     };
-                    let event = rows::event_in(&row, 0, stream, events.last())?;
-                    in_order(after, &event)?;
                     after = event.position;
                     read += 1;
                     events.push(event);
@@ -863,20 +860,41 @@ const LOG_STREAM_PAGES: usize = 16;
 /// The fewest events one query of [`PgStore::read_all_pages`] asks for.
 const LOG_STREAM_MIN: usize = 4096;
 
-/// A log page's rows come in position order; one out of order would skip or repeat events,
-/// so it is refused rather than used.
-fn in_order(previous: Position, event: &RecordedEvent) -> Result<(), StoreError> {
-    if event.position > previous {
-        return Ok(());
+/// A row of `Sql::read_all`.
+enum LogRow {
+    /// An event row.
+    Event(RecordedEvent),
+    /// The meta row (no stream), with the horizon the statement read under.
+    Meta { horizon: Option<i64> },
+}
+
+/// Decodes a row of `Sql::read_all` that comes after position `after` (`previous`: the event
+/// decoded before it, whose stream id it shares when it can). The rows come in position
+/// order; one out of order would skip or repeat events, so it is refused rather than used.
+fn log_row(
+    row: &PgRow,
+    after: Position,
+    previous: Option<&RecordedEvent>,
+) -> Result<LogRow, StoreError> {
+    let bad = |e: String| StoreError::backend("reading the log", false, e);
+    let cols = rows::Binary(row);
+    let Some(stream) = cols.opt_text(0).map_err(bad)? else {
+        return Ok(LogRow::Meta {
+            horizon: cols.opt_int8(1).map_err(bad)?,
+        });
+    };
+    let event = rows::event_in(row, 0, stream, previous)?;
+    if event.position <= after {
+        return Err(StoreError::Corrupt {
+            stream: event.stream,
+            version: event.version,
+            reason: format!(
+                "log page out of order: position {} after {after}",
+                event.position
+            ),
+        });
     }
-    Err(StoreError::Corrupt {
-        stream: event.stream.clone(),
-        version: event.version,
-        reason: format!(
-            "log page out of order: position {} after {previous}",
-            event.position
-        ),
-    })
+    Ok(LogRow::Event(event))
 }
 
 /// A log page, and the horizon it was read under, built from the rows of `Sql::read_all` as
@@ -907,18 +925,12 @@ impl PageReader {
 
     /// Takes the next row of the page.
     pub(crate) fn push(&mut self, row: &PgRow) -> Result<(), StoreError> {
-        let bad = |e: String| StoreError::backend("reading the log", false, e);
-        let cols = rows::Binary(row);
-        let Some(stream) = cols.opt_text(0).map_err(bad)? else {
-            self.horizon = cols.opt_int8(1).map_err(bad)?;
-            return Ok(());
-        };
-        let event = rows::event_in(row, 0, stream, self.events.last())?;
-        in_order(
-            self.events.last().map_or(self.after, |e| e.position),
-            &event,
-        )?;
-        self.events.push(event);
+        let previous = self.events.last();
+        let after = previous.map_or(self.after, |e| e.position);
+        match log_row(row, after, previous)? {
+            LogRow::Event(event) => self.events.push(event),
+            LogRow::Meta { horizon } => self.horizon = horizon,
+        }
         Ok(())
     }
 

@@ -413,7 +413,7 @@ impl<S: EventStore> LogFeed<S> {
             if streamed.after == after {
                 match streamed.pages.recv().await {
                     Some(Ok(page)) => {
-                        streamed.after = page.scanned_to.max(after);
+                        streamed.after = end_of(&page, after);
                         self.streamed = Some(streamed);
                         return Ok(page);
                     }
@@ -425,8 +425,7 @@ impl<S: EventStore> LogFeed<S> {
         }
         let page = self.store.read_all(after, self.limit, self.types).await?;
         if page.events.len() >= self.limit {
-            let last = page.events.last().map_or(after, |e| e.position);
-            self.stream_after(page.scanned_to.max(last).max(after));
+            self.stream_after(end_of(&page, after));
         }
         Ok(page)
     }
@@ -473,6 +472,14 @@ impl<S: EventStore> LogFeed<S> {
         let task = AbortOnDrop(runtime.spawn(read.in_current_span()));
         self.streamed = Some(Streamed { pages, after, task });
     }
+}
+
+/// Where a runner's checkpoint stands once it has handled `page`, read after `after`: past
+/// its last event and its `scanned_to` (see `ProjectionRunner::process`). The next page
+/// starts there.
+fn end_of(page: &LogPage, after: Position) -> Position {
+    let last = page.events.last().map_or(after, |e| e.position);
+    page.scanned_to.max(last).max(after)
 }
 
 /// A read task, aborted if dropped before it is awaited to its end.
