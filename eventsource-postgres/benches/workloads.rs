@@ -28,7 +28,8 @@
 //! (scale with `BENCH_SCALE`, default 1.0; `BENCH_ONLY=W4` runs the workloads whose name starts
 //! so; `BENCH_W4_READ_ONLY=1` also times W4's reads alone, without the runner: the store's
 //! `read_all`, and the same rows by hand with the baseline's 3 columns and with all 10 that
-//! a `RecordedEvent` carries).
+//! a `RecordedEvent` carries; `BENCH_SIDES=store` runs only the store's side, for a profiler:
+//! `store`, `plain`, `gapsafe`, comma-separated).
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -767,9 +768,10 @@ impl Clock {
     }
 }
 
+/// The median; NaN when there is nothing (a side `BENCH_SIDES` left out).
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
+    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 struct Row3 {
@@ -796,6 +798,8 @@ async fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.0);
     let only = std::env::var("BENCH_ONLY").ok();
+    // For profiling one side alone: `BENCH_SIDES=store` (or `plain`, `gapsafe`, comma-separated).
+    let sides = std::env::var("BENCH_SIDES").unwrap_or_else(|_| "store,plain,gapsafe".into());
     let pool = bench_pool(&url, 12).await;
     let single = bench_pool(&url, 1).await;
     let env = Env {
@@ -837,6 +841,10 @@ async fn main() {
                 continue;
             }
             for (slot, target) in [(0, None), (1, Some(Kind::Plain)), (2, Some(Kind::GapSafe))] {
+                let side = ["store", "plain", "gapsafe"][slot];
+                if !sides.split(',').any(|s| s.trim() == side) {
+                    continue;
+                }
                 quiesce(&env).await;
                 take_cpu();
                 let v = match i {
@@ -869,9 +877,9 @@ async fn main() {
                 "run {}: {:<20} store {:>10.4} plain {:>10.4} gapsafe {:>10.4}",
                 run + 1,
                 row.name,
-                row.store.last().unwrap(),
-                row.plain.last().unwrap(),
-                row.gapsafe.last().unwrap()
+                row.store.last().unwrap_or(&f64::NAN),
+                row.plain.last().unwrap_or(&f64::NAN),
+                row.gapsafe.last().unwrap_or(&f64::NAN)
             );
         }
     }
@@ -879,7 +887,10 @@ async fn main() {
         "\n{:<22} {:>12} {:>12} {:>12} {:>14} {:>14}",
         "workload", "store", "plain", "gapsafe", "store/plain", "store/gapsafe"
     );
-    for row in rows.iter().filter(|r| !r.store.is_empty()) {
+    for row in rows
+        .iter()
+        .filter(|r| !(r.store.is_empty() && r.plain.is_empty() && r.gapsafe.is_empty()))
+    {
         let ratio = |b: &[f64]| median(row.store.iter().zip(b).map(|(s, b)| s / b).collect());
         println!(
             "{:<22} {:>12.4} {:>12.4} {:>12.4} {:>14.3} {:>14.3}{}",
@@ -909,7 +920,10 @@ async fn main() {
         "{:<22} {:>12} {:>12} {:>12} {:>12} {:>14}",
         "workload", "store srv", "store client", "gapsafe srv", "gs client", "store/gapsafe"
     );
-    for row in rows.iter().filter(|r| !r.cpu_store.is_empty()) {
+    for row in rows
+        .iter()
+        .filter(|r| !(r.cpu_store.is_empty() && r.cpu_gapsafe.is_empty()))
+    {
         let part = |v: &[(f64, f64)], f: fn(&(f64, f64)) -> f64| median(v.iter().map(f).collect());
         let sum = |c: &(f64, f64)| c.0 + c.1;
         let measurable = row

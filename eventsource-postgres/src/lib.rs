@@ -140,6 +140,7 @@
 //! checkpoint with its read model, durably.
 
 mod append;
+mod conns;
 mod errors;
 mod horizon;
 mod inline;

@@ -1,9 +1,12 @@
 //! The opt-in per-stream lock for hot streams.
 
+use std::sync::Arc;
+
 use eventsource_core::{StoreError, StreamId};
 use sqlx::Postgres;
 use sqlx::pool::PoolConnection;
 
+use crate::conns::Conns;
 use crate::errors::backend;
 use crate::store::PgStore;
 
@@ -17,10 +20,13 @@ use crate::store::PgStore;
 /// locks hold no transaction open, so they never hold back the log's horizon.
 ///
 /// Release it with [`PgStreamLock::release`]. Dropping it without releasing closes its
-/// connection, which releases the lock as well.
+/// connection, which releases the lock as well; so does dropping [`PgStore::lock_stream`]'s
+/// future while it waits (a timeout, say): the connection that asked for the lock is closed,
+/// never handed back to the pool, where it would take the lock once granted and keep it.
 pub struct PgStreamLock {
     conn: Option<PoolConnection<Postgres>>,
     key: String,
+    conns: Arc<Conns>,
 }
 
 impl std::fmt::Debug for PgStreamLock {
@@ -39,25 +45,32 @@ impl PgStore {
     /// one pooled connection while held: size the pool for it.
     pub async fn lock_stream(&self, stream: &StreamId) -> Result<PgStreamLock, StoreError> {
         let key = format!("{}/{}", self.schema().as_str(), stream.as_str());
-        let mut conn = self
-            .pool()
-            .acquire()
+        let conns = self.conns();
+        let conn = conns
+            .get()
             .await
-            .map_err(|e| backend("acquiring a connection for a stream lock", e))?;
-        sqlx::query(LOCK_SQL)
-            .bind(&key)
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| backend("taking a stream lock", e))?;
-        Ok(PgStreamLock {
+            .map_err(|e| backend("acquiring a connection for a stream lock", e))?
+            .into_inner();
+        // Held by the lock from here on: if this future is dropped while it waits, or the
+        // statement fails, the lock's drop closes the connection.
+        let mut lock = PgStreamLock {
             conn: Some(conn),
             key,
-        })
+            conns: conns.clone(),
+        };
+        if let Some(conn) = lock.conn.as_mut() {
+            sqlx::query(LOCK_SQL)
+                .bind(&lock.key)
+                .execute(&mut **conn)
+                .await
+                .map_err(|e| backend("taking a stream lock", e))?;
+        }
+        Ok(lock)
     }
 }
 
 impl PgStreamLock {
-    /// Releases the lock and returns its connection to the pool.
+    /// Releases the lock; the store uses its connection next.
     pub async fn release(mut self) -> Result<(), StoreError> {
         let Some(mut conn) = self.conn.take() else {
             return Ok(());
@@ -67,7 +80,10 @@ impl PgStreamLock {
             .execute(&mut *conn)
             .await
         {
-            Ok(_) => Ok(()),
+            Ok(_) => {
+                self.conns.put(conn);
+                Ok(())
+            }
             Err(e) => {
                 // The lock state of this connection is unknown: never reuse it.
                 drop(conn.detach());

@@ -9,6 +9,8 @@ mod common;
 mod appends;
 #[path = "postgres/clusters.rs"]
 mod clusters;
+#[path = "postgres/connections.rs"]
+mod connections;
 #[path = "postgres/faults.rs"]
 mod faults;
 #[path = "postgres/ordering.rs"]
