@@ -1,16 +1,17 @@
 //! The connections the store keeps between its operations.
 //!
 //! sqlx's pool checks every connection handed back to it with a round trip (a `Sync` message
-//! and its `ReadyForQuery`: the check covers a caller that dropped a query midway), so
-//! every statement run on the pool costs two round trips: measured on this workload
-//! (load + append, 8 tasks, 2 cores), running them on connections the tasks held instead gave
-//! 1.6 times the commands per second for two thirds of the CPU. The store needs that check
-//! only when it did not see its statements through. So it keeps the connections its
+//! and its `ReadyForQuery`: the check covers a caller that dropped a query midway), so every
+//! statement run on the pool costs two round trips. Measured on W1's command (load + append,
+//! 8 tasks, 2 cores; `benches/pool_check.rs`), the same statements on connections the tasks
+//! held gave 1.3 times the commands per second for 0.72 of the CPU. The store needs that
+//! check only when it did not see its statements through. So it keeps the connections its
 //! statements finished on ([`Lease::keep`]) in a short list of its own and takes the next
 //! one from there; a connection whose statement was dropped midway or failed other than with
 //! a database error goes back to the pool, which checks it as before.
 //!
-//! The list holds at most [`PgStoreBuilder::reuse_connections`](crate::PgStoreBuilder::reuse_connections)
+//! The list holds at most
+//! [`PgStoreBuilder::reuse_connections`](crate::PgStoreBuilder::reuse_connections)
 //! connections, newest last (the next one taken is the one used last, whose statements are
 //! prepared), each for at most [`KEEP_FOR`]: a background task hands the older ones back to
 //! the pool, so a pool shared with other code never waits on connections the store is not

@@ -127,6 +127,18 @@
 //! A NOTIFY says "committed", not "readable": while committed events wait behind the
 //! horizon, waiters poll every [`PgStoreBuilder::poll_interval`].
 //!
+//! ## Connections
+//!
+//! sqlx's pool checks every connection handed back to it with a round trip (in case the
+//! caller dropped a statement midway), so each statement run on the pool costs two. The store
+//! keeps the connections its statements finished on for its next operations instead (at most
+//! [`PgStoreBuilder::reuse_connections`], half the pool by default, each for at most 50 ms,
+//! after which a background task hands it back), and hands back only those it cannot vouch
+//! for: a read dropped midway, a statement that failed on the connection. A repository
+//! command (a load and an append) is so two round trips, not four. Transactions (the
+//! transactional runner, inline projections, page streams) take their connections from the
+//! pool as before.
+//!
 //! ## Checkpoints
 //!
 //! [`EventStore::save_checkpoint`](eventsource_core::EventStore::save_checkpoint) (the core
