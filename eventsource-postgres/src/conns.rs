@@ -13,11 +13,17 @@
 //! The list holds at most
 //! [`PgStoreBuilder::reuse_connections`](crate::PgStoreBuilder::reuse_connections)
 //! connections, newest last (the next one taken is the one used last, whose statements are
-//! prepared), each for at most [`KEEP_FOR`]: a background task hands the older ones back to
-//! the pool, so a pool shared with other code never waits on connections the store is not
-//! using for longer than that. A connection kept longer than
-//! [`IDLE_CHECK_AFTER`](crate::IDLE_CHECK_AFTER) is pinged before it is used again, as the
-//! store's own pool does.
+//! prepared). Two bounds keep the pool in charge:
+//! - a connection waits in the list for about [`KEEP_FOR`] at most: a background task,
+//!   waking every half of it, hands the older ones back, so code sharing the pool does not
+//!   wait long on connections the store is not using;
+//! - a connection goes back to the pool at least every [`CYCLE`], however busy the store:
+//!   the pool then checks it (its lifetime limit among others), and callers waiting on the
+//!   pool get their turn.
+//!
+//! A connection kept longer than [`IDLE_CHECK_AFTER`](crate::IDLE_CHECK_AFTER) is pinged
+//! before it is used again, as the store's own pool does. Once the pool is closed, nothing is
+//! kept or handed out from the list.
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -28,8 +34,12 @@ use tokio::task::AbortHandle;
 
 use crate::store::IDLE_CHECK_AFTER;
 
-/// How long a connection waits in the list before it goes back to the pool.
+/// About how long a connection waits in the list before it goes back to the pool.
 pub(crate) const KEEP_FOR: Duration = Duration::from_millis(50);
+
+/// How long a connection may go from one operation to the next without passing through the
+/// pool.
+pub(crate) const CYCLE: Duration = Duration::from_secs(1);
 
 /// The pool and the connections kept from it.
 pub(crate) struct Conns {
@@ -48,8 +58,14 @@ struct State {
     reaper: Option<AbortHandle>,
 }
 
+/// A pooled connection and when it was taken from the pool.
+pub(crate) struct Kept {
+    pub(crate) conn: PoolConnection<Postgres>,
+    taken: Instant,
+}
+
 struct Idle {
-    conn: PoolConnection<Postgres>,
+    kept: Kept,
     since: Instant,
 }
 
@@ -66,38 +82,48 @@ impl Conns {
     /// A connection: the one kept last, else one from the pool.
     pub(crate) async fn get(&self) -> Result<Lease<'_>, sqlx::Error> {
         loop {
-            let Some(Idle { mut conn, since }) = self.lock().idle.pop() else {
+            if self.pool.is_closed() {
+                let idle = std::mem::take(&mut self.lock().idle);
+                drop(idle);
+                break;
+            }
+            let Some(Idle { mut kept, since }) = self.lock().idle.pop() else {
                 break;
             };
-            if since.elapsed() < IDLE_CHECK_AFTER || conn.ping().await.is_ok() {
-                return Ok(Lease::new(self, conn));
+            if since.elapsed() < IDLE_CHECK_AFTER || kept.conn.ping().await.is_ok() {
+                return Ok(Lease { kept, home: self });
             }
             // Dead: the pool's own check on taking it back closes it.
-            drop(conn);
+            drop(kept);
         }
-        let conn = self.pool.acquire().await?;
-        Ok(Lease::new(self, conn))
+        let kept = Kept {
+            conn: self.pool.acquire().await?,
+            taken: Instant::now(),
+        };
+        Ok(Lease { kept, home: self })
     }
 
-    /// Keeps `conn` for the next operation, or hands it back to the pool when the list is full
-    /// (or there is no runtime to hand it back later).
-    pub(crate) fn put(&self, conn: PoolConnection<Postgres>) {
+    /// Keeps `kept` for the next operation, or hands it back to the pool: when the list is
+    /// full, the connection is due to pass through the pool ([`CYCLE`]), or the pool is
+    /// closed.
+    pub(crate) fn put(&self, kept: Kept) {
         let mut state = self.lock();
-        if state.idle.len() >= self.keep {
+        if state.idle.len() >= self.keep || kept.taken.elapsed() >= CYCLE || self.pool.is_closed() {
             drop(state);
-            drop(conn);
+            drop(kept);
             return;
         }
         if state.reaper.as_ref().is_none_or(AbortHandle::is_finished) {
+            // (A connection is only ever used inside a runtime: sqlx's I/O needs one.)
             let Ok(runtime) = tokio::runtime::Handle::try_current() else {
                 drop(state);
-                drop(conn);
+                drop(kept);
                 return;
             };
             state.reaper = Some(runtime.spawn(reap(self.me.clone())).abort_handle());
         }
         state.idle.push(Idle {
-            conn,
+            kept,
             since: Instant::now(),
         });
     }
@@ -144,14 +170,15 @@ impl Drop for Conns {
         if tokio::runtime::Handle::try_current().is_ok() {
             return;
         }
-        // Handing a connection back to sqlx's pool spawns a task, which needs a runtime.
-        for Idle { conn, .. } in idle {
+        // Handing a connection back to sqlx's pool spawns a task, which needs a runtime: the
+        // store is being dropped after its runtime (whose I/O its connections used) is gone.
+        for Idle { kept, .. } in idle {
             if self.pool.options().get_min_connections() == 0 {
-                drop(conn.detach());
+                drop(kept.conn.detach());
             } else {
                 // Even a detached connection spawns (to top the pool up): leave it open
                 // rather than panic.
-                std::mem::forget(conn);
+                std::mem::forget(kept);
             }
         }
     }
@@ -160,33 +187,47 @@ impl Drop for Conns {
 /// A connection taken from [`Conns`]. Dropped, it goes back to the pool (which checks it);
 /// [`Lease::keep`] keeps it for the store's next operation.
 pub(crate) struct Lease<'a> {
-    conn: PoolConnection<Postgres>,
+    kept: Kept,
     home: &'a Conns,
 }
 
-impl<'a> Lease<'a> {
-    fn new(home: &'a Conns, conn: PoolConnection<Postgres>) -> Self {
-        Self { conn, home }
-    }
-
+impl Lease<'_> {
     /// Every statement run on it was seen through (its last reply read), outside any
     /// transaction: the store's next operation may use it as it is.
     pub(crate) fn keep(self) {
-        let Lease { conn, home } = self;
-        home.put(conn);
+        self.home.put(self.kept);
     }
 
-    /// [`Lease::keep`] when `result` is a success or a database error (the server answered
-    /// and the connection is in step); otherwise hands it back to the pool.
+    /// [`Lease::keep`] when `result` is a success or an error the server answered for the
+    /// statement alone (the connection is in step); otherwise hands it back to the pool,
+    /// whose check closes a dead connection: an I/O or protocol error, or the server ending
+    /// the session (a FATAL error such as `pg_terminate_backend`'s, or a connection
+    /// failure code).
     pub(crate) fn keep_if<T>(self, result: &Result<T, sqlx::Error>) {
-        if matches!(result, Ok(_) | Err(sqlx::Error::Database(_))) {
+        let in_step = match result {
+            Ok(_) => true,
+            Err(e @ sqlx::Error::Database(db)) => {
+                !crate::errors::is_connection_lost(e)
+                    && db
+                        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                        .is_some_and(|pg| {
+                            !matches!(
+                                pg.severity(),
+                                sqlx::postgres::PgSeverity::Fatal
+                                    | sqlx::postgres::PgSeverity::Panic
+                            )
+                        })
+            }
+            Err(_) => false,
+        };
+        if in_step {
             self.keep();
         }
     }
 
-    /// The pooled connection itself, no longer tied to the list.
-    pub(crate) fn into_inner(self) -> PoolConnection<Postgres> {
-        self.conn
+    /// The connection, no longer tied to the list (give it back with [`Conns::put`]).
+    pub(crate) fn into_inner(self) -> Kept {
+        self.kept
     }
 }
 
@@ -194,12 +235,12 @@ impl std::ops::Deref for Lease<'_> {
     type Target = PgConnection;
 
     fn deref(&self) -> &PgConnection {
-        &self.conn
+        &self.kept.conn
     }
 }
 
 impl std::ops::DerefMut for Lease<'_> {
     fn deref_mut(&mut self) -> &mut PgConnection {
-        &mut self.conn
+        &mut self.kept.conn
     }
 }

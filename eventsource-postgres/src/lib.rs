@@ -130,14 +130,15 @@
 //! ## Connections
 //!
 //! sqlx's pool checks every connection handed back to it with a round trip (in case the
-//! caller dropped a statement midway), so each statement run on the pool costs two. The store
-//! keeps the connections its statements finished on for its next operations instead (at most
-//! [`PgStoreBuilder::reuse_connections`], half the pool by default, each for at most 50 ms,
-//! after which a background task hands it back), and hands back only those it cannot vouch
-//! for: a read dropped midway, a statement that failed on the connection. A repository
-//! command (a load and an append) is so two round trips, not four. Transactions (the
-//! transactional runner, inline projections, page streams) take their connections from the
-//! pool as before.
+//! caller dropped a statement midway; run in the background, but work for the server and
+//! the client all the same), so each statement run on the pool costs two. The store keeps the
+//! connections its statements finished on for its next operations instead (at most
+//! [`PgStoreBuilder::reuse_connections`], half the pool by default; an unused one for about
+//! 50 ms, after which a background task hands it back; each passes through the pool at least
+//! once a second), and hands back only those it cannot vouch for: a read dropped midway, an
+//! I/O error, the server ending the session. A repository command (a load and an append) is
+//! so two round trips, not four. Transactions (the transactional runner, inline projections,
+//! page streams) take their connections from the pool as before.
 //!
 //! ## Checkpoints
 //!

@@ -3,10 +3,8 @@
 use std::sync::Arc;
 
 use eventsource_core::{StoreError, StreamId};
-use sqlx::Postgres;
-use sqlx::pool::PoolConnection;
 
-use crate::conns::Conns;
+use crate::conns::{Conns, Kept};
 use crate::errors::backend;
 use crate::store::PgStore;
 
@@ -20,13 +18,22 @@ use crate::store::PgStore;
 /// locks hold no transaction open, so they never hold back the log's horizon.
 ///
 /// Release it with [`PgStreamLock::release`]. Dropping it without releasing closes its
-/// connection, which releases the lock as well; so does dropping [`PgStore::lock_stream`]'s
-/// future while it waits (a timeout, say): the connection that asked for the lock is closed,
-/// never handed back to the pool, where it would take the lock once granted and keep it.
+/// connection, which releases the lock as well.
+///
+/// Dropping [`PgStore::lock_stream`]'s future while it waits (a timeout, say) leaves the
+/// server waiting: it grants the lock to that session once free. A background task then
+/// waits for that reply on the same connection, releases the lock at once and hands the
+/// connection back to the pool. (Handing it back as it was would keep the lock in the pool
+/// for good; closing it would leave the server's session waiting, since a session blocked
+/// on a lock does not notice its client is gone: one more server session for every wait
+/// given up, beyond the pool's size.) Until the lock is free, each wait given up so holds
+/// one of the pool's connections.
 pub struct PgStreamLock {
-    conn: Option<PoolConnection<Postgres>>,
+    conn: Option<Kept>,
     key: String,
     conns: Arc<Conns>,
+    /// The server answered the lock statement: the lock is held.
+    granted: bool,
 }
 
 impl std::fmt::Debug for PgStreamLock {
@@ -52,19 +59,21 @@ impl PgStore {
             .map_err(|e| backend("acquiring a connection for a stream lock", e))?
             .into_inner();
         // Held by the lock from here on: if this future is dropped while it waits, or the
-        // statement fails, the lock's drop closes the connection.
+        // statement fails, the lock's drop sees to the connection.
         let mut lock = PgStreamLock {
             conn: Some(conn),
             key,
             conns: conns.clone(),
+            granted: false,
         };
         if let Some(conn) = lock.conn.as_mut() {
             sqlx::query(LOCK_SQL)
                 .bind(&lock.key)
-                .execute(&mut **conn)
+                .execute(&mut *conn.conn)
                 .await
                 .map_err(|e| backend("taking a stream lock", e))?;
         }
+        lock.granted = true;
         Ok(lock)
     }
 }
@@ -77,7 +86,7 @@ impl PgStreamLock {
         };
         match sqlx::query(UNLOCK_SQL)
             .bind(&self.key)
-            .execute(&mut *conn)
+            .execute(&mut *conn.conn)
             .await
         {
             Ok(_) => {
@@ -86,7 +95,7 @@ impl PgStreamLock {
             }
             Err(e) => {
                 // The lock state of this connection is unknown: never reuse it.
-                drop(conn.detach());
+                drop(conn.conn.detach());
                 Err(backend("releasing a stream lock", e))
             }
         }
@@ -95,10 +104,29 @@ impl PgStreamLock {
 
 impl Drop for PgStreamLock {
     fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            // Closing the session releases its advisory locks; a pooled connection would
-            // keep them.
-            drop(conn.detach());
+        let Some(Kept { mut conn, .. }) = self.conn.take() else {
+            return;
+        };
+        let runtime = tokio::runtime::Handle::try_current();
+        match runtime {
+            Ok(runtime) if !self.granted => {
+                // The lock statement is still waiting (see the type's docs): the next
+                // statement on the connection first reads its reply, so the unlock runs once
+                // the lock is granted, and releases it.
+                let key = std::mem::take(&mut self.key);
+                runtime.spawn(async move {
+                    match sqlx::query(UNLOCK_SQL).bind(&key).execute(&mut *conn).await {
+                        Ok(_) => drop(conn),
+                        Err(error) => {
+                            tracing::warn!(%error, "releasing a stream lock given up while waiting");
+                            drop(conn.detach());
+                        }
+                    }
+                });
+            }
+            // Closing the session releases its advisory locks at once; a pooled connection
+            // would keep them.
+            _ => drop(conn.detach()),
         }
     }
 }

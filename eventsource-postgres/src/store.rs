@@ -100,16 +100,19 @@ impl PgStoreBuilder {
     }
 
     /// How many connections the store keeps for its next operations instead of handing them
-    /// back to the pool (default: half the pool's size; 0 keeps none).
+    /// back to the pool (default: half the pool's size; 0 keeps none; at most one less than
+    /// the pool's size, so the pool always has one of its own).
     ///
-    /// sqlx's pool checks every connection handed back to it with a round trip, so a statement
-    /// run on the pool costs two: one load and one append cost four. The store hands back only
-    /// connections it cannot vouch for (a statement dropped midway or failed on the
-    /// connection), and keeps the others, each for at most 50 ms (then a background task
-    /// hands it back), so code sharing the pool waits at most that long for a connection the
-    /// store holds and is not using. Measured (`benches/pool_check.rs`): a load + append on
-    /// held connections gave 1.3 times the commands per second of the same statements on the
-    /// pool, for 0.72 of the CPU.
+    /// sqlx's pool checks every connection handed back to it with a round trip (run in the
+    /// background: the caller does not wait for it, but the server and the client do its
+    /// work, and the connection is busy meanwhile), so a statement run on the pool costs two.
+    /// The store hands back the connections it cannot vouch for (a statement dropped midway,
+    /// an I/O error, the server ending the session) and keeps the others, each for about
+    /// 50 ms at most while unused (a background task hands it back), so code sharing the pool
+    /// does not wait long for a connection the store holds and is not using; and every
+    /// connection passes through the pool at least once a second, however busy the store.
+    /// Measured (`benches/pool_check.rs`): a load + append on held connections gave 1.3 times
+    /// the commands per second of the same statements on the pool, for 0.72 of the CPU.
     pub fn reuse_connections(mut self, n: usize) -> Self {
         self.reuse_connections = Some(n);
         self
@@ -120,7 +123,8 @@ impl PgStoreBuilder {
     /// The pool checks a connection before handing it out only when it has been idle for
     /// [`IDLE_CHECK_AFTER`] or more: sqlx's default pings before every use, a round trip per
     /// query that a busy store can spare (connections in steady use were checked when they
-    /// were last released, moments before). A connection that died since is discarded and another
+    /// were last released, moments before, or were kept by the store after statements it saw
+    /// through: see [`PgStoreBuilder::reuse_connections`]). A connection that died since is discarded and another
     /// one is used; an append that still meets a dead connection is tried again, with its
     /// event ids looked up.
     pub async fn connect(self, url: &str) -> Result<PgStore, StoreError> {
@@ -147,9 +151,11 @@ impl PgStoreBuilder {
     /// makes instead, which a pool of yours can copy.
     pub async fn with_pool(self, pool: PgPool) -> Result<PgStore, StoreError> {
         let schema = self.schema.clone().map_err(StoreError::Config)?;
+        let max = pool.options().get_max_connections() as usize;
         let reuse = self
             .reuse_connections
-            .unwrap_or(pool.options().get_max_connections() as usize / 2);
+            .unwrap_or(max / 2)
+            .min(max.saturating_sub(1));
         let store = PgStore {
             inner: Arc::new(Inner {
                 conns: Conns::new(pool.clone(), reuse),

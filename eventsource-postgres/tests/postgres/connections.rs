@@ -67,28 +67,140 @@ async fn connections_the_store_keeps_go_back_to_a_shared_pool() {
     );
 }
 
+/// However busy the store, every connection it keeps passes through the pool now and then,
+/// so the pool's own rules hold: here its lifetime limit, which closes a connection older
+/// than 500 ms when it comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_the_store_keeps_still_pass_through_the_pool() {
+    let _horizon = crate::common::horizon_shared().await;
+    let app = format!("es_cycle_{:08x}", fastrand::u32(..));
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .max_lifetime(Duration::from_millis(500))
+        .connect(&common::url_with_application(&app))
+        .await
+        .unwrap();
+    let store = common::builder()
+        .listen(false)
+        .with_pool(pool)
+        .await
+        .unwrap();
+    // Four seconds of back-to-back operations on one task: the connection kept is used
+    // again at once, every time.
+    let started = std::time::Instant::now();
+    let mut version = 0;
+    while started.elapsed() < Duration::from_secs(4) {
+        store
+            .append(vec![write(
+                "s",
+                ExpectedVersion::Exact(Version::new(version)),
+                vec![event(version)],
+            )])
+            .await
+            .unwrap();
+        version += 1;
+    }
+    let mut raw = common::raw().await;
+    let oldest: f64 = sqlx::query_scalar(
+        "SELECT coalesce(max(extract(epoch FROM now() - backend_start))::float8, 0) \
+         FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(&app)
+    .fetch_one(&mut raw)
+    .await
+    .unwrap();
+    // Lifetime 0.5 s, plus at most a second between passes through the pool.
+    assert!(
+        oldest < 2.5,
+        "a session of {oldest:.1} s: a kept connection never went back to the pool"
+    );
+    assert!(version > 100, "{version} appends in 4 s");
+}
+
+/// A connection whose session the server ended (here `pg_terminate_backend`, whose FATAL
+/// error comes back as a database error) is not kept for the next operation: at most the
+/// operation that met the end fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_connection_the_server_ended_is_not_kept() {
+    let _horizon = crate::common::horizon_shared().await;
+    let app = format!("es_ended_{:08x}", fastrand::u32(..));
+    let store = common::builder()
+        .max_connections(2)
+        .listen(false)
+        .connect(&common::url_with_application(&app))
+        .await
+        .unwrap();
+    let stream = StreamId::new("s");
+    let mut raw = common::raw().await;
+    for round in 0..5 {
+        // One operation, so one connection is kept; then its session is ended, and the next
+        // operation comes within moments (a connection unused for 50 ms is pinged first).
+        store.stream_version(&stream).await.unwrap();
+        let ended: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+        )
+        .bind(&app)
+        .fetch_all(&mut raw)
+        .await
+        .unwrap();
+        assert!(!ended.is_empty(), "round {round}: the store had a session");
+        let met = store.stream_version(&stream).await;
+        let next = store.stream_version(&stream).await;
+        assert!(
+            next.is_ok(),
+            "round {round}: the operation after the one that met the ended session failed too \
+             (first: {met:?}, then: {next:?})"
+        );
+    }
+}
+
 /// A `lock_stream` given up while it waits (a timeout) must not leave its connection to take
-/// the lock once granted and keep it: another process would then wait forever.
+/// the lock once granted and keep it: another process would then wait forever. Nor may each
+/// wait given up leave a server session behind beyond the pool's size (a session blocked on
+/// a lock does not notice that its client closed the connection).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_lock_given_up_while_waiting_is_never_taken_and_kept() {
     let _horizon = crate::common::horizon_shared().await;
-    let store = common::fresh_store().await;
+    let app = format!("es_lock_wait_{:08x}", fastrand::u32(..));
+    let store = common::builder()
+        .max_connections(4)
+        .listen(false)
+        .connect(&common::url_with_application(&app))
+        .await
+        .unwrap();
     let other = common::same_schema(&store, &common::database_url()).await;
     let stream = StreamId::new("hot");
-    for _ in 0..3 {
+    for round in 0..2 {
         let held = store.lock_stream(&stream).await.unwrap();
-        let waiting = tokio::time::timeout(Duration::from_millis(200), store.lock_stream(&stream));
-        assert!(waiting.await.is_err(), "the lock is held: the second waits");
+        for _ in 0..6 {
+            let waiting =
+                tokio::time::timeout(Duration::from_millis(100), store.lock_stream(&stream));
+            assert!(waiting.await.is_err(), "the lock is held: the others wait");
+        }
+        let mut raw = common::raw().await;
+        let sessions: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
+                .bind(&app)
+                .fetch_one(&mut raw)
+                .await
+                .unwrap();
+        assert!(
+            sessions <= 4,
+            "round {round}: {sessions} server sessions for a pool of 4"
+        );
         held.release().await.unwrap();
-        // Another process takes the lock: the waiter given up must not have it.
-        let taken = tokio::time::timeout(Duration::from_secs(5), other.lock_stream(&stream))
+        // Another process takes the lock: no waiter given up keeps it.
+        let taken = tokio::time::timeout(Duration::from_secs(10), other.lock_stream(&stream))
             .await
-            .expect("the lock a waiter gave up on is free")
+            .expect("the lock the waiters gave up on is free")
             .unwrap();
         taken.release().await.unwrap();
     }
     // The store works on.
-    let lock = store.lock_stream(&stream).await.unwrap();
+    let lock = tokio::time::timeout(Duration::from_secs(10), store.lock_stream(&stream))
+        .await
+        .expect("the store's connections came back")
+        .unwrap();
     store
         .append(vec![write(
             "hot",
