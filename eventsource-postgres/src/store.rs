@@ -124,9 +124,9 @@ impl PgStoreBuilder {
     /// [`IDLE_CHECK_AFTER`] or more: sqlx's default pings before every use, a round trip per
     /// query that a busy store can spare (connections in steady use were checked when they
     /// were last released, moments before, or were kept by the store after statements it saw
-    /// through: see [`PgStoreBuilder::reuse_connections`]). A connection that died since is discarded and another
-    /// one is used; an append that still meets a dead connection is tried again, with its
-    /// event ids looked up.
+    /// through: see [`PgStoreBuilder::reuse_connections`]). A connection that died since is
+    /// discarded and another one is used; an append that still meets a dead connection is
+    /// tried again, with its event ids looked up.
     pub async fn connect(self, url: &str) -> Result<PgStore, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(self.max_connections)
