@@ -7,8 +7,8 @@
 //! held gave 1.3 times the commands per second for 0.72 of the CPU. The store needs that
 //! check only when it did not see its statements through. So it keeps the connections its
 //! statements finished on ([`Lease::keep`]) in a short list of its own and takes the next
-//! one from there; a connection whose statement was dropped midway or failed other than with
-//! a database error goes back to the pool, which checks it as before.
+//! one from there; a connection whose statement was dropped midway or did not end in step
+//! ([`in_step`]) goes back to the pool, which checks it as before.
 //!
 //! The list holds at most
 //! [`PgStoreBuilder::reuse_connections`](crate::PgStoreBuilder::reuse_connections)
@@ -128,6 +128,21 @@ impl Conns {
         });
     }
 
+    /// Closes a connection of the pool instead of handing it back (which would keep its
+    /// session's state, such as an advisory lock). sqlx then spawns a task to top the pool up
+    /// when it has a minimum size, and spawning needs a runtime: without one (the store is
+    /// dropped after its runtime, whose I/O its connections used, is gone), such a connection
+    /// is left open rather than panic.
+    pub(crate) fn close(&self, conn: PoolConnection<Postgres>) {
+        if tokio::runtime::Handle::try_current().is_ok()
+            || self.pool.options().get_min_connections() == 0
+        {
+            drop(conn.detach());
+        } else {
+            std::mem::forget(conn);
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         // The state is a list and a handle: a panic elsewhere cannot leave it half-changed.
         self.state
@@ -170,17 +185,33 @@ impl Drop for Conns {
         if tokio::runtime::Handle::try_current().is_ok() {
             return;
         }
-        // Handing a connection back to sqlx's pool spawns a task, which needs a runtime: the
-        // store is being dropped after its runtime (whose I/O its connections used) is gone.
+        // Handing a connection back to sqlx's pool spawns a task, which needs a runtime.
         for Idle { kept, .. } in idle {
-            if self.pool.options().get_min_connections() == 0 {
-                drop(kept.conn.detach());
-            } else {
-                // Even a detached connection spawns (to top the pool up): leave it open
-                // rather than panic.
-                std::mem::forget(kept);
-            }
+            self.close(kept.conn);
         }
+    }
+}
+
+/// Whether a connection whose statement ended in `result` may run the next one as it is: a
+/// success, or an error the server answered for the statement alone (sqlx reads the rest of
+/// that reply before the next statement). Not after an I/O or protocol error, a decoding
+/// error (rows may be left unread), or the server ending the session (a FATAL error, such as
+/// `pg_terminate_backend`'s, or a connection failure code).
+pub(crate) fn in_step<T>(result: &Result<T, sqlx::Error>) -> bool {
+    match result {
+        Ok(_) => true,
+        Err(e @ sqlx::Error::Database(db)) => {
+            !crate::errors::is_connection_lost(e)
+                && db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some_and(|pg| {
+                        !matches!(
+                            pg.severity(),
+                            sqlx::postgres::PgSeverity::Fatal | sqlx::postgres::PgSeverity::Panic
+                        )
+                    })
+        }
+        Err(_) => false,
     }
 }
 
@@ -192,35 +223,17 @@ pub(crate) struct Lease<'a> {
 }
 
 impl Lease<'_> {
-    /// Every statement run on it was seen through (its last reply read), outside any
-    /// transaction: the store's next operation may use it as it is.
+    /// Every statement run on it was seen through (its reply read, up to what sqlx reads
+    /// itself before the next statement: see [`in_step`]), outside any transaction: the
+    /// store's next operation may use it as it is.
     pub(crate) fn keep(self) {
         self.home.put(self.kept);
     }
 
-    /// [`Lease::keep`] when `result` is a success or an error the server answered for the
-    /// statement alone (the connection is in step); otherwise hands it back to the pool,
-    /// whose check closes a dead connection: an I/O or protocol error, or the server ending
-    /// the session (a FATAL error such as `pg_terminate_backend`'s, or a connection
-    /// failure code).
+    /// [`Lease::keep`] when [`in_step`] says the connection may go on; otherwise hands it
+    /// back to the pool, whose check closes a dead connection.
     pub(crate) fn keep_if<T>(self, result: &Result<T, sqlx::Error>) {
-        let in_step = match result {
-            Ok(_) => true,
-            Err(e @ sqlx::Error::Database(db)) => {
-                !crate::errors::is_connection_lost(e)
-                    && db
-                        .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-                        .is_some_and(|pg| {
-                            !matches!(
-                                pg.severity(),
-                                sqlx::postgres::PgSeverity::Fatal
-                                    | sqlx::postgres::PgSeverity::Panic
-                            )
-                        })
-            }
-            Err(_) => false,
-        };
-        if in_step {
+        if in_step(result) {
             self.keep();
         }
     }

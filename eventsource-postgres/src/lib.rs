@@ -131,14 +131,17 @@
 //!
 //! sqlx's pool checks every connection handed back to it with a round trip (in case the
 //! caller dropped a statement midway; run in the background, but work for the server and
-//! the client all the same), so each statement run on the pool costs two. The store keeps the
-//! connections its statements finished on for its next operations instead (at most
-//! [`PgStoreBuilder::reuse_connections`], half the pool by default; an unused one for about
-//! 50 ms, after which a background task hands it back; each passes through the pool at least
-//! once a second), and hands back only those it cannot vouch for: a read dropped midway, an
-//! I/O error, the server ending the session. A repository command (a load and an append) is
-//! so two round trips, not four. Transactions (the transactional runner, inline projections,
-//! page streams) take their connections from the pool as before.
+//! the client all the same), so each statement run on the pool costs two. The store's
+//! single statements (appends without inline projections, stream and log reads, snapshots,
+//! checkpoints) keep the connection they finished on for the store's next operations instead:
+//! at most [`PgStoreBuilder::reuse_connections`] connections (half the pool by default, and
+//! always one less than the pool's size); an unused one for about 50 ms, after which a
+//! background task hands it back; and each passes through the pool at least once a second.
+//! The store hands back the connections it cannot vouch for: a read dropped midway, an I/O,
+//! protocol or decoding error, the server ending the session. A repository command (a load
+//! and an append) so makes the server answer two round trips, not four. Transactions (the
+//! transactional runner, inline projections, page streams) and the per-stream lock's
+//! waiting take their connections from the pool as before.
 //!
 //! ## Checkpoints
 //!

@@ -27,7 +27,9 @@ use crate::store::PgStore;
 /// for good; closing it would leave the server's session waiting, since a session blocked
 /// on a lock does not notice its client is gone: one more server session for every wait
 /// given up, beyond the pool's size.) Until the lock is free, each wait given up so holds
-/// one of the pool's connections.
+/// one of the pool's connections, which the lock's holder may need for its own command:
+/// size the pool for the waits you give up, or take locks through a store on a pool of
+/// their own.
 pub struct PgStreamLock {
     conn: Option<Kept>,
     key: String,
@@ -66,36 +68,58 @@ impl PgStore {
             conns: conns.clone(),
             granted: false,
         };
-        if let Some(conn) = lock.conn.as_mut() {
-            sqlx::query(LOCK_SQL)
-                .bind(&lock.key)
-                .execute(&mut *conn.conn)
-                .await
-                .map_err(|e| backend("taking a stream lock", e))?;
+        let Some(kept) = lock.conn.as_mut() else {
+            return Err(StoreError::Config(
+                "a stream lock without its connection".into(),
+            ));
+        };
+        let locked = sqlx::query(LOCK_SQL)
+            .bind(&lock.key)
+            .execute(&mut *kept.conn)
+            .await;
+        let answered = crate::conns::in_step(&locked);
+        match locked {
+            Ok(_) => {
+                lock.granted = true;
+                Ok(lock)
+            }
+            Err(e) => {
+                if answered {
+                    // The server answered (a lock timeout, a cancel): nothing is held or
+                    // pending, and the pool may take the connection back as it is.
+                    drop(lock.conn.take());
+                }
+                Err(backend("taking a stream lock", e))
+            }
         }
-        lock.granted = true;
-        Ok(lock)
     }
 }
 
 impl PgStreamLock {
     /// Releases the lock; the store uses its connection next.
+    ///
+    /// The connection stays with the lock until the server confirms the release: if this
+    /// future is dropped before that, the lock's drop closes the connection, which releases
+    /// the lock too.
     pub async fn release(mut self) -> Result<(), StoreError> {
-        let Some(mut conn) = self.conn.take() else {
+        let Some(kept) = self.conn.as_mut() else {
             return Ok(());
         };
-        match sqlx::query(UNLOCK_SQL)
+        let unlocked = sqlx::query(UNLOCK_SQL)
             .bind(&self.key)
-            .execute(&mut *conn.conn)
-            .await
-        {
-            Ok(_) => {
-                self.conns.put(conn);
+            .execute(&mut *kept.conn)
+            .await;
+        match (unlocked, self.conn.take()) {
+            (Ok(_), Some(kept)) => {
+                self.conns.put(kept);
                 Ok(())
             }
-            Err(e) => {
+            (Ok(_), None) => Ok(()),
+            (Err(e), kept) => {
                 // The lock state of this connection is unknown: never reuse it.
-                drop(conn.conn.detach());
+                if let Some(kept) = kept {
+                    self.conns.close(kept.conn);
+                }
                 Err(backend("releasing a stream lock", e))
             }
         }
@@ -110,23 +134,26 @@ impl Drop for PgStreamLock {
         let runtime = tokio::runtime::Handle::try_current();
         match runtime {
             Ok(runtime) if !self.granted => {
-                // The lock statement is still waiting (see the type's docs): the next
-                // statement on the connection first reads its reply, so the unlock runs once
-                // the lock is granted, and releases it.
+                // The lock statement may still be waiting (see the type's docs): the next
+                // statement on the connection first sends what is left of it and reads its
+                // reply, so the unlock runs once the lock is granted, and releases it. (A lock
+                // statement that was never sent is never granted: the unlock then finds
+                // nothing to release.)
                 let key = std::mem::take(&mut self.key);
+                let conns = self.conns.clone();
                 runtime.spawn(async move {
                     match sqlx::query(UNLOCK_SQL).bind(&key).execute(&mut *conn).await {
                         Ok(_) => drop(conn),
                         Err(error) => {
                             tracing::warn!(%error, "releasing a stream lock given up while waiting");
-                            drop(conn.detach());
+                            conns.close(conn);
                         }
                     }
                 });
             }
             // Closing the session releases its advisory locks at once; a pooled connection
             // would keep them.
-            _ => drop(conn.detach()),
+            _ => self.conns.close(conn),
         }
     }
 }

@@ -896,10 +896,14 @@ impl PgStore {
             ReadUntil::End => Ok(Some(i64::MAX)),
             ReadUntil::Version(v) => Ok(Some(to_i64(v.get()))),
             ReadUntil::Time(t) => {
-                let last: i64 = sqlx::query_scalar(&self.inner.sql.version_at_time)
-                    .bind(stream.as_str())
-                    .bind(t)
-                    .fetch_one(&self.inner.pool)
+                let last: i64 = self
+                    .on_conn(async |c| {
+                        sqlx::query_scalar(&self.inner.sql.version_at_time)
+                            .bind(stream.as_str())
+                            .bind(t)
+                            .fetch_one(c)
+                            .await
+                    })
                     .await
                     .map_err(|e| backend("finding the version at a time", e))?;
                 Ok((last > 0).then_some(last))
