@@ -83,8 +83,7 @@ impl Conns {
     pub(crate) async fn get(&self) -> Result<Lease<'_>, sqlx::Error> {
         loop {
             if self.pool.is_closed() {
-                let idle = std::mem::take(&mut self.lock().idle);
-                drop(idle);
+                drop(std::mem::take(&mut self.lock().idle));
                 break;
             }
             let Some(Idle { mut kept, since }) = self.lock().idle.pop() else {

@@ -63,16 +63,12 @@ impl PgStore {
         // Held by the lock from here on: if this future is dropped while it waits, or the
         // statement fails, the lock's drop sees to the connection.
         let mut lock = PgStreamLock {
-            conn: Some(conn),
+            conn: None,
             key,
             conns: conns.clone(),
             granted: false,
         };
-        let Some(kept) = lock.conn.as_mut() else {
-            return Err(StoreError::Config(
-                "a stream lock without its connection".into(),
-            ));
-        };
+        let kept = lock.conn.insert(conn);
         let locked = sqlx::query(LOCK_SQL)
             .bind(&lock.key)
             .execute(&mut *kept.conn)
