@@ -34,11 +34,14 @@ pub struct RecordedEvent {
 /// What folding a stream into an aggregate needs of each event: the fields of a
 /// [`RecordedEvent`] that [`Repository`](crate::Repository) loads read, and no others, so a
 /// store can send less per event ([`EventStore::read_stream_for_fold`](crate::EventStore::read_stream_for_fold)).
-/// There is no position: a load that reports one looks up its last event's alone.
+/// The position tells a load that a state it starts from (a snapshot, a cached state) is
+/// still the stream's: the event at the state's version must be the one it was folded from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FoldEvent {
     /// Its version within the stream.
     pub version: Version,
+    /// Its place in the global log.
+    pub position: Position,
     /// The stable stored type name.
     pub event_type: String,
     /// The schema version of the payload, as it was written.
@@ -51,6 +54,7 @@ impl From<RecordedEvent> for FoldEvent {
     fn from(e: RecordedEvent) -> Self {
         Self {
             version: e.version,
+            position: e.position,
             event_type: e.event_type,
             schema_version: e.schema_version,
             payload: e.payload,

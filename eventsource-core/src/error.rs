@@ -63,6 +63,15 @@ pub enum StoreError {
         #[source]
         source: BoxError,
     },
+    /// Another writer holds the writers' lock of the stream (see
+    /// [`EventStore::lock_streams`](crate::EventStore::lock_streams): a command that kept
+    /// losing races on it runs alone for a moment). Nothing was written; trying again once
+    /// the lock is released may succeed.
+    #[error("stream `{stream}` is locked by another writer")]
+    StreamLocked {
+        /// The locked stream.
+        stream: StreamId,
+    },
     /// The store was shut down.
     #[error("the store is closed")]
     Closed,

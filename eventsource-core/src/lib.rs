@@ -39,9 +39,11 @@ pub use projection::{
     ProjectionRunner, ProjectionStatus,
 };
 pub use registry::{EventRegistry, RegistryError};
-pub use repository::{At, CommandOptions, Loaded, Repository, RetryPolicy};
+pub use repository::{At, CommandOptions, Executed, Loaded, Repository, RetryPolicy};
 pub use store::memory::InMemoryStore;
-pub use store::{AnyStore, DynEventStore, EventStore, LogPage, ReadUntil, validate_writes};
+pub use store::{
+    AnyStore, DynEventStore, EventStore, LogPage, ReadUntil, StreamLock, validate_writes,
+};
 pub use subscription::subscribe;
 
 #[cfg(feature = "derive")]

@@ -76,7 +76,7 @@ fn commands_snapshots_and_projection_batches_are_traced_with_streams_versions_an
         }
         let mut runner = ProjectionRunner::new(store, AddedLog::default()).batch_size(2);
         let checkpoint = runner.catch_up().await.unwrap();
-        (last.unwrap().position, checkpoint)
+        (last.unwrap().commit.position, checkpoint)
     });
     let spans = capture.0.lock().clone();
     let named = |name: &str| -> Vec<&Fields> {

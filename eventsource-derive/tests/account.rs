@@ -163,7 +163,7 @@ async fn the_design_account_example_runs_commands_and_feeds_its_projection() {
     assert_eq!(loaded.state.balance_cents, 300);
     assert_eq!(loaded.state.owner.as_deref(), Some("ada"));
     assert_eq!(loaded.version, Version::new(3));
-    assert_eq!(loaded.position, committed.position);
+    assert_eq!(loaded.position, committed.commit.position);
 
     let past = repo
         .load_at("42", At::Version(Version::new(2)))

@@ -391,26 +391,23 @@ async fn w2(env: &Env, target: Option<Kind>, locked: bool, cached: bool) -> f64 
             (st, s)
         }
     };
-    let repo = Repository::<Tally, _>::new(store.clone()).with_retry(RetryPolicy {
-        max_attempts: 10_000,
-        ..RetryPolicy::default()
-    });
+    // The default policy (retries, then the writers' lock for a command that keeps losing),
+    // or every command under the writers' lock.
+    let retry = match locked {
+        false => RetryPolicy::default(),
+        true => RetryPolicy::default().serialize_after(Some(0)),
+    };
+    let repo = Repository::<Tally, _>::new(store.clone()).with_retry(retry);
     let repo = if cached { repo.with_cache(16) } else { repo };
     let clock = Clock::start();
     let mut handles = Vec::new();
     for _ in 0..tasks {
-        let (store, pool, s, repo) = (store.clone(), env.pool.clone(), s.clone(), repo.clone());
+        let (pool, s, repo) = (env.pool.clone(), s.clone(), repo.clone());
         handles.push(tokio::spawn(async move {
-            let stream = Tally::stream_id("hot");
             for _ in 0..per_task {
                 match (target, locked) {
-                    (None, false) => {
+                    (None, _) => {
                         repo.execute("hot", |c| c.0.add(1)).await.unwrap();
-                    }
-                    (None, true) => {
-                        let lock = store.lock_stream(&stream).await.unwrap();
-                        repo.execute("hot", |c| c.0.add(1)).await.unwrap();
-                        lock.release().await.unwrap();
                     }
                     (Some(_), false) => {
                         let mut attempt = 0u32;

@@ -138,6 +138,7 @@ const ALREADY_STORED: i16 = 1;
 const CONFLICT: i16 = 2;
 const ID_REUSED: i16 = 3;
 const XID_TOO_LARGE: i16 = 4;
+const LOCKED: i16 = 5;
 
 fn decode_row(row: &PgRow) -> Result<AppendRow, sqlx::Error> {
     Ok(AppendRow {
@@ -225,7 +226,7 @@ pub(crate) async fn call_direct(
             .await?;
         return match row {
             Some(row) => Ok(one_written(request.writes, write, expected, &row)),
-            None => probe_conflict(conn, sql, request).await,
+            None => probe_conflict(conn, sql, request, expected).await,
         };
     }
     let p = match request.params() {
@@ -281,8 +282,15 @@ fn written(
     Ok(Direct::Written(Outcome::Written(commit, events)))
 }
 
-/// The conflict of a direct append on `write`, whose stream is at `actual`.
-fn conflict(write: &StreamWrite, actual: i64) -> Direct {
+/// Why a direct append at `expected` on `write` wrote nothing: its stream is at `actual`;
+/// `locked`: another session holds the stream's writers' lock. A stream at the expected
+/// version that was not written was kept out by the lock.
+fn not_written(write: &StreamWrite, expected: i64, actual: i64, locked: bool) -> Direct {
+    if locked && actual == expected {
+        return Direct::Conflict(StoreError::StreamLocked {
+            stream: write.stream.clone(),
+        });
+    }
     Direct::Conflict(StoreError::Conflict {
         stream: write.stream.clone(),
         expected: write.expected,
@@ -307,7 +315,8 @@ fn direct_outcome(
             return Ok(Direct::StoredIds);
         }
         let actual: i64 = row.try_get(0).map_err(bad)?;
-        return Ok(conflict(write, actual));
+        let locked: Option<bool> = row.try_get(6).map_err(bad)?;
+        return Ok(not_written(write, expected, actual, locked == Some(true)));
     };
     let first: Option<i64> = row.try_get(1).map_err(bad)?;
     let commit: Option<i64> = row.try_get(2).map_err(bad)?;
@@ -329,20 +338,21 @@ pub(crate) fn is_version_taken(e: &sqlx::Error) -> bool {
         && e.as_database_error().and_then(|d| d.constraint()) == Some("events_stream_version")
 }
 
-/// After a one-event direct append wrote nothing, or a direct append met
-/// [`is_version_taken`]: a conflict with the stream's actual version, or
-/// [`Direct::StoredIds`] when some event ids are stored (one read-only round trip, no locks:
-/// cheaper than deciding it in `append_events`).
+/// After a one-event direct append at `expected` wrote nothing, or a direct append met
+/// [`is_version_taken`]: a conflict with the stream's actual version, the stream locked by
+/// another session, or [`Direct::StoredIds`] when some event ids are stored (one read-only
+/// round trip: cheaper than deciding it in `append_events`).
 pub(crate) async fn probe_conflict(
     conn: &mut PgConnection,
     sql: &crate::sql::Sql,
     request: &Request<'_>,
+    expected: i64,
 ) -> Result<Result<Direct, StoreError>, sqlx::Error> {
     let Some(write) = request.writes.first() else {
         return Ok(Err(corrupt_reply("no write")));
     };
     let ids: Vec<Uuid> = write.events.iter().map(|e| *e.id.as_uuid()).collect();
-    let (actual, stored): (i64, bool) = sqlx::query_as(&sql.conflict_probe)
+    let (actual, stored, locked): (i64, bool, bool) = sqlx::query_as(&sql.conflict_probe)
         .bind(write.stream.as_str())
         .bind(&ids)
         .fetch_one(conn)
@@ -350,7 +360,7 @@ pub(crate) async fn probe_conflict(
     Ok(Ok(if stored {
         Direct::StoredIds
     } else {
-        conflict(write, actual)
+        not_written(write, expected, actual, locked)
     }))
 }
 
@@ -442,6 +452,9 @@ pub(crate) fn outcome(writes: &[StreamWrite], rows: Vec<AppendRow>) -> Result<Ou
             id: EventId::from_uuid(first.id.unwrap_or_default()),
             stored_stream: StreamId::new(first.stream.clone().unwrap_or_default()),
             reason: first.reason.clone().unwrap_or_default(),
+        }),
+        LOCKED => Err(StoreError::StreamLocked {
+            stream: StreamId::new(first.stream.clone().unwrap_or_default()),
         }),
         XID_TOO_LARGE => Err(StoreError::Config(format!(
             "the cluster's xid8 {} does not fit a position (2^48)",

@@ -3,7 +3,7 @@
 use eventsource_core::{HandlerError, Projection, RecordedEvent, StoreError};
 use futures::future::BoxFuture;
 
-use crate::projection::PgProjectionContext;
+use crate::context::PgProjectionContext;
 
 /// The object-safe face of an inline projection.
 pub(crate) trait DynInline: Send {

@@ -157,6 +157,7 @@
 
 mod append;
 mod conns;
+mod context;
 mod errors;
 mod horizon;
 mod inline;
@@ -170,9 +171,9 @@ mod sql;
 mod store;
 mod xid;
 
+pub use context::PgProjectionContext;
 pub use horizon::{PgHorizonHolder, PgLag, PgPreparedXact};
-pub use lock::PgStreamLock;
-pub use projection::{PgProjectionContext, PgProjectionRunner};
+pub use projection::PgProjectionRunner;
 pub use schema::PgSchema;
 pub use store::{IDLE_CHECK_AFTER, PgStore, PgStoreBuilder};
 pub use xid::Xid8;

@@ -1,147 +1,167 @@
-//! The opt-in per-stream lock for hot streams.
+//! The writers' lock of streams ([`EventStore::lock_streams`](eventsource_core::EventStore::lock_streams)):
+//! a session advisory lock per stream, on a pooled connection of the lock's own.
+//!
+//! Every append checks it (`Sql::append_one`, `append_batch` and migration 0005's
+//! `append_events` take a shared, transaction-scoped try-lock on the same key), so while one
+//! session holds it, appends from every other session write nothing and answer
+//! `StreamLocked`; the lock's own appends run on its session and pass. A session waiting for
+//! the lock also keeps new appends out (PostgreSQL grants no lock that conflicts with one
+//! queued before it), so a waiter is served once the appends in flight have committed, and
+//! waiters from several processes are served in the order they queued.
+//!
+//! In a process, lockers first queue in the store's in-process queue
+//! ([`LocalLocks`]), so only the head of each stream's queue holds a connection while it
+//! waits: the others hold nothing, and the pool's connections go to the writers that run.
+//! Session advisory locks hold no transaction open, so they never hold back the log's
+//! horizon.
 
-use std::sync::Arc;
+use eventsource_core::store::lock::{LocalGuard, LockedStreams};
+use eventsource_core::{Commit, StoreError, StreamId, StreamLock, StreamWrite};
+use futures::future::BoxFuture;
 
-use eventsource_core::{StoreError, StreamId};
-
-use crate::conns::{Conns, Kept};
+use crate::conns::Kept;
 use crate::errors::backend;
+use crate::sql::WRITERS_LOCK_SEED;
 use crate::store::PgStore;
 
-/// A held per-stream lock (a session advisory lock on a pooled connection of its own).
+/// A held writers' lock, behind the core's [`StreamLock`].
 ///
-/// On a hot stream, optimistic appends from many writers mostly conflict and retry. Holding
-/// the stream's lock around load + decide + append serialises the writers instead, so none
-/// of them conflicts: take it with [`PgStore::lock_stream`] and run the command (for example
-/// `Repository::execute`) while holding it. It only excludes other holders of the same
-/// stream's lock; appends that do not take it still work (optimistically). Session advisory
-/// locks hold no transaction open, so they never hold back the log's horizon.
-///
-/// Release it with [`PgStreamLock::release`]. Dropping it without releasing closes its
-/// connection, which releases the lock as well.
-///
-/// Dropping [`PgStore::lock_stream`]'s future while it waits (a timeout, say) leaves the
-/// server waiting: it grants the lock to that session once free. A background task then
+/// Dropping the lock's [`take`] future while it waits for the server (a timeout, say) leaves
+/// the server waiting: it grants the lock to that session once free. A background task then
 /// waits for that reply on the same connection, releases the lock at once and hands the
 /// connection back to the pool. (Handing it back as it was would keep the lock in the pool
 /// for good; closing it would leave the server's session waiting, since a session blocked
 /// on a lock does not notice its client is gone: one more server session for every wait
 /// given up, beyond the pool's size.) Until the lock is free, each wait given up so holds
-/// one of the pool's connections, which the lock's holder may need for its own command:
-/// size the pool for the waits you give up, or take locks through a store on a pool of
-/// their own.
-pub struct PgStreamLock {
+/// one of the pool's connections.
+struct PgWritersLock {
+    store: PgStore,
+    /// The lock's session; `None` once it is gone (and the lock with it).
     conn: Option<Kept>,
-    key: String,
-    conns: Arc<Conns>,
+    /// The keys' texts (`<schema>/<stream>`), in lock order.
+    keys: Vec<String>,
     /// The server answered the lock statement: the lock is held.
     granted: bool,
+    /// The in-process queue's hold, let go after the server's lock (fields drop last).
+    _local: LocalGuard,
 }
 
-impl std::fmt::Debug for PgStreamLock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgStreamLock")
-            .field("key", &self.key)
-            .finish()
-    }
+fn lock_sql() -> String {
+    // One statement takes every key, in the order of their values (the same order in every
+    // process, so two multi-stream locks never wait on each other in a cycle): first
+    // exclusively, then shared as well. The session's own appends check the lock with a
+    // shared try-lock, which PostgreSQL refuses while another session waits for the key,
+    // however exclusive this session's hold; one it holds in that mode already passes at
+    // once. (Every exclusive lock is granted before the first shared one is asked for: the
+    // join's first row needs `ex`'s.)
+    format!(
+        "WITH keys AS MATERIALIZED (SELECT DISTINCT hashtextextended(s, {WRITERS_LOCK_SEED}) AS k \
+           FROM unnest($1::text[]) AS s ORDER BY 1), \
+         ex AS MATERIALIZED (SELECT count(pg_advisory_lock(k)) AS n FROM keys) \
+         SELECT count(pg_advisory_lock_shared(keys.k)) FROM keys CROSS JOIN ex"
+    )
 }
 
-const LOCK_SQL: &str = "SELECT pg_advisory_lock(hashtextextended($1, 11))";
-const UNLOCK_SQL: &str = "SELECT pg_advisory_unlock(hashtextextended($1, 11))";
+/// The lock's connection holds no other advisory lock.
+const UNLOCK_SQL: &str = "SELECT pg_advisory_unlock_all()";
 
-impl PgStore {
-    /// Waits for and takes the per-stream lock of `stream` (see [`PgStreamLock`]). It uses
-    /// one pooled connection while held: size the pool for it.
-    pub async fn lock_stream(&self, stream: &StreamId) -> Result<PgStreamLock, StoreError> {
-        let key = format!("{}/{}", self.schema().as_str(), stream.as_str());
-        let conns = self.conns();
-        let conn = conns
-            .get()
-            .await
-            .map_err(|e| backend("acquiring a connection for a stream lock", e))?
-            .into_inner();
-        // Held by the lock from here on: if this future is dropped while it waits, or the
-        // statement fails, the lock's drop sees to the connection.
-        let mut lock = PgStreamLock {
-            conn: None,
-            key,
-            conns: conns.clone(),
-            granted: false,
-        };
-        let kept = lock.conn.insert(conn);
-        let locked = sqlx::query(LOCK_SQL)
-            .bind(&lock.key)
-            .execute(&mut *kept.conn)
-            .await;
-        let answered = crate::conns::in_step(&locked);
-        match locked {
-            Ok(_) => {
-                lock.granted = true;
-                Ok(lock)
+/// Waits for and takes the writers' lock of `streams` (sorted, without duplicates).
+pub(crate) async fn take(
+    store: &PgStore,
+    streams: Vec<StreamId>,
+) -> Result<StreamLock, StoreError> {
+    let local = store.local_locks().lock(&streams).await;
+    let schema = store.schema().as_str();
+    let keys = streams
+        .iter()
+        .map(|s| format!("{schema}/{}", s.as_str()))
+        .collect();
+    let conn = store
+        .conns()
+        .get()
+        .await
+        .map_err(|e| backend("acquiring a connection for a writers' lock", e))?
+        .into_inner();
+    // Held by the lock from here on: if this future is dropped while it waits, or the
+    // statement fails, the lock's drop sees to the connection.
+    let mut lock = PgWritersLock {
+        store: store.clone(),
+        conn: None,
+        keys,
+        granted: false,
+        _local: local,
+    };
+    let kept = lock.conn.insert(conn);
+    let locked = sqlx::query(&lock_sql())
+        .bind(&lock.keys)
+        .execute(&mut *kept.conn)
+        .await;
+    let answered = crate::conns::in_step(&locked);
+    match locked {
+        Ok(_) => {
+            lock.granted = true;
+            Ok(StreamLock::new(streams, Box::new(lock)))
+        }
+        Err(e) => {
+            if answered {
+                // The server answered (a lock timeout, a cancel): nothing is held or
+                // pending, and the pool may take the connection back as it is.
+                drop(lock.conn.take());
             }
-            Err(e) => {
-                if answered {
-                    // The server answered (a lock timeout, a cancel): nothing is held or
-                    // pending, and the pool may take the connection back as it is.
-                    drop(lock.conn.take());
-                }
-                Err(backend("taking a stream lock", e))
-            }
+            Err(backend("taking a writers' lock", e))
         }
     }
 }
 
-impl PgStreamLock {
-    /// Releases the lock; the store uses its connection next.
-    ///
-    /// The connection stays with the lock until the server confirms the release: if this
-    /// future is dropped before that, the lock's drop closes the connection, which releases
-    /// the lock too.
-    pub async fn release(mut self) -> Result<(), StoreError> {
-        let Some(kept) = self.conn.as_mut() else {
-            return Ok(());
-        };
-        let unlocked = sqlx::query(UNLOCK_SQL)
-            .bind(&self.key)
-            .execute(&mut *kept.conn)
-            .await;
-        match (unlocked, self.conn.take()) {
-            (Ok(_), Some(kept)) => {
-                self.conns.put(kept);
-                Ok(())
-            }
-            (Ok(_), None) => Ok(()),
-            (Err(e), kept) => {
-                // The lock state of this connection is unknown: never reuse it.
-                if let Some(kept) = kept {
-                    self.conns.close(kept.conn);
+impl LockedStreams for PgWritersLock {
+    fn append(&mut self, writes: Vec<StreamWrite>) -> BoxFuture<'_, Result<Commit, StoreError>> {
+        Box::pin(self.store.append_as(writes, Some(&mut self.conn)))
+    }
+
+    fn release(mut self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
+        Box::pin(async move {
+            // The connection stays with the lock until the server confirms the release: if
+            // this future is dropped before that, the lock's drop closes the connection,
+            // which releases the lock too.
+            let Some(kept) = self.conn.as_mut() else {
+                return Ok(());
+            };
+            let unlocked = sqlx::query(UNLOCK_SQL).execute(&mut *kept.conn).await;
+            match (unlocked, self.conn.take()) {
+                (Ok(_), Some(kept)) => {
+                    self.store.conns().put(kept);
+                    Ok(())
                 }
-                Err(backend("releasing a stream lock", e))
+                (Ok(_), None) => Ok(()),
+                (Err(e), kept) => {
+                    // The lock state of this connection is unknown: never reuse it.
+                    if let Some(kept) = kept {
+                        self.store.conns().close(kept.conn);
+                    }
+                    Err(backend("releasing a writers' lock", e))
+                }
             }
-        }
+        })
     }
 }
 
-impl Drop for PgStreamLock {
+impl Drop for PgWritersLock {
     fn drop(&mut self) {
         let Some(Kept { mut conn, .. }) = self.conn.take() else {
             return;
         };
-        let runtime = tokio::runtime::Handle::try_current();
-        match runtime {
+        let conns = self.store.conns().clone();
+        match tokio::runtime::Handle::try_current() {
             Ok(runtime) if !self.granted => {
                 // The lock statement may still be waiting (see the type's docs): the next
-                // statement on the connection first sends what is left of it and reads its
-                // reply, so the unlock runs once the lock is granted, and releases it. (A lock
-                // statement that was never sent is never granted: the unlock then finds
-                // nothing to release.)
-                let key = std::mem::take(&mut self.key);
-                let conns = self.conns.clone();
+                // statement on the connection first reads what is left of its reply, so the
+                // unlock runs once the lock is granted, and releases it. (A lock statement
+                // that was never sent is never granted: the unlock then finds nothing.)
                 runtime.spawn(async move {
-                    match sqlx::query(UNLOCK_SQL).bind(&key).execute(&mut *conn).await {
+                    match sqlx::query(UNLOCK_SQL).execute(&mut *conn).await {
                         Ok(_) => drop(conn),
                         Err(error) => {
-                            tracing::warn!(%error, "releasing a stream lock given up while waiting");
+                            tracing::warn!(%error, "releasing a writers' lock given up while waiting");
                             conns.close(conn);
                         }
                     }
@@ -149,7 +169,7 @@ impl Drop for PgStreamLock {
             }
             // Closing the session releases its advisory locks at once; a pooled connection
             // would keep them.
-            _ => self.conns.close(conn),
+            _ => conns.close(conn),
         }
     }
 }

@@ -12,51 +12,15 @@ use eventsource_core::{
     EventStore, LogPage, Position, Projection, ProjectionControl, ProjectionError,
     ProjectionHandle, ProjectionStatus, StoreError, StreamId, Version,
 };
-use sqlx::{Connection, PgConnection, Postgres, Transaction};
+use sqlx::{Connection, PgConnection};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::context::PgProjectionContext;
 use crate::errors::backend;
 use crate::rows::{position_from, position_params};
 use crate::store::PgStore;
-
-/// What a transactional projection's handlers get: the open transaction in which the
-/// projection's checkpoint will commit after the batch. Write the read model through
-/// [`PgProjectionContext::conn`]; if any handler of the batch fails, nothing of the batch
-/// commits.
-pub struct PgProjectionContext {
-    tx: Transaction<'static, Postgres>,
-    store: PgStore,
-}
-
-impl std::fmt::Debug for PgProjectionContext {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PgProjectionContext")
-            .field("store", &self.store)
-            .finish_non_exhaustive()
-    }
-}
-
-impl PgProjectionContext {
-    pub(crate) fn new(tx: Transaction<'static, Postgres>, store: PgStore) -> Self {
-        Self { tx, store }
-    }
-
-    /// The connection of the open transaction: run read-model statements on it.
-    pub fn conn(&mut self) -> &mut PgConnection {
-        &mut self.tx
-    }
-
-    /// The store the events come from.
-    pub fn store(&self) -> &PgStore {
-        &self.store
-    }
-
-    pub(crate) fn into_transaction(self) -> Transaction<'static, Postgres> {
-        self.tx
-    }
-}
 
 /// Why a batch did not commit.
 enum BatchError {
@@ -402,7 +366,7 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
         if saved.rows_affected() == 0 {
             return Err(BatchError::LeaseLost);
         }
-        ctx.into_transaction().commit().await.map_err(fail)
+        ctx.commit().await.map(drop).map_err(fail)
     }
 
     async fn process(&mut self, page: LogPage) -> Result<(), BatchError> {

@@ -108,7 +108,8 @@ pub(crate) fn event_of(
     })
 }
 
-/// Decodes a row of `Sql::read_stream_fold`: version, type, schema version, payload.
+/// Decodes a row of `Sql::read_stream_fold`: version, commit, sequence, type, schema version,
+/// payload.
 pub(crate) fn fold_event(row: &PgRow, stream: &StreamId) -> Result<FoldEvent, StoreError> {
     let cols = Binary(row);
     let version = cols
@@ -116,11 +117,16 @@ pub(crate) fn fold_event(row: &PgRow, stream: &StreamId) -> Result<FoldEvent, St
         .map_err(|e| corrupt(stream, Version::ZERO, e))?;
     let version = valid_version(stream, version)?;
     let c = |e: String| corrupt(stream, version, e);
-    let event_type = cols.text(1).map_err(c)?.to_owned();
-    let schema_version = cols.int8(2).map_err(c)?;
-    let payload = Bytes::copy_from_slice(cols.bytes(3).map_err(c)?);
+    let commit = cols.int8(1).map_err(c)?;
+    let seq = cols.int8(2).map_err(c)?;
+    let position =
+        position_from(commit, seq).ok_or_else(|| c(format!("invalid position {commit}.{seq}")))?;
+    let event_type = cols.text(3).map_err(c)?.to_owned();
+    let schema_version = cols.int8(4).map_err(c)?;
+    let payload = Bytes::copy_from_slice(cols.bytes(5).map_err(c)?);
     Ok(FoldEvent {
         version,
+        position,
         event_type,
         schema_version: valid_schema_version(stream, version, schema_version)?,
         payload,

@@ -16,14 +16,30 @@ fn horizon(s: &str) -> String {
     )
 }
 
+/// The seed of the writers' lock's advisory-lock keys: `hashtextextended('<schema>/<stream>',
+/// WRITERS_LOCK_SEED)`. The append function (migration 0005) uses the same.
+pub(crate) const WRITERS_LOCK_SEED: i64 = 11;
+
+/// Whether this transaction may append to the stream `stream` (an SQL expression): true
+/// unless another session holds the stream's writers' lock (`EventStore::lock_streams`),
+/// or waits for it. A shared, transaction-scoped try-lock: appends never wait on each other
+/// for it, the lock's own session always passes, and it is released at commit.
+fn may_append(name: &str, stream: &str) -> String {
+    format!(
+        "pg_try_advisory_xact_lock_shared(hashtextextended('{name}/' || {stream}, {WRITERS_LOCK_SEED}))"
+    )
+}
+
 /// The direct-path batch append (see `Sql::append_batch`): `select` makes the rows to insert from
 /// `{commit}` (the position's commit part, NULL when the xid does not fit 48 bits: a not-null
 /// violation, nothing written), `{at}` (the recorded-at time, never before the stream's last
 /// one) and `{ok}` (the stream is at the expected version `$2`); `stored` says whether any
 /// event id is stored. One row comes back: the stream's version before, the first version,
 /// the commit, the sequences in version order, and the recorded-at time of what was written
-/// (one commit and one time for all of it), or, when nothing was, NULLs and `stored`.
-fn direct(s: &str, select: &str, stored: &str) -> String {
+/// (one commit and one time for all of it), or, when nothing was, NULLs, `stored` and whether
+/// the stream's writers' lock kept it out.
+fn direct(s: &str, name: &str, select: &str, stored: &str) -> String {
+    let may = may_append(name, "$1");
     let select = select
         .replace(
             "{commit}",
@@ -36,7 +52,10 @@ fn direct(s: &str, select: &str, stored: &str) -> String {
             "{at}",
             "greatest(now(), coalesce((SELECT cur.recorded_at FROM cur), now()))",
         )
-        .replace("{ok}", "coalesce((SELECT cur.version FROM cur), 0) = $2");
+        .replace(
+            "{ok}",
+            &format!("coalesce((SELECT cur.version FROM cur), 0) = $2 AND {may}"),
+        );
     let stored = stored.replace("{s}", s);
     format!(
         "WITH cur AS (SELECT e.version, e.recorded_at FROM {s}.events e WHERE e.stream_id = $1 \
@@ -46,7 +65,8 @@ fn direct(s: &str, select: &str, stored: &str) -> String {
            RETURNING version, commit_id, seq, recorded_at) \
          SELECT coalesce((SELECT cur.version FROM cur), 0), min(ins.version), \
            min(ins.commit_id), array_agg(ins.seq ORDER BY ins.version), min(ins.recorded_at), \
-           CASE WHEN count(*) = 0 THEN {stored} END \
+           CASE WHEN count(*) = 0 THEN {stored} END, \
+           CASE WHEN count(*) = 0 THEN NOT {may} END \
          FROM ins"
     )
 }
@@ -80,6 +100,8 @@ pub(crate) struct Sql {
 impl Sql {
     pub(crate) fn new(schema: &PgSchema) -> Self {
         let s = schema.quoted();
+        let name = schema.as_str();
+        let may = may_append(name, "$1");
         let h = horizon(&s);
         let fields = EVENT_FIELDS;
         let cols = format!("e.stream_id, {fields}");
@@ -96,7 +118,8 @@ impl Sql {
             // what the append cost the server beyond a bare insert) and reads no table but
             // `events` (the era is folded in as a constant: migration 0003). It answers the
             // commit, sequence and recorded-at time of the event, or no row on a conflict;
-            // `conflict_probe` then reads the actual version and looks the id up.
+            // `conflict_probe` then reads the actual version and looks the id up. It also writes
+            // nothing while another session holds the stream's writers' lock (`may_append`).
             append_one: format!(
                 "INSERT INTO {s}.events (commit_id, stream_id, version, event_id, event_type, \
                    schema_version, payload, metadata, recorded_at) \
@@ -106,7 +129,7 @@ impl Sql {
                  FROM (SELECT pg_current_xact_id()::text::bigint AS id) x LEFT JOIN LATERAL \
                    (SELECT e.version, e.recorded_at FROM {s}.events e WHERE e.stream_id = $1 \
                     ORDER BY e.version DESC LIMIT 1) c ON true \
-                 WHERE coalesce(c.version, 0) = $2 \
+                 WHERE coalesce(c.version, 0) = $2 AND {may} \
                  RETURNING commit_id, seq, recorded_at"
             ),
             // A batch binds arrays (planning is small beside its rows) and answers in one
@@ -114,6 +137,7 @@ impl Sql {
             // commit, sequences and time, or NULLs and whether any of the ids is stored.
             append_batch: direct(
                 &s,
+                name,
                 "SELECT {commit}, $1, $2 + i.ord, i.id, i.ty, i.sv, i.p, i.m, {at} \
                  FROM unnest($3::uuid[], $4::text[], $5::bigint[], $6::bytea[], \
                    $7::text[]::jsonb[]) WITH ORDINALITY AS i (id, ty, sv, p, m, ord) \
@@ -122,13 +146,15 @@ impl Sql {
                    (SELECT 1 FROM {s}.events x WHERE x.event_id = u.id LIMIT 1) y)",
             ),
             // After a one-event direct append wrote nothing, or a direct append lost a race
-            // on the primary key: the stream's version, and whether any of the event ids is
-            // stored (a repeat of a committed append).
+            // on the primary key: the stream's version, whether any of the event ids is
+            // stored (a repeat of a committed append), and whether the stream's writers' lock
+            // keeps this session out.
             conflict_probe: format!(
                 "SELECT coalesce((SELECT e.version FROM {s}.events e WHERE e.stream_id = $1 \
                    ORDER BY e.version DESC LIMIT 1), 0), \
                  EXISTS (SELECT 1 FROM unnest($2::uuid[]) AS u (id) CROSS JOIN LATERAL \
-                   (SELECT 1 FROM {s}.events x WHERE x.event_id = u.id LIMIT 1) y)"
+                   (SELECT 1 FROM {s}.events x WHERE x.event_id = u.id LIMIT 1) y), \
+                 NOT {may}"
             ),
             append: format!(
                 "SELECT status, r_stream, r_version, r_commit, r_seq, r_recorded, r_id, r_reason \
@@ -142,7 +168,7 @@ impl Sql {
             // What a fold needs (`rows::fold_event`): fewer columns, less to send and decode
             // per event (every column costs, even a NULL one).
             read_stream_fold: format!(
-                "SELECT e.version, e.event_type, e.schema_version, e.payload \
+                "SELECT e.version, e.commit_id, e.seq, e.event_type, e.schema_version, e.payload \
                  FROM {s}.events e WHERE e.stream_id = $1 \
                  AND e.version >= $2 AND e.version <= $3 ORDER BY e.version"
             ),

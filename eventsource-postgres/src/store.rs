@@ -3,9 +3,10 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use eventsource_core::store::lock::{LocalLocks, lock_order};
 use eventsource_core::{
     Commit, EventId, EventStore, FoldEvent, LogPage, Position, ReadUntil, RecordedEvent, Snapshot,
-    StoreError, StreamId, StreamWrite, Version,
+    StoreError, StreamId, StreamLock, StreamWrite, Version,
 };
 use futures::stream::{BoxStream, TryStreamExt};
 use sqlx::postgres::{PgPoolOptions, PgRow};
@@ -15,10 +16,10 @@ use tokio::task::AbortHandle;
 use tracing::Instrument;
 
 use crate::append::{self, Outcome, Request};
-use crate::conns::Conns;
+use crate::conns::{Conns, Kept};
+use crate::context::{LockTx, PgProjectionContext};
 use crate::errors::backend;
 use crate::inline::{DynInline, Inline};
-use crate::projection::PgProjectionContext;
 use crate::rows::{self, position_from, position_params, to_i64};
 use crate::schema::PgSchema;
 use crate::sql::Sql;
@@ -170,6 +171,7 @@ impl PgStoreBuilder {
                 listener: OnceLock::new(),
                 last_commit: std::sync::atomic::AtomicI64::new(0),
                 inline: Vec::new(),
+                local: LocalLocks::default(),
             }),
         };
         if self.migrate {
@@ -216,6 +218,8 @@ pub(crate) struct Inner {
     /// back by an idempotent append: reads wait until the horizon passes it.
     last_commit: std::sync::atomic::AtomicI64,
     inline: Vec<Arc<Mutex<Box<dyn DynInline>>>>,
+    /// The in-process queues of the writers' locks (see [`crate::lock`]).
+    local: LocalLocks,
 }
 
 impl Drop for Inner {
@@ -300,6 +304,11 @@ impl PgStore {
         &self.inner.conns
     }
 
+    /// The in-process queues of the writers' locks.
+    pub(crate) fn local_locks(&self) -> &LocalLocks {
+        &self.inner.local
+    }
+
     pub(crate) fn inner(&self) -> &Inner {
         &self.inner
     }
@@ -358,34 +367,75 @@ impl PgStore {
         }
     }
 
-    /// One attempt: on a connection of the pool, or, with inline projections, in a
-    /// transaction that also runs them.
+    /// One attempt: on a connection of the pool, or of the writers' lock in `lock` (its
+    /// session must make the lock's appends), or, with inline projections, in a transaction
+    /// that also runs them.
     async fn append_once(
         &self,
         request: &Request<'_>,
         path: Path,
+        lock: Option<&mut Option<Kept>>,
     ) -> Result<Result<Outcome, StoreError>, sqlx::Error> {
-        if self.inner.inline.is_empty() {
-            return self
-                .on_conn(async |conn| self.append_on(conn, request, path).await)
-                .await;
+        let inline = !self.inner.inline.is_empty();
+        match lock {
+            None if !inline => {
+                self.on_conn(async |conn| self.append_on(conn, request, path).await)
+                    .await
+            }
+            None => {
+                let tx = self.inner.pool.begin().await?;
+                let ctx = PgProjectionContext::new(tx, self.clone());
+                self.append_inline(ctx, request, path).await.0
+            }
+            Some(slot) => match slot.take() {
+                Some(mut kept) if !inline => {
+                    let outcome = self.append_on(&mut kept.conn, request, path).await;
+                    *slot = Some(kept);
+                    outcome
+                }
+                Some(kept) => {
+                    let ctx =
+                        PgProjectionContext::on_lock(LockTx::begin(kept).await?, self.clone());
+                    let (outcome, back) = self.append_inline(ctx, request, path).await;
+                    *slot = back;
+                    outcome
+                }
+                // The lock's session is gone: like any other writer.
+                None => Box::pin(self.append_once(request, path, None)).await,
+            },
         }
-        let mut tx = self.inner.pool.begin().await?;
-        let outcome = self.append_on(&mut tx, request, path).await?;
+    }
+
+    /// The append in `ctx`'s transaction, then the inline projections on what it wrote, then
+    /// the commit. Also hands back the connection of a lock's transaction once it ended.
+    async fn append_inline(
+        &self,
+        mut ctx: PgProjectionContext,
+        request: &Request<'_>,
+        path: Path,
+    ) -> (
+        Result<Result<Outcome, StoreError>, sqlx::Error>,
+        Option<Kept>,
+    ) {
+        let outcome = match self.append_on(ctx.conn(), request, path).await {
+            Ok(outcome) => outcome,
+            Err(e) => return (Err(e), ctx.rollback().await.ok().flatten()),
+        };
         let Ok(Outcome::Written(_, written)) = &outcome else {
             // Nothing new was written: the inline read models already reflect it.
-            return Ok(outcome);
+            return (Ok(outcome), ctx.rollback().await.ok().flatten());
         };
         let events = append::recorded(request.writes, written);
-        let mut ctx = PgProjectionContext::new(tx, self.clone());
         for projection in &self.inner.inline {
             let mut projection = projection.lock().await;
             if let Err(error) = projection.handle_all(&events, &mut ctx).await {
-                return Ok(Err(error));
+                return (Ok(Err(error)), ctx.rollback().await.ok().flatten());
             }
         }
-        ctx.into_transaction().commit().await?;
-        Ok(outcome)
+        match ctx.commit().await {
+            Ok(back) => (Ok(outcome), back),
+            Err(e) => (Err(e), None),
+        }
     }
 
     async fn append_on(
@@ -401,7 +451,7 @@ impl PgStore {
                     // (Not inside a transaction: the failed insert aborted it; the caller
                     // retries through `append_events` instead.)
                     Err(e) if append::is_version_taken(&e) && self.inner.inline.is_empty() => {
-                        append::probe_conflict(conn, sql, request).await?
+                        append::probe_conflict(conn, sql, request, expected).await?
                     }
                     other => other?,
                 };
@@ -418,17 +468,15 @@ impl PgStore {
     }
 }
 
-/// How an append attempt runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Path {
-    /// The direct statement (`Sql::append_one`/`append_batch`), at this expected version.
-    Direct(i64),
-    /// `append_events`, under the streams' locks; `check_ids`: look the event ids up first.
-    Locked { check_ids: bool },
-}
-
-impl EventStore for PgStore {
-    async fn append(&self, writes: Vec<StreamWrite>) -> Result<Commit, StoreError> {
+impl PgStore {
+    /// Appends `writes`, on the session of the writers' lock in `lock` when there is one
+    /// (`None` in it once that session is gone: the append then runs as any other writer's,
+    /// and meets the lock, if another session holds it now, like one).
+    pub(crate) async fn append_as(
+        &self,
+        writes: Vec<StreamWrite>,
+        mut lock: Option<&mut Option<Kept>>,
+    ) -> Result<Commit, StoreError> {
         let writes = eventsource_core::validate_writes(writes)?;
         if writes.is_empty() {
             return Ok(Commit::empty());
@@ -448,10 +496,17 @@ impl EventStore for PgStore {
             };
             let outcome = loop {
                 attempt += 1;
-                match self.append_once(&request, path).await {
+                match self.append_once(&request, path, lock.as_deref_mut()).await {
                     Ok(outcome) => break outcome?,
                     Err(e) if attempt < APPEND_ATTEMPTS && append::retry_inside(&e) => {
                         tracing::debug!(error = %e, attempt, "append retried");
+                        if crate::errors::is_connection_lost(&e)
+                            && let Some(slot) = lock.as_deref_mut()
+                            && let Some(dead) = slot.take()
+                        {
+                            // The lock's session is gone, and the lock with it.
+                            self.conns().close(dead.conn);
+                        }
                         // Met a stored event id, or lost the connection (the append may have
                         // committed): look the ids up this time.
                         let stored = append::is_stored_id(&e);
@@ -493,6 +548,25 @@ impl EventStore for PgStore {
         }
         .instrument(span)
         .await
+    }
+}
+
+/// How an append attempt runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Path {
+    /// The direct statement (`Sql::append_one`/`append_batch`), at this expected version.
+    Direct(i64),
+    /// `append_events`, under the streams' locks; `check_ids`: look the event ids up first.
+    Locked { check_ids: bool },
+}
+
+impl EventStore for PgStore {
+    async fn append(&self, writes: Vec<StreamWrite>) -> Result<Commit, StoreError> {
+        self.append_as(writes, None).await
+    }
+
+    async fn lock_streams(&self, streams: &[StreamId]) -> Result<StreamLock, StoreError> {
+        crate::lock::take(self, lock_order(streams)).await
     }
 
     fn read_stream<'a>(

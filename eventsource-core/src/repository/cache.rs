@@ -9,32 +9,11 @@ use parking_lot::Mutex;
 use super::Loaded;
 use crate::ids::{Position, StreamId, Version};
 
-/// A cached state: the stream folded up to `version`. `position` is that version's position
-/// when it is known (a command's load does not look it up).
-pub(super) struct Cached<A> {
-    pub(super) state: A,
-    pub(super) version: Version,
-    pub(super) position: Option<Position>,
-}
-
-impl<A> Cached<A> {
-    /// As a [`Loaded`], with `Position::ZERO` for an unknown position.
-    pub(super) fn into_loaded(self) -> (Loaded<A>, bool) {
-        let known = self.position.is_some();
-        let loaded = Loaded {
-            state: self.state,
-            version: self.version,
-            position: self.position.unwrap_or(Position::ZERO),
-        };
-        (loaded, known)
-    }
-}
-
 /// A cached state; shared, so that copying it out happens outside the lock.
 struct Slot<A> {
     state: Arc<A>,
     version: Version,
-    position: Option<Position>,
+    position: Position,
     /// Its key in `Lru::order`.
     used: u64,
 }
@@ -69,7 +48,7 @@ impl<A> StateCache<A> {
     }
 
     /// A copy of the state cached for `stream`, marked as just used.
-    pub(super) fn get(&self, stream: &StreamId) -> Option<Cached<A>> {
+    pub(super) fn get(&self, stream: &StreamId) -> Option<Loaded<A>> {
         let (state, version, position) = {
             let mut lru = self.lru.lock();
             let lru = &mut *lru;
@@ -80,7 +59,7 @@ impl<A> StateCache<A> {
             lru.order.insert(slot.used, stream.clone());
             (Arc::clone(&slot.state), slot.version, slot.position)
         };
-        Some(Cached {
+        Some(Loaded {
             state: (self.clone)(&state),
             version,
             position,
@@ -89,23 +68,19 @@ impl<A> StateCache<A> {
 
     /// Keeps a copy of `loaded` for `stream`, unless a newer version is cached already (a
     /// concurrent command of a clone may have put it); evicts the least recently used state
-    /// when full. `position_known`: whether `loaded.position` is its version's position.
-    pub(super) fn put(&self, stream: &StreamId, loaded: &Loaded<A>, position_known: bool) {
+    /// when full.
+    pub(super) fn put(&self, stream: &StreamId, loaded: &Loaded<A>) {
         if self.capacity == 0 {
             return;
         }
         let state = Arc::new((self.clone)(&loaded.state));
-        let (version, position) = (loaded.version, position_known.then_some(loaded.position));
+        let (version, position) = (loaded.version, loaded.position);
         let mut lru = self.lru.lock();
         let lru = &mut *lru;
         lru.clock += 1;
         let used = lru.clock;
         if let Some(slot) = lru.slots.get_mut(stream) {
-            let newer = slot.version > version;
-            // The same version with its position known is worth keeping.
-            let same_but_vaguer =
-                slot.version == version && slot.position.is_some() && position.is_none();
-            if !newer && !same_but_vaguer {
+            if slot.version <= version {
                 (slot.state, slot.version, slot.position) = (state, version, position);
             }
             lru.order.remove(&slot.used);
@@ -169,10 +144,10 @@ mod tests {
     #[test]
     fn the_least_recently_used_state_goes_first() {
         let cache = StateCache::new(2, u32::clone);
-        cache.put(&StreamId::new("a"), &loaded(1, 1), false);
-        cache.put(&StreamId::new("b"), &loaded(2, 1), false);
+        cache.put(&StreamId::new("a"), &loaded(1, 1));
+        cache.put(&StreamId::new("b"), &loaded(2, 1));
         assert_eq!(version_of(&cache, "a"), Some(1)); // a is now the most recent
-        cache.put(&StreamId::new("c"), &loaded(3, 1), false);
+        cache.put(&StreamId::new("c"), &loaded(3, 1));
         assert_eq!(cache.len(), 2);
         assert_eq!(
             version_of(&cache, "b"),
@@ -186,10 +161,10 @@ mod tests {
     #[test]
     fn putting_a_state_again_makes_it_the_most_recent() {
         let cache = StateCache::new(2, u32::clone);
-        cache.put(&StreamId::new("a"), &loaded(1, 1), false);
-        cache.put(&StreamId::new("b"), &loaded(2, 1), false);
-        cache.put(&StreamId::new("a"), &loaded(1, 2), false);
-        cache.put(&StreamId::new("c"), &loaded(3, 1), false);
+        cache.put(&StreamId::new("a"), &loaded(1, 1));
+        cache.put(&StreamId::new("b"), &loaded(2, 1));
+        cache.put(&StreamId::new("a"), &loaded(1, 2));
+        cache.put(&StreamId::new("c"), &loaded(3, 1));
         assert_eq!(
             version_of(&cache, "b"),
             None,
@@ -202,34 +177,27 @@ mod tests {
     fn an_older_version_never_replaces_a_newer_one() {
         let cache = StateCache::new(4, u32::clone);
         let a = StreamId::new("a");
-        cache.put(&a, &loaded(5, 5), true);
-        cache.put(&a, &loaded(3, 3), true);
-        let got = cache
-            .get(&a)
-            .map(|c| (c.state, c.version.get(), c.position));
-        assert_eq!(got, Some((5, 5, Some(Position::ZERO))));
-        // The same version without a known position keeps the known one.
-        cache.put(&a, &loaded(5, 5), false);
-        assert_eq!(cache.get(&a).and_then(|c| c.position), Some(Position::ZERO));
-        cache.put(&a, &loaded(6, 6), false);
-        let got = cache
-            .get(&a)
-            .map(|c| (c.state, c.version.get(), c.position));
-        assert_eq!(got, Some((6, 6, None)));
+        cache.put(&a, &loaded(5, 5));
+        cache.put(&a, &loaded(3, 3));
+        let got = cache.get(&a).map(|c| (c.state, c.version.get()));
+        assert_eq!(got, Some((5, 5)));
+        cache.put(&a, &loaded(6, 6));
+        let got = cache.get(&a).map(|c| (c.state, c.version.get()));
+        assert_eq!(got, Some((6, 6)));
     }
 
     #[test]
     fn removed_and_cleared_states_are_gone_and_zero_capacity_keeps_nothing() {
         let cache = StateCache::new(4, u32::clone);
-        cache.put(&StreamId::new("a"), &loaded(1, 1), false);
-        cache.put(&StreamId::new("b"), &loaded(1, 1), false);
+        cache.put(&StreamId::new("a"), &loaded(1, 1));
+        cache.put(&StreamId::new("b"), &loaded(1, 1));
         cache.remove(&StreamId::new("a"));
         assert_eq!(version_of(&cache, "a"), None);
         assert_eq!(cache.len(), 1);
         cache.clear();
         assert_eq!(cache.len(), 0);
         let none = StateCache::new(0, u32::clone);
-        none.put(&StreamId::new("a"), &loaded(1, 1), false);
+        none.put(&StreamId::new("a"), &loaded(1, 1));
         assert_eq!(none.len(), 0);
     }
 }

@@ -7,7 +7,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
-use super::{EventStore, LogPage, ReadUntil};
+use super::{EventStore, LogPage, ReadUntil, StreamLock};
 use crate::envelope::{Commit, FoldEvent, RecordedEvent, Snapshot, StreamWrite};
 use crate::error::StoreError;
 use crate::ids::{EventId, Position, StreamId, Version};
@@ -31,6 +31,11 @@ pub trait DynEventStore: Send + Sync + 'static {
         from: Version,
         until: ReadUntil,
     ) -> BoxStream<'a, Result<FoldEvent, StoreError>>;
+    /// See [`EventStore::lock_streams`].
+    fn lock_streams_dyn<'a>(
+        &'a self,
+        streams: &'a [StreamId],
+    ) -> BoxFuture<'a, Result<StreamLock, StoreError>>;
     /// See [`EventStore::stream_version`].
     fn stream_version_dyn<'a>(
         &'a self,
@@ -100,6 +105,12 @@ impl<S: EventStore> DynEventStore for S {
         until: ReadUntil,
     ) -> BoxStream<'a, Result<FoldEvent, StoreError>> {
         self.read_stream_for_fold(stream, from, until)
+    }
+    fn lock_streams_dyn<'a>(
+        &'a self,
+        streams: &'a [StreamId],
+    ) -> BoxFuture<'a, Result<StreamLock, StoreError>> {
+        self.lock_streams(streams).boxed()
     }
     fn stream_version_dyn<'a>(
         &'a self,
@@ -204,6 +215,9 @@ impl EventStore for AnyStore {
         until: ReadUntil,
     ) -> BoxStream<'a, Result<FoldEvent, StoreError>> {
         self.0.read_stream_for_fold_dyn(stream, from, until)
+    }
+    async fn lock_streams(&self, streams: &[StreamId]) -> Result<StreamLock, StoreError> {
+        self.0.lock_streams_dyn(streams).await
     }
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
         self.0.stream_version_dyn(stream).await

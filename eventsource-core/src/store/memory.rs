@@ -7,13 +7,16 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
 use futures::stream::{self, BoxStream, StreamExt};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
-use super::{EventStore, LogPage, ReadUntil};
+use super::lock::{LocalGuard, LocalLocks, LockedStreams, lock_order};
+use super::{EventStore, LogPage, ReadUntil, StreamLock};
 use crate::envelope::{Commit, CommittedStream, RecordedEvent, Snapshot, StreamWrite};
 use crate::error::StoreError;
 use crate::ids::{EventId, Position, StreamId, Version};
@@ -49,6 +52,10 @@ pub struct InMemoryStore {
 
 struct Inner {
     log: RwLock<Log>,
+    /// The in-process queues of [`EventStore::lock_streams`].
+    local: LocalLocks,
+    /// The token of the next stream lock.
+    next_lock: AtomicU64,
     head: watch::Sender<Position>,
     snapshots: Mutex<HashMap<StreamId, Vec<Snapshot>>>,
     checkpoints: Mutex<HashMap<String, Position>>,
@@ -58,6 +65,8 @@ impl Default for Inner {
     fn default() -> Self {
         Self {
             log: RwLock::default(),
+            local: LocalLocks::default(),
+            next_lock: AtomicU64::new(1),
             head: watch::Sender::new(Position::ZERO),
             snapshots: Mutex::default(),
             checkpoints: Mutex::default(),
@@ -74,6 +83,8 @@ struct Log {
     /// Event id to log index.
     ids: HashMap<EventId, usize>,
     commits: u64,
+    /// The streams whose writers' lock is held, with the holder's token.
+    locked: HashMap<StreamId, u64>,
 }
 
 impl Log {
@@ -107,9 +118,28 @@ impl InMemoryStore {
         Self::default()
     }
 
+    /// Validates and appends `writes` as the holder of stream lock `holder` (0: none).
+    fn append_as(&self, writes: Vec<StreamWrite>, holder: u64) -> Result<Commit, StoreError> {
+        let writes = super::validate_writes(writes)?;
+        if writes.is_empty() {
+            return Ok(Commit::empty());
+        }
+        let commit = self.append_locked(&writes, holder)?;
+        tracing::trace!(position = %commit.position, events = commit.event_count(), "appended in memory");
+        Ok(commit)
+    }
+
     /// Appends under the log lock; everything here is in-memory work.
-    fn append_locked(&self, writes: &[StreamWrite]) -> Result<Commit, StoreError> {
+    fn append_locked(&self, writes: &[StreamWrite], holder: u64) -> Result<Commit, StoreError> {
         let mut log = self.inner.log.write();
+        if let Some(w) = writes
+            .iter()
+            .find(|w| log.locked.get(&w.stream).is_some_and(|&t| t != holder))
+        {
+            return Err(StoreError::StreamLocked {
+                stream: w.stream.clone(),
+            });
+        }
         if let Some(original) = find_original_commit(&log, writes)? {
             return Ok(original);
         }
@@ -167,6 +197,39 @@ impl InMemoryStore {
             first_position,
             position,
         })
+    }
+}
+
+/// A held writers' lock of the in-memory store: the streams are marked with its token, and the
+/// in-process queue is held.
+struct MemoryLock {
+    store: InMemoryStore,
+    token: u64,
+    streams: Vec<StreamId>,
+    /// Dropped after the marks are gone (fields drop after `Drop::drop`).
+    _local: LocalGuard,
+}
+
+impl LockedStreams for MemoryLock {
+    fn append(&mut self, writes: Vec<StreamWrite>) -> BoxFuture<'_, Result<Commit, StoreError>> {
+        let result = self.store.append_as(writes, self.token);
+        Box::pin(std::future::ready(result))
+    }
+
+    fn release(self: Box<Self>) -> BoxFuture<'static, Result<(), StoreError>> {
+        drop(self);
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
+impl Drop for MemoryLock {
+    fn drop(&mut self) {
+        let mut log = self.store.inner.log.write();
+        for s in &self.streams {
+            if log.locked.get(s) == Some(&self.token) {
+                log.locked.remove(s);
+            }
+        }
     }
 }
 
@@ -251,13 +314,26 @@ fn find_original_commit(log: &Log, writes: &[StreamWrite]) -> Result<Option<Comm
 
 impl EventStore for InMemoryStore {
     async fn append(&self, writes: Vec<StreamWrite>) -> Result<Commit, StoreError> {
-        let writes = super::validate_writes(writes)?;
-        if writes.is_empty() {
-            return Ok(Commit::empty());
+        self.append_as(writes, 0)
+    }
+
+    async fn lock_streams(&self, streams: &[StreamId]) -> Result<StreamLock, StoreError> {
+        let streams = lock_order(streams);
+        let local = self.inner.local.lock(&streams).await;
+        let token = self.inner.next_lock.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut log = self.inner.log.write();
+            for s in &streams {
+                log.locked.insert(s.clone(), token);
+            }
         }
-        let commit = self.append_locked(&writes)?;
-        tracing::trace!(position = %commit.position, events = commit.event_count(), "appended in memory");
-        Ok(commit)
+        let held = MemoryLock {
+            store: self.clone(),
+            token,
+            streams: streams.clone(),
+            _local: local,
+        };
+        Ok(StreamLock::new(streams, Box::new(held)))
     }
 
     fn read_stream<'a>(

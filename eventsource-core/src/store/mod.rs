@@ -22,6 +22,7 @@
 //! The conformance suite (feature `testing`, [`crate::testing::conformance`]) checks all of these.
 
 pub(crate) mod dynamic;
+pub mod lock;
 pub mod memory;
 
 use std::collections::HashSet;
@@ -35,6 +36,7 @@ use crate::error::StoreError;
 use crate::ids::{EventId, Position, StreamId, Version};
 
 pub use dynamic::{AnyStore, DynEventStore};
+pub use lock::StreamLock;
 
 /// Where a stream read stops (inclusive).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -108,6 +110,22 @@ pub trait EventStore: Clone + Send + Sync + 'static {
             .map_ok(FoldEvent::from)
             .boxed()
     }
+
+    /// Waits for and takes the writers' lock of `streams` (see [`StreamLock`]): until it is
+    /// released, only the appends made through it reach those streams; every other append
+    /// to them fails with [`StoreError::StreamLocked`] and writes nothing. Lockers wait in
+    /// the order they asked, within a process and across processes, and a waiter holds
+    /// nothing of the store while it waits in its process (the store's connections go to
+    /// the writers that run). Several streams are taken in one fixed order, so two locks
+    /// never wait on each other in a cycle.
+    ///
+    /// This is how a command that keeps losing races makes progress: the
+    /// [`Repository`](crate::Repository) escalates to it (see
+    /// [`RetryPolicy`](crate::RetryPolicy)).
+    fn lock_streams(
+        &self,
+        streams: &[StreamId],
+    ) -> impl Future<Output = Result<StreamLock, StoreError>> + Send;
 
     /// The current version of `stream` ([`Version::ZERO`] if it has no events).
     fn stream_version(

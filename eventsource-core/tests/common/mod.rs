@@ -8,9 +8,10 @@ use std::sync::atomic::AtomicBool;
 use eventsource_core::testing::fixtures::CounterEvent;
 use eventsource_core::{
     Commit, EventId, EventStore, ExpectedVersion, FoldEvent, InMemoryStore, LogPage, Position,
-    ReadUntil, RecordedEvent, Snapshot, StoreError, StreamId, StreamWrite, Version,
+    ReadUntil, RecordedEvent, Snapshot, StoreError, StreamId, StreamLock, StreamWrite, Version,
 };
 use futures::stream::BoxStream;
+use futures::{StreamExt, TryStreamExt};
 use parking_lot::Mutex;
 
 /// Appends `Added(n)` for each of `ns` to `stream` in one commit, at whatever version it is.
@@ -26,14 +27,15 @@ pub(crate) async fn add(store: &InMemoryStore, stream: &str, ns: &[i64]) -> Comm
 }
 
 /// The in-memory store, recording where each fold read starts and the order in which log
-/// reads and checkpoint saves start and end; it can also answer its next append with a
-/// conflict whose stream is *behind* the expected version (as after a restore from an older
-/// backup), without writing.
+/// reads and checkpoint saves start and end; it can also make fold reads hand out other
+/// positions than the ones stored, as a stream rewritten after a restore from an older backup
+/// would.
 #[derive(Clone, Default)]
 pub(crate) struct Watched {
     pub(crate) inner: InMemoryStore,
     folds_from: Arc<Mutex<Vec<(String, u64)>>>,
-    pub(crate) rewind_next_append: Arc<AtomicBool>,
+    /// Fold reads hand out positions shifted by one commit: another history.
+    pub(crate) rewritten: Arc<AtomicBool>,
     /// A log read after this position never returns (until it is dropped).
     pub(crate) stall_read_after: Arc<Mutex<Option<Position>>>,
     calls: Arc<Mutex<Vec<Call>>>,
@@ -75,17 +77,6 @@ impl Watched {
 
 impl EventStore for Watched {
     async fn append(&self, writes: Vec<StreamWrite>) -> Result<Commit, StoreError> {
-        if self
-            .rewind_next_append
-            .swap(false, std::sync::atomic::Ordering::SeqCst)
-        {
-            let w = &writes[0];
-            return Err(StoreError::Conflict {
-                stream: w.stream.clone(),
-                expected: w.expected,
-                actual: Version::new(1),
-            });
-        }
         self.inner.append(writes).await
     }
     fn read_stream<'a>(
@@ -105,7 +96,19 @@ impl EventStore for Watched {
         self.folds_from
             .lock()
             .push((stream.as_str().to_owned(), from.get()));
-        self.inner.read_stream_for_fold(stream, from, until)
+        let rewritten = self.rewritten.load(std::sync::atomic::Ordering::SeqCst);
+        self.inner
+            .read_stream_for_fold(stream, from, until)
+            .map_ok(move |mut e| {
+                if rewritten {
+                    e.position = Position::new(e.position.commit() + 1, e.position.sequence());
+                }
+                e
+            })
+            .boxed()
+    }
+    async fn lock_streams(&self, streams: &[StreamId]) -> Result<StreamLock, StoreError> {
+        self.inner.lock_streams(streams).await
     }
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
         self.inner.stream_version(stream).await

@@ -116,4 +116,5 @@ pub async fn transfer_between(
     accounts
         .execute_many_with([from, to], options, |states| transfer(states, amount_cents))
         .await
+        .map(|executed| executed.commit)
 }

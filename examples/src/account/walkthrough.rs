@@ -147,7 +147,8 @@ pub async fn run_walkthrough(store: AnyStore) -> Result<AccountWalkthrough, Walk
     let request = Request::new();
     let opened = accounts
         .execute_with(&bob, request.command("open"), |a| a.open("Bob"))
-        .await?;
+        .await?
+        .commit;
     story.say(format!(
         "Open Bob's account: the repository loads the (empty) account, `Account::open` decides, \
          and `account.opened` is appended at version {} (global position {}).",
@@ -156,7 +157,8 @@ pub async fn run_walkthrough(store: AnyStore) -> Result<AccountWalkthrough, Walk
     ));
     let deposit = accounts
         .execute_with(&alice, request.command("deposit"), |a| a.deposit(50_00))
-        .await?;
+        .await?
+        .commit;
     story.say(format!(
         "Alice deposits {}: `account.deposited` version 2 lands at version {} of her stream.",
         cents(50_00),
@@ -164,7 +166,8 @@ pub async fn run_walkthrough(store: AnyStore) -> Result<AccountWalkthrough, Walk
     ));
     let withdrawal = accounts
         .execute_with(&alice, request.command("withdraw"), |a| a.withdraw(20_00))
-        .await?;
+        .await?
+        .commit;
     let before_transfer = withdrawal
         .streams
         .first()
@@ -454,7 +457,7 @@ async fn race_two_withdrawals(
                 })
                 .await;
             let outcome = match result {
-                Ok(commit) => Ok(version_of::<Account>(&commit, &account)),
+                Ok(executed) => Ok(version_of::<Account>(&executed.commit, &account)),
                 Err(CommandError::Rejected(e)) => Err(e),
                 Err(e) => return Err(WalkthroughError::Command(e)),
             };

@@ -73,7 +73,10 @@ impl Shop {
         F: FnMut(&Order) -> Result<D, OrderError> + Send,
         D: IntoEvents<OrderEvent>,
     {
-        self.orders.execute_with(id, options, decide).await
+        self.orders
+            .execute_with(id, options, decide)
+            .await
+            .map(|executed| executed.commit)
     }
 
     /// The order `id` as its events fold today (not a read model: always up to date).
