@@ -15,8 +15,9 @@ use tracing_subscriber::registry::LookupSpan;
 
 type Fields = BTreeMap<String, String>;
 
+/// Closed spans, and events (their fields, `message` among them).
 #[derive(Clone, Default)]
-struct Capture(Arc<Mutex<Vec<(String, Fields)>>>);
+struct Capture(Arc<Mutex<Vec<(String, Fields)>>>, Arc<Mutex<Vec<Fields>>>);
 
 struct FieldsVisitor<'a>(&'a mut Fields);
 
@@ -44,6 +45,12 @@ impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
                 values.record(&mut FieldsVisitor(fields));
             }
         }
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
+        let mut fields = Fields::new();
+        event.record(&mut FieldsVisitor(&mut fields));
+        self.1.lock().push(fields);
     }
 
     fn on_close(&self, id: Id, ctx: Context<'_, S>) {
@@ -118,11 +125,11 @@ fn commands_snapshots_and_projection_batches_are_traced_with_streams_versions_an
     assert_eq!(last_append["position"], last_position.to_string());
 
     let executes = named("execute");
-    assert!(
-        executes
-            .iter()
-            .all(|f| f["attempts"] == "1" && f.contains_key("position"))
-    );
+    assert!(executes.iter().all(|f| f["attempts"] == "1"
+        && f["conflicts"] == "0"
+        && f["backoff_us"] == "0"
+        && f["serialized"] == "false"
+        && f.contains_key("position")));
 
     let snapshots = named("snapshot");
     assert_eq!(snapshots.len(), 1, "the counter snapshots every 5 events");
@@ -138,4 +145,44 @@ fn commands_snapshots_and_projection_batches_are_traced_with_streams_versions_an
             .sum::<usize>(),
         5
     );
+}
+
+/// A snapshot its stream does not hold is passed over on every load, and reported once.
+#[test]
+fn a_snapshot_passed_over_is_reported_once_not_on_every_load() {
+    use eventsource_core::{EventStore, Position, Snapshot, StreamId, Version};
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::registry().with(capture.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = InMemoryStore::new();
+        let repo = Repository::<Counter, _>::new(store.clone());
+        repo.execute("c", |c| c.add(1)).await.unwrap();
+        store
+            .save_snapshot(Snapshot {
+                stream: StreamId::new("counter-c"),
+                version: Version::new(30),
+                position: Position::new(99, 99),
+                event_recorded_at: chrono::Utc::now(),
+                schema_version: 1,
+                payload: bytes::Bytes::from_static(br#"{"value":30,"applied":30}"#),
+            })
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            let loaded = repo.clone().load("c").await.unwrap();
+            assert_eq!(loaded.version.get(), 1);
+        }
+    });
+    let reports = capture
+        .1
+        .lock()
+        .iter()
+        .filter(|f| f.get("message").is_some_and(|m| m == "snapshot passed over"))
+        .count();
+    assert_eq!(reports, 1);
 }

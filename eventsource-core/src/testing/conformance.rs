@@ -73,6 +73,7 @@ macro_rules! conformance_tests {
             no_retry_still_fails_at_the_first_lost_race,
             repository_rejections_reach_the_caller_and_write_nothing,
             repository_uses_snapshots_and_ignores_bad_ones,
+            a_snapshot_its_stream_does_not_hold_is_never_believed,
             repository_time_travel_by_version_and_time,
             idempotency_key_returns_the_first_commit,
             metadata_flows_into_recorded_events,
@@ -1556,6 +1557,80 @@ pub async fn repository_uses_snapshots_and_ignores_bad_ones<S: EventStore>(store
     store.save_snapshot(other_schema).await.expect("save");
     let loaded = repo.load("c").await.expect("load");
     assert_eq!(loaded.state.value, 12);
+}
+
+/// A snapshot is believed only when its stream holds an event at the snapshot's version with
+/// the snapshot's position. One ahead of its stream (the events restored from an older backup
+/// than the snapshots, or a snapshot written by hand) or of another history (same version,
+/// other position) is passed over for an older snapshot or the start, in `load`, `load_at`
+/// and commands.
+pub async fn a_snapshot_its_stream_does_not_hold_is_never_believed<S: EventStore>(store: S) {
+    let repo = Repository::<Counter, S>::new(store.clone());
+    for _ in 0..7 {
+        repo.execute("c", |c| c.add(1)).await.expect("command");
+    }
+    let stream = StreamId::new("counter-c");
+    let events = read(&store, "counter-c").await;
+    let good = store
+        .load_snapshot(&stream, 1, ReadUntil::End)
+        .await
+        .expect("load")
+        .expect("the snapshot at 5");
+    assert_eq!(good.version.get(), 5);
+    let forged = |version: u64, position: Position, value: i64| Snapshot {
+        stream: stream.clone(),
+        version: Version::new(version),
+        position,
+        event_recorded_at: Utc::now(),
+        schema_version: 1,
+        payload: Bytes::from(
+            serde_json::to_vec(&Counter {
+                value,
+                applied: version,
+            })
+            .expect("encode"),
+        ),
+    };
+    // Ahead of the stream (version 40 of a stream at 7), and at version 6 with another
+    // position than the stream's event 6.
+    store
+        .save_snapshot(forged(40, Position::new(u64::MAX >> 20, 1), 1_000))
+        .await
+        .expect("save");
+    store
+        .save_snapshot(forged(6, events[3].position, 2_000))
+        .await
+        .expect("save");
+    for _ in 0..2 {
+        let loaded = repo.load("c").await.expect("load");
+        assert_eq!(
+            (loaded.version.get(), loaded.state.value, loaded.state.applied),
+            (7, 7, 7),
+            "from the matching snapshot at 5 and the stream"
+        );
+        assert_eq!(loaded.position, events[6].position);
+    }
+    let at6 = repo
+        .load_at("c", At::Version(Version::new(6)))
+        .await
+        .expect("load_at");
+    assert_eq!((at6.version.get(), at6.state.value), (6, 6));
+    let executed = repo.execute("c", |c| c.add(1)).await.expect("command");
+    assert_eq!(
+        (executed.attempts, executed.conflicts),
+        (1, 0),
+        "the command appends at the stream's real version at once"
+    );
+    assert_eq!(executed.commit.streams[0].first_version, Version::new(8));
+
+    // With no snapshot matching, from the start.
+    let fresh = Repository::<Counter, S>::new(store.clone());
+    store
+        .save_snapshot(forged(5, events[0].position, 3_000))
+        .await
+        .expect("save over the good one");
+    let loaded = fresh.load("c").await.expect("load");
+    assert_eq!((loaded.version.get(), loaded.state.value), (8, 8));
 }
 
 /// `load_at` reconstructs the state at a version (ignoring snapshots above it) and at a time.
