@@ -182,7 +182,10 @@ fn a_snapshot_passed_over_is_reported_once_not_on_every_load() {
         .1
         .lock()
         .iter()
-        .filter(|f| f.get("message").is_some_and(|m| m == "snapshot passed over"))
+        .filter(|f| {
+            f.get("message")
+                .is_some_and(|m| m == "snapshot passed over")
+        })
         .count();
     assert_eq!(reports, 1);
 }

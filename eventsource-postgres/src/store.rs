@@ -3,6 +3,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use eventsource_core::store::input;
 use eventsource_core::store::lock::{LocalLocks, lock_order};
 use eventsource_core::{
     Commit, EventId, EventStore, FoldEvent, LogPage, Position, ReadUntil, RecordedEvent, Snapshot,
@@ -566,6 +567,7 @@ impl EventStore for PgStore {
     }
 
     async fn lock_streams(&self, streams: &[StreamId]) -> Result<StreamLock, StoreError> {
+        input::check_streams(streams)?;
         crate::lock::take(self, lock_order(streams)).await
     }
 
@@ -600,6 +602,7 @@ impl EventStore for PgStore {
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
+        input::check_stream(stream)?;
         let v: Option<i64> = self
             .on_conn(async |c| {
                 sqlx::query_scalar(&self.inner.sql.stream_version)
@@ -620,6 +623,7 @@ impl EventStore for PgStore {
         limit: usize,
         types: Option<&[&str]>,
     ) -> Result<LogPage, StoreError> {
+        input::check_types(types)?;
         let span = tracing::debug_span!("read_all", after = %after, limit);
         async {
             if limit == 0 {
@@ -712,6 +716,7 @@ impl EventStore for PgStore {
         let per_query = limit.saturating_mul(LOG_STREAM_PAGES).max(LOG_STREAM_MIN);
         let capacity = limit.min(4096);
         Box::pin(async_stream::try_stream! {
+            input::check_types(types)?;
             let fail = |e| backend("reading the log", e);
             let mut after = after;
             let mut events: Vec<RecordedEvent> = Vec::with_capacity(capacity);
@@ -816,6 +821,7 @@ impl EventStore for PgStore {
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        input::check_stream(&snapshot.stream)?;
         let (commit, seq) = position_params(snapshot.position);
         let (at, at_ns) = rows::split_nanos(snapshot.event_recorded_at);
         self.on_conn(async |c| {
@@ -842,6 +848,7 @@ impl EventStore for PgStore {
         schema_version: u32,
         until: ReadUntil,
     ) -> Result<Option<Snapshot>, StoreError> {
+        input::check_stream(stream)?;
         let query = match until {
             ReadUntil::End => sqlx::query(&self.inner.sql.load_snapshot_version)
                 .bind(stream.as_str())
@@ -868,6 +875,7 @@ impl EventStore for PgStore {
     }
 
     async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {
+        input::check_checkpoint(name)?;
         let row: Option<(i64, i64)> = self
             .on_conn(async |c| {
                 sqlx::query_as(&self.inner.sql.load_checkpoint)
@@ -888,6 +896,7 @@ impl EventStore for PgStore {
     }
 
     async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
+        input::check_checkpoint(name)?;
         let (c, s) = position_params(position);
         self.on_conn(async |conn| {
             sqlx::query(&self.inner.sql.save_checkpoint)
@@ -942,6 +951,7 @@ impl PgStore {
     ) -> BoxStream<'a, Result<T, StoreError>> {
         let first = to_i64(from.get().max(1));
         Box::pin(async_stream::try_stream! {
+            input::check_stream(stream)?;
             let Some(last) = self.stream_bound(stream, until).await? else {
                 return;
             };

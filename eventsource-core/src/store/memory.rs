@@ -15,6 +15,7 @@ use futures::stream::{self, BoxStream, StreamExt};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
+use super::input;
 use super::lock::{LocalGuard, LocalLocks, LockedStreams, lock_order};
 use super::{EventStore, LogPage, ReadUntil, StreamLock};
 use crate::envelope::{Commit, CommittedStream, RecordedEvent, Snapshot, StreamWrite};
@@ -318,6 +319,7 @@ impl EventStore for InMemoryStore {
     }
 
     async fn lock_streams(&self, streams: &[StreamId]) -> Result<StreamLock, StoreError> {
+        input::check_streams(streams)?;
         let streams = lock_order(streams);
         let local = self.inner.local.lock(&streams).await;
         let token = self.inner.next_lock.fetch_add(1, Ordering::Relaxed);
@@ -342,6 +344,9 @@ impl EventStore for InMemoryStore {
         from: Version,
         until: ReadUntil,
     ) -> BoxStream<'a, Result<RecordedEvent, StoreError>> {
+        if let Err(e) = input::check_stream(stream) {
+            return stream::once(async { Err(e) }).boxed();
+        }
         // Versions are 1-based: version v sits at index v - 1 of the stream's index list.
         let start = from.get().max(1) as usize - 1;
         stream::unfold(Some(start), move |next| async move {
@@ -370,6 +375,7 @@ impl EventStore for InMemoryStore {
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
+        input::check_stream(stream)?;
         Ok(self.inner.log.read().version(stream))
     }
 
@@ -379,6 +385,7 @@ impl EventStore for InMemoryStore {
         limit: usize,
         types: Option<&[&str]>,
     ) -> Result<LogPage, StoreError> {
+        input::check_types(types)?;
         let log = self.inner.log.read();
         let start = log.index_after(after);
         let mut events = Vec::with_capacity(limit.min(READ_BATCH * 4));
@@ -413,6 +420,7 @@ impl EventStore for InMemoryStore {
     }
 
     async fn save_snapshot(&self, snapshot: Snapshot) -> Result<(), StoreError> {
+        input::check_stream(&snapshot.stream)?;
         let mut all = self.inner.snapshots.lock();
         let list = all.entry(snapshot.stream.clone()).or_default();
         let key = |s: &Snapshot| (s.version, s.schema_version);
@@ -429,6 +437,7 @@ impl EventStore for InMemoryStore {
         schema_version: u32,
         until: ReadUntil,
     ) -> Result<Option<Snapshot>, StoreError> {
+        input::check_stream(stream)?;
         let all = self.inner.snapshots.lock();
         let Some(list) = all.get(stream) else {
             return Ok(None);
@@ -445,10 +454,12 @@ impl EventStore for InMemoryStore {
     }
 
     async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {
+        input::check_checkpoint(name)?;
         Ok(self.inner.checkpoints.lock().get(name).copied())
     }
 
     async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
+        input::check_checkpoint(name)?;
         self.inner
             .checkpoints
             .lock()

@@ -22,6 +22,7 @@
 //! The conformance suite (feature `testing`, [`crate::testing::conformance`]) checks all of these.
 
 pub(crate) mod dynamic;
+pub mod input;
 pub mod lock;
 pub mod memory;
 
@@ -220,39 +221,27 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
-/// The request checks every store applies before it looks at its data, so all stores reject
-/// the same input: writes with no events are dropped (an append of nothing is a no-op); an
-/// empty stream id, a stream twice in one append, an event id twice in one append, or a NUL
-/// character in a stream id or type name (PostgreSQL text cannot hold one) is
-/// [`StoreError::InvalidRequest`].
+/// The request checks every store applies to an append before it looks at its data, so all
+/// stores reject the same input: writes with no events are dropped (an append of nothing is a
+/// no-op); a stream twice in one append, an event id twice in one append, or a string outside
+/// the limits of [`input`] (an empty or over-long stream id or type name, a NUL character,
+/// over-long metadata) is [`StoreError::InvalidRequest`].
 pub fn validate_writes(writes: Vec<StreamWrite>) -> Result<Vec<StreamWrite>, StoreError> {
     let writes: Vec<StreamWrite> = writes
         .into_iter()
         .filter(|w| !w.events.is_empty())
         .collect();
+    input::check_writes(&writes)?;
     let invalid = |what: String| Err(StoreError::InvalidRequest(what));
     let mut streams = HashSet::with_capacity(writes.len());
     let mut ids = HashSet::new();
     for w in &writes {
-        let stream = w.stream.as_str();
-        if stream.is_empty() {
-            return invalid("empty stream id".into());
-        }
-        if stream.contains('\0') {
-            return invalid(format!("stream id {stream:?} contains a NUL character"));
-        }
         if !streams.insert(&w.stream) {
-            return invalid(format!("stream `{stream}` appears twice in one append"));
+            return invalid(format!("stream `{}` appears twice in one append", w.stream));
         }
         for e in &w.events {
             if !ids.insert(e.id) {
                 return invalid(format!("event id {} appears twice in one append", e.id));
-            }
-            if e.event_type.contains('\0') {
-                return invalid(format!(
-                    "event {}: the type name contains a NUL character",
-                    e.id
-                ));
             }
         }
     }
