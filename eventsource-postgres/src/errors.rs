@@ -1,5 +1,7 @@
 //! Turning sqlx errors into the core's typed [`StoreError`], by SQLSTATE code, never by text.
 
+use std::time::{Duration, Instant};
+
 use eventsource_core::StoreError;
 
 /// SQLSTATE codes the store acts on.
@@ -71,5 +73,45 @@ pub(crate) fn backend(context: &str, e: sqlx::Error) -> StoreError {
             let retryable = is_retryable(&e);
             StoreError::backend(context, retryable, e)
         }
+    }
+}
+
+/// The default of how long a read keeps trying after failures that retrying may fix (see
+/// [`PgStoreBuilder::read_retry_for`](crate::PgStoreBuilder::read_retry_for)).
+pub(crate) const READ_RETRY_FOR: Duration = Duration::from_secs(10);
+
+/// The retries of one read: a retryable failure (a connection the server ended, a server
+/// restarting or failing over) is tried again on a fresh connection, with backoff, until
+/// `for` has passed since the first failure; then it surfaces.
+pub(crate) struct Retry {
+    bound: Duration,
+    first_failure: Option<Instant>,
+    wait: Duration,
+}
+
+impl Retry {
+    pub(crate) fn new(bound: Duration) -> Self {
+        Self {
+            bound,
+            first_failure: None,
+            wait: Duration::from_millis(10),
+        }
+    }
+
+    /// Whether to try again after `e` (having paused first): it is retryable, and the bound
+    /// has not passed.
+    pub(crate) async fn again(&mut self, what: &str, e: &sqlx::Error) -> bool {
+        if !is_retryable(e) {
+            return false;
+        }
+        let first = *self.first_failure.get_or_insert_with(Instant::now);
+        if first.elapsed() >= self.bound {
+            tracing::warn!(error = %e, what, "giving up after retrying for {:?}", self.bound);
+            return false;
+        }
+        tracing::debug!(error = %e, what, wait = ?self.wait, "read failed; retrying on a fresh connection");
+        tokio::time::sleep(self.wait).await;
+        self.wait = (self.wait * 2).min(Duration::from_millis(500));
+        true
     }
 }

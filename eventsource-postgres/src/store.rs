@@ -1,5 +1,6 @@
 //! [`PgStore`]: construction, options, and the [`EventStore`] implementation.
 
+use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -19,7 +20,7 @@ use tracing::Instrument;
 use crate::append::{self, Outcome, Request};
 use crate::conns::{Conns, Kept};
 use crate::context::{LockTx, PgProjectionContext};
-use crate::errors::backend;
+use crate::errors::{Retry, backend};
 use crate::inline::{DynInline, Inline};
 use crate::rows::{self, position_from, position_params, to_i64};
 use crate::schema::PgSchema;
@@ -43,6 +44,7 @@ pub struct PgStoreBuilder {
     listen: bool,
     max_connections: u32,
     reuse_connections: Option<usize>,
+    read_retry_for: Duration,
 }
 
 impl Default for PgStoreBuilder {
@@ -55,6 +57,7 @@ impl Default for PgStoreBuilder {
             listen: true,
             max_connections: 16,
             reuse_connections: None,
+            read_retry_for: crate::errors::READ_RETRY_FOR,
         }
     }
 }
@@ -117,6 +120,19 @@ impl PgStoreBuilder {
     /// the commands per second of the same statements on the pool, for 0.72 of the CPU.
     pub fn reuse_connections(mut self, n: usize) -> Self {
         self.reuse_connections = Some(n);
+        self
+    }
+
+    /// How long a read keeps trying after failures that retrying may fix (default 10 s). Reads
+    /// are idempotent, so after the server ends a connection (a restart, a failover,
+    /// `pg_terminate_backend`) the store tries them again on a fresh connection, with backoff,
+    /// and a blip never reaches the callers of reads (`read_stream`, `read_all`, `head`,
+    /// `stream_version`, snapshots, checkpoints: every call but `append`, which retries on its
+    /// own terms). A stream read that fails midway goes on after the last event it handed out,
+    /// with no duplicate and no gap. A failure that lasts longer than this surfaces as a
+    /// retryable [`StoreError::Backend`]. Zero retries nothing.
+    pub fn read_retry_for(mut self, bound: Duration) -> Self {
+        self.read_retry_for = bound;
         self
     }
 
@@ -604,14 +620,15 @@ impl EventStore for PgStore {
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {
         input::check_stream(stream)?;
         let v: Option<i64> = self
-            .on_conn(async |c| {
-                sqlx::query_scalar(&self.inner.sql.stream_version)
-                    .bind(stream.as_str())
-                    .fetch_optional(c)
-                    .await
+            .read_retrying("reading a stream version", || {
+                self.on_conn(async |c| {
+                    sqlx::query_scalar(&self.inner.sql.stream_version)
+                        .bind(stream.as_str())
+                        .fetch_optional(c)
+                        .await
+                })
             })
-            .await
-            .map_err(|e| backend("reading a stream version", e))?;
+            .await?;
         Ok(Version::new(
             v.and_then(|v| u64::try_from(v).ok()).unwrap_or(0),
         ))
@@ -632,34 +649,15 @@ impl EventStore for PgStore {
                     scanned_to: after,
                 });
             }
-            let (commit, seq) = position_params(after);
-            let limit_param = i64::try_from(limit).unwrap_or(i64::MAX);
             let mut settle = self.settle();
+            let mut retry = self.retry();
             loop {
-                let mut conn = self
-                    .inner
-                    .conns
-                    .get()
-                    .await
-                    .map_err(|e| backend("reading the log", e))?;
-                // Each row is decoded as it arrives, while the server is still sending the
-                // rest of the page.
-                let mut rows = sqlx::query(&self.inner.sql.read_all)
-                    .bind(commit)
-                    .bind(seq)
-                    .bind(limit_param)
-                    .bind(types)
-                    .fetch(&mut *conn);
-                let mut page = PageReader::new(after, limit);
-                while let Some(row) = rows
-                    .try_next()
-                    .await
-                    .map_err(|e| backend("reading the log", e))?
-                {
-                    page.push(&row)?;
-                }
-                drop(rows);
-                conn.keep();
+                let page = match self.read_page(after, limit, types).await {
+                    Ok(page) => page,
+                    Err(Ok(e)) if retry.again("reading the log", &e).await => continue,
+                    Err(Ok(e)) => return Err(backend("reading the log", e)),
+                    Err(Err(e)) => return Err(e),
+                };
                 let (mut page, horizon) = page.finish()?;
                 if page.events.len() >= limit {
                     return Ok(page);
@@ -669,14 +667,15 @@ impl EventStore for PgStore {
                         // Short, so every readable event was examined, including the ones
                         // filtered out: the page reaches the newest of them.
                         let newest: Option<(i64, i64)> = self
-                            .on_conn(async |c| {
-                                sqlx::query_as(&self.inner.sql.newest_below)
-                                    .bind(horizon)
-                                    .fetch_optional(c)
-                                    .await
+                            .read_retrying("reading the log", || {
+                                self.on_conn(async |c| {
+                                    sqlx::query_as(&self.inner.sql.newest_below)
+                                        .bind(horizon)
+                                        .fetch_optional(c)
+                                        .await
+                                })
                             })
-                            .await
-                            .map_err(|e| backend("reading the log", e))?;
+                            .await?;
                         if let Some(newest) = newest.and_then(|(c, s)| position_from(c, s)) {
                             page.scanned_to = page.scanned_to.max(newest);
                         }
@@ -717,15 +716,29 @@ impl EventStore for PgStore {
         let capacity = limit.min(4096);
         Box::pin(async_stream::try_stream! {
             input::check_types(types)?;
-            let fail = |e| backend("reading the log", e);
+            // A failure that retrying may fix ends the stream early (its pages so far are
+            // whole; the reader goes on with `read_all`, which retries); others are errors.
+            let ended = |e: sqlx::Error| {
+                if crate::errors::is_retryable(&e) {
+                    tracing::debug!(error = %e, "a page stream ends early");
+                    Ok(())
+                } else {
+                    Err(backend("reading the log", e))
+                }
+            };
             let mut after = after;
             let mut events: Vec<RecordedEvent> = Vec::with_capacity(capacity);
             loop {
-                let mut tx = self.inner.pool.begin().await.map_err(fail)?;
-                sqlx::query("SELECT set_config('enable_sort', 'off', true)")
+                let mut tx = match self.inner.pool.begin().await {
+                    Ok(tx) => tx,
+                    Err(e) => return ended(e)?,
+                };
+                if let Err(e) = sqlx::query("SELECT set_config('enable_sort', 'off', true)")
                     .execute(&mut *tx)
                     .await
-                    .map_err(fail)?;
+                {
+                    return ended(e)?;
+                }
                 let (commit, seq) = position_params(after);
                 let mut read = 0;
                 let mut rows = sqlx::query(&self.inner.sql.read_all)
@@ -734,7 +747,12 @@ impl EventStore for PgStore {
                     .bind(i64::try_from(per_query).unwrap_or(i64::MAX))
                     .bind(types)
                     .fetch(&mut *tx);
-                while let Some(row) = rows.try_next().await.map_err(fail)? {
+                loop {
+                    let row = match rows.try_next().await {
+                        Ok(Some(row)) => row,
+                        Ok(None) => break,
+                        Err(e) => return ended(e)?,
+                    };
                     // The meta row's horizon is not needed here.
                     let LogRow::Event(event) = log_row(&row, after, events.last())? else {
                         continue;
@@ -748,7 +766,9 @@ impl EventStore for PgStore {
                     }
                 }
                 drop(rows);
-                tx.commit().await.map_err(fail)?;
+                if let Err(e) = tx.commit().await {
+                    return ended(e)?;
+                }
                 if read < per_query {
                     if !events.is_empty() {
                         yield LogPage { events: std::mem::take(&mut events), scanned_to: after };
@@ -763,9 +783,10 @@ impl EventStore for PgStore {
         let mut settle = self.settle();
         loop {
             let (horizon, c, s): (i64, Option<i64>, Option<i64>) = self
-                .on_conn(async |c| sqlx::query_as(&self.inner.sql.head).fetch_one(c).await)
-                .await
-                .map_err(|e| backend("reading the head", e))?;
+                .read_retrying("reading the head", || {
+                    self.on_conn(async |c| sqlx::query_as(&self.inner.sql.head).fetch_one(c).await)
+                })
+                .await?;
             if settle.done(horizon).await {
                 return Ok(c
                     .zip(s)
@@ -781,15 +802,16 @@ impl EventStore for PgStore {
         let mut woken = self.inner.wake.subscribe();
         let (c, s) = position_params(after);
         let (readable, committed): (bool, bool) = self
-            .on_conn(async |conn| {
-                sqlx::query_as(&self.inner.sql.probe)
-                    .bind(c)
-                    .bind(s)
-                    .fetch_one(conn)
-                    .await
+            .read_retrying("probing for new events", || {
+                self.on_conn(async |conn| {
+                    sqlx::query_as(&self.inner.sql.probe)
+                        .bind(c)
+                        .bind(s)
+                        .fetch_one(conn)
+                        .await
+                })
             })
-            .await
-            .map_err(|e| backend("probing for new events", e))?;
+            .await?;
         if readable {
             return Ok(());
         }
@@ -809,14 +831,15 @@ impl EventStore for PgStore {
 
     async fn event_by_id(&self, id: EventId) -> Result<Option<RecordedEvent>, StoreError> {
         let row = self
-            .on_conn(async |c| {
-                sqlx::query(&self.inner.sql.event_by_id)
-                    .bind(id.as_uuid())
-                    .fetch_optional(c)
-                    .await
+            .read_retrying("reading an event by id", || {
+                self.on_conn(async |c| {
+                    sqlx::query(&self.inner.sql.event_by_id)
+                        .bind(id.as_uuid())
+                        .fetch_optional(c)
+                        .await
+                })
             })
-            .await
-            .map_err(|e| backend("reading an event by id", e))?;
+            .await?;
         row.map(|r| rows::event(&r, 0)).transpose()
     }
 
@@ -824,21 +847,22 @@ impl EventStore for PgStore {
         input::check_stream(&snapshot.stream)?;
         let (commit, seq) = position_params(snapshot.position);
         let (at, at_ns) = rows::split_nanos(snapshot.event_recorded_at);
-        self.on_conn(async |c| {
-            sqlx::query(&self.inner.sql.save_snapshot)
-                .bind(snapshot.stream.as_str())
-                .bind(to_i64(snapshot.version.get()))
-                .bind(i64::from(snapshot.schema_version))
-                .bind(commit)
-                .bind(seq)
-                .bind(at)
-                .bind(at_ns)
-                .bind(snapshot.payload.as_ref())
-                .execute(c)
-                .await
+        self.read_retrying("saving a snapshot", || {
+            self.on_conn(async |c| {
+                sqlx::query(&self.inner.sql.save_snapshot)
+                    .bind(snapshot.stream.as_str())
+                    .bind(to_i64(snapshot.version.get()))
+                    .bind(i64::from(snapshot.schema_version))
+                    .bind(commit)
+                    .bind(seq)
+                    .bind(at)
+                    .bind(at_ns)
+                    .bind(snapshot.payload.as_ref())
+                    .execute(c)
+                    .await
+            })
         })
-        .await
-        .map_err(|e| backend("saving a snapshot", e))?;
+        .await?;
         Ok(())
     }
 
@@ -849,42 +873,46 @@ impl EventStore for PgStore {
         until: ReadUntil,
     ) -> Result<Option<Snapshot>, StoreError> {
         input::check_stream(stream)?;
-        let query = match until {
-            ReadUntil::End => sqlx::query(&self.inner.sql.load_snapshot_version)
-                .bind(stream.as_str())
-                .bind(i64::from(schema_version))
-                .bind(i64::MAX),
-            ReadUntil::Version(v) => sqlx::query(&self.inner.sql.load_snapshot_version)
-                .bind(stream.as_str())
-                .bind(i64::from(schema_version))
-                .bind(to_i64(v.get())),
-            ReadUntil::Time(t) => {
-                let (at, at_ns) = rows::split_nanos(t);
-                sqlx::query(&self.inner.sql.load_snapshot_time)
-                    .bind(stream.as_str())
-                    .bind(i64::from(schema_version))
-                    .bind(at)
-                    .bind(at_ns)
-            }
-        };
         let row = self
-            .on_conn(async |c| query.fetch_optional(c).await)
-            .await
-            .map_err(|e| backend("loading a snapshot", e))?;
+            .read_retrying("loading a snapshot", || {
+                self.on_conn(async |c| {
+                    let query = match until {
+                        ReadUntil::End => sqlx::query(&self.inner.sql.load_snapshot_version)
+                            .bind(stream.as_str())
+                            .bind(i64::from(schema_version))
+                            .bind(i64::MAX),
+                        ReadUntil::Version(v) => sqlx::query(&self.inner.sql.load_snapshot_version)
+                            .bind(stream.as_str())
+                            .bind(i64::from(schema_version))
+                            .bind(to_i64(v.get())),
+                        ReadUntil::Time(t) => {
+                            let (at, at_ns) = rows::split_nanos(t);
+                            sqlx::query(&self.inner.sql.load_snapshot_time)
+                                .bind(stream.as_str())
+                                .bind(i64::from(schema_version))
+                                .bind(at)
+                                .bind(at_ns)
+                        }
+                    };
+                    query.fetch_optional(c).await
+                })
+            })
+            .await?;
         row.map(|r| rows::snapshot(&r)).transpose()
     }
 
     async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {
         input::check_checkpoint(name)?;
         let row: Option<(i64, i64)> = self
-            .on_conn(async |c| {
-                sqlx::query_as(&self.inner.sql.load_checkpoint)
-                    .bind(name)
-                    .fetch_optional(c)
-                    .await
+            .read_retrying("loading a checkpoint", || {
+                self.on_conn(async |c| {
+                    sqlx::query_as(&self.inner.sql.load_checkpoint)
+                        .bind(name)
+                        .fetch_optional(c)
+                        .await
+                })
             })
-            .await
-            .map_err(|e| backend("loading a checkpoint", e))?;
+            .await?;
         match row {
             None => Ok(None),
             Some((c, s)) => position_from(c, s).map(Some).ok_or_else(|| {
@@ -898,16 +926,17 @@ impl EventStore for PgStore {
     async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
         input::check_checkpoint(name)?;
         let (c, s) = position_params(position);
-        self.on_conn(async |conn| {
-            sqlx::query(&self.inner.sql.save_checkpoint)
-                .bind(name)
-                .bind(c)
-                .bind(s)
-                .execute(conn)
-                .await
+        self.read_retrying("saving a checkpoint", || {
+            self.on_conn(async |conn| {
+                sqlx::query(&self.inner.sql.save_checkpoint)
+                    .bind(name)
+                    .bind(c)
+                    .bind(s)
+                    .execute(conn)
+                    .await
+            })
         })
-        .await
-        .map_err(|e| backend("saving a checkpoint", e))?;
+        .await?;
         Ok(())
     }
 }
@@ -923,6 +952,57 @@ impl PgStore {
         let result = op(&mut conn).await;
         conn.keep_if(&result);
         result
+    }
+
+    /// Runs the read `attempt` (an [`PgStore::on_conn`] call), and again on a fresh connection
+    /// after a failure that retrying may fix (see [`PgStoreBuilder::read_retry_for`]).
+    async fn read_retrying<T, F>(
+        &self,
+        what: &str,
+        mut attempt: impl FnMut() -> F,
+    ) -> Result<T, StoreError>
+    where
+        F: Future<Output = Result<T, sqlx::Error>>,
+    {
+        let mut retry = self.retry();
+        loop {
+            match attempt().await {
+                Ok(v) => return Ok(v),
+                Err(e) if retry.again(what, &e).await => {}
+                Err(e) => return Err(backend(what, e)),
+            }
+        }
+    }
+
+    /// One query of [`EventStore::read_all`]: the page after `after`, as its rows arrive (each
+    /// decoded while the server is still sending the rest). A failed query is `Err(Ok(_))`,
+    /// a row that does not decode `Err(Err(_))`.
+    async fn read_page(
+        &self,
+        after: Position,
+        limit: usize,
+        types: Option<&[&str]>,
+    ) -> Result<PageReader, Result<sqlx::Error, StoreError>> {
+        let (commit, seq) = position_params(after);
+        let mut conn = self.inner.conns.get().await.map_err(Ok)?;
+        let mut rows = sqlx::query(&self.inner.sql.read_all)
+            .bind(commit)
+            .bind(seq)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
+            .bind(types)
+            .fetch(&mut *conn);
+        let mut page = PageReader::new(after, limit);
+        while let Some(row) = rows.try_next().await.map_err(Ok)? {
+            page.push(&row).map_err(Err)?;
+        }
+        drop(rows);
+        conn.keep();
+        Ok(page)
+    }
+
+    /// The retries of one read.
+    fn retry(&self) -> Retry {
+        Retry::new(self.inner.options.read_retry_for)
     }
 
     fn settle(&self) -> Settle {
@@ -941,7 +1021,7 @@ impl PgStore {
     /// as they arrive from the socket, so memory holds what the consumer has not taken yet
     /// (the socket's buffers), not the stream; a slow consumer stops the server through TCP
     /// backpressure.
-    fn stream_rows<'a, T: Send + 'a>(
+    fn stream_rows<'a, T: Versioned + Send + 'a>(
         &'a self,
         sql: &'a str,
         stream: &'a StreamId,
@@ -949,24 +1029,49 @@ impl PgStore {
         until: ReadUntil,
         decode: fn(&PgRow, &StreamId) -> Result<T, StoreError>,
     ) -> BoxStream<'a, Result<T, StoreError>> {
-        let first = to_i64(from.get().max(1));
+        let mut next = to_i64(from.get().max(1));
         Box::pin(async_stream::try_stream! {
             input::check_stream(stream)?;
             let Some(last) = self.stream_bound(stream, until).await? else {
                 return;
             };
-            let fail = |e| backend("reading a stream", e);
-            let mut conn = self.inner.conns.get().await.map_err(fail)?;
-            let mut rows = sqlx::query(sql)
-                .bind(stream.as_str())
-                .bind(first)
-                .bind(last)
-                .fetch(&mut *conn);
-            while let Some(row) = rows.try_next().await.map_err(fail)? {
-                yield decode(&row, stream)?;
+            let mut retry = self.retry();
+            loop {
+                // One query from `next` on; after a failure that retrying may fix, another
+                // query on a fresh connection goes on after the last event handed out.
+                let failed = match self.inner.conns.get().await {
+                    Err(e) => e,
+                    Ok(mut conn) => {
+                        let mut rows = sqlx::query(sql)
+                            .bind(stream.as_str())
+                            .bind(next)
+                            .bind(last)
+                            .fetch(&mut *conn);
+                        let failed = loop {
+                            match rows.try_next().await {
+                                Ok(Some(row)) => {
+                                    let item = decode(&row, stream)?;
+                                    next = to_i64(item.version().get()).saturating_add(1);
+                                    yield item;
+                                }
+                                Ok(None) => break None,
+                                Err(e) => break Some(e),
+                            }
+                        };
+                        drop(rows);
+                        match failed {
+                            None => {
+                                conn.keep();
+                                return;
+                            }
+                            Some(e) => e,
+                        }
+                    }
+                };
+                if !retry.again("reading a stream", &failed).await {
+                    Err(backend("reading a stream", failed))?;
+                }
             }
-            drop(rows);
-            conn.keep();
         })
     }
 
@@ -981,18 +1086,36 @@ impl PgStore {
             ReadUntil::Version(v) => Ok(Some(to_i64(v.get()))),
             ReadUntil::Time(t) => {
                 let last: i64 = self
-                    .on_conn(async |c| {
-                        sqlx::query_scalar(&self.inner.sql.version_at_time)
-                            .bind(stream.as_str())
-                            .bind(t)
-                            .fetch_one(c)
-                            .await
+                    .read_retrying("finding the version at a time", || {
+                        self.on_conn(async |c| {
+                            sqlx::query_scalar(&self.inner.sql.version_at_time)
+                                .bind(stream.as_str())
+                                .bind(t)
+                                .fetch_one(c)
+                                .await
+                        })
                     })
-                    .await
-                    .map_err(|e| backend("finding the version at a time", e))?;
+                    .await?;
                 Ok((last > 0).then_some(last))
             }
         }
+    }
+}
+
+/// What a stream read hands out: it knows its version, where a retried read goes on from.
+trait Versioned {
+    fn version(&self) -> Version;
+}
+
+impl Versioned for RecordedEvent {
+    fn version(&self) -> Version {
+        self.version
+    }
+}
+
+impl Versioned for FoldEvent {
+    fn version(&self) -> Version {
+        self.version
     }
 }
 

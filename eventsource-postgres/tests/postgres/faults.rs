@@ -294,3 +294,171 @@ async fn a_page_stream_dropped_midway_leaves_its_connection_clean() {
     let page = store.read_all(Position::ZERO, 1000, None).await.unwrap();
     assert_eq!(page.events.len(), 301);
 }
+
+/// After the server ends every session of a store (a restart, a failover,
+/// `pg_terminate_backend`), the next reads do not fail: they are tried again on a fresh
+/// connection inside the store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn reads_after_the_server_ended_the_stores_sessions_do_not_fail() {
+    use eventsource_core::Repository;
+    use eventsource_core::testing::fixtures::Counter;
+    let _horizon = crate::common::horizon_shared().await;
+    let app = format!("es_read_kill_{:08x}", fastrand::u32(..));
+    let writer = common::fresh_store().await;
+    let store = common::same_schema(&writer, &common::url_with_application(&app)).await;
+    let repo = Repository::<Counter, _>::new(writer.clone());
+    for _ in 0..12 {
+        repo.execute("c", |c| c.add(1)).await.unwrap();
+    }
+    writer.save_checkpoint("p", Position::ZERO).await.unwrap();
+    let stream = StreamId::new("counter-c");
+    let first = writer
+        .read_stream(&stream, Version::FIRST, ReadUntil::End)
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap();
+    let reader = Repository::<Counter, _>::new(store.clone());
+    for round in 0..3 {
+        // Warm: the store keeps connections between operations.
+        reader.load("c").await.unwrap();
+        assert!(common::kill_sessions(&app).await > 0, "round {round}");
+        let loaded = reader
+            .load("c")
+            .await
+            .expect("load after the sessions ended");
+        assert_eq!(loaded.version.get(), 12);
+        common::kill_sessions(&app).await;
+        let events: Vec<RecordedEvent> = store
+            .read_stream(&stream, Version::FIRST, ReadUntil::End)
+            .try_collect()
+            .await
+            .expect("read_stream");
+        assert_eq!(events, first);
+        common::kill_sessions(&app).await;
+        let page = store
+            .read_all(Position::ZERO, 100, None)
+            .await
+            .expect("read_all");
+        assert_eq!(page.events.len(), 12);
+        common::kill_sessions(&app).await;
+        assert_eq!(store.head().await.expect("head"), first[11].position);
+        common::kill_sessions(&app).await;
+        assert_eq!(
+            store.stream_version(&stream).await.expect("version").get(),
+            12
+        );
+        common::kill_sessions(&app).await;
+        assert!(
+            store
+                .event_by_id(first[0].id)
+                .await
+                .expect("by id")
+                .is_some()
+        );
+        common::kill_sessions(&app).await;
+        assert!(
+            store
+                .load_snapshot(&stream, 1, ReadUntil::End)
+                .await
+                .expect("snapshot")
+                .is_some()
+        );
+        common::kill_sessions(&app).await;
+        let saved = if round == 0 {
+            Position::ZERO
+        } else {
+            first[round - 1].position
+        };
+        assert_eq!(
+            store.load_checkpoint("p").await.expect("checkpoint"),
+            Some(saved)
+        );
+        common::kill_sessions(&app).await;
+        store
+            .save_checkpoint("p", first[round].position)
+            .await
+            .expect("save checkpoint");
+    }
+}
+
+/// A stream read whose connection is cut in the middle goes on after the last event it
+/// handed out, on a fresh connection: every event once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_read_cut_midway_goes_on_after_the_last_event_it_handed_out() {
+    let _horizon = crate::common::horizon_shared().await;
+    let proxy = common::proxy::Proxy::start().await;
+    let writer = common::fresh_store().await;
+    let store = common::same_schema(&writer, &proxy.url("es_cut_read")).await;
+    // 20,000 events of 1 KB: far more than the sockets buffer, so the server is still
+    // sending when the connection is cut.
+    let payload = format!("{{\"pad\":\"{}\"}}", "x".repeat(1000));
+    for batch in 0..20 {
+        let events = (0..1000)
+            .map(|_| eventsource_core::NewEvent::new("t", 1, payload.clone().into_bytes()))
+            .collect();
+        let expected = if batch == 0 {
+            ExpectedVersion::NoStream
+        } else {
+            ExpectedVersion::Any
+        };
+        writer
+            .append(vec![write("long", expected, events)])
+            .await
+            .unwrap();
+    }
+    let stream = StreamId::new("long");
+    let mut read = store.read_stream(&stream, Version::FIRST, ReadUntil::End);
+    let mut versions = Vec::with_capacity(20_000);
+    while let Some(e) = read.next().await {
+        let e = e.expect("the read rides out the cut");
+        versions.push(e.version.get());
+        if versions.len() == 500 || versions.len() == 12_000 {
+            proxy.drop_connections();
+        }
+    }
+    assert_eq!(
+        versions,
+        (1..=20_000).collect::<Vec<u64>>(),
+        "no gap, no duplicate"
+    );
+}
+
+/// A real outage still surfaces, once the read has retried for its bound: a retryable
+/// backend error, not a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_outage_surfaces_after_the_reads_retry_bound() {
+    let _horizon = crate::common::horizon_shared().await;
+    let proxy = common::proxy::Proxy::start().await;
+    let writer = common::fresh_store().await;
+    let store = PgStore::builder()
+        .schema(writer.schema().as_str())
+        .read_retry_for(Duration::from_millis(300))
+        .connect(&proxy.url("es_outage"))
+        .await
+        .unwrap();
+    store.head().await.unwrap();
+    proxy.cut();
+    let started = std::time::Instant::now();
+    let failed = tokio::time::timeout(Duration::from_secs(20), store.head())
+        .await
+        .expect("the read gives up in bounded time");
+    assert!(
+        matches!(
+            failed,
+            Err(StoreError::Backend {
+                retryable: true,
+                ..
+            })
+        ),
+        "{failed:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "it retried first"
+    );
+    proxy.restore();
+    store
+        .head()
+        .await
+        .expect("the store works once the server is back");
+}
