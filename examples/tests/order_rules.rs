@@ -95,6 +95,27 @@ fn a_line_needs_a_product_a_quantity_and_a_price() {
 }
 
 #[test]
+fn a_quantity_below_one_is_invalid_whatever_its_sign() {
+    let open = || given::<Order>(placed());
+    open()
+        .when(|o| o.add_line("tea", -2, 450))
+        .then_error(invalid("quantity", "must be at least 1"));
+    open()
+        .when(|o| o.add_line("tea", i64::MIN, 450))
+        .then_error(invalid("quantity", "must be at least 1"));
+    open()
+        .when(|o| o.add_line("tea", i64::from(u32::MAX) + 1, 450))
+        .then_error(invalid("quantity", "must be at most 4294967295"));
+    open()
+        .when(|o| o.add_line("tea", i64::from(u32::MAX), 1))
+        .then(LineAdded {
+            sku: "tea".into(),
+            quantity: u32::MAX,
+            unit_price_cents: 1,
+        });
+}
+
+#[test]
 fn a_product_has_one_line() {
     given::<Order>(placed())
         .and(tea())

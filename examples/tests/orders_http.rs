@@ -433,3 +433,31 @@ async fn a_retried_request_with_an_idempotency_key_commits_once() {
     let (_, order) = server.get(&format!("/orders/{id}")).await;
     assert_eq!(order["version"], 2);
 }
+
+#[tokio::test]
+async fn a_quantity_below_one_is_an_invalid_value_whatever_its_sign() {
+    let server = Server::start(common::in_memory()).await;
+    let id = server.place("gus").await;
+    let lines = format!("/orders/{id}/lines");
+    for quantity in [
+        json!(0),
+        json!(-2),
+        json!(i64::MIN),
+        json!(u64::from(u32::MAX) + 1),
+    ] {
+        let line = json!({ "sku": "tea", "quantity": quantity, "unit_price_cents": 450 });
+        let (status, error) = server.post(&lines, line).await;
+        assert_eq!(
+            (status, error["error"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid")),
+            "quantity {quantity}: {error}"
+        );
+    }
+    // Not a whole number at all: the body has the wrong shape.
+    let line = json!({ "sku": "tea", "quantity": 1.5, "unit_price_cents": 450 });
+    let (status, error) = server.post(&lines, line).await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("malformed_body"))
+    );
+}

@@ -76,20 +76,25 @@ impl Order {
         })
     }
 
-    /// Adds a line of `quantity` times `sku` at `unit_price_cents` each.
+    /// Adds a line of `quantity` times `sku` at `unit_price_cents` each. The quantity is
+    /// taken as any integer, so that a negative one is refused as a value, like zero.
     pub fn add_line(
         &self,
         sku: &str,
-        quantity: u32,
+        quantity: i64,
         unit_price_cents: i64,
     ) -> Result<LineAdded, OrderError> {
         self.ensure_open()?;
         if sku.trim().is_empty() {
             return Err(invalid("sku", "must not be empty"));
         }
-        if quantity == 0 {
+        if quantity < 1 {
             return Err(invalid("quantity", "must be at least 1"));
         }
+        // The event holds a `u32`.
+        let Ok(quantity) = u32::try_from(quantity) else {
+            return Err(invalid("quantity", "must be at most 4294967295"));
+        };
         if unit_price_cents < 0 {
             return Err(invalid("unit_price_cents", "must not be negative"));
         }

@@ -143,11 +143,13 @@ struct PlaceOrder {
     customer: String,
 }
 
-/// `POST /orders/{id}/lines`.
+/// `POST /orders/{id}/lines`. The quantity is read as any 64-bit integer, so that a negative
+/// one is refused by the shop's rules as a value (`422 invalid`, like zero), not as a body of
+/// the wrong shape.
 #[derive(Debug, Deserialize)]
 struct AddLine {
     sku: String,
-    quantity: u32,
+    quantity: i64,
     unit_price_cents: i64,
 }
 
