@@ -461,3 +461,57 @@ async fn a_quantity_below_one_is_an_invalid_value_whatever_its_sign() {
         (StatusCode::UNPROCESSABLE_ENTITY, Some("malformed_body"))
     );
 }
+
+// --- amounts that do not fit ----------------------------------------------------------------
+
+#[tokio::test]
+async fn a_line_whose_total_would_overflow_is_refused_and_the_shop_keeps_serving() {
+    let server = Server::start(common::in_memory()).await;
+    let ada = unique("ada");
+    let id = server.place(&ada).await;
+    let lines = format!("/orders/{id}/lines");
+
+    let gold = json!({ "sku": "gold", "quantity": u32::MAX, "unit_price_cents": i64::MAX });
+    let (status, error) = server.post(&lines, gold).await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("too_large")),
+        "{error}"
+    );
+    // The largest line there is fits; a cent more on the order does not.
+    let (status, added) = server
+        .post(
+            &lines,
+            json!({ "sku": "gold", "quantity": 1, "unit_price_cents": i64::MAX }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{added}");
+    let (status, error) = server
+        .post(
+            &lines,
+            json!({ "sku": "tea", "quantity": 1, "unit_price_cents": 1 }),
+        )
+        .await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("too_large")),
+        "{error}"
+    );
+
+    // The order, its submission and the read model all still answer.
+    let (status, order) = server.get(&format!("/orders/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{order}");
+    assert_eq!(order["total_cents"], i64::MAX);
+    let (status, submitted) = server
+        .post(&format!("/orders/{id}/submit"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{submitted}");
+    let (status, read) = server
+        .get(&format!(
+            "/customers/{ada}/orders?after={}",
+            position(&submitted)
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    assert_eq!(read["orders"][0]["total_cents"], i64::MAX);
+}

@@ -21,8 +21,8 @@
 //!
 //! Errors are JSON, `{"error": "<code>", "message": "..."}`: `404` unknown order, `400`
 //! malformed body or position, `422` a value no order can hold, `409` a shop rule refused the
-//! command or it kept conflicting with concurrent writers, `503` the read model did not catch
-//! up in time.
+//! command or it kept conflicting with concurrent writers, `500` an order whose stored history
+//! does not add up, `503` the read model did not catch up in time.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -273,10 +273,13 @@ async fn order(State(api): Api, Path(id): Path<String>) -> Result<Json<OrderView
     if loaded.version == Version::ZERO {
         return Err(OrderError::NotFound.into());
     }
+    let total_cents = loaded.state.total_cents()?;
+    // An amount paid that overflowed is not shown as if it were one.
+    loaded.state.paid()?;
     Ok(Json(OrderView {
         order_id: id,
         version: loaded.version.get(),
-        total_cents: loaded.state.total_cents(),
+        total_cents,
         order: loaded.state,
     }))
 }
@@ -333,7 +336,7 @@ async fn orders_of(
 
 #[derive(Debug, Serialize)]
 struct Revenue {
-    revenue_cents_by_day: std::collections::BTreeMap<chrono::NaiveDate, i64>,
+    revenue_cents_by_day: std::collections::BTreeMap<chrono::NaiveDate, i128>,
 }
 
 async fn revenue(
@@ -440,6 +443,12 @@ impl From<OrderError> for ApiError {
         let (status, code) = match e {
             OrderError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             OrderError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            OrderError::TooLarge { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "too_large"),
+            // Not the client's doing: the log holds events the shop's rules refuse.
+            OrderError::HistoryOverflows { .. } => {
+                tracing::error!(error = %e, "an order's history does not add up");
+                (StatusCode::INTERNAL_SERVER_ERROR, "corrupt_order")
+            }
             _ => (StatusCode::CONFLICT, "rule_violated"),
         };
         Self {

@@ -101,7 +101,7 @@ impl Shop {
         &self,
         after: Position,
         within: Duration,
-    ) -> Result<AsOf<BTreeMap<NaiveDate, i64>>, ProjectionError> {
+    ) -> Result<AsOf<BTreeMap<NaiveDate, i128>>, ProjectionError> {
         let position = self.revenue_runner.wait_for(after, within).await?;
         Ok(AsOf {
             position,
