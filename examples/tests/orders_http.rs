@@ -9,8 +9,10 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventsource_core::{AnyStore, Position};
-use eventsource_examples::orders::{OrdersApi, Shop};
+use eventsource_core::{
+    Aggregate, AnyStore, EventStore, ExpectedVersion, NewEvent, Position, StreamWrite,
+};
+use eventsource_examples::orders::{Order, OrdersApi, Shop};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -62,6 +64,12 @@ impl Server {
         (response.status(), response.json().await.unwrap())
     }
 
+    /// A WebSocket on `/changes`.
+    async fn changes(&self) -> Changes {
+        let url = format!("ws://{}/changes", self.address);
+        tokio_tungstenite::connect_async(url).await.unwrap().0
+    }
+
     /// Places an order for `customer` and returns its id.
     async fn place(&self, customer: &str) -> String {
         let (status, placed) = self.post("/orders", json!({ "customer": customer })).await;
@@ -74,6 +82,23 @@ impl Drop for Server {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+    }
+}
+
+type Changes =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next text message on `changes`, as JSON (within 10 s).
+async fn next_json(changes: &mut Changes) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), changes.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("the socket stays open")
+            .unwrap();
+        if let Message::Text(text) = message {
+            return serde_json::from_str(text.as_str()).unwrap();
         }
     }
 }
@@ -514,4 +539,128 @@ async fn a_line_whose_total_would_overflow_is_refused_and_the_shop_keeps_serving
         .await;
     assert_eq!(status, StatusCode::OK, "{read}");
     assert_eq!(read["orders"][0]["total_cents"], i64::MAX);
+}
+
+#[tokio::test]
+async fn an_event_whose_amounts_overflow_in_the_log_stops_its_read_model_visibly_on_the_in_memory_store()
+ {
+    a_poisoned_log_is_served(common::in_memory()).await;
+}
+
+#[tokio::test]
+async fn an_event_whose_amounts_overflow_in_the_log_stops_its_read_model_visibly_on_postgres() {
+    a_poisoned_log_is_served(common::postgres("orders_http_poisoned").await).await;
+}
+
+/// An order whose line's total overflows is written straight into the store, as a version of
+/// the shop without the rule (or a hand) could have: no decision ever sees it. The service
+/// starts anyway, at every start, and says what it cannot answer and why.
+async fn a_poisoned_log_is_served(store: AnyStore) {
+    let ada = unique("ada");
+    let poisoned = uuid::Uuid::new_v4().to_string();
+    let event = |event_type: &str, payload: Value| {
+        NewEvent::new(event_type, 1, serde_json::to_vec(&payload).unwrap())
+    };
+    store
+        .append(vec![StreamWrite::new(
+            Order::stream_id(&poisoned),
+            ExpectedVersion::NoStream,
+            vec![
+                event("order.placed", json!({ "customer": ada })),
+                event(
+                    "order.line_added",
+                    json!({ "sku": "gold", "quantity": u32::MAX, "unit_price_cents": i64::MAX }),
+                ),
+            ],
+        )])
+        .await
+        .unwrap();
+
+    for _start in 0..2 {
+        let server = Server::start(store.clone()).await;
+
+        // Commands and the read model the event does not concern go on.
+        let (status, placed) = server.post("/orders", json!({ "customer": ada })).await;
+        assert_eq!(status, StatusCode::CREATED, "{placed}");
+        let (status, revenue) = server
+            .get(&format!("/revenue?after={}", position(&placed)))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{revenue}");
+
+        // The poisoned order answers JSON errors, never a closed connection.
+        let (status, error) = server.get(&format!("/orders/{poisoned}")).await;
+        assert_eq!(
+            (status, error["error"].as_str()),
+            (StatusCode::INTERNAL_SERVER_ERROR, Some("corrupt_order")),
+            "{error}"
+        );
+        let (status, error) = server
+            .post(&format!("/orders/{poisoned}/submit"), json!({}))
+            .await;
+        assert_eq!(
+            (status, error["error"].as_str()),
+            (StatusCode::INTERNAL_SERVER_ERROR, Some("corrupt_order")),
+            "{error}"
+        );
+
+        // The read model it stopped says so, and why, with or without `after`.
+        for query in [
+            format!("/customers/{ada}/orders"),
+            format!("/customers/{ada}/orders?after={}", position(&placed)),
+        ] {
+            let (status, error) = server.get(&query).await;
+            assert_eq!(
+                (status, error["error"].as_str()),
+                (StatusCode::SERVICE_UNAVAILABLE, Some("read_model_stopped")),
+                "{query}: {error}"
+            );
+            let message = error["message"].as_str().unwrap();
+            for names in ["orders_by_customer", "order.line_added", "overflow"] {
+                assert!(message.contains(names), "{query}: {message}");
+            }
+        }
+
+        // A subscriber is told it will get no more of that read model's changes.
+        let mut changes = server.changes().await;
+        let stopped = next_json(&mut changes).await;
+        assert_eq!(stopped["read_model"], "orders_by_customer", "{stopped}");
+        assert!(
+            stopped["stopped"].as_str().unwrap().contains("overflow"),
+            "{stopped}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_read_model_that_stops_while_a_subscriber_listens_says_so() {
+    let store = common::in_memory();
+    let server = Server::start(store.clone()).await;
+    let mut changes = server.changes().await;
+    // A payment whose amount is not a number: no decision writes it, its handler cannot
+    // read it.
+    let paid = NewEvent::new("order.paid", 1, br#"{"amount_cents":"lots"}"#.to_vec());
+    store
+        .append(vec![StreamWrite::new(
+            Order::stream_id("by-hand"),
+            ExpectedVersion::NoStream,
+            vec![paid],
+        )])
+        .await
+        .unwrap();
+    // Both read models take payments: both stop on it, and each says so, once.
+    let mut stopped = Vec::new();
+    while stopped.len() < 2 {
+        let message = next_json(&mut changes).await;
+        if message.get("stopped").is_some() {
+            stopped.push(message["read_model"].as_str().unwrap().to_owned());
+        }
+    }
+    stopped.sort();
+    assert_eq!(stopped, ["orders_by_customer", "revenue_per_day"]);
+    let (status, error) = server.get("/revenue").await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("read_model_stopped")),
+        "{error}"
+    );
 }

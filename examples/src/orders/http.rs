@@ -22,7 +22,7 @@
 //! Errors are JSON, `{"error": "<code>", "message": "..."}`: `404` unknown order, `400`
 //! malformed body or position, `422` a value no order can hold, `409` a shop rule refused the
 //! command or it kept conflicting with concurrent writers, `500` an order whose stored history
-//! does not add up, `503` the read model did not catch up in time.
+//! does not add up, `503` the read model did not catch up in time or has stopped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +36,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use eventsource_core::prelude::*;
 use eventsource_core::{CommandOptions, IntoEvents, ProjectionError};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
@@ -355,15 +357,33 @@ async fn revenue(
 
 /// `GET /changes`: upgrades to a WebSocket that receives every read-model change as a JSON
 /// text message. The subscription starts before the upgrade answers, so a client that has
-/// its socket open sees every change caused by a command it sends afterwards.
+/// its socket open sees every change caused by a command it sends afterwards. A read model
+/// that has stopped (or stops) is told once, `{"read_model": "<name>", "stopped": "<why>"}`:
+/// its changes are over.
 async fn changes(State(api): Api, ws: WebSocketUpgrade) -> Response {
     let changes = api.shop.changes().subscribe();
-    ws.on_upgrade(move |socket| push_changes(socket, changes))
+    ws.on_upgrade(move |socket| push_changes(socket, changes, api))
 }
 
-async fn push_changes(mut socket: WebSocket, mut changes: broadcast::Receiver<ReadModelChange>) {
+/// What `/changes` sends when a read model stops.
+#[derive(Debug, Serialize)]
+struct Stopped {
+    read_model: &'static str,
+    stopped: String,
+}
+
+async fn push_changes(
+    mut socket: WebSocket,
+    mut changes: broadcast::Receiver<ReadModelChange>,
+    api: Arc<OrdersApi>,
+) {
+    let mut stops: FuturesUnordered<_> = api.shop.stops().into_iter().collect();
     loop {
         let text = tokio::select! {
+            Some((read_model, why)) = stops.next() => serde_json::to_string(&Stopped {
+                read_model,
+                stopped: crate::errors::error_chain(&why),
+            }),
             change = changes.recv() => match change {
                 Ok(change) => serde_json::to_string(&change),
                 // Too slow a client loses the oldest changes; tell it, so it can re-query.
@@ -491,6 +511,15 @@ impl From<ProjectionError> for ApiError {
                 status: StatusCode::SERVICE_UNAVAILABLE,
                 code: "not_caught_up",
                 message: e.to_string(),
+            },
+            // Says why: the cause (the event it stopped on) is the part a reader needs.
+            e @ ProjectionError::Stopped { .. } => Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "read_model_stopped",
+                message: format!(
+                    "the read model has stopped: {}",
+                    crate::errors::error_chain(&e)
+                ),
             },
             e => Self::internal(e),
         }
