@@ -257,6 +257,13 @@ fn a_submitted_order_is_paid_in_full() {
 }
 
 #[test]
+fn a_negative_payment_is_an_invalid_value() {
+    submitted()
+        .when(|o| o.pay(-900))
+        .then_error(invalid("amount_cents", "must not be negative"));
+}
+
+#[test]
 fn only_a_submitted_order_is_paid_and_only_once() {
     given::<Order>(placed())
         .and(tea())

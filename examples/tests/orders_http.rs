@@ -487,6 +487,32 @@ async fn a_quantity_below_one_is_an_invalid_value_whatever_its_sign() {
     );
 }
 
+#[tokio::test]
+async fn a_negative_payment_is_an_invalid_value() {
+    let server = Server::start(common::in_memory()).await;
+    let id = server.place("hal").await;
+    server
+        .post(
+            &format!("/orders/{id}/lines"),
+            json!({ "sku": "tea", "quantity": 1, "unit_price_cents": 450 }),
+        )
+        .await;
+    server
+        .post(&format!("/orders/{id}/submit"), json!({}))
+        .await;
+    let (status, error) = server
+        .post(
+            &format!("/orders/{id}/pay"),
+            json!({ "amount_cents": -450 }),
+        )
+        .await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid")),
+        "{error}"
+    );
+}
+
 // --- amounts that do not fit ----------------------------------------------------------------
 
 #[tokio::test]

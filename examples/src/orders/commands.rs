@@ -177,6 +177,9 @@ impl Order {
             OrderStatus::Submitted => {}
             other => return Err(OrderError::NotPayable(other)),
         }
+        if amount_cents < 0 {
+            return Err(invalid("amount_cents", "must not be negative"));
+        }
         let due_cents = self.total_cents()?;
         if amount_cents != due_cents {
             return Err(OrderError::WrongAmount {
