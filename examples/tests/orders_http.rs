@@ -513,6 +513,23 @@ async fn a_negative_payment_is_an_invalid_value() {
     );
 }
 
+#[tokio::test]
+async fn a_body_that_is_not_json_has_its_own_code() {
+    let server = Server::start(common::in_memory()).await;
+    let id = server.place("fay").await;
+    let response = server
+        .http
+        .post(server.url(&format!("/orders/{id}/lines")))
+        .header("content-type", "text/plain")
+        .body(r#"{"sku":"tea","quantity":1,"unit_price_cents":450}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"], "unsupported_media_type");
+}
+
 // --- amounts that do not fit ----------------------------------------------------------------
 
 #[tokio::test]

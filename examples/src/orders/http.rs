@@ -20,9 +20,10 @@
 //! appending twice.
 //!
 //! Errors are JSON, `{"error": "<code>", "message": "..."}`: `404` unknown order, `400`
-//! malformed body or position, `422` a value no order can hold, `409` a shop rule refused the
-//! command or it kept conflicting with concurrent writers, `500` an order whose stored history
-//! does not add up, `503` the read model did not catch up in time or has stopped.
+//! malformed body or position, `415` a body that is not `application/json`, `422` a value no
+//! order can hold, `409` a shop rule refused the command or it kept conflicting with concurrent
+//! writers, `500` an order whose stored history does not add up, `503` the read model did not
+//! catch up in time or has stopped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -496,9 +497,13 @@ impl From<CommandError<OrderError>> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(e: JsonRejection) -> Self {
         // axum tells syntax errors (400) from well-formed JSON of the wrong shape (422).
+        let code = match e {
+            JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
+            _ => "malformed_body",
+        };
         Self {
             status: e.status(),
-            code: "malformed_body",
+            code,
             message: e.body_text(),
         }
     }
