@@ -2,7 +2,7 @@
 //! and a real WebSocket client, on both stores.
 
 // The helpers below run outside `#[test]` functions; a failed unwrap is the test failing.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -528,6 +528,78 @@ async fn a_body_that_is_not_json_has_its_own_code() {
     assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     let error: Value = response.json().await.unwrap();
     assert_eq!(error["error"], "unsupported_media_type");
+}
+
+#[tokio::test]
+async fn unknown_routes_wrong_methods_and_bad_paths_answer_json_errors() {
+    let server = Server::start(common::in_memory()).await;
+    let answer = |response: reqwest::Response| async move {
+        let status = response.status();
+        let allow = response.headers().get("allow").cloned();
+        let body = response.text().await.unwrap();
+        let error: Value =
+            serde_json::from_str(&body).unwrap_or_else(|_| panic!("{status}: not JSON: {body:?}"));
+        assert!(error["message"].is_string(), "{error}");
+        (status, error["error"].as_str().map(str::to_owned), allow)
+    };
+
+    let (status, code, _) = answer(
+        server
+            .http
+            .get(server.url("/no/such/route"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_deref()),
+        (StatusCode::NOT_FOUND, Some("no_such_route"))
+    );
+
+    let (status, code, allow) = answer(
+        server
+            .http
+            .delete(server.url("/orders"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_deref()),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"))
+    );
+    assert_eq!(allow.unwrap(), "POST");
+
+    let (status, code, _) = answer(
+        server
+            .http
+            .get(server.url("/changes"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_deref()),
+        (StatusCode::BAD_REQUEST, Some("websocket_expected"))
+    );
+
+    // `%FF` decodes to a byte that is not UTF-8.
+    let (status, code, _) = answer(
+        server
+            .http
+            .get(server.url("/orders/%FF"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_deref()),
+        (StatusCode::BAD_REQUEST, Some("bad_path"))
+    );
 }
 
 // --- amounts that do not fit ----------------------------------------------------------------

@@ -19,19 +19,22 @@
 //! events; `idempotency-key` makes a retried request return the first commit instead of
 //! appending twice.
 //!
-//! Errors are JSON, `{"error": "<code>", "message": "..."}`: `404` unknown order, `400`
-//! malformed body or position, `415` a body that is not `application/json`, `422` a value no
-//! order can hold, `409` a shop rule refused the command or it kept conflicting with concurrent
-//! writers, `500` an order whose stored history does not add up, `503` the read model did not
-//! catch up in time or has stopped.
+//! Errors are JSON, `{"error": "<code>", "message": "..."}`, unknown routes and methods
+//! included: `404` unknown order or route, `405` a method the route does not have, `400`
+//! malformed body, path or position, `415` a body that is not `application/json`, `422` a value
+//! no order can hold, `409` a shop rule refused the command or it kept conflicting with
+//! concurrent writers, `500` an order whose stored history does not add up, `503` the read
+//! model did not catch up in time or has stopped.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -80,6 +83,9 @@ impl OrdersApi {
             .route("/customers/{customer}/orders", get(orders_of))
             .route("/revenue", get(revenue))
             .route("/changes", get(changes))
+            // After the routes: it applies to those registered before it.
+            .method_not_allowed_fallback(method_not_allowed)
+            .fallback(no_such_route)
             .with_state(self)
     }
 
@@ -178,6 +184,20 @@ struct Cancel {
 type Api = State<Arc<OrdersApi>>;
 type Body<T> = Result<Json<T>, JsonRejection>;
 
+/// A path segment (`{id}`, `{customer}`): one that does not decode answers a JSON error.
+struct Segment(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Segment {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(segment)) => Ok(Self(segment)),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 async fn place(
     State(api): Api,
     headers: HeaderMap,
@@ -193,7 +213,7 @@ async fn place(
 
 async fn add_line(
     State(api): Api,
-    Path(id): Path<String>,
+    Segment(id): Segment,
     headers: HeaderMap,
     body: Body<AddLine>,
 ) -> Result<Json<Committed>, ApiError> {
@@ -207,7 +227,7 @@ async fn add_line(
 
 async fn remove_line(
     State(api): Api,
-    Path(id): Path<String>,
+    Segment(id): Segment,
     headers: HeaderMap,
     body: Body<RemoveLine>,
 ) -> Result<Json<Committed>, ApiError> {
@@ -219,7 +239,7 @@ async fn remove_line(
 
 async fn submit(
     State(api): Api,
-    Path(id): Path<String>,
+    Segment(id): Segment,
     headers: HeaderMap,
 ) -> Result<Json<Committed>, ApiError> {
     api.command(&id, &headers, "submit", Order::submit)
@@ -229,7 +249,7 @@ async fn submit(
 
 async fn pay(
     State(api): Api,
-    Path(id): Path<String>,
+    Segment(id): Segment,
     headers: HeaderMap,
     body: Body<Pay>,
 ) -> Result<Json<Committed>, ApiError> {
@@ -241,7 +261,7 @@ async fn pay(
 
 async fn ship(
     State(api): Api,
-    Path(id): Path<String>,
+    Segment(id): Segment,
     headers: HeaderMap,
 ) -> Result<Json<Committed>, ApiError> {
     api.command(&id, &headers, "ship", Order::ship)
@@ -251,7 +271,7 @@ async fn ship(
 
 async fn cancel(
     State(api): Api,
-    Path(id): Path<String>,
+    Segment(id): Segment,
     headers: HeaderMap,
     body: Body<Cancel>,
 ) -> Result<Json<Committed>, ApiError> {
@@ -271,7 +291,7 @@ struct OrderView {
     order: Order,
 }
 
-async fn order(State(api): Api, Path(id): Path<String>) -> Result<Json<OrderView>, ApiError> {
+async fn order(State(api): Api, Segment(id): Segment) -> Result<Json<OrderView>, ApiError> {
     let loaded = api.shop.order(&id).await.map_err(ApiError::internal)?;
     if loaded.version == Version::ZERO {
         return Err(OrderError::NotFound.into());
@@ -323,7 +343,7 @@ struct CustomerOrders {
 
 async fn orders_of(
     State(api): Api,
-    Path(customer): Path<String>,
+    Segment(customer): Segment,
     query: Result<Query<After>, QueryRejection>,
 ) -> Result<Json<AsOfJson<CustomerOrders>>, ApiError> {
     let after = After::position(query)?;
@@ -361,9 +381,17 @@ async fn revenue(
 /// its socket open sees every change caused by a command it sends afterwards. A read model
 /// that has stopped (or stops) is told once, `{"read_model": "<name>", "stopped": "<why>"}`:
 /// its changes are over.
-async fn changes(State(api): Api, ws: WebSocketUpgrade) -> Response {
+async fn changes(
+    State(api): Api,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let ws = ws.map_err(|e| ApiError {
+        status: e.status(),
+        code: "websocket_expected",
+        message: e.body_text(),
+    })?;
     let changes = api.shop.changes().subscribe();
-    ws.on_upgrade(move |socket| push_changes(socket, changes, api))
+    Ok(ws.on_upgrade(move |socket| push_changes(socket, changes, api)))
 }
 
 /// What `/changes` sends when a read model stops.
@@ -402,6 +430,27 @@ async fn push_changes(
         if socket.send(Message::Text(text.into())).await.is_err() {
             return;
         }
+    }
+}
+
+/// Any route not listed above.
+async fn no_such_route(method: Method, uri: Uri) -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "no_such_route",
+        message: format!("there is no route `{method} {}`", uri.path()),
+    }
+}
+
+/// A listed route asked with a method it does not have (axum adds the `allow` header).
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        message: format!(
+            "`{}` does not take `{method}`: the `allow` header lists what it takes",
+            uri.path()
+        ),
     }
 }
 
@@ -527,6 +576,16 @@ impl From<ProjectionError> for ApiError {
                 ),
             },
             e => Self::internal(e),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> Self {
+        Self {
+            status: e.status(),
+            code: "bad_path",
+            message: e.body_text(),
         }
     }
 }
