@@ -779,3 +779,119 @@ async fn a_read_model_that_stops_while_a_subscriber_listens_says_so() {
         "{error}"
     );
 }
+
+// --- idempotency keys -----------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_idempotency_key_reused_for_another_request_is_refused() {
+    let server = Server::start(common::in_memory()).await;
+    let id = server.place("ida").await;
+    let add = |body: Value| {
+        server
+            .http
+            .post(server.url(&format!("/orders/{id}/lines")))
+            .header("idempotency-key", "add-1")
+            .json(&body)
+            .send()
+    };
+    let tea = json!({ "sku": "tea", "quantity": 1, "unit_price_cents": 450 });
+    let first = add(tea.clone()).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let first: Value = first.json().await.unwrap();
+
+    let cake = json!({ "sku": "cake", "quantity": 1, "unit_price_cents": 300 });
+    let reused = add(cake).await.unwrap();
+    assert_eq!(reused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let error: Value = reused.json().await.unwrap();
+    assert_eq!(error["error"], "idempotency_key_reused", "{error}");
+
+    // The same request again is a retry: it still answers the first commit.
+    let again = add(tea).await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    let (_, order) = server.get(&format!("/orders/{id}")).await;
+    assert_eq!(order["version"], 2);
+    assert_eq!(order["lines"].as_object().unwrap().len(), 1, "{order}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_racing_on_one_idempotency_key_commit_one_of_them_on_the_in_memory_store() {
+    racing_on_one_key(common::in_memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_racing_on_one_idempotency_key_commit_one_of_them_on_postgres() {
+    racing_on_one_key(common::postgres("orders_http_key_race").await).await;
+}
+
+/// Eight different requests under one key at once: one commits, the others are told the key
+/// is taken, however their attempts interleave.
+async fn racing_on_one_key(store: AnyStore) {
+    let server = Arc::new(Server::start(store).await);
+    let id = server.place("ivy").await;
+    let clients: Vec<_> = (0..8)
+        .map(|i| {
+            let (server, id) = (Arc::clone(&server), id.clone());
+            tokio::spawn(async move {
+                let line =
+                    json!({ "sku": format!("sku-{i}"), "quantity": 1, "unit_price_cents": 100 });
+                let response = server
+                    .http
+                    .post(server.url(&format!("/orders/{id}/lines")))
+                    .header("idempotency-key", "race")
+                    .json(&line)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status();
+                (status, response.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for client in clients {
+        answers.push(client.await.unwrap());
+    }
+    let committed = answers.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    let refused = answers
+        .iter()
+        .filter(|(s, e)| {
+            *s == StatusCode::UNPROCESSABLE_ENTITY && e["error"] == "idempotency_key_reused"
+        })
+        .count();
+    assert_eq!((committed, refused), (1, 7), "{answers:?}");
+    let (_, order) = server.get(&format!("/orders/{id}")).await;
+    assert_eq!(order["version"], 2, "{order}");
+}
+
+#[tokio::test]
+async fn placing_an_order_under_an_idempotency_key_places_it_once() {
+    let server = Server::start(common::in_memory()).await;
+    let jo = unique("jo");
+    let place = |customer: &str| {
+        server
+            .http
+            .post(server.url("/orders"))
+            .header("idempotency-key", "place-1")
+            .json(&json!({ "customer": customer }))
+            .send()
+    };
+    let first = place(&jo).await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+    let again = place(&jo).await.unwrap();
+    assert_eq!(again.status(), StatusCode::CREATED);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(first, again, "the retry answers the order the first placed");
+
+    let other = place("someone else").await.unwrap();
+    assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    let (_, read) = server
+        .get(&format!(
+            "/customers/{jo}/orders?after={}",
+            position(&first)
+        ))
+        .await;
+    assert_eq!(read["orders"].as_array().unwrap().len(), 1, "{read}");
+}

@@ -17,14 +17,15 @@
 //! position back as `?after=` reads its own write: the query waits (up to a bound) until the
 //! read model has caught up with it. Headers: `x-correlation-id` (a UUID) is recorded on the
 //! events; `idempotency-key` makes a retried request return the first commit instead of
-//! appending twice.
+//! appending twice (a `POST /orders` under a key places the order whose id the key gives),
+//! and a key already used for another request (another command or body) answers `422`.
 //!
 //! Errors are JSON, `{"error": "<code>", "message": "..."}`, unknown routes and methods
 //! included: `404` unknown order or route, `405` a method the route does not have, `400`
 //! malformed body, path or position, `415` a body that is not `application/json`, `422` a value
-//! no order can hold, `409` a shop rule refused the command or it kept conflicting with
-//! concurrent writers, `500` an order whose stored history does not add up, `503` the read
-//! model did not catch up in time or has stopped.
+//! no order can hold or a reused idempotency key, `409` a shop rule refused the command or it
+//! kept conflicting with concurrent writers, `500` an order whose stored history does not add
+//! up, `503` the read model did not catch up in time or has stopped.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +40,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use eventsource_core::prelude::*;
-use eventsource_core::{CommandOptions, IntoEvents, ProjectionError};
+use eventsource_core::{CommandOptions, IntoEvents, ProjectionError, StoreError};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
@@ -101,11 +102,14 @@ impl OrdersApi {
     }
 
     /// Runs one command on order `id` with the request's correlation id and idempotency key.
+    /// `body` is the request as parsed: under a key, its fingerprint is recorded on the events,
+    /// so that the key reused for another request is told apart from a retry.
     async fn command<D, F>(
         &self,
         id: &str,
         headers: &HeaderMap,
         name: &str,
+        body: &impl Serialize,
         decide: F,
     ) -> Result<Committed, ApiError>
     where
@@ -113,13 +117,69 @@ impl OrdersApi {
         D: IntoEvents<OrderEvent>,
     {
         let mut options: CommandOptions = request_of(headers).command(name);
-        if let Some(key) = header(headers, "idempotency-key") {
+        let keyed = header(headers, IDEMPOTENCY_KEY).map(|key| {
             // Scoped by order and command, so one key cannot collide across them.
-            options = options.idempotency_key(format!("order-{id}/{name}/{key}"));
+            (format!("order-{id}/{name}/{key}"), fingerprint(name, body))
+        });
+        if let Some((key, fingerprint)) = &keyed {
+            options.metadata = options
+                .metadata
+                .with_header(FINGERPRINT_HEADER, fingerprint.as_str());
+            options = options.idempotency_key(key.as_str());
         }
-        let commit = self.shop.execute(id, options, decide).await?;
-        Ok(Committed::new(id, &commit))
+        let executed = self.shop.execute(id, options, decide).await;
+        if let Some((key, fingerprint)) = &keyed {
+            // Checked after the command, whatever it answered: a key that another request
+            // committed is found there by the command (which returns that commit unchanged),
+            // or met by its append when both raced (the store refuses the events' ids).
+            self.ensure_same_request(key, fingerprint).await?;
+        }
+        Ok(Committed::new(id, &executed?))
     }
+
+    /// Fails when `key` committed a request other than the one `fingerprint` identifies.
+    /// Events recorded without a fingerprint pass: they cannot tell.
+    async fn ensure_same_request(&self, key: &str, fingerprint: &str) -> Result<(), ApiError> {
+        let first = self
+            .shop
+            .first_event_of(key)
+            .await
+            .map_err(ApiError::internal)?;
+        let recorded = first
+            .as_ref()
+            .and_then(|e| e.metadata.headers.get(FINGERPRINT_HEADER));
+        match recorded {
+            Some(recorded) if recorded != fingerprint => Err(ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "idempotency_key_reused",
+                message: "this idempotency key was already used for another request: a new \
+                          request needs a new key"
+                    .to_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The header whose value makes a command idempotent.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The event metadata header holding the fingerprint of the request that committed it.
+const FINGERPRINT_HEADER: &str = "request_fingerprint";
+
+/// The namespace of request fingerprints and of the order ids idempotency keys give.
+const NAMESPACE: Uuid = Uuid::from_u128(0x5e0f_3c4a_9b1d_4f6e_8a27_c1d9_0b6e_4a73);
+
+/// What tells one request from another under an idempotency key: the command and its body as
+/// parsed (so spacing and field order do not count), as a UUID v5.
+fn fingerprint(name: &str, body: &impl Serialize) -> String {
+    // These bodies are plain structs: serializing them cannot fail.
+    let body = serde_json::to_vec(body).unwrap_or_default();
+    let mut request = Vec::with_capacity(name.len() + 1 + body.len());
+    request.extend_from_slice(name.as_bytes());
+    request.push(0);
+    request.extend_from_slice(&body);
+    Uuid::new_v5(&NAMESPACE, &request).to_string()
 }
 
 /// What a command answers.
@@ -147,7 +207,7 @@ impl Committed {
 }
 
 /// `POST /orders`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct PlaceOrder {
     customer: String,
 }
@@ -155,7 +215,7 @@ struct PlaceOrder {
 /// `POST /orders/{id}/lines`. The quantity is read as any 64-bit integer, so that a negative
 /// one is refused by the shop's rules as a value (`422 invalid`, like zero), not as a body of
 /// the wrong shape.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct AddLine {
     sku: String,
     quantity: i64,
@@ -163,19 +223,19 @@ struct AddLine {
 }
 
 /// `POST /orders/{id}/lines/remove`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct RemoveLine {
     sku: String,
 }
 
 /// `POST /orders/{id}/pay`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Pay {
     amount_cents: i64,
 }
 
 /// `POST /orders/{id}/cancel`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Cancel {
     #[serde(default)]
     reason: String,
@@ -204,9 +264,15 @@ async fn place(
     body: Body<PlaceOrder>,
 ) -> Result<(StatusCode, Json<Committed>), ApiError> {
     let Json(body) = body?;
-    let id = Uuid::new_v4().to_string();
+    // Under an idempotency key the key gives the order its id, so a retry finds the order it
+    // placed; without one, every request places a new order.
+    let id = match header(&headers, IDEMPOTENCY_KEY) {
+        Some(key) => Uuid::new_v5(&NAMESPACE, key.as_bytes()),
+        None => Uuid::new_v4(),
+    }
+    .to_string();
     let committed = api
-        .command(&id, &headers, "place", |o| o.place(&body.customer))
+        .command(&id, &headers, "place", &body, |o| o.place(&body.customer))
         .await?;
     Ok((StatusCode::CREATED, Json(committed)))
 }
@@ -218,7 +284,7 @@ async fn add_line(
     body: Body<AddLine>,
 ) -> Result<Json<Committed>, ApiError> {
     let Json(line) = body?;
-    api.command(&id, &headers, "add_line", |o| {
+    api.command(&id, &headers, "add_line", &line, |o| {
         o.add_line(&line.sku, line.quantity, line.unit_price_cents)
     })
     .await
@@ -232,9 +298,11 @@ async fn remove_line(
     body: Body<RemoveLine>,
 ) -> Result<Json<Committed>, ApiError> {
     let Json(line) = body?;
-    api.command(&id, &headers, "remove_line", |o| o.remove_line(&line.sku))
-        .await
-        .map(Json)
+    api.command(&id, &headers, "remove_line", &line, |o| {
+        o.remove_line(&line.sku)
+    })
+    .await
+    .map(Json)
 }
 
 async fn submit(
@@ -242,7 +310,7 @@ async fn submit(
     Segment(id): Segment,
     headers: HeaderMap,
 ) -> Result<Json<Committed>, ApiError> {
-    api.command(&id, &headers, "submit", Order::submit)
+    api.command(&id, &headers, "submit", &(), Order::submit)
         .await
         .map(Json)
 }
@@ -254,7 +322,7 @@ async fn pay(
     body: Body<Pay>,
 ) -> Result<Json<Committed>, ApiError> {
     let Json(pay) = body?;
-    api.command(&id, &headers, "pay", |o| o.pay(pay.amount_cents))
+    api.command(&id, &headers, "pay", &pay, |o| o.pay(pay.amount_cents))
         .await
         .map(Json)
 }
@@ -264,7 +332,7 @@ async fn ship(
     Segment(id): Segment,
     headers: HeaderMap,
 ) -> Result<Json<Committed>, ApiError> {
-    api.command(&id, &headers, "ship", Order::ship)
+    api.command(&id, &headers, "ship", &(), Order::ship)
         .await
         .map(Json)
 }
@@ -276,9 +344,11 @@ async fn cancel(
     body: Body<Cancel>,
 ) -> Result<Json<Committed>, ApiError> {
     let Json(cancel) = body?;
-    api.command(&id, &headers, "cancel", |o| o.cancel(&cancel.reason))
-        .await
-        .map(Json)
+    api.command(&id, &headers, "cancel", &cancel, |o| {
+        o.cancel(&cancel.reason)
+    })
+    .await
+    .map(Json)
 }
 
 /// `GET /orders/{id}`.
@@ -536,6 +606,15 @@ impl From<CommandError<OrderError>> for ApiError {
             e @ CommandError::RetriesExhausted { .. } => Self {
                 status: StatusCode::CONFLICT,
                 code: "conflict",
+                message: e.to_string(),
+            },
+            // Event ids are random but under an idempotency key: this one was taken by
+            // another request that raced this one.
+            CommandError::Failed(eventsource_core::Error::Store(
+                e @ StoreError::EventIdReused { .. },
+            )) => Self {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "idempotency_key_reused",
                 message: e.to_string(),
             },
             e => Self::internal(e),

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use eventsource_core::prelude::*;
-use eventsource_core::{CommandOptions, IntoEvents, Loaded, ProjectionError, ProjectionHandle};
+use eventsource_core::{
+    CommandOptions, EventId, IntoEvents, Loaded, ProjectionError, ProjectionHandle, StoreError,
+};
 
 use super::commands::OrderError;
 use super::model::{Order, OrderEvent};
@@ -24,6 +26,7 @@ pub struct AsOf<T> {
 
 /// The running shop: commands go to the orders' streams, queries to the read models.
 pub struct Shop {
+    store: AnyStore,
     orders: Repository<Order, AnyStore>,
     by_customer: OrdersByCustomer,
     revenue: RevenuePerDay,
@@ -56,6 +59,7 @@ impl Shop {
             orders: Repository::new(store.clone()).with_cache(10_000),
             by_customer_runner: start_in_memory(&store, by_customer.clone()).await?,
             revenue_runner: start_in_memory(&store, revenue.clone()).await?,
+            store,
             by_customer,
             revenue,
             changes,
@@ -80,6 +84,17 @@ impl Shop {
     /// The order `id` as its events fold today (not a read model: always up to date).
     pub async fn order(&self, id: &str) -> Result<Loaded<Order>, eventsource_core::Error> {
         self.orders.load(id).await
+    }
+
+    /// The first event a command run with `idempotency_key` committed, if any: its id is
+    /// derived from the key (see [`CommandOptions::idempotency_key`]).
+    pub async fn first_event_of(
+        &self,
+        idempotency_key: &str,
+    ) -> Result<Option<RecordedEvent>, StoreError> {
+        self.store
+            .event_by_id(EventId::derived(idempotency_key, 0))
+            .await
     }
 
     /// The orders of `customer`, once the read model has reached `after` (waiting at most
