@@ -895,3 +895,47 @@ async fn placing_an_order_under_an_idempotency_key_places_it_once() {
         .await;
     assert_eq!(read["orders"].as_array().unwrap().len(), 1, "{read}");
 }
+
+// --- the watch client -----------------------------------------------------------------------
+
+/// `cargo run -p eventsource-examples --bin watch -- ws://…/changes`, as the README and the
+/// banner say, prints the changes pushed.
+#[tokio::test]
+async fn the_watch_client_prints_the_changes_pushed() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let server = Server::start(common::in_memory()).await;
+    let mut watch = tokio::process::Command::new(env!("CARGO_BIN_EXE_watch"))
+        .arg(format!("ws://{}/changes", server.address))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let within = Duration::from_secs(10);
+    let mut said = BufReader::new(watch.stderr.take().unwrap()).lines();
+    let connected = tokio::time::timeout(within, said.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(connected.starts_with("Watching ws://"), "{connected}");
+
+    let kim = unique("kim");
+    server.place(&kim).await;
+    let mut printed = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(within, printed.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let change: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (
+            change["read_model"].as_str(),
+            change["order"]["customer"].as_str()
+        ),
+        (Some("orders_by_customer"), Some(kim.as_str())),
+        "{change}"
+    );
+}

@@ -44,7 +44,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         "  curl -s -XPOST {base}/orders/<order_id>/lines -H 'content-type: application/json' -d '{{\"sku\":\"tea\",\"quantity\":2,\"unit_price_cents\":450}}'"
     );
     println!("  curl -s '{base}/customers/ada/orders?after=<position from the answer>'");
-    println!("  websocat ws://{address}/changes   # read-model changes, live");
+    println!(
+        "  cargo run -p eventsource-examples --bin watch -- ws://{address}/changes   # read-model changes, live"
+    );
     let api = Arc::new(OrdersApi::new(shop, DEFAULT_CATCH_UP));
     api.serve(listener, async {
         // Without a signal handler we simply run until killed.
