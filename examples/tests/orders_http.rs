@@ -812,6 +812,30 @@ async fn an_idempotency_key_reused_for_another_request_is_refused() {
     let (_, order) = server.get(&format!("/orders/{id}")).await;
     assert_eq!(order["version"], 2);
     assert_eq!(order["lines"].as_object().unwrap().len(), 1, "{order}");
+
+    // The key names that request: another command, or the same one on another order, is
+    // another request.
+    let other = server.place("ida").await;
+    for path in [
+        format!("/orders/{id}/submit"),
+        format!("/orders/{other}/lines"),
+    ] {
+        let response = server
+            .http
+            .post(server.url(&path))
+            .header("idempotency-key", "add-1")
+            .json(&json!({ "sku": "tea", "quantity": 1, "unit_price_cents": 450 }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{path}"
+        );
+    }
+    let (_, order) = server.get(&format!("/orders/{id}")).await;
+    assert_eq!(order["status"], "open", "{order}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,7 +18,7 @@
 //! read model has caught up with it. Headers: `x-correlation-id` (a UUID) is recorded on the
 //! events; `idempotency-key` makes a retried request return the first commit instead of
 //! appending twice (a `POST /orders` under a key places the order whose id the key gives),
-//! and a key already used for another request (another command or body) answers `422`.
+//! and a key already used for another request (another order, command or body) answers `422`.
 //!
 //! Errors are JSON, `{"error": "<code>", "message": "..."}`, unknown routes and methods
 //! included: `404` unknown order or route, `405` a method the route does not have, `400`
@@ -102,8 +102,8 @@ impl OrdersApi {
     }
 
     /// Runs one command on order `id` with the request's correlation id and idempotency key.
-    /// `body` is the request as parsed: under a key, its fingerprint is recorded on the events,
-    /// so that the key reused for another request is told apart from a retry.
+    /// `body` is the request as parsed: under a key, the request's fingerprint is recorded on
+    /// the events, so that the key reused for another request is told apart from a retry.
     async fn command<D, F>(
         &self,
         id: &str,
@@ -118,8 +118,9 @@ impl OrdersApi {
     {
         let mut options: CommandOptions = request_of(headers).command(name);
         let keyed = header(headers, IDEMPOTENCY_KEY).map(|key| {
-            // Scoped by order and command, so one key cannot collide across them.
-            (format!("order-{id}/{name}/{key}"), fingerprint(name, body))
+            // One key names one request, whatever order or command it is sent for: the
+            // fingerprint tells a retry from another request under the same key.
+            (format!("orders/{key}"), fingerprint(id, name, body))
         });
         if let Some((key, fingerprint)) = &keyed {
             options.metadata = options
@@ -170,14 +171,16 @@ const FINGERPRINT_HEADER: &str = "request_fingerprint";
 /// The namespace of request fingerprints and of the order ids idempotency keys give.
 const NAMESPACE: Uuid = Uuid::from_u128(0x5e0f_3c4a_9b1d_4f6e_8a27_c1d9_0b6e_4a73);
 
-/// What tells one request from another under an idempotency key: the command and its body as
-/// parsed (so spacing and field order do not count), as a UUID v5.
-fn fingerprint(name: &str, body: &impl Serialize) -> String {
+/// What tells one request from another under an idempotency key: the order, the command and
+/// its body as parsed (so spacing and field order do not count), as a UUID v5.
+fn fingerprint(order_id: &str, name: &str, body: &impl Serialize) -> String {
     // These bodies are plain structs: serializing them cannot fail.
     let body = serde_json::to_vec(body).unwrap_or_default();
-    let mut request = Vec::with_capacity(name.len() + 1 + body.len());
-    request.extend_from_slice(name.as_bytes());
-    request.push(0);
+    let mut request = Vec::with_capacity(order_id.len() + name.len() + 2 + body.len());
+    for part in [order_id.as_bytes(), name.as_bytes()] {
+        request.extend_from_slice(part);
+        request.push(0);
+    }
     request.extend_from_slice(&body);
     Uuid::new_v5(&NAMESPACE, &request).to_string()
 }
