@@ -11,7 +11,7 @@ use eventsource_core::{AnyStore, Projection, ProjectionError, ProjectionHandle, 
 /// pass the event, but the rest of the service can run. The projection is started anyway,
 /// meets the event again and stops on it, with the error in its status
 /// ([`ProjectionHandle::status`]), where the read model's queries find it. Only the store
-/// failing fails the start.
+/// failing ([`ProjectionError::Store`]) fails the start.
 pub async fn start_in_memory<P>(
     store: &AnyStore,
     projection: P,
@@ -22,14 +22,15 @@ where
     let mut runner = ProjectionRunner::new(store.clone(), projection);
     match runner.rebuild().await {
         Ok(_) => {}
-        Err(error @ ProjectionError::Handler { .. }) => {
+        Err(error @ ProjectionError::Store { .. }) => return Err(error),
+        // Whatever the read model met in the log (a handler's error, say).
+        Err(error) => {
             tracing::error!(
                 projection = P::NAME,
                 error = %crate::errors::error_chain(&error),
                 "read model stopped on a stored event"
             );
         }
-        Err(error) => return Err(error),
     }
     Ok(runner.spawn())
 }
