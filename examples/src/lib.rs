@@ -7,6 +7,7 @@
 //! - [`store`]: how both choose their store at run time (`DATABASE_URL`).
 
 pub mod account;
+pub mod errors;
 pub mod orders;
 pub mod projections;
 pub mod request;

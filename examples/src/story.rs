@@ -45,8 +45,11 @@ impl fmt::Display for Story {
     }
 }
 
-/// An amount of cents as currency units: `12050` is `"120.50"`.
-pub fn cents(amount: i64) -> String {
+/// An amount of cents as currency units: `12050` is `"120.50"`. Any amount, the most
+/// negative included.
+pub fn cents(amount: impl Into<i128>) -> String {
+    let amount = amount.into();
     let sign = if amount < 0 { "-" } else { "" };
-    format!("{sign}{}.{:02}", amount.abs() / 100, amount.abs() % 100)
+    let abs = amount.unsigned_abs();
+    format!("{sign}{}.{:02}", abs / 100, abs % 100)
 }

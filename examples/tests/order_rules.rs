@@ -77,7 +77,7 @@ fn lines_are_added_to_an_open_order() {
     let order = given::<Order>(placed())
         .when(|o| o.add_line("tea", 2, 450))
         .then(tea());
-    assert_eq!(order.total_cents(), 900);
+    assert_eq!(order.total_cents(), Ok(900));
 }
 
 #[test]
@@ -95,6 +95,106 @@ fn a_line_needs_a_product_a_quantity_and_a_price() {
 }
 
 #[test]
+fn a_quantity_below_one_is_invalid_whatever_its_sign() {
+    let open = || given::<Order>(placed());
+    open()
+        .when(|o| o.add_line("tea", -2, 450))
+        .then_error(invalid("quantity", "must be at least 1"));
+    open()
+        .when(|o| o.add_line("tea", i64::MIN, 450))
+        .then_error(invalid("quantity", "must be at least 1"));
+    open()
+        .when(|o| o.add_line("tea", i64::from(u32::MAX) + 1, 450))
+        .then_error(invalid("quantity", "must be at most 4294967295"));
+    open()
+        .when(|o| o.add_line("tea", i64::from(u32::MAX), 1))
+        .then(LineAdded {
+            sku: "tea".into(),
+            quantity: u32::MAX,
+            unit_price_cents: 1,
+        });
+}
+
+#[test]
+fn a_line_is_refused_when_its_total_or_the_orders_would_not_fit() {
+    let open = || given::<Order>(placed());
+    open()
+        .when(|o| o.add_line("gold", i64::from(u32::MAX), i64::MAX))
+        .then_error(OrderError::TooLarge {
+            amount: "line total",
+        });
+    let gold = |unit_price_cents| LineAdded {
+        sku: "gold".into(),
+        quantity: 1,
+        unit_price_cents,
+    };
+    open()
+        .and(gold(i64::MAX))
+        .when(|o| o.add_line("tea", 1, 1))
+        .then_error(OrderError::TooLarge {
+            amount: "order total",
+        });
+    // Up to the last cent, it fits.
+    let order = open()
+        .and(gold(i64::MAX - 1))
+        .when(|o| o.add_line("tea", 1, 1))
+        .then(LineAdded {
+            sku: "tea".into(),
+            quantity: 1,
+            unit_price_cents: 1,
+        });
+    assert_eq!(order.total_cents(), Ok(i64::MAX));
+}
+
+/// A line the rules refuse, as an event written before they did (or by hand).
+fn poisoned() -> Given<Order> {
+    given::<Order>(placed()).and(LineAdded {
+        sku: "gold".into(),
+        quantity: u32::MAX,
+        unit_price_cents: i64::MAX,
+    })
+}
+
+#[test]
+fn an_order_whose_stored_lines_overflow_refuses_what_needs_its_total() {
+    let overflows = || OrderError::HistoryOverflows {
+        amount: "order total",
+    };
+    assert_eq!(poisoned().state().total_cents(), Err(overflows()));
+    poisoned().when(Order::submit).then_error(overflows());
+    poisoned()
+        .when(|o| o.add_line("tea", 1, 1))
+        .then_error(overflows());
+    // Removing the line mends it.
+    let order = poisoned()
+        .when(|o| o.remove_line("gold"))
+        .then(LineRemoved { sku: "gold".into() });
+    assert_eq!(order.total_cents(), Ok(0));
+}
+
+#[test]
+fn payments_that_overflow_when_added_up_fold_without_panicking_and_block_the_refund() {
+    let overpaid = || {
+        submitted()
+            .and(OrderPaid {
+                amount_cents: i64::MAX,
+            })
+            .and(OrderPaid { amount_cents: 1 })
+    };
+    assert_eq!(
+        overpaid().state().paid(),
+        Err(OrderError::HistoryOverflows {
+            amount: "amount paid"
+        })
+    );
+    overpaid()
+        .when(|o| o.cancel("too much"))
+        .then_error(OrderError::HistoryOverflows {
+            amount: "amount paid",
+        });
+}
+
+#[test]
 fn a_product_has_one_line() {
     given::<Order>(placed())
         .and(tea())
@@ -108,7 +208,7 @@ fn lines_are_removed_from_an_open_order() {
         .and(tea())
         .when(|o| o.remove_line("tea"))
         .then(LineRemoved { sku: "tea".into() });
-    assert_eq!(order.total_cents(), 0);
+    assert_eq!(order.total_cents(), Ok(0));
     given::<Order>(placed())
         .when(|o| o.remove_line("tea"))
         .then_error(OrderError::UnknownLine("tea".into()));
@@ -154,6 +254,13 @@ fn a_submitted_order_is_paid_in_full() {
             due_cents: 900,
             offered_cents: 899,
         });
+}
+
+#[test]
+fn a_negative_payment_is_an_invalid_value() {
+    submitted()
+        .when(|o| o.pay(-900))
+        .then_error(invalid("amount_cents", "must not be negative"));
 }
 
 #[test]

@@ -2,15 +2,17 @@
 //! and a real WebSocket client, on both stores.
 
 // The helpers below run outside `#[test]` functions; a failed unwrap is the test failing.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventsource_core::{AnyStore, Position};
-use eventsource_examples::orders::{OrdersApi, Shop};
+use eventsource_core::{
+    Aggregate, AnyStore, EventStore, ExpectedVersion, NewEvent, Position, StreamWrite,
+};
+use eventsource_examples::orders::{Order, OrdersApi, Shop};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -62,6 +64,12 @@ impl Server {
         (response.status(), response.json().await.unwrap())
     }
 
+    /// A WebSocket on `/changes`.
+    async fn changes(&self) -> Changes {
+        let url = format!("ws://{}/changes", self.address);
+        tokio_tungstenite::connect_async(url).await.unwrap().0
+    }
+
     /// Places an order for `customer` and returns its id.
     async fn place(&self, customer: &str) -> String {
         let (status, placed) = self.post("/orders", json!({ "customer": customer })).await;
@@ -74,6 +82,23 @@ impl Drop for Server {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
+        }
+    }
+}
+
+type Changes =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next text message on `changes`, as JSON (within 10 s).
+async fn next_json(changes: &mut Changes) -> Value {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), changes.next())
+            .await
+            .expect("a message within 10 s")
+            .expect("the socket stays open")
+            .unwrap();
+        if let Message::Text(text) = message {
+            return serde_json::from_str(text.as_str()).unwrap();
         }
     }
 }
@@ -432,4 +457,509 @@ async fn a_retried_request_with_an_idempotency_key_commits_once() {
     assert_eq!(first, again, "the retry returns the first commit");
     let (_, order) = server.get(&format!("/orders/{id}")).await;
     assert_eq!(order["version"], 2);
+}
+
+#[tokio::test]
+async fn a_quantity_below_one_is_an_invalid_value_whatever_its_sign() {
+    let server = Server::start(common::in_memory()).await;
+    let id = server.place("gus").await;
+    let lines = format!("/orders/{id}/lines");
+    for quantity in [
+        json!(0),
+        json!(-2),
+        json!(i64::MIN),
+        json!(u64::from(u32::MAX) + 1),
+    ] {
+        let line = json!({ "sku": "tea", "quantity": quantity, "unit_price_cents": 450 });
+        let (status, error) = server.post(&lines, line).await;
+        assert_eq!(
+            (status, error["error"].as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid")),
+            "quantity {quantity}: {error}"
+        );
+    }
+    // Not a whole number at all: the body has the wrong shape.
+    let line = json!({ "sku": "tea", "quantity": 1.5, "unit_price_cents": 450 });
+    let (status, error) = server.post(&lines, line).await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("malformed_body"))
+    );
+}
+
+#[tokio::test]
+async fn a_negative_payment_is_an_invalid_value() {
+    let server = Server::start(common::in_memory()).await;
+    let id = server.place("hal").await;
+    server
+        .post(
+            &format!("/orders/{id}/lines"),
+            json!({ "sku": "tea", "quantity": 1, "unit_price_cents": 450 }),
+        )
+        .await;
+    server
+        .post(&format!("/orders/{id}/submit"), json!({}))
+        .await;
+    let (status, error) = server
+        .post(
+            &format!("/orders/{id}/pay"),
+            json!({ "amount_cents": -450 }),
+        )
+        .await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid")),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_body_that_is_not_json_has_its_own_code() {
+    let server = Server::start(common::in_memory()).await;
+    let id = server.place("fay").await;
+    let response = server
+        .http
+        .post(server.url(&format!("/orders/{id}/lines")))
+        .header("content-type", "text/plain")
+        .body(r#"{"sku":"tea","quantity":1,"unit_price_cents":450}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"], "unsupported_media_type");
+}
+
+#[tokio::test]
+async fn unknown_routes_wrong_methods_and_bad_paths_answer_json_errors() {
+    let server = Server::start(common::in_memory()).await;
+    let answer = |response: reqwest::Response| async move {
+        let status = response.status();
+        let allow = response.headers().get("allow").cloned();
+        let body = response.text().await.unwrap();
+        let error: Value =
+            serde_json::from_str(&body).unwrap_or_else(|_| panic!("{status}: not JSON: {body:?}"));
+        assert!(error["message"].is_string(), "{error}");
+        (status, error["error"].as_str().map(str::to_owned), allow)
+    };
+
+    let (status, code, _) = answer(
+        server
+            .http
+            .get(server.url("/no/such/route"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_deref()),
+        (StatusCode::NOT_FOUND, Some("no_such_route"))
+    );
+
+    let (status, code, allow) = answer(
+        server
+            .http
+            .delete(server.url("/orders"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_deref()),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"))
+    );
+    assert_eq!(allow.unwrap(), "POST");
+
+    let (status, code, _) = answer(
+        server
+            .http
+            .get(server.url("/changes"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_deref()),
+        (StatusCode::BAD_REQUEST, Some("websocket_expected"))
+    );
+
+    // `%FF` decodes to a byte that is not UTF-8.
+    let (status, code, _) = answer(
+        server
+            .http
+            .get(server.url("/orders/%FF"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (status, code.as_deref()),
+        (StatusCode::BAD_REQUEST, Some("bad_path"))
+    );
+}
+
+// --- amounts that do not fit ----------------------------------------------------------------
+
+#[tokio::test]
+async fn a_line_whose_total_would_overflow_is_refused_and_the_shop_keeps_serving() {
+    let server = Server::start(common::in_memory()).await;
+    let ada = unique("ada");
+    let id = server.place(&ada).await;
+    let lines = format!("/orders/{id}/lines");
+
+    let gold = json!({ "sku": "gold", "quantity": u32::MAX, "unit_price_cents": i64::MAX });
+    let (status, error) = server.post(&lines, gold).await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("too_large")),
+        "{error}"
+    );
+    // The largest line there is fits; a cent more on the order does not.
+    let (status, added) = server
+        .post(
+            &lines,
+            json!({ "sku": "gold", "quantity": 1, "unit_price_cents": i64::MAX }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{added}");
+    let (status, error) = server
+        .post(
+            &lines,
+            json!({ "sku": "tea", "quantity": 1, "unit_price_cents": 1 }),
+        )
+        .await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("too_large")),
+        "{error}"
+    );
+
+    // The order, its submission and the read model all still answer.
+    let (status, order) = server.get(&format!("/orders/{id}")).await;
+    assert_eq!(status, StatusCode::OK, "{order}");
+    assert_eq!(order["total_cents"], i64::MAX);
+    let (status, submitted) = server
+        .post(&format!("/orders/{id}/submit"), json!({}))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{submitted}");
+    let (status, read) = server
+        .get(&format!(
+            "/customers/{ada}/orders?after={}",
+            position(&submitted)
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    assert_eq!(read["orders"][0]["total_cents"], i64::MAX);
+}
+
+#[tokio::test]
+async fn an_event_whose_amounts_overflow_in_the_log_stops_its_read_model_visibly_on_the_in_memory_store()
+ {
+    a_poisoned_log_is_served(common::in_memory()).await;
+}
+
+#[tokio::test]
+async fn an_event_whose_amounts_overflow_in_the_log_stops_its_read_model_visibly_on_postgres() {
+    a_poisoned_log_is_served(common::postgres("orders_http_poisoned").await).await;
+}
+
+/// An order whose line's total overflows is written straight into the store, as a version of
+/// the shop without the rule (or a hand) could have: no decision ever sees it. The service
+/// starts anyway, at every start, and says what it cannot answer and why.
+async fn a_poisoned_log_is_served(store: AnyStore) {
+    let ada = unique("ada");
+    let poisoned = uuid::Uuid::new_v4().to_string();
+    let event = |event_type: &str, payload: Value| {
+        NewEvent::new(event_type, 1, serde_json::to_vec(&payload).unwrap())
+    };
+    store
+        .append(vec![StreamWrite::new(
+            Order::stream_id(&poisoned),
+            ExpectedVersion::NoStream,
+            vec![
+                event("order.placed", json!({ "customer": ada })),
+                event(
+                    "order.line_added",
+                    json!({ "sku": "gold", "quantity": u32::MAX, "unit_price_cents": i64::MAX }),
+                ),
+            ],
+        )])
+        .await
+        .unwrap();
+
+    for _start in 0..2 {
+        let server = Server::start(store.clone()).await;
+
+        // Commands and the read model the event does not concern go on.
+        let (status, placed) = server.post("/orders", json!({ "customer": ada })).await;
+        assert_eq!(status, StatusCode::CREATED, "{placed}");
+        let (status, revenue) = server
+            .get(&format!("/revenue?after={}", position(&placed)))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{revenue}");
+
+        // The poisoned order answers JSON errors, never a closed connection.
+        let (status, error) = server.get(&format!("/orders/{poisoned}")).await;
+        assert_eq!(
+            (status, error["error"].as_str()),
+            (StatusCode::INTERNAL_SERVER_ERROR, Some("corrupt_order")),
+            "{error}"
+        );
+        let (status, error) = server
+            .post(&format!("/orders/{poisoned}/submit"), json!({}))
+            .await;
+        assert_eq!(
+            (status, error["error"].as_str()),
+            (StatusCode::INTERNAL_SERVER_ERROR, Some("corrupt_order")),
+            "{error}"
+        );
+
+        // The read model it stopped says so, and why, with or without `after`.
+        for query in [
+            format!("/customers/{ada}/orders"),
+            format!("/customers/{ada}/orders?after={}", position(&placed)),
+        ] {
+            let (status, error) = server.get(&query).await;
+            assert_eq!(
+                (status, error["error"].as_str()),
+                (StatusCode::SERVICE_UNAVAILABLE, Some("read_model_stopped")),
+                "{query}: {error}"
+            );
+            let message = error["message"].as_str().unwrap();
+            for names in ["orders_by_customer", "order.line_added", "overflow"] {
+                assert!(message.contains(names), "{query}: {message}");
+            }
+        }
+
+        // A subscriber is told it will get no more of that read model's changes.
+        let mut changes = server.changes().await;
+        let stopped = next_json(&mut changes).await;
+        assert_eq!(stopped["read_model"], "orders_by_customer", "{stopped}");
+        assert!(
+            stopped["stopped"].as_str().unwrap().contains("overflow"),
+            "{stopped}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_read_model_that_stops_while_a_subscriber_listens_says_so() {
+    let store = common::in_memory();
+    let server = Server::start(store.clone()).await;
+    let mut changes = server.changes().await;
+    // A payment whose amount is not a number: no decision writes it, its handler cannot
+    // read it.
+    let paid = NewEvent::new("order.paid", 1, br#"{"amount_cents":"lots"}"#.to_vec());
+    store
+        .append(vec![StreamWrite::new(
+            Order::stream_id("by-hand"),
+            ExpectedVersion::NoStream,
+            vec![paid],
+        )])
+        .await
+        .unwrap();
+    // Both read models take payments: both stop on it, and each says so, once.
+    let mut stopped = Vec::new();
+    while stopped.len() < 2 {
+        let message = next_json(&mut changes).await;
+        if message.get("stopped").is_some() {
+            stopped.push(message["read_model"].as_str().unwrap().to_owned());
+        }
+    }
+    stopped.sort();
+    assert_eq!(stopped, ["orders_by_customer", "revenue_per_day"]);
+    let (status, error) = server.get("/revenue").await;
+    assert_eq!(
+        (status, error["error"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("read_model_stopped")),
+        "{error}"
+    );
+}
+
+// --- idempotency keys -----------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_idempotency_key_reused_for_another_request_is_refused() {
+    let server = Server::start(common::in_memory()).await;
+    let id = server.place("ida").await;
+    let add = |body: Value| {
+        server
+            .http
+            .post(server.url(&format!("/orders/{id}/lines")))
+            .header("idempotency-key", "add-1")
+            .json(&body)
+            .send()
+    };
+    let tea = json!({ "sku": "tea", "quantity": 1, "unit_price_cents": 450 });
+    let first = add(tea.clone()).await.unwrap();
+    assert_eq!(first.status(), StatusCode::OK);
+    let first: Value = first.json().await.unwrap();
+
+    let cake = json!({ "sku": "cake", "quantity": 1, "unit_price_cents": 300 });
+    let reused = add(cake).await.unwrap();
+    assert_eq!(reused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let error: Value = reused.json().await.unwrap();
+    assert_eq!(error["error"], "idempotency_key_reused", "{error}");
+
+    // The same request again is a retry: it still answers the first commit.
+    let again = add(tea).await.unwrap();
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    let (_, order) = server.get(&format!("/orders/{id}")).await;
+    assert_eq!(order["version"], 2);
+    assert_eq!(order["lines"].as_object().unwrap().len(), 1, "{order}");
+
+    // The key names that request: another command, or the same one on another order, is
+    // another request.
+    let other = server.place("ida").await;
+    for path in [
+        format!("/orders/{id}/submit"),
+        format!("/orders/{other}/lines"),
+    ] {
+        let response = server
+            .http
+            .post(server.url(&path))
+            .header("idempotency-key", "add-1")
+            .json(&json!({ "sku": "tea", "quantity": 1, "unit_price_cents": 450 }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{path}"
+        );
+    }
+    let (_, order) = server.get(&format!("/orders/{id}")).await;
+    assert_eq!(order["status"], "open", "{order}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_racing_on_one_idempotency_key_commit_one_of_them_on_the_in_memory_store() {
+    racing_on_one_key(common::in_memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_racing_on_one_idempotency_key_commit_one_of_them_on_postgres() {
+    racing_on_one_key(common::postgres("orders_http_key_race").await).await;
+}
+
+/// Eight different requests under one key at once: one commits, the others are told the key
+/// is taken, however their attempts interleave.
+async fn racing_on_one_key(store: AnyStore) {
+    let server = Arc::new(Server::start(store).await);
+    let id = server.place("ivy").await;
+    let clients: Vec<_> = (0..8)
+        .map(|i| {
+            let (server, id) = (Arc::clone(&server), id.clone());
+            tokio::spawn(async move {
+                let line =
+                    json!({ "sku": format!("sku-{i}"), "quantity": 1, "unit_price_cents": 100 });
+                let response = server
+                    .http
+                    .post(server.url(&format!("/orders/{id}/lines")))
+                    .header("idempotency-key", "race")
+                    .json(&line)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status();
+                (status, response.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for client in clients {
+        answers.push(client.await.unwrap());
+    }
+    let committed = answers.iter().filter(|(s, _)| *s == StatusCode::OK).count();
+    let refused = answers
+        .iter()
+        .filter(|(s, e)| {
+            *s == StatusCode::UNPROCESSABLE_ENTITY && e["error"] == "idempotency_key_reused"
+        })
+        .count();
+    assert_eq!((committed, refused), (1, 7), "{answers:?}");
+    let (_, order) = server.get(&format!("/orders/{id}")).await;
+    assert_eq!(order["version"], 2, "{order}");
+}
+
+#[tokio::test]
+async fn placing_an_order_under_an_idempotency_key_places_it_once() {
+    let server = Server::start(common::in_memory()).await;
+    let jo = unique("jo");
+    let place = |customer: &str| {
+        server
+            .http
+            .post(server.url("/orders"))
+            .header("idempotency-key", "place-1")
+            .json(&json!({ "customer": customer }))
+            .send()
+    };
+    let first = place(&jo).await.unwrap();
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let first: Value = first.json().await.unwrap();
+    let again = place(&jo).await.unwrap();
+    assert_eq!(again.status(), StatusCode::CREATED);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(first, again, "the retry answers the order the first placed");
+
+    let other = place("someone else").await.unwrap();
+    assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+    let (_, read) = server
+        .get(&format!(
+            "/customers/{jo}/orders?after={}",
+            position(&first)
+        ))
+        .await;
+    assert_eq!(read["orders"].as_array().unwrap().len(), 1, "{read}");
+}
+
+// --- the watch client -----------------------------------------------------------------------
+
+/// `cargo run -p eventsource-examples --bin watch -- ws://…/changes`, as the README and the
+/// banner say, prints the changes pushed.
+#[tokio::test]
+async fn the_watch_client_prints_the_changes_pushed() {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+
+    let server = Server::start(common::in_memory()).await;
+    let mut watch = tokio::process::Command::new(env!("CARGO_BIN_EXE_watch"))
+        .arg(format!("ws://{}/changes", server.address))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let within = Duration::from_secs(10);
+    let mut said = BufReader::new(watch.stderr.take().unwrap()).lines();
+    let connected = tokio::time::timeout(within, said.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(connected.starts_with("Watching ws://"), "{connected}");
+
+    let kim = unique("kim");
+    server.place(&kim).await;
+    let mut printed = BufReader::new(watch.stdout.take().unwrap()).lines();
+    let line = tokio::time::timeout(within, printed.next_line())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let change: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (
+            change["read_model"].as_str(),
+            change["order"]["customer"].as_str()
+        ),
+        (Some("orders_by_customer"), Some(kim.as_str())),
+        "{change}"
+    );
 }

@@ -35,7 +35,7 @@ async fn walk(store: AnyStore) -> Result<(), OrdersWalkthroughError> {
     );
 
     // The store is fresh: ada's payment is all the revenue, bea's was refunded.
-    assert_eq!(tour.revenue.values().sum::<i64>(), 900);
+    assert_eq!(tour.revenue.values().sum::<i128>(), 900);
 
     let refused: Vec<_> = tour.refusals.iter().map(|(_, e)| e.clone()).collect();
     assert_eq!(

@@ -24,7 +24,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let chosen = store::from_env().await?;
     let shop = Shop::start(chosen.store).await?;
     println!("A shop, event-sourced. Store: {}.", chosen.description);
-    print!("{}", run_walkthrough(&shop).await?);
+    match run_walkthrough(&shop).await {
+        Ok(tour) => print!("{tour}"),
+        // A read model stopped on an event in the log, say: the service still serves what it
+        // can, and its answers say what it cannot and why.
+        Err(e) => println!(
+            "\nThe tour stopped: {}. Serving anyway.",
+            eventsource_examples::errors::error_chain(&e)
+        ),
+    }
     let listener = TcpListener::bind(&address).await?;
     let address = listener.local_addr()?;
     let base = format!("http://{address}");
@@ -36,7 +44,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         "  curl -s -XPOST {base}/orders/<order_id>/lines -H 'content-type: application/json' -d '{{\"sku\":\"tea\",\"quantity\":2,\"unit_price_cents\":450}}'"
     );
     println!("  curl -s '{base}/customers/ada/orders?after=<position from the answer>'");
-    println!("  websocat ws://{address}/changes   # read-model changes, live");
+    println!(
+        "  cargo run -p eventsource-examples --bin watch -- ws://{address}/changes   # read-model changes, live"
+    );
     let api = Arc::new(OrdersApi::new(shop, DEFAULT_CATCH_UP));
     api.serve(listener, async {
         // Without a signal handler we simply run until killed.

@@ -26,6 +26,23 @@ pub enum OrderError {
     /// Lines only change while the order is open.
     #[error("the order is {0:?}: its lines can no longer change")]
     NotOpen(OrderStatus),
+    /// A line whose total, or the order's total with it, would not fit in an amount of cents
+    /// (an `i64`): an order never holds an amount it cannot add up.
+    #[error("the {amount} would exceed {max} cents, the most an amount can be", max = i64::MAX)]
+    TooLarge {
+        /// Which amount: `"line total"` or `"order total"`.
+        amount: &'static str,
+    },
+    /// The order's history holds amounts that do not add up within an amount of cents, which
+    /// the shop's rules refuse: events written by hand, or before those rules. What needs the
+    /// amount refuses with this rather than computing a wrong one; lines can still be removed.
+    #[error(
+        "the order's {amount} does not fit in an amount of cents: its history holds amounts the shop refuses"
+    )]
+    HistoryOverflows {
+        /// Which amount: `"order total"` or `"amount paid"`.
+        amount: &'static str,
+    },
     /// The product already has a line.
     #[error("`{0}` is already in the order: remove its line first")]
     DuplicateLine(String),
@@ -55,12 +72,26 @@ pub enum OrderError {
 }
 
 impl Order {
-    /// The amount due, in cents.
-    pub fn total_cents(&self) -> i64 {
+    /// The amount due, in cents: what the lines add up to. Fails with
+    /// [`OrderError::HistoryOverflows`] when that does not fit in an `i64`.
+    pub fn total_cents(&self) -> Result<i64, OrderError> {
         self.lines
             .values()
-            .map(|l| i64::from(l.quantity) * l.unit_price_cents)
-            .sum()
+            .try_fold(0_i64, |sum, line| sum.checked_add(line.total_cents()?))
+            .ok_or(OrderError::HistoryOverflows {
+                amount: "order total",
+            })
+    }
+
+    /// What was paid, in cents: payments minus refunds. Fails with
+    /// [`OrderError::HistoryOverflows`] when that did not fit in an `i64`.
+    pub fn paid(&self) -> Result<i64, OrderError> {
+        if self.paid_overflowed {
+            return Err(OrderError::HistoryOverflows {
+                amount: "amount paid",
+            });
+        }
+        Ok(self.paid_cents)
     }
 
     /// Places the order for `customer`.
@@ -76,31 +107,45 @@ impl Order {
         })
     }
 
-    /// Adds a line of `quantity` times `sku` at `unit_price_cents` each.
+    /// Adds a line of `quantity` times `sku` at `unit_price_cents` each. The quantity is
+    /// taken as any integer, so that a negative one is refused as a value, like zero.
     pub fn add_line(
         &self,
         sku: &str,
-        quantity: u32,
+        quantity: i64,
         unit_price_cents: i64,
     ) -> Result<LineAdded, OrderError> {
         self.ensure_open()?;
         if sku.trim().is_empty() {
             return Err(invalid("sku", "must not be empty"));
         }
-        if quantity == 0 {
+        if quantity < 1 {
             return Err(invalid("quantity", "must be at least 1"));
         }
+        // The event holds a `u32`.
+        let Ok(quantity) = u32::try_from(quantity) else {
+            return Err(invalid("quantity", "must be at most 4294967295"));
+        };
         if unit_price_cents < 0 {
             return Err(invalid("unit_price_cents", "must not be negative"));
         }
         if self.lines.contains_key(sku) {
             return Err(OrderError::DuplicateLine(sku.to_owned()));
         }
-        Ok(LineAdded {
+        let added = LineAdded {
             sku: sku.to_owned(),
             quantity,
             unit_price_cents,
-        })
+        };
+        let line_total = added.line().total_cents().ok_or(OrderError::TooLarge {
+            amount: "line total",
+        })?;
+        self.total_cents()?
+            .checked_add(line_total)
+            .ok_or(OrderError::TooLarge {
+                amount: "order total",
+            })?;
+        Ok(added)
     }
 
     /// Removes the line of `sku`.
@@ -121,7 +166,7 @@ impl Order {
             return Err(OrderError::Empty);
         }
         Ok(OrderSubmitted {
-            total_cents: self.total_cents(),
+            total_cents: self.total_cents()?,
         })
     }
 
@@ -132,7 +177,10 @@ impl Order {
             OrderStatus::Submitted => {}
             other => return Err(OrderError::NotPayable(other)),
         }
-        let due_cents = self.total_cents();
+        if amount_cents < 0 {
+            return Err(invalid("amount_cents", "must not be negative"));
+        }
+        let due_cents = self.total_cents()?;
         if amount_cents != due_cents {
             return Err(OrderError::WrongAmount {
                 due_cents,
@@ -160,7 +208,7 @@ impl Order {
             }
             OrderStatus::Open | OrderStatus::Submitted | OrderStatus::Paid => Ok(OrderCancelled {
                 reason: reason.to_owned(),
-                refund_cents: self.paid_cents,
+                refund_cents: self.paid()?,
             }),
         }
     }

@@ -17,25 +17,32 @@
 //! position back as `?after=` reads its own write: the query waits (up to a bound) until the
 //! read model has caught up with it. Headers: `x-correlation-id` (a UUID) is recorded on the
 //! events; `idempotency-key` makes a retried request return the first commit instead of
-//! appending twice.
+//! appending twice (a `POST /orders` under a key places the order whose id the key gives),
+//! and a key already used for another request (another order, command or body) answers `422`.
 //!
-//! Errors are JSON, `{"error": "<code>", "message": "..."}`: `404` unknown order, `400`
-//! malformed body or position, `422` a value no order can hold, `409` a shop rule refused the
-//! command or it kept conflicting with concurrent writers, `503` the read model did not catch
-//! up in time.
+//! Errors are JSON, `{"error": "<code>", "message": "..."}`, unknown routes and methods
+//! included: `404` unknown order or route, `405` a method the route does not have, `400`
+//! malformed body, path or position, `415` a body that is not `application/json`, `422` a value
+//! no order can hold or a reused idempotency key, `409` a shop rule refused the command or it
+//! kept conflicting with concurrent writers, `500` an order whose stored history does not add
+//! up, `503` the read model did not catch up in time or has stopped.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use eventsource_core::prelude::*;
-use eventsource_core::{CommandOptions, IntoEvents, ProjectionError};
+use eventsource_core::{CommandOptions, IntoEvents, ProjectionError, StoreError};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
 use tokio::sync::broadcast;
@@ -77,6 +84,9 @@ impl OrdersApi {
             .route("/customers/{customer}/orders", get(orders_of))
             .route("/revenue", get(revenue))
             .route("/changes", get(changes))
+            // After the routes: it applies to those registered before it.
+            .method_not_allowed_fallback(method_not_allowed)
+            .fallback(no_such_route)
             .with_state(self)
     }
 
@@ -92,11 +102,14 @@ impl OrdersApi {
     }
 
     /// Runs one command on order `id` with the request's correlation id and idempotency key.
+    /// `body` is the request as parsed: under a key, the request's fingerprint is recorded on
+    /// the events, so that the key reused for another request is told apart from a retry.
     async fn command<D, F>(
         &self,
         id: &str,
         headers: &HeaderMap,
         name: &str,
+        body: &impl Serialize,
         decide: F,
     ) -> Result<Committed, ApiError>
     where
@@ -104,13 +117,72 @@ impl OrdersApi {
         D: IntoEvents<OrderEvent>,
     {
         let mut options: CommandOptions = request_of(headers).command(name);
-        if let Some(key) = header(headers, "idempotency-key") {
-            // Scoped by order and command, so one key cannot collide across them.
-            options = options.idempotency_key(format!("order-{id}/{name}/{key}"));
+        let keyed = header(headers, IDEMPOTENCY_KEY).map(|key| {
+            // One key names one request, whatever order or command it is sent for: the
+            // fingerprint tells a retry from another request under the same key.
+            (format!("orders/{key}"), fingerprint(id, name, body))
+        });
+        if let Some((key, fingerprint)) = &keyed {
+            options.metadata = options
+                .metadata
+                .with_header(FINGERPRINT_HEADER, fingerprint.as_str());
+            options = options.idempotency_key(key.as_str());
         }
-        let commit = self.shop.execute(id, options, decide).await?;
-        Ok(Committed::new(id, &commit))
+        let executed = self.shop.execute(id, options, decide).await;
+        if let Some((key, fingerprint)) = &keyed {
+            // Checked after the command, whatever it answered: a key that another request
+            // committed is found there by the command (which returns that commit unchanged),
+            // or met by its append when both raced (the store refuses the events' ids).
+            self.ensure_same_request(key, fingerprint).await?;
+        }
+        Ok(Committed::new(id, &executed?))
     }
+
+    /// Fails when `key` committed a request other than the one `fingerprint` identifies.
+    /// Events recorded without a fingerprint pass: they cannot tell.
+    async fn ensure_same_request(&self, key: &str, fingerprint: &str) -> Result<(), ApiError> {
+        let first = self
+            .shop
+            .first_event_of(key)
+            .await
+            .map_err(ApiError::internal)?;
+        let recorded = first
+            .as_ref()
+            .and_then(|e| e.metadata.headers.get(FINGERPRINT_HEADER));
+        match recorded {
+            Some(recorded) if recorded != fingerprint => Err(ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "idempotency_key_reused",
+                message: "this idempotency key was already used for another request: a new \
+                          request needs a new key"
+                    .to_owned(),
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The header whose value makes a command idempotent.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The event metadata header holding the fingerprint of the request that committed it.
+const FINGERPRINT_HEADER: &str = "request_fingerprint";
+
+/// The namespace of request fingerprints and of the order ids idempotency keys give.
+const NAMESPACE: Uuid = Uuid::from_u128(0x5e0f_3c4a_9b1d_4f6e_8a27_c1d9_0b6e_4a73);
+
+/// What tells one request from another under an idempotency key: the order, the command and
+/// its body as parsed (so spacing and field order do not count), as a UUID v5.
+fn fingerprint(order_id: &str, name: &str, body: &impl Serialize) -> String {
+    // These bodies are plain structs: serializing them cannot fail.
+    let body = serde_json::to_vec(body).unwrap_or_default();
+    let mut request = Vec::with_capacity(order_id.len() + name.len() + 2 + body.len());
+    for part in [order_id.as_bytes(), name.as_bytes()] {
+        request.extend_from_slice(part);
+        request.push(0);
+    }
+    request.extend_from_slice(&body);
+    Uuid::new_v5(&NAMESPACE, &request).to_string()
 }
 
 /// What a command answers.
@@ -138,33 +210,35 @@ impl Committed {
 }
 
 /// `POST /orders`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct PlaceOrder {
     customer: String,
 }
 
-/// `POST /orders/{id}/lines`.
-#[derive(Debug, Deserialize)]
+/// `POST /orders/{id}/lines`. The quantity is read as any 64-bit integer, so that a negative
+/// one is refused by the shop's rules as a value (`422 invalid`, like zero), not as a body of
+/// the wrong shape.
+#[derive(Debug, Serialize, Deserialize)]
 struct AddLine {
     sku: String,
-    quantity: u32,
+    quantity: i64,
     unit_price_cents: i64,
 }
 
 /// `POST /orders/{id}/lines/remove`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct RemoveLine {
     sku: String,
 }
 
 /// `POST /orders/{id}/pay`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Pay {
     amount_cents: i64,
 }
 
 /// `POST /orders/{id}/cancel`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Cancel {
     #[serde(default)]
     reason: String,
@@ -173,27 +247,47 @@ struct Cancel {
 type Api = State<Arc<OrdersApi>>;
 type Body<T> = Result<Json<T>, JsonRejection>;
 
+/// A path segment (`{id}`, `{customer}`): one that does not decode answers a JSON error.
+struct Segment(String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Segment {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(segment)) => Ok(Self(segment)),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
 async fn place(
     State(api): Api,
     headers: HeaderMap,
     body: Body<PlaceOrder>,
 ) -> Result<(StatusCode, Json<Committed>), ApiError> {
     let Json(body) = body?;
-    let id = Uuid::new_v4().to_string();
+    // Under an idempotency key the key gives the order its id, so a retry finds the order it
+    // placed; without one, every request places a new order.
+    let id = match header(&headers, IDEMPOTENCY_KEY) {
+        Some(key) => Uuid::new_v5(&NAMESPACE, key.as_bytes()),
+        None => Uuid::new_v4(),
+    }
+    .to_string();
     let committed = api
-        .command(&id, &headers, "place", |o| o.place(&body.customer))
+        .command(&id, &headers, "place", &body, |o| o.place(&body.customer))
         .await?;
     Ok((StatusCode::CREATED, Json(committed)))
 }
 
 async fn add_line(
     State(api): Api,
-    Path(id): Path<String>,
+    Segment(id): Segment,
     headers: HeaderMap,
     body: Body<AddLine>,
 ) -> Result<Json<Committed>, ApiError> {
     let Json(line) = body?;
-    api.command(&id, &headers, "add_line", |o| {
+    api.command(&id, &headers, "add_line", &line, |o| {
         o.add_line(&line.sku, line.quantity, line.unit_price_cents)
     })
     .await
@@ -202,58 +296,62 @@ async fn add_line(
 
 async fn remove_line(
     State(api): Api,
-    Path(id): Path<String>,
+    Segment(id): Segment,
     headers: HeaderMap,
     body: Body<RemoveLine>,
 ) -> Result<Json<Committed>, ApiError> {
     let Json(line) = body?;
-    api.command(&id, &headers, "remove_line", |o| o.remove_line(&line.sku))
-        .await
-        .map(Json)
+    api.command(&id, &headers, "remove_line", &line, |o| {
+        o.remove_line(&line.sku)
+    })
+    .await
+    .map(Json)
 }
 
 async fn submit(
     State(api): Api,
-    Path(id): Path<String>,
+    Segment(id): Segment,
     headers: HeaderMap,
 ) -> Result<Json<Committed>, ApiError> {
-    api.command(&id, &headers, "submit", Order::submit)
+    api.command(&id, &headers, "submit", &(), Order::submit)
         .await
         .map(Json)
 }
 
 async fn pay(
     State(api): Api,
-    Path(id): Path<String>,
+    Segment(id): Segment,
     headers: HeaderMap,
     body: Body<Pay>,
 ) -> Result<Json<Committed>, ApiError> {
     let Json(pay) = body?;
-    api.command(&id, &headers, "pay", |o| o.pay(pay.amount_cents))
+    api.command(&id, &headers, "pay", &pay, |o| o.pay(pay.amount_cents))
         .await
         .map(Json)
 }
 
 async fn ship(
     State(api): Api,
-    Path(id): Path<String>,
+    Segment(id): Segment,
     headers: HeaderMap,
 ) -> Result<Json<Committed>, ApiError> {
-    api.command(&id, &headers, "ship", Order::ship)
+    api.command(&id, &headers, "ship", &(), Order::ship)
         .await
         .map(Json)
 }
 
 async fn cancel(
     State(api): Api,
-    Path(id): Path<String>,
+    Segment(id): Segment,
     headers: HeaderMap,
     body: Body<Cancel>,
 ) -> Result<Json<Committed>, ApiError> {
     let Json(cancel) = body?;
-    api.command(&id, &headers, "cancel", |o| o.cancel(&cancel.reason))
-        .await
-        .map(Json)
+    api.command(&id, &headers, "cancel", &cancel, |o| {
+        o.cancel(&cancel.reason)
+    })
+    .await
+    .map(Json)
 }
 
 /// `GET /orders/{id}`.
@@ -266,15 +364,18 @@ struct OrderView {
     order: Order,
 }
 
-async fn order(State(api): Api, Path(id): Path<String>) -> Result<Json<OrderView>, ApiError> {
+async fn order(State(api): Api, Segment(id): Segment) -> Result<Json<OrderView>, ApiError> {
     let loaded = api.shop.order(&id).await.map_err(ApiError::internal)?;
     if loaded.version == Version::ZERO {
         return Err(OrderError::NotFound.into());
     }
+    let total_cents = loaded.state.total_cents()?;
+    // An amount paid that overflowed is not shown as if it were one.
+    loaded.state.paid()?;
     Ok(Json(OrderView {
         order_id: id,
         version: loaded.version.get(),
-        total_cents: loaded.state.total_cents(),
+        total_cents,
         order: loaded.state,
     }))
 }
@@ -315,7 +416,7 @@ struct CustomerOrders {
 
 async fn orders_of(
     State(api): Api,
-    Path(customer): Path<String>,
+    Segment(customer): Segment,
     query: Result<Query<After>, QueryRejection>,
 ) -> Result<Json<AsOfJson<CustomerOrders>>, ApiError> {
     let after = After::position(query)?;
@@ -331,7 +432,7 @@ async fn orders_of(
 
 #[derive(Debug, Serialize)]
 struct Revenue {
-    revenue_cents_by_day: std::collections::BTreeMap<chrono::NaiveDate, i64>,
+    revenue_cents_by_day: std::collections::BTreeMap<chrono::NaiveDate, i128>,
 }
 
 async fn revenue(
@@ -350,15 +451,41 @@ async fn revenue(
 
 /// `GET /changes`: upgrades to a WebSocket that receives every read-model change as a JSON
 /// text message. The subscription starts before the upgrade answers, so a client that has
-/// its socket open sees every change caused by a command it sends afterwards.
-async fn changes(State(api): Api, ws: WebSocketUpgrade) -> Response {
+/// its socket open sees every change caused by a command it sends afterwards. A read model
+/// that has stopped (or stops) is told once, `{"read_model": "<name>", "stopped": "<why>"}`:
+/// its changes are over.
+async fn changes(
+    State(api): Api,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let ws = ws.map_err(|e| ApiError {
+        status: e.status(),
+        code: "websocket_expected",
+        message: e.body_text(),
+    })?;
     let changes = api.shop.changes().subscribe();
-    ws.on_upgrade(move |socket| push_changes(socket, changes))
+    Ok(ws.on_upgrade(move |socket| push_changes(socket, changes, api)))
 }
 
-async fn push_changes(mut socket: WebSocket, mut changes: broadcast::Receiver<ReadModelChange>) {
+/// What `/changes` sends when a read model stops.
+#[derive(Debug, Serialize)]
+struct Stopped {
+    read_model: &'static str,
+    stopped: String,
+}
+
+async fn push_changes(
+    mut socket: WebSocket,
+    mut changes: broadcast::Receiver<ReadModelChange>,
+    api: Arc<OrdersApi>,
+) {
+    let mut stops: FuturesUnordered<_> = api.shop.stops().into_iter().collect();
     loop {
         let text = tokio::select! {
+            Some((read_model, why)) = stops.next() => serde_json::to_string(&Stopped {
+                read_model,
+                stopped: crate::errors::error_chain(&why),
+            }),
             change = changes.recv() => match change {
                 Ok(change) => serde_json::to_string(&change),
                 // Too slow a client loses the oldest changes; tell it, so it can re-query.
@@ -376,6 +503,27 @@ async fn push_changes(mut socket: WebSocket, mut changes: broadcast::Receiver<Re
         if socket.send(Message::Text(text.into())).await.is_err() {
             return;
         }
+    }
+}
+
+/// Any route not listed above.
+async fn no_such_route(method: Method, uri: Uri) -> ApiError {
+    ApiError {
+        status: StatusCode::NOT_FOUND,
+        code: "no_such_route",
+        message: format!("there is no route `{method} {}`", uri.path()),
+    }
+}
+
+/// A listed route asked with a method it does not have (axum adds the `allow` header).
+async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        message: format!(
+            "`{}` does not take `{method}`: the `allow` header lists what it takes",
+            uri.path()
+        ),
     }
 }
 
@@ -438,6 +586,12 @@ impl From<OrderError> for ApiError {
         let (status, code) = match e {
             OrderError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             OrderError::Invalid { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid"),
+            OrderError::TooLarge { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "too_large"),
+            // Not the client's doing: the log holds events the shop's rules refuse.
+            OrderError::HistoryOverflows { .. } => {
+                tracing::error!(error = %e, "an order's history does not add up");
+                (StatusCode::INTERNAL_SERVER_ERROR, "corrupt_order")
+            }
             _ => (StatusCode::CONFLICT, "rule_violated"),
         };
         Self {
@@ -457,6 +611,15 @@ impl From<CommandError<OrderError>> for ApiError {
                 code: "conflict",
                 message: e.to_string(),
             },
+            // Event ids are random but under an idempotency key: this one was taken by
+            // another request that raced this one.
+            CommandError::Failed(eventsource_core::Error::Store(
+                e @ StoreError::EventIdReused { .. },
+            )) => Self {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                code: "idempotency_key_reused",
+                message: e.to_string(),
+            },
             e => Self::internal(e),
         }
     }
@@ -465,9 +628,13 @@ impl From<CommandError<OrderError>> for ApiError {
 impl From<JsonRejection> for ApiError {
     fn from(e: JsonRejection) -> Self {
         // axum tells syntax errors (400) from well-formed JSON of the wrong shape (422).
+        let code = match e {
+            JsonRejection::MissingJsonContentType(_) => "unsupported_media_type",
+            _ => "malformed_body",
+        };
         Self {
             status: e.status(),
-            code: "malformed_body",
+            code,
             message: e.body_text(),
         }
     }
@@ -481,7 +648,26 @@ impl From<ProjectionError> for ApiError {
                 code: "not_caught_up",
                 message: e.to_string(),
             },
+            // Says why: the cause (the event it stopped on) is the part a reader needs.
+            e @ ProjectionError::Stopped { .. } => Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "read_model_stopped",
+                message: format!(
+                    "the read model has stopped: {}",
+                    crate::errors::error_chain(&e)
+                ),
+            },
             e => Self::internal(e),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(e: PathRejection) -> Self {
+        Self {
+            status: e.status(),
+            code: "bad_path",
+            message: e.body_text(),
         }
     }
 }

@@ -20,7 +20,9 @@ pub use model::{
     Line, LineAdded, LineRemoved, Order, OrderCancelled, OrderEvent, OrderPaid, OrderPlaced,
     OrderShipped, OrderStatus, OrderSubmitted,
 };
-pub use read_models::{Changes, OrderSummary, OrdersByCustomer, ReadModelChange, RevenuePerDay};
+pub use read_models::{
+    Changes, OrderSummary, OrdersByCustomer, ReadModelChange, ReadModelError, RevenuePerDay,
+};
 pub use shop::{AsOf, Shop};
 pub use walkthrough::{OrdersWalkthrough, run_walkthrough};
 

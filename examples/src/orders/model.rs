@@ -25,6 +25,16 @@ pub struct LineAdded {
     pub unit_price_cents: i64,
 }
 
+impl LineAdded {
+    /// The line this event adds.
+    pub fn line(&self) -> Line {
+        Line {
+            quantity: self.quantity,
+            unit_price_cents: self.unit_price_cents,
+        }
+    }
+}
+
 /// A line was removed from an open order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, DomainEvent)]
 #[event(name = "order.line_removed")]
@@ -92,6 +102,13 @@ pub struct Line {
     pub unit_price_cents: i64,
 }
 
+impl Line {
+    /// The line's total, in cents: `None` when it does not fit in an `i64`.
+    pub fn total_cents(&self) -> Option<i64> {
+        i64::from(self.quantity).checked_mul(self.unit_price_cents)
+    }
+}
+
 /// An order: the state its events fold into.
 #[derive(Debug, Default, Clone, PartialEq, Serialize, Deserialize, Aggregate)]
 #[aggregate(
@@ -113,8 +130,14 @@ pub struct Order {
     pub status: OrderStatus,
     /// The lines, by product.
     pub lines: BTreeMap<String, Line>,
-    /// What was paid, in cents.
+    /// What was paid, in cents: payments minus refunds. Read it with [`Order::paid`], which
+    /// says when it is not to be trusted.
     pub paid_cents: i64,
+    /// Whether the payments and refunds did not add up within an `i64`, which only a history
+    /// the shop's rules refuse can do (events written by hand, or before the rules): then
+    /// `paid_cents` means nothing, and what needs it refuses.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub paid_overflowed: bool,
 }
 
 impl Apply<OrderPlaced> for Order {
@@ -126,11 +149,7 @@ impl Apply<OrderPlaced> for Order {
 
 impl Apply<LineAdded> for Order {
     fn apply(&mut self, e: &LineAdded) {
-        let line = Line {
-            quantity: e.quantity,
-            unit_price_cents: e.unit_price_cents,
-        };
-        self.lines.insert(e.sku.clone(), line);
+        self.lines.insert(e.sku.clone(), e.line());
     }
 }
 
@@ -148,7 +167,7 @@ impl Apply<OrderSubmitted> for Order {
 
 impl Apply<OrderPaid> for Order {
     fn apply(&mut self, e: &OrderPaid) {
-        self.paid_cents += e.amount_cents;
+        self.fold_paid(self.paid_cents.checked_add(e.amount_cents));
         self.status = OrderStatus::Paid;
     }
 }
@@ -161,7 +180,18 @@ impl Apply<OrderShipped> for Order {
 
 impl Apply<OrderCancelled> for Order {
     fn apply(&mut self, e: &OrderCancelled) {
-        self.paid_cents -= e.refund_cents;
+        self.fold_paid(self.paid_cents.checked_sub(e.refund_cents));
         self.status = OrderStatus::Cancelled;
+    }
+}
+
+impl Order {
+    /// Keeps what was paid now, or notes that it overflowed (`None`): folding a stored
+    /// history neither panics nor wraps.
+    fn fold_paid(&mut self, paid: Option<i64>) {
+        match paid {
+            Some(paid) => self.paid_cents = paid,
+            None => self.paid_overflowed = true,
+        }
     }
 }

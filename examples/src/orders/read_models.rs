@@ -1,6 +1,10 @@
 //! The shop's read models, fed by projections: orders by customer, and revenue per day. Every
 //! change they apply is also published on [`Changes`], which the HTTP service pushes to
 //! WebSocket clients.
+//!
+//! Their arithmetic is checked: an event whose amounts do not add up (one the shop's rules
+//! refuse, written by hand or before those rules) fails its handler with a [`ReadModelError`],
+//! which stops the projection on it, named in the runner's status.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -34,8 +38,26 @@ pub enum ReadModelChange {
         /// The day.
         day: NaiveDate,
         /// The day's revenue now, in cents.
-        revenue_cents: i64,
+        revenue_cents: i128,
     },
+}
+
+/// Why a read model could not apply an event. The projection stops on it, its checkpoint
+/// before the event, and its status names the event.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadModelError {
+    /// An amount the read model computes from the event does not fit: the event holds
+    /// amounts the shop's rules refuse.
+    #[error("the {amount} overflows: the event holds amounts the shop refuses")]
+    Overflow {
+        /// Which amount: `"line total"`, `"order total"` or `"day's revenue"`.
+        amount: &'static str,
+    },
+}
+
+fn overflow(amount: &'static str) -> ReadModelError {
+    ReadModelError::Overflow { amount }
 }
 
 /// The channel read-model changes are published on. Subscribers that fall behind lose the
@@ -122,30 +144,41 @@ impl OrdersByCustomer {
         Ok(())
     }
 
-    /// Applies one event to its order's row, skipping replays (at-least-once delivery).
-    fn update(&self, envelope: &RecordedEvent, change: impl FnOnce(&mut OrderSummary)) {
+    /// Applies one event to its order's row, skipping replays (at-least-once delivery). The
+    /// row is changed on a copy, kept once its total adds up: an event that overflows leaves
+    /// the read model as it was.
+    fn update(
+        &self,
+        envelope: &RecordedEvent,
+        change: impl FnOnce(&mut OrderSummary),
+    ) -> Result<(), HandlerError> {
         let order_id = super::order_id(&envelope.stream);
         let mut orders = self.orders.lock();
-        let row = orders
-            .entry(order_id.to_owned())
-            .or_insert_with(|| OrderSummary {
+        let mut row = match orders.get(order_id) {
+            Some(row) if envelope.version <= row.version => return Ok(()),
+            Some(row) => row.clone(),
+            None => OrderSummary {
                 order_id: order_id.to_owned(),
                 customer: String::new(),
                 status: OrderStatus::Unknown,
                 total_cents: 0,
                 lines: BTreeMap::new(),
                 version: Version::ZERO,
-            });
-        if envelope.version <= row.version {
-            return;
-        }
-        change(row);
-        row.total_cents = row.lines.values().sum();
+            },
+        };
+        change(&mut row);
+        row.total_cents = row
+            .lines
+            .values()
+            .try_fold(0_i64, |sum, line| sum.checked_add(*line))
+            .ok_or(overflow("order total"))?;
         row.version = envelope.version;
+        orders.insert(order_id.to_owned(), row.clone());
         self.changes.publish(ReadModelChange::OrdersByCustomer {
             position: envelope.position.to_string(),
-            order: row.clone(),
+            order: row,
         });
+        Ok(())
     }
 }
 
@@ -159,8 +192,7 @@ impl Handle<OrderPlaced> for OrdersByCustomer {
         self.update(at, |row| {
             row.customer = e.customer;
             row.status = OrderStatus::Open;
-        });
-        Ok(())
+        })
     }
 }
 
@@ -171,11 +203,10 @@ impl Handle<LineAdded> for OrdersByCustomer {
         at: &RecordedEvent,
         _: &mut (),
     ) -> Result<(), HandlerError> {
-        let subtotal = i64::from(e.quantity) * e.unit_price_cents;
+        let subtotal = e.line().total_cents().ok_or(overflow("line total"))?;
         self.update(at, |row| {
             row.lines.insert(e.sku, subtotal);
-        });
-        Ok(())
+        })
     }
 }
 
@@ -188,8 +219,7 @@ impl Handle<LineRemoved> for OrdersByCustomer {
     ) -> Result<(), HandlerError> {
         self.update(at, |row| {
             row.lines.remove(&e.sku);
-        });
-        Ok(())
+        })
     }
 }
 
@@ -200,8 +230,7 @@ impl Handle<OrderSubmitted> for OrdersByCustomer {
         at: &RecordedEvent,
         _: &mut (),
     ) -> Result<(), HandlerError> {
-        self.update(at, |row| row.status = OrderStatus::Submitted);
-        Ok(())
+        self.update(at, |row| row.status = OrderStatus::Submitted)
     }
 }
 
@@ -212,8 +241,7 @@ impl Handle<OrderPaid> for OrdersByCustomer {
         at: &RecordedEvent,
         _: &mut (),
     ) -> Result<(), HandlerError> {
-        self.update(at, |row| row.status = OrderStatus::Paid);
-        Ok(())
+        self.update(at, |row| row.status = OrderStatus::Paid)
     }
 }
 
@@ -224,8 +252,7 @@ impl Handle<OrderShipped> for OrdersByCustomer {
         at: &RecordedEvent,
         _: &mut (),
     ) -> Result<(), HandlerError> {
-        self.update(at, |row| row.status = OrderStatus::Shipped);
-        Ok(())
+        self.update(at, |row| row.status = OrderStatus::Shipped)
     }
 }
 
@@ -236,13 +263,13 @@ impl Handle<OrderCancelled> for OrdersByCustomer {
         at: &RecordedEvent,
         _: &mut (),
     ) -> Result<(), HandlerError> {
-        self.update(at, |row| row.status = OrderStatus::Cancelled);
-        Ok(())
+        self.update(at, |row| row.status = OrderStatus::Cancelled)
     }
 }
 
 /// The `revenue_per_day` read model: payments minus refunds, by the day they were recorded
-/// (UTC). Cloning it shares the data.
+/// (UTC). A day's revenue is an `i128` of cents: payments are `i64`s, so it would take 2^64
+/// of the largest in one day to overflow it. Cloning it shares the data.
 #[derive(Debug, Clone, Projection)]
 #[projection(name = "revenue_per_day", events(OrderPaid, OrderCancelled), reset = Self::clear)]
 pub struct RevenuePerDay {
@@ -252,7 +279,7 @@ pub struct RevenuePerDay {
 
 #[derive(Debug, Default)]
 struct Revenue {
-    by_day: BTreeMap<NaiveDate, i64>,
+    by_day: BTreeMap<NaiveDate, i128>,
     /// The last version counted per order: a replayed event is not counted twice.
     counted: HashMap<String, Version>,
 }
@@ -267,7 +294,7 @@ impl RevenuePerDay {
     }
 
     /// The revenue of every day with a payment or a refund, in cents.
-    pub fn by_day(&self) -> BTreeMap<NaiveDate, i64> {
+    pub fn by_day(&self) -> BTreeMap<NaiveDate, i128> {
         self.revenue.lock().by_day.clone()
     }
 
@@ -277,24 +304,32 @@ impl RevenuePerDay {
         Ok(())
     }
 
-    fn add(&self, envelope: &RecordedEvent, amount_cents: i64) {
+    /// Changes the revenue of the event's day with `change`, which returns `None` when the
+    /// result does not fit (then nothing changes); skips replays.
+    fn change(
+        &self,
+        envelope: &RecordedEvent,
+        change: impl FnOnce(i128) -> Option<i128>,
+    ) -> Result<(), HandlerError> {
         let mut revenue = self.revenue.lock();
-        let counted = revenue
-            .counted
+        let Revenue { by_day, counted } = &mut *revenue;
+        let counted = counted
             .entry(envelope.stream.to_string())
             .or_insert(Version::ZERO);
         if envelope.version <= *counted {
-            return;
+            return Ok(());
         }
-        *counted = envelope.version;
         let day = envelope.recorded_at.date_naive();
-        let total = revenue.by_day.entry(day).or_default();
-        *total += amount_cents;
+        let before = by_day.get(&day).copied().unwrap_or_default();
+        let total = change(before).ok_or(overflow("day's revenue"))?;
+        by_day.insert(day, total);
+        *counted = envelope.version;
         self.changes.publish(ReadModelChange::RevenuePerDay {
             position: envelope.position.to_string(),
             day,
-            revenue_cents: *total,
+            revenue_cents: total,
         });
+        Ok(())
     }
 }
 
@@ -305,8 +340,7 @@ impl Handle<OrderPaid> for RevenuePerDay {
         at: &RecordedEvent,
         _: &mut (),
     ) -> Result<(), HandlerError> {
-        self.add(at, e.amount_cents);
-        Ok(())
+        self.change(at, |day| day.checked_add(e.amount_cents.into()))
     }
 }
 
@@ -317,9 +351,9 @@ impl Handle<OrderCancelled> for RevenuePerDay {
         at: &RecordedEvent,
         _: &mut (),
     ) -> Result<(), HandlerError> {
-        if e.refund_cents != 0 {
-            self.add(at, -e.refund_cents);
+        if e.refund_cents == 0 {
+            return Ok(());
         }
-        Ok(())
+        self.change(at, |day| day.checked_sub(e.refund_cents.into()))
     }
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use chrono::NaiveDate;
 use eventsource_core::prelude::*;
-use eventsource_core::{CommandOptions, IntoEvents, Loaded, ProjectionError, ProjectionHandle};
+use eventsource_core::{
+    CommandOptions, EventId, IntoEvents, Loaded, ProjectionError, ProjectionHandle, StoreError,
+};
 
 use super::commands::OrderError;
 use super::model::{Order, OrderEvent};
@@ -24,6 +26,7 @@ pub struct AsOf<T> {
 
 /// The running shop: commands go to the orders' streams, queries to the read models.
 pub struct Shop {
+    store: AnyStore,
     orders: Repository<Order, AnyStore>,
     by_customer: OrdersByCustomer,
     revenue: RevenuePerDay,
@@ -43,7 +46,8 @@ impl std::fmt::Debug for Shop {
 
 impl Shop {
     /// Opens the shop on `store`: builds both read models from the log, then keeps them
-    /// following it.
+    /// following it. A read model that fails on a stored event stops there, and its queries
+    /// say why (see [`crate::projections::start_in_memory`]); the shop opens anyway.
     pub async fn start(store: AnyStore) -> Result<Self, ProjectionError> {
         let changes = Changes::new(1024);
         let by_customer = OrdersByCustomer::new(changes.clone());
@@ -55,6 +59,7 @@ impl Shop {
             orders: Repository::new(store.clone()).with_cache(10_000),
             by_customer_runner: start_in_memory(&store, by_customer.clone()).await?,
             revenue_runner: start_in_memory(&store, revenue.clone()).await?,
+            store,
             by_customer,
             revenue,
             changes,
@@ -84,32 +89,56 @@ impl Shop {
         self.orders.load(id).await
     }
 
+    /// The first event a command run with `idempotency_key` committed, if any: its id is
+    /// derived from the key (see [`CommandOptions::idempotency_key`]).
+    pub async fn first_event_of(
+        &self,
+        idempotency_key: &str,
+    ) -> Result<Option<RecordedEvent>, StoreError> {
+        self.store
+            .event_by_id(EventId::derived(idempotency_key, 0))
+            .await
+    }
+
     /// The orders of `customer`, once the read model has reached `after` (waiting at most
-    /// `within`).
+    /// `within`). Fails with [`ProjectionError::Stopped`] when the read model has stopped,
+    /// whatever `after` is: what it holds is no longer the log's.
     pub async fn orders_of(
         &self,
         customer: &str,
         after: Position,
         within: Duration,
     ) -> Result<AsOf<Vec<OrderSummary>>, ProjectionError> {
-        let position = self.by_customer_runner.wait_for(after, within).await?;
+        let runner = &self.by_customer_runner;
+        let position = running(OrdersByCustomer::NAME, runner, after, within).await?;
         Ok(AsOf {
             position,
             value: self.by_customer.of(customer),
         })
     }
 
-    /// The revenue per day, once the read model has reached `after` (waiting at most `within`).
+    /// The revenue per day, once the read model has reached `after` (waiting at most
+    /// `within`). Fails like [`Shop::orders_of`] when the read model has stopped.
     pub async fn revenue_per_day(
         &self,
         after: Position,
         within: Duration,
-    ) -> Result<AsOf<BTreeMap<NaiveDate, i64>>, ProjectionError> {
-        let position = self.revenue_runner.wait_for(after, within).await?;
+    ) -> Result<AsOf<BTreeMap<NaiveDate, i128>>, ProjectionError> {
+        let position = running(RevenuePerDay::NAME, &self.revenue_runner, after, within).await?;
         Ok(AsOf {
             position,
             value: self.revenue.by_day(),
         })
+    }
+
+    /// One future per read model, resolving once it has stopped, with its name and why (at
+    /// once for one already stopped; never while it runs): a read model that stopped
+    /// publishes no more changes, and a subscriber is told so.
+    pub fn stops(&self) -> [impl Future<Output = (&'static str, ProjectionError)> + Send + '_; 2] {
+        [
+            stopped(OrdersByCustomer::NAME, &self.by_customer_runner),
+            stopped(RevenuePerDay::NAME, &self.revenue_runner),
+        ]
     }
 
     /// The channel every read-model change is published on.
@@ -122,4 +151,38 @@ impl Shop {
         self.by_customer_runner.shutdown().await?;
         self.revenue_runner.shutdown().await
     }
+}
+
+/// Waits until the projection `name` run by `runner` has reached `after` (at most `within`),
+/// and checks that it is still running: a wait on a position it had already reached would
+/// otherwise succeed on a stopped one.
+async fn running(
+    name: &'static str,
+    runner: &ProjectionHandle,
+    after: Position,
+    within: Duration,
+) -> Result<Position, ProjectionError> {
+    let position = runner.wait_for(after, within).await?;
+    let status = runner.status();
+    if status.stopped {
+        return Err(ProjectionError::Stopped {
+            projection: name,
+            cause: status.failed,
+        });
+    }
+    Ok(position)
+}
+
+/// Resolves once the projection `name` run by `runner` has stopped, with why.
+async fn stopped(name: &'static str, runner: &ProjectionHandle) -> (&'static str, ProjectionError) {
+    // A position no checkpoint reaches: the wait ends when the projection stops, only.
+    let never = Position::new(u64::MAX, u64::MAX);
+    let error = match runner.wait_for(never, Duration::MAX).await {
+        Err(error) => error,
+        Ok(_) => ProjectionError::Stopped {
+            projection: name,
+            cause: None,
+        },
+    };
+    (name, error)
 }

@@ -35,7 +35,7 @@ pub struct OrdersWalkthrough {
     /// Bea's orders, likewise.
     pub bea_orders: Vec<OrderSummary>,
     /// Revenue per day once the read model reached `last_position`.
-    pub revenue: BTreeMap<NaiveDate, i64>,
+    pub revenue: BTreeMap<NaiveDate, i128>,
     /// The commands the shop refused, with why.
     pub refusals: Vec<(String, OrderError)>,
     /// How many read-model changes were pushed to a subscriber during the tour.
