@@ -6,8 +6,12 @@ use crate::ids::{EventId, ExpectedVersion, StreamId, Version};
 /// A boxed error from a store backend or a user's conversion.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// An error from an event store.
-#[derive(Debug, thiserror::Error)]
+/// A shared error: what the errors a caller may hold on to (and copy, as a projection's status
+/// does) keep as their source.
+pub type SharedError = std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// An error from an event store. Cheap to clone: sources are shared.
+#[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
     /// The stream was not at the expected version. Nothing of the append was written.
@@ -61,7 +65,15 @@ pub enum StoreError {
         retryable: bool,
         /// The backend's error.
         #[source]
-        source: BoxError,
+        source: SharedError,
+    },
+    /// A projection's checkpoint as stored cannot be read back (an impossible position).
+    #[error("checkpoint `{name}` is corrupt: {reason}")]
+    CorruptCheckpoint {
+        /// The checkpoint (projection) name.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
     },
     /// Another writer holds the writers' lock of the stream (see
     /// [`EventStore::lock_streams`](crate::EventStore::lock_streams): a command that kept
@@ -92,7 +104,7 @@ pub enum StoreError {
         event_type: String,
         /// The handler's error.
         #[source]
-        source: BoxError,
+        source: SharedError,
     },
 }
 
@@ -100,6 +112,19 @@ impl StoreError {
     /// Whether this is an optimistic-concurrency conflict.
     pub fn is_conflict(&self) -> bool {
         matches!(self, StoreError::Conflict { .. })
+    }
+
+    /// Whether the same call may succeed if tried again, unchanged: a backend failure marked
+    /// retryable (a lost connection, a server restarting), or a stream locked by another
+    /// writer for a moment. A conflict is not: the caller must catch up first.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Backend {
+                retryable: true,
+                ..
+            } | StoreError::StreamLocked { .. }
+        )
     }
 
     /// A backend error with context.
@@ -111,7 +136,7 @@ impl StoreError {
         StoreError::Backend {
             context: context.into(),
             retryable,
-            source: source.into(),
+            source: SharedError::from(source.into()),
         }
     }
 }

@@ -30,7 +30,7 @@ pub use aggregate::{Aggregate, Apply};
 pub use envelope::{
     Commit, CommittedStream, FoldEvent, NewEvent, RecordedEvent, Snapshot, StreamWrite,
 };
-pub use error::{BoxError, CommandError, DecodeError, EncodeError, Error, StoreError};
+pub use error::{BoxError, CommandError, DecodeError, EncodeError, Error, SharedError, StoreError};
 pub use event::{DomainEvent, EventSet, EventType, IntoEvents};
 pub use ids::{EventId, ExpectedVersion, ParsePositionError, Position, StreamId, Version};
 pub use metadata::Metadata;

@@ -1,6 +1,7 @@
 //! Inline projections: projections run inside the append's own transaction.
 
-use eventsource_core::{HandlerError, Projection, RecordedEvent, StoreError};
+use eventsource_core::projection::guarded;
+use eventsource_core::{Projection, RecordedEvent, SharedError, StoreError};
 use futures::future::BoxFuture;
 
 use crate::context::PgProjectionContext;
@@ -33,8 +34,10 @@ where
                 if types.is_some_and(|t| !t.contains(&event.event_type.as_str())) {
                     continue;
                 }
-                if let Err(source) = self.0.handle_event(event, ctx).await {
-                    return Err(inline_failed::<P>(event, source));
+                // A panic is caught (the append is rolled back), not let loose in the
+                // appending task.
+                if let Err(failure) = guarded(self.0.handle_event(event, ctx)).await {
+                    return Err(inline_failed::<P>(event, failure.into_shared()));
                 }
             }
             Ok(())
@@ -42,7 +45,7 @@ where
     }
 }
 
-fn inline_failed<P: Projection>(event: &RecordedEvent, source: HandlerError) -> StoreError {
+fn inline_failed<P: Projection>(event: &RecordedEvent, source: SharedError) -> StoreError {
     StoreError::InlineProjection {
         projection: P::NAME,
         stream: event.stream.clone(),

@@ -7,10 +7,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventsource_core::projection::{LogFeed, RETRY_START, pause_if_retryable};
+use eventsource_core::projection::{LogFeed, RETRY_START, guarded, pause_if_retryable};
 use eventsource_core::{
     EventStore, LogPage, Position, Projection, ProjectionControl, ProjectionError,
-    ProjectionHandle, ProjectionStatus, StoreError, StreamId, Version,
+    ProjectionHandle, ProjectionStatus, StoreError,
 };
 use sqlx::{Connection, PgConnection};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -158,7 +158,19 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
         mut control: mpsc::Receiver<ProjectionControl>,
         status: watch::Sender<ProjectionStatus>,
     ) -> Result<(), ProjectionError> {
-        let result = self.follow(&mut control, &status).await;
+        let followed = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+            self.follow(&mut control, &status),
+        ))
+        .await;
+        let result = followed.unwrap_or_else(|payload| {
+            Err(ProjectionError::TaskEnded {
+                projection: P::NAME,
+                message: format!(
+                    "panicked: {}",
+                    eventsource_core::projection::panic_message(&*payload)
+                ),
+            })
+        });
         if let Some(lease) = self.lease.take() {
             // Closing the connection releases the advisory lock.
             let _ = lease.conn.close().await;
@@ -170,7 +182,7 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
             s.stopped = true;
             s.leader = false;
             if let Err(e) = &result {
-                s.failed = Some(Arc::new(e.to_shared()));
+                s.failed = Some(Arc::new(e.clone()));
             }
         });
         if let Err(error) = &result {
@@ -381,17 +393,10 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
             let mut ctx = self.begin().await?;
             let mut to = self.checkpoint;
             for event in &page.events {
-                if let Err(source) = self.projection.handle_event(event, &mut ctx).await {
+                if let Err(failure) = guarded(self.projection.handle_event(event, &mut ctx)).await {
                     // Dropping the transaction rolls back the read model; the checkpoint
                     // stays where the batch began.
-                    return Err(BatchError::Failed(ProjectionError::Handler {
-                        projection: P::NAME,
-                        stream: event.stream.clone(),
-                        version: event.version,
-                        event_type: event.event_type.clone(),
-                        position: event.position,
-                        source,
-                    }));
+                    return Err(BatchError::Failed(failure.on(P::NAME, event)));
                 }
                 to = event.position;
             }
@@ -407,16 +412,14 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
     async fn reset(&mut self) -> Result<(), BatchError> {
         tracing::info!("rebuilding from zero");
         let mut ctx = self.begin().await?;
-        self.projection.reset(&mut ctx).await.map_err(|source| {
-            BatchError::Failed(ProjectionError::Handler {
-                projection: P::NAME,
-                stream: StreamId::new(""),
-                version: Version::ZERO,
-                event_type: "(reset)".into(),
-                position: Position::ZERO,
-                source,
-            })
-        })?;
+        guarded(self.projection.reset(&mut ctx))
+            .await
+            .map_err(|failure| {
+                BatchError::Failed(ProjectionError::Reset {
+                    projection: P::NAME,
+                    source: failure.into_shared(),
+                })
+            })?;
         self.commit(ctx, Position::ZERO).await?;
         self.checkpoint = Position::ZERO;
         Ok(())

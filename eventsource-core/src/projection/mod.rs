@@ -8,6 +8,7 @@
 //! a handler deduplicates on. A store that keeps the read model in its own database can commit
 //! handler and checkpoint together (see the PostgreSQL store), making it effectively exactly once.
 
+mod error;
 mod runner;
 
 use std::future::Future;
@@ -15,9 +16,10 @@ use std::future::Future;
 use crate::envelope::RecordedEvent;
 use crate::error::BoxError;
 
+pub use error::{HandlerFailure, ProjectionError, guarded, panic_message};
 pub use runner::{
-    LogFeed, ProjectionControl, ProjectionError, ProjectionHandle, ProjectionRunner,
-    ProjectionStatus, RETRY_START, STREAM_STALL, pause_if_retryable,
+    LogFeed, ProjectionControl, ProjectionHandle, ProjectionRunner, ProjectionStatus, RETRY_START,
+    STREAM_STALL, pause_if_retryable,
 };
 
 /// The error type handlers return: any error, boxed.

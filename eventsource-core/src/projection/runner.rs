@@ -8,71 +8,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tracing::Instrument;
 
-use super::Projection;
-use crate::error::{BoxError, StoreError};
-use crate::ids::{Position, StreamId, Version};
+use super::error::guarded;
+use super::{Projection, ProjectionError};
+use crate::error::StoreError;
+use crate::ids::Position;
 use crate::store::{EventStore, LogPage};
-
-/// Why a projection stopped, or a wait on it failed.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ProjectionError {
-    /// A handler failed. The checkpoint stays before this event.
-    #[error(
-        "projection `{projection}` failed on `{event_type}` at stream `{stream}` version {version} (position {position})"
-    )]
-    Handler {
-        /// The projection.
-        projection: &'static str,
-        /// The event's stream.
-        stream: StreamId,
-        /// The event's version in its stream.
-        version: Version,
-        /// The event's stored type.
-        event_type: String,
-        /// The event's position.
-        position: Position,
-        /// The handler's error.
-        #[source]
-        source: BoxError,
-    },
-    /// The store failed with an error that retrying will not fix.
-    #[error("projection `{projection}`: the store failed")]
-    Store {
-        /// The projection.
-        projection: &'static str,
-        /// The store's error.
-        #[source]
-        source: StoreError,
-    },
-    /// Another runner took this projection's lease over (runners that share the work across
-    /// processes, such as the PostgreSQL store's, hold one): this runner's batch was rolled
-    /// back and it no longer writes.
-    #[error("projection `{projection}`: another runner took the lease over")]
-    LeaseLost {
-        /// The projection.
-        projection: &'static str,
-    },
-    /// The projection did not reach the position in time.
-    #[error("projection `{projection}` reached {reached}, not {target}, before the timeout")]
-    Timeout {
-        /// The projection.
-        projection: &'static str,
-        /// The position waited for.
-        target: Position,
-        /// Its checkpoint when the wait gave up.
-        reached: Position,
-    },
-    /// The projection is not running (it failed, was shut down, or its task died).
-    #[error("projection `{projection}` is not running")]
-    Stopped {
-        /// The projection.
-        projection: &'static str,
-        /// Why it stopped, if it failed.
-        #[source]
-        cause: Option<Arc<ProjectionError>>,
-    },
-}
 
 /// The state of a running projection, as its [`ProjectionHandle`] sees it.
 #[derive(Clone, Debug, Default)]
@@ -183,11 +123,22 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
         mut control: mpsc::Receiver<ProjectionControl>,
         status: watch::Sender<ProjectionStatus>,
     ) -> Result<(), ProjectionError> {
-        let result = self.follow(&mut control, &status).await;
+        // A panic outside a handler (a store's, say) still ends in a status and an error,
+        // never in a task that is gone unseen.
+        let followed = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
+            self.follow(&mut control, &status),
+        ))
+        .await;
+        let result = followed.unwrap_or_else(|payload| {
+            Err(ProjectionError::TaskEnded {
+                projection: P::NAME,
+                message: format!("panicked: {}", super::error::panic_message(&*payload)),
+            })
+        });
         status.send_modify(|s| {
             s.stopped = true;
             if let Err(e) = &result {
-                s.failed = Some(Arc::new(e.to_shared()));
+                s.failed = Some(Arc::new(e.clone()));
             }
         });
         if let Err(error) = &result {
@@ -271,16 +222,11 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
 
     async fn reset(&mut self) -> Result<(), ProjectionError> {
         tracing::info!("rebuilding from zero");
-        self.projection
-            .reset(&mut ())
+        guarded(self.projection.reset(&mut ()))
             .await
-            .map_err(|source| ProjectionError::Handler {
+            .map_err(|failure| ProjectionError::Reset {
                 projection: P::NAME,
-                stream: StreamId::new(""),
-                version: Version::ZERO,
-                event_type: "(reset)".into(),
-                position: Position::ZERO,
-                source,
+                source: failure.into_shared(),
             })?;
         self.checkpoint = Position::ZERO;
         self.store
@@ -315,17 +261,10 @@ impl<P: Projection<Context = ()>, S: EventStore> ProjectionRunner<P, S> {
         );
         async {
             for event in &page.events {
-                if let Err(source) = self.projection.handle_event(event, &mut ()).await {
+                if let Err(failure) = guarded(self.projection.handle_event(event, &mut ())).await {
                     let handled_to = self.checkpoint;
                     self.save_checkpoint(handled_to).await?;
-                    return Err(ProjectionError::Handler {
-                        projection: P::NAME,
-                        stream: event.stream.clone(),
-                        version: event.version,
-                        event_type: event.event_type.clone(),
-                        position: event.position,
-                        source,
-                    });
+                    return Err(failure.on(P::NAME, event));
                 }
                 self.checkpoint = event.position;
             }
@@ -539,49 +478,6 @@ fn store_error<P: Projection>(source: StoreError) -> ProjectionError {
     }
 }
 
-impl ProjectionError {
-    /// A copy of this error to share (errors are not `Clone`): the same variant and fields,
-    /// with each source replaced by its message. What [`ProjectionStatus::failed`] holds;
-    /// the runner's own result keeps the original with its full source chain.
-    pub fn to_shared(&self) -> ProjectionError {
-        match self {
-            ProjectionError::Handler {
-                projection,
-                stream,
-                version,
-                event_type,
-                position,
-                source,
-            } => ProjectionError::Handler {
-                projection,
-                stream: stream.clone(),
-                version: *version,
-                event_type: event_type.clone(),
-                position: *position,
-                source: source.to_string().into(),
-            },
-            ProjectionError::Store { projection, source } => ProjectionError::Store {
-                projection,
-                source: StoreError::backend(source.to_string(), false, source.to_string()),
-            },
-            ProjectionError::LeaseLost { projection } => ProjectionError::LeaseLost { projection },
-            ProjectionError::Timeout {
-                projection,
-                target,
-                reached,
-            } => ProjectionError::Timeout {
-                projection,
-                target: *target,
-                reached: *reached,
-            },
-            ProjectionError::Stopped { projection, cause } => ProjectionError::Stopped {
-                projection,
-                cause: cause.clone(),
-            },
-        }
-    }
-}
-
 /// Controls a projection started with [`ProjectionRunner::spawn`].
 pub struct ProjectionHandle {
     name: &'static str,
@@ -684,13 +580,9 @@ impl ProjectionHandle {
             Ok(result) => result,
             Err(join) => Err(ProjectionError::Stopped {
                 projection: self.name,
-                cause: Some(Arc::new(ProjectionError::Handler {
+                cause: Some(Arc::new(ProjectionError::TaskEnded {
                     projection: self.name,
-                    stream: StreamId::new(""),
-                    version: Version::ZERO,
-                    event_type: "(task)".into(),
-                    position: Position::ZERO,
-                    source: join.to_string().into(),
+                    message: join.to_string(),
                 })),
             }),
         }

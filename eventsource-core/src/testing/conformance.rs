@@ -81,6 +81,7 @@ macro_rules! conformance_tests {
             multi_aggregate_command_commits_atomically,
             projection_waits_checkpoints_and_rebuilds,
             projection_handler_error_stops_before_the_event,
+            a_panicking_handler_is_a_typed_error_in_the_status_naming_the_event,
             undecodable_events_are_typed_errors_naming_stream_version_and_type,
         );
     };
@@ -2047,7 +2048,7 @@ pub async fn projection_handler_error_stops_before_the_event<S: EventStore>(stor
 
     let fixed = AddedLog {
         seen: failing.seen.clone(),
-        fail_on: None,
+        ..AddedLog::default()
     };
     let handle = ProjectionRunner::new(store.clone(), fixed).spawn();
     handle
@@ -2061,6 +2062,88 @@ pub async fn projection_handler_error_stops_before_the_event<S: EventStore>(stor
         "resumed at the failed event, nothing twice"
     );
     handle.shutdown().await.expect("shutdown");
+}
+
+/// A handler that panics does not take the runner's task away unseen: the runner stops with
+/// `HandlerPanicked` naming the event, in its status, in what a waiter gets and in what
+/// `shutdown` returns; the checkpoint stays before the event. A `reset` that panics fails the
+/// rebuild with `Reset`.
+pub async fn a_panicking_handler_is_a_typed_error_in_the_status_naming_the_event<S: EventStore>(
+    store: S,
+) {
+    let repo = Repository::<Counter, S>::new(store.clone());
+    let mut last = None;
+    for n in 1..=4 {
+        last = Some(repo.execute("c", |c| c.add(n)).await.expect("command"));
+    }
+    let last = last.expect("commits").commit.position;
+    let panicking = AddedLog {
+        panic_on: Some(3),
+        ..AddedLog::default()
+    };
+    let handle = ProjectionRunner::new(store.clone(), panicking.clone()).spawn();
+    let waited = handle.wait_for(last, Duration::from_secs(10)).await;
+    let named = |e: &ProjectionError| match e {
+        ProjectionError::HandlerPanicked {
+            stream,
+            version,
+            event_type,
+            message,
+            ..
+        } => {
+            assert_eq!(
+                (stream.as_str(), version.get(), event_type.as_str()),
+                ("counter-c", 3, "counter.added")
+            );
+            assert!(message.contains("told to panic on 3"), "{message}");
+        }
+        other => panic!("expected HandlerPanicked, got {other:?}"),
+    };
+    match waited {
+        Err(ProjectionError::Stopped {
+            cause: Some(cause), ..
+        }) => named(&cause),
+        other => panic!("expected the projection to stop, got {other:?}"),
+    }
+    let status = handle.status();
+    assert!(status.stopped);
+    named(status.failed.as_deref().expect("the status says why"));
+    match handle.shutdown().await {
+        Err(e) => named(&e),
+        Ok(()) => panic!("shutdown reports the panic"),
+    }
+    assert_eq!(panicking.seen.lock().len(), 2);
+    let checkpoint = store
+        .load_checkpoint("conformance.added-log")
+        .await
+        .expect("load");
+    assert!(
+        checkpoint.is_some_and(|c| c < last),
+        "before the event: {checkpoint:?}"
+    );
+
+    let reset_panics = AddedLog {
+        panic_on_reset: true,
+        ..AddedLog::default()
+    };
+    let handle = ProjectionRunner::new(store.clone(), reset_panics).spawn();
+    handle
+        .wait_for(last, Duration::from_secs(10))
+        .await
+        .expect("caught up");
+    match handle.rebuild().await {
+        Err(ProjectionError::Reset { source, .. }) => {
+            assert!(
+                source.to_string().contains("told to panic in reset"),
+                "{source}"
+            );
+        }
+        other => panic!("expected Reset, got {other:?}"),
+    }
+    handle
+        .shutdown()
+        .await
+        .expect("the runner survives a failed reset");
 }
 
 /// Loading a stream holding a corrupt payload, an unknown type or an unsupported version fails

@@ -165,6 +165,10 @@ pub struct AddedLog {
     pub seen: Arc<Mutex<Vec<(String, u64, i64)>>>,
     /// Fail when an event adds exactly this amount.
     pub fail_on: Option<i64>,
+    /// Panic when an event adds exactly this amount.
+    pub panic_on: Option<i64>,
+    /// Panic in `reset`.
+    pub panic_on_reset: bool,
 }
 
 impl Projection for AddedLog {
@@ -188,6 +192,9 @@ impl Projection for AddedLog {
         if self.fail_on == Some(n) {
             return Err(format!("told to fail on {n}").into());
         }
+        if self.panic_on == Some(n) {
+            panic!("told to panic on {n}");
+        }
         self.seen
             .lock()
             .push((event.stream.to_string(), event.version.get(), n));
@@ -195,6 +202,9 @@ impl Projection for AddedLog {
     }
 
     async fn reset(&mut self, _ctx: &mut ()) -> Result<(), HandlerError> {
+        if self.panic_on_reset {
+            panic!("told to panic in reset");
+        }
         self.seen.lock().clear();
         Ok(())
     }

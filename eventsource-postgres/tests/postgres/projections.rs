@@ -13,8 +13,10 @@ use crate::common::{self, event, write};
 /// A read model in the store's database: one row per applied event (a second application
 /// would violate the primary key) and a running sum per stream. Fails on the event whose
 /// `n` is `fail_on`.
+#[derive(Default)]
 struct Sums {
     fail_on: Option<u64>,
+    panic_on: Option<u64>,
 }
 
 fn n_of(event: &RecordedEvent) -> Result<u64, HandlerError> {
@@ -38,6 +40,9 @@ impl Projection for Sums {
         let n = n_of(event)?;
         if self.fail_on == Some(n) {
             return Err(format!("refusing n = {n}").into());
+        }
+        if self.panic_on == Some(n) {
+            panic!("panicking on n = {n}");
         }
         let schema = ctx.store().schema().as_str().to_owned();
         sqlx::query(&format!(
@@ -107,8 +112,14 @@ async fn a_handler_failing_halfway_leaves_neither_read_model_nor_checkpoint_chan
     }
 
     // Batches of 3: [1,2,3] commits, [4,5,6] fails at 5 and rolls back whole.
-    let mut runner =
-        PgProjectionRunner::new(store.clone(), Sums { fail_on: Some(5) }).batch_size(3);
+    let mut runner = PgProjectionRunner::new(
+        store.clone(),
+        Sums {
+            fail_on: Some(5),
+            ..Sums::default()
+        },
+    )
+    .batch_size(3);
     let err = runner.catch_up().await.unwrap_err();
     match err {
         ProjectionError::Handler { version, .. } => assert_eq!(version.get(), 5),
@@ -128,7 +139,14 @@ async fn a_handler_failing_halfway_leaves_neither_read_model_nor_checkpoint_chan
 
     // A restart resumes exactly there: every event applied once (the primary key would
     // reject a second application).
-    let mut runner = PgProjectionRunner::new(store.clone(), Sums { fail_on: None }).batch_size(3);
+    let mut runner = PgProjectionRunner::new(
+        store.clone(),
+        Sums {
+            fail_on: None,
+            ..Sums::default()
+        },
+    )
+    .batch_size(3);
     let reached = runner.catch_up().await.unwrap();
     assert!(reached >= positions[9]);
     assert_eq!(read_model(&store).await, (10, Some(55)));
@@ -154,7 +172,14 @@ async fn a_spawned_runner_stopped_by_its_handler_reports_the_failed_event() {
             .unwrap()
             .position;
     }
-    let handle = PgProjectionRunner::new(store.clone(), Sums { fail_on: Some(3) }).spawn();
+    let handle = PgProjectionRunner::new(
+        store.clone(),
+        Sums {
+            fail_on: Some(3),
+            ..Sums::default()
+        },
+    )
+    .spawn();
     match handle.wait_for(last, Duration::from_secs(10)).await {
         Err(ProjectionError::Stopped {
             cause: Some(cause), ..
@@ -223,7 +248,13 @@ async fn a_runner_that_lost_its_lease_gets_a_typed_error_and_writes_nothing() {
         }
     };
     append(1, 5).await;
-    let mut first = PgProjectionRunner::new(cut_off.clone(), Sums { fail_on: None });
+    let mut first = PgProjectionRunner::new(
+        cut_off.clone(),
+        Sums {
+            fail_on: None,
+            ..Sums::default()
+        },
+    );
     first.catch_up().await.unwrap();
     assert_eq!(read_model(&writer).await, (5, Some(15)));
 
@@ -231,7 +262,13 @@ async fn a_runner_that_lost_its_lease_gets_a_typed_error_and_writes_nothing() {
     // takes the lease.
     common::kill_sessions(&app).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let mut second = PgProjectionRunner::new(other, Sums { fail_on: None });
+    let mut second = PgProjectionRunner::new(
+        other,
+        Sums {
+            fail_on: None,
+            ..Sums::default()
+        },
+    );
     second.catch_up().await.unwrap();
 
     append(6, 8).await;
@@ -253,13 +290,25 @@ async fn one_runner_holds_the_lease_and_a_standby_takes_over_when_it_dies() {
     let _horizon = crate::common::horizon_shared().await;
     let (writer, first_store, second_store, app) = lease_stores().await;
 
-    let first = PgProjectionRunner::new(first_store, Sums { fail_on: None })
-        .standby_poll(Duration::from_millis(100))
-        .spawn();
+    let first = PgProjectionRunner::new(
+        first_store,
+        Sums {
+            fail_on: None,
+            ..Sums::default()
+        },
+    )
+    .standby_poll(Duration::from_millis(100))
+    .spawn();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let second = PgProjectionRunner::new(second_store, Sums { fail_on: None })
-        .standby_poll(Duration::from_millis(100))
-        .spawn();
+    let second = PgProjectionRunner::new(
+        second_store,
+        Sums {
+            fail_on: None,
+            ..Sums::default()
+        },
+    )
+    .standby_poll(Duration::from_millis(100))
+    .spawn();
     let mut last = Position::ZERO;
     for n in 1..=10 {
         last = writer
@@ -306,7 +355,10 @@ async fn an_inline_projection_is_consistent_when_the_append_returns_and_a_failur
         .connect(&common::database_url())
         .await
         .unwrap()
-        .with_inline_projection(Sums { fail_on: Some(666) })
+        .with_inline_projection(Sums {
+            fail_on: Some(666),
+            ..Sums::default()
+        })
         .unwrap();
     store
         .append(vec![write(
@@ -439,4 +491,126 @@ async fn a_checkpoint_waits_for_its_flush_only_when_it_does_not_move_forward() {
             .unwrap();
         assert_eq!(now, default);
     }
+}
+
+/// A transactional runner whose handler panics stops with `HandlerPanicked` naming the event,
+/// in its status; the batch is rolled back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transactional_handler_that_panics_is_a_typed_error_and_rolls_its_batch_back() {
+    let _horizon = crate::common::horizon_shared().await;
+    let store = common::fresh_store().await;
+    create_read_model(&store).await;
+    let mut last = Position::ZERO;
+    for n in 1..=4 {
+        last = store
+            .append(vec![write("s", ExpectedVersion::Any, vec![event(n)])])
+            .await
+            .unwrap()
+            .position;
+    }
+    let sums = Sums {
+        panic_on: Some(3),
+        ..Sums::default()
+    };
+    let handle = PgProjectionRunner::new(store.clone(), sums).spawn();
+    assert!(
+        handle
+            .wait_for(last, Duration::from_secs(10))
+            .await
+            .is_err()
+    );
+    match handle.status().failed.as_deref() {
+        Some(ProjectionError::HandlerPanicked {
+            stream,
+            version,
+            message,
+            ..
+        }) => {
+            assert_eq!((stream.as_str(), version.get()), ("s", 3));
+            assert!(message.contains("panicking on n = 3"), "{message}");
+        }
+        other => panic!("expected HandlerPanicked, got {other:?}"),
+    }
+    assert_eq!(read_model(&store).await, (0, None), "the batch rolled back");
+}
+
+/// An inline projection that panics fails the append with a typed error and appends nothing;
+/// the store works on. Appends under the writers' lock run the inline projections too, in a
+/// transaction on the lock's own session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_inline_projection_that_panics_appends_nothing_and_locked_appends_run_inline_too() {
+    let _horizon = crate::common::horizon_shared().await;
+    let plain = common::fresh_store().await;
+    create_read_model(&plain).await;
+    let store = PgStore::builder()
+        .schema(plain.schema().as_str())
+        .connect(&common::database_url())
+        .await
+        .unwrap()
+        .with_inline_projection(Sums {
+            panic_on: Some(13),
+            ..Sums::default()
+        })
+        .unwrap();
+    store
+        .append(vec![write("s", ExpectedVersion::NoStream, vec![event(1)])])
+        .await
+        .unwrap();
+    match store
+        .append(vec![write("s", ExpectedVersion::Any, vec![event(13)])])
+        .await
+    {
+        Err(StoreError::InlineProjection {
+            version, source, ..
+        }) => {
+            assert_eq!(version.get(), 2);
+            assert!(
+                source.to_string().contains("panicking on n = 13"),
+                "{source}"
+            );
+        }
+        other => panic!("expected InlineProjection, got {other:?}"),
+    }
+    assert_eq!(read_model(&store).await, (1, Some(1)));
+    let stream = StreamId::new("s");
+    let mut lock = store
+        .lock_streams(std::slice::from_ref(&stream))
+        .await
+        .unwrap();
+    assert!(matches!(
+        plain
+            .append(vec![write("s", ExpectedVersion::Any, vec![event(5)])])
+            .await,
+        Err(StoreError::StreamLocked { .. })
+    ));
+    match lock
+        .append(vec![write("s", ExpectedVersion::Any, vec![event(13)])])
+        .await
+    {
+        Err(StoreError::InlineProjection { .. }) => {}
+        other => panic!("expected InlineProjection under the lock, got {other:?}"),
+    }
+    lock.append(vec![write(
+        "s",
+        ExpectedVersion::Exact(eventsource_core::Version::new(1)),
+        vec![event(2)],
+    )])
+    .await
+    .expect("the lock's append, inline projection included");
+    assert_eq!(read_model(&store).await, (2, Some(3)));
+    assert!(
+        matches!(
+            plain
+                .append(vec![write("s", ExpectedVersion::Any, vec![event(5)])])
+                .await,
+            Err(StoreError::StreamLocked { .. })
+        ),
+        "still locked after the lock's appends"
+    );
+    lock.release().await.unwrap();
+    plain
+        .append(vec![write("s", ExpectedVersion::Any, vec![event(4)])])
+        .await
+        .expect("released");
+    assert_eq!(store.stream_version(&stream).await.unwrap().get(), 3);
 }
