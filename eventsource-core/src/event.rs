@@ -43,7 +43,8 @@ use crate::error::{DecodeError, EncodeError};
     note = "add `#[derive(DomainEvent)]` and `#[event(name = \"...\")]` to `{Self}`"
 )]
 pub trait DomainEvent: Sized + Send + Sync + 'static {
-    /// The stored type name.
+    /// The stored type name. `#[derive(DomainEvent)]` accepts 1 to 255 bytes of printable
+    /// ASCII (`!` to `~`), such as `account.opened`, for names and aliases alike.
     const NAME: &'static str;
     /// The schema version this type encodes (1 for a type that never changed).
     const VERSION: u32;

@@ -43,8 +43,10 @@ use syn::parse_macro_input;
 /// never tries types one after another.
 ///
 /// The name is the stored identity: changing it is a data migration (or keep the old one as an
-/// `alias`). The compiler checks that `previous` has a lower version and the same name (or an
-/// alias).
+/// `alias`). Names and aliases are 1 to 255 bytes of printable ASCII (`!` to `~`: no whitespace,
+/// control or non-ASCII characters), such as `account.opened` or `order.line_added`; another
+/// name is a compile error. The compiler checks that `previous` has a lower version and the
+/// same name (or an alias).
 ///
 /// ```
 /// use eventsource_core::DomainEvent;
@@ -87,6 +89,11 @@ pub fn derive_domain_event(input: TokenStream) -> TokenStream {
 ///     crate = "::eventsource_core",
 /// )]
 /// ```
+///
+/// The name is the category of the aggregate's streams: `Aggregate::stream_id("42")` of
+/// aggregate `account` is `account-42`. It is made of ASCII letters, digits, `_` and `.`,
+/// starting with a letter (so no `-`, which ends the name in a stream id); another name is a
+/// compile error. Renaming an aggregate moves it to other streams: a data migration.
 ///
 /// The generated enum (same visibility as the aggregate) has one variant per listed event,
 /// named after the type's last path segment, and implements `From` each event, `EventSet`
