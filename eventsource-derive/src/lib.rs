@@ -155,8 +155,9 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 /// store filters the log; `handle_event` decodes only listed types (others are never
 /// deserialised), upcasting older versions, and calls `Handle<E>`. A payload that does not
 /// decode is the handler's error (a boxed `DecodeError`). With `reset = path`, `Projection::reset`
-/// calls `path(&mut self, &mut Context)`, an `async fn` returning `Result<(), HandlerError>`:
-/// a rebuild then clears the read model before it replays the log from zero.
+/// calls `path(&mut self, &mut Context)`, a `fn` returning `Result<(), HandlerError>`, `async`
+/// (its future `Send`) or not: a rebuild then clears the read model before it replays the log
+/// from zero. Another signature is a compile error that names the one expected.
 ///
 /// ```
 /// use eventsource_core::prelude::*;

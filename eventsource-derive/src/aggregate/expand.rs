@@ -21,10 +21,14 @@ pub(crate) fn expand(aggregate: &Aggregate<'_>) -> TokenStream {
     let conversions = conversions(aggregate);
     let event_set = event_set(aggregate);
     let variants = list.iter().map(|e| &e.variant);
+    // The call takes the event's span (a missing impl is reported there), its arguments do
+    // not: `self` and locals stay call-site, so they resolve whatever hygiene the event's
+    // tokens carry.
+    let args = quote!(self, __e);
     let apply = list.iter().map(|e| {
         let (ty, span) = (&e.ty, e.span());
         let k = aggregate.krate.at(span);
-        quote_spanned!(span=> <Self as #k::Apply<#ty>>::apply(self, __e))
+        quote_spanned!(span=> <Self as #k::Apply<#ty>>::apply(#args))
     });
 
     let mut bounds = vec![];
@@ -196,7 +200,8 @@ fn event_set(aggregate: &Aggregate<'_>) -> TokenStream {
     let encode = list.iter().map(|e| {
         let (ty, span) = (&e.ty, e.span());
         let k = aggregate.krate.at(span);
-        quote_spanned!(span=> <#ty as #k::__private::EventEncode>::encode_event(__e, <#ty as #k::DomainEvent>::NAME))
+        let args = quote!(__e, <#ty as #krate::DomainEvent>::NAME);
+        quote_spanned!(span=> <#ty as #k::__private::EventEncode>::encode_event(#args))
     });
     quote! {
         #[automatically_derived]

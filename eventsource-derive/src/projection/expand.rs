@@ -22,7 +22,9 @@ pub(crate) fn expand(projection: &Projection<'_>) -> TokenStream {
         .map(|e| {
             let (ty, span) = (&e.ty, e.span());
             let k = projection.krate.at(span);
-            quote_spanned!(span=> <Self as #k::Handle<#ty>>::handle(self, __e, __event, __ctx))
+            // The call takes the event's span, its arguments stay call-site (hygiene).
+            let args = quote!(self, __e, __event, __ctx);
+            quote_spanned!(span=> <Self as #k::Handle<#ty>>::handle(#args))
         })
         .collect();
     let arm = |ty: &syn::Type, handle: &TokenStream| {
@@ -48,15 +50,21 @@ pub(crate) fn expand(projection: &Projection<'_>) -> TokenStream {
     let generics = parse::impl_generics(&projection.input.generics, &[]);
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
     let checks = events::identity_checks(&projection.krate, &projection.events, false);
+    // The hook is called through a helper whose bound names the signature expected; the call
+    // takes the hook's span (errors land there), `self` and locals stay call-site.
     let reset = projection.reset.as_ref().map(|path| {
-        quote_spanned! {path_span(path)=>
+        let span = path_span(path);
+        let k = projection.krate.at(span);
+        let args = quote!(#path, self, __ctx);
+        let call = quote_spanned!(span=> #k::__private::reset::<Self, Self::Context, _, _>(#args));
+        quote! {
             fn reset(
                 &mut self,
                 __ctx: &mut Self::Context,
             ) -> impl ::core::future::Future<
                 Output = ::core::result::Result<(), #krate::HandlerError>,
             > + ::core::marker::Send {
-                #path(self, __ctx)
+                #call
             }
         }
     });
