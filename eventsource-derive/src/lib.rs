@@ -45,8 +45,9 @@ use syn::parse_macro_input;
 /// The name is the stored identity: changing it is a data migration (or keep the old one as an
 /// `alias`). Names and aliases are 1 to 255 bytes of printable ASCII (`!` to `~`: no whitespace,
 /// control or non-ASCII characters), such as `account.opened` or `order.line_added`; another
-/// name is a compile error. The compiler checks that `previous` has a lower version and the
-/// same name (or an alias).
+/// name is a compile error. The compiler checks that `previous` has the version directly
+/// below (version 3 names its version 2 type, never version 1) and the same name (or an
+/// alias).
 ///
 /// ```
 /// use eventsource_core::DomainEvent;

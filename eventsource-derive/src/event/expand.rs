@@ -108,9 +108,10 @@ pub(crate) fn expand(event: &Event<'_>) -> TokenStream {
     }
 }
 
-/// The link to the previous version: its version is lower, and it is stored under this
-/// event's name or one of its aliases (otherwise the aggregate would never route its stored
-/// events here).
+/// The link to the previous version: its version is the one directly below (a lower one
+/// leaves the versions between without a type, and their stored events without a decoding),
+/// and it is stored under this event's name or one of its aliases (otherwise the aggregate
+/// would never route its stored events here).
 fn previous_checks(event: &Event<'_>, previous: &syn::Type, generic: bool) -> TokenStream {
     let krate = event.krate.call_site();
     let version = event.version;
@@ -128,6 +129,18 @@ fn previous_checks(event: &Event<'_>, previous: &syn::Type, generic: bool) -> To
         ),
         generic,
     );
+    let below = version - 1;
+    let directly_below = const_assert(
+        span,
+        quote! {
+            <#previous as #krate::DomainEvent>::VERSION >= #version
+                || <#previous as #krate::DomainEvent>::VERSION == #below
+        },
+        &format!(
+            "the `previous` of `{ident}` (version {version}) must be its version {below}: `{prev_text}` is older, so stored version {below} events would not decode (name the version {below} type, whose own `previous` leads further down)"
+        ),
+        generic,
+    );
     let same_name = const_assert(
         span,
         quote! {
@@ -141,7 +154,7 @@ fn previous_checks(event: &Event<'_>, previous: &syn::Type, generic: bool) -> To
         ),
         generic,
     );
-    quote!(#lower #same_name)
+    quote!(#lower #directly_below #same_name)
 }
 
 pub(crate) fn is_generic(generics: &syn::Generics) -> bool {
