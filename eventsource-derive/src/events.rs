@@ -93,8 +93,9 @@ pub(crate) fn check_listed_once(cx: &Ctxt, list: &EventList) {
 
 /// Stored (name, version) pairs of the listed events are distinct, and two listed events share
 /// no stored name: decoding dispatches on the name, and older versions of one event are reached
-/// through `previous`, never listed beside it. Checked by the compiler over the events' consts;
-/// the error lands on the second event of the pair.
+/// through `previous`, never listed beside it. Checked by the compiler over the events' consts
+/// (the text cannot tell that `Deposited` and `model::Deposited` are one type; the stored
+/// identity does); the error lands on the second event of the pair.
 pub(crate) fn identity_checks(krate: &Krate, list: &EventList, in_body: bool) -> TokenStream {
     let k = krate.call_site();
     let mut out = TokenStream::new();
@@ -110,7 +111,7 @@ pub(crate) fn identity_checks(krate: &Krate, list: &EventList, in_body: bool) ->
                 b.span(),
                 same_version,
                 &format!(
-                    "events `{}` and `{}` are stored under the same name and version: give one of them another `name`",
+                    "`{}` and `{}` are the same event listed twice (one stored name and version): list it once (or, if they are two event types, give one of them another `name`)",
                     a.text, b.text
                 ),
                 in_body,

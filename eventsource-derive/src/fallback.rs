@@ -40,21 +40,16 @@ pub(crate) fn aggregate(cx: Ctxt, aggregate: &Aggregate<'_>) -> TokenStream {
     let ident = &aggregate.input.ident;
     let name = &aggregate.name;
     let event_enum = &aggregate.event_enum;
-    // The enum and its conversions only when its variants are well-formed.
-    let mut variants: Vec<&syn::Ident> = Vec::new();
-    let unique = aggregate.events.events.iter().all(|e| {
-        let fresh = !variants.contains(&&e.variant);
-        variants.push(&e.variant);
-        fresh
-    });
-    let (enum_def, conversions) = if unique && !aggregate.events.events.is_empty() {
+    // The enum and its conversions, one variant per variant name, so uses of the enum in the
+    // user's code type-check.
+    let (enum_def, conversions) = if aggregate.events.events.is_empty() {
+        let vis = &aggregate.input.vis;
+        (quote!(#vis enum #event_enum {}), TokenStream::new())
+    } else {
         (
             aggregate::event_enum(aggregate),
             aggregate::conversions(aggregate),
         )
-    } else {
-        let vis = &aggregate.input.vis;
-        (quote!(#vis enum #event_enum {}), TokenStream::new())
     };
     let generics = parse::impl_generics(&aggregate.input.generics, &[]);
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();

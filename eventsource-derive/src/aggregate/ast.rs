@@ -3,7 +3,7 @@
 use syn::{LitInt, LitStr};
 
 use crate::ctxt::Ctxt;
-use crate::events::EventList;
+use crate::events::{EventList, Listed};
 use crate::parse::{self, Krate, Slot};
 use crate::symbol::{self, Symbol};
 
@@ -105,5 +105,20 @@ impl<'a> Aggregate<'a> {
             }),
             snapshot_version: snapshot_version.take().map(|(key, (v, lit))| (key, v, lit)),
         }
+    }
+}
+
+impl Aggregate<'_> {
+    /// The events that become variants of the event enum: the first listed event of each
+    /// variant name (a later one with the same name is reported by a const assertion, which
+    /// needs the events' stored identities to tell what went wrong).
+    pub(crate) fn variants(&self) -> Vec<&Listed> {
+        let mut variants: Vec<&Listed> = Vec::with_capacity(self.events.events.len());
+        for e in &self.events.events {
+            if !variants.iter().any(|v| v.variant == e.variant) {
+                variants.push(e);
+            }
+        }
+        variants
     }
 }

@@ -14,7 +14,6 @@ pub(crate) fn check(cx: &Ctxt, aggregate: &Aggregate<'_>) {
         events::check_not_empty(cx, &aggregate.events, "aggregate");
     }
     events::check_listed_once(cx, &aggregate.events);
-    check_variant_names(cx, aggregate);
     check_snapshots(cx, aggregate);
 }
 
@@ -57,26 +56,6 @@ fn check_name(cx: &Ctxt, aggregate: &Aggregate<'_>) {
         None => return,
     };
     cx.error_spanned_by(&aggregate.name, message);
-}
-
-/// The generated enum names each variant after the event type's last path segment, so two
-/// listed types cannot end in the same name.
-fn check_variant_names(cx: &Ctxt, aggregate: &Aggregate<'_>) {
-    let events = &aggregate.events.events;
-    for (i, e) in events.iter().enumerate() {
-        if let Some(first) = events[..i]
-            .iter()
-            .find(|f| f.variant == e.variant && f.text != e.text)
-        {
-            cx.error_spanned_by(
-                &e.ty,
-                format!(
-                    "`{}` and `{}` would both be the variant `{}` of `{}`: rename one of the event types",
-                    first.text, e.text, e.variant, aggregate.event_enum
-                ),
-            );
-        }
-    }
 }
 
 /// `snapshot_every` is at least 1, and `snapshot_version` (a schema version, from 1) only
