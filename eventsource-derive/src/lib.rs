@@ -160,6 +160,9 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 /// (its future `Send`) or not: a rebuild then clears the read model before it replays the log
 /// from zero. Another signature is a compile error that names the one expected.
 ///
+/// Generic projections are supported; the listed events must be concrete types, as for
+/// aggregates.
+///
 /// ```
 /// use eventsource_core::prelude::*;
 /// use serde::{Deserialize, Serialize};

@@ -14,6 +14,12 @@ pub(crate) fn check(cx: &Ctxt, aggregate: &Aggregate<'_>) {
         events::check_not_empty(cx, &aggregate.events, "aggregate");
     }
     events::check_listed_once(cx, &aggregate.events);
+    events::check_concrete(
+        cx,
+        &aggregate.events,
+        aggregate.input,
+        "its event enum is not generic",
+    );
     check_snapshots(cx, aggregate);
 }
 
