@@ -18,7 +18,7 @@ pub use crate::codec;
 pub use crate::envelope::RecordedEvent;
 pub use crate::error::{BoxError, DecodeError, EncodeError};
 pub use crate::event::{DomainEvent, EventSet, EventType, IntoEvents};
-pub use crate::projection::{Handle, HandlerError, Projection};
+pub use crate::projection::{Handle, HandlerError, ListsEvent, Projection};
 pub use crate::{aggregate::Aggregate, aggregate::Apply};
 
 use serde::Serialize;

@@ -98,8 +98,17 @@ pub(crate) fn projection(cx: Ctxt, projection: &Projection<'_>) -> TokenStream {
     let ident = &projection.input.ident;
     let name = &projection.name;
     let context = projection::context(projection);
+    // Every event counts as listed: the list is wrong or missing, and the user's `Handle`
+    // impls should not be reported on top of that.
     let generics = parse::impl_generics(&projection.input.generics, &[]);
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
+    let mut any_event = generics.clone();
+    any_event.params.push(syn::parse_quote!(__E));
+    let (any_event, _, _) = any_event.split_for_impl();
+    let lists = quote! {
+        #[automatically_derived]
+        impl #any_event #krate::ListsEvent<__E> for #ident #ty_generics #where_clause {}
+    };
     quote! {
         #errors
         const _: () = {
@@ -115,6 +124,8 @@ pub(crate) fn projection(cx: Ctxt, projection: &Projection<'_>) -> TokenStream {
                     ::core::result::Result::Ok(())
                 }
             }
+
+            #lists
         };
     }
 }

@@ -154,7 +154,9 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 ///
 /// `event_types()` returns every listed event's stored name and aliases (a `static`), so the
 /// store filters the log; `handle_event` decodes only listed types (others are never
-/// deserialised), upcasting older versions, and calls `Handle<E>`. A payload that does not
+/// deserialised), upcasting older versions, and calls `Handle<E>`. It implements `ListsEvent<E>`
+/// for each listed event, which `Handle<E>` requires: a handler for an event the projection does
+/// not list (one that would never be called) is a compile error. A payload that does not
 /// decode is the handler's error (a boxed `DecodeError`). With `reset = path`, `Projection::reset`
 /// calls `path(&mut self, &mut Context)`, a `fn` returning `Result<(), HandlerError>`, `async`
 /// (its future `Send`) or not: a rebuild then clears the read model before it replays the log
