@@ -6,7 +6,7 @@ use quote::{ToTokens, quote};
 
 use crate::assert::const_assert;
 use crate::ctxt::Ctxt;
-use crate::parse::Krate;
+use crate::krate::Krate;
 
 /// One listed event type.
 pub(crate) struct Listed {

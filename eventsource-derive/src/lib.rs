@@ -2,8 +2,11 @@
 //! `Aggregate` and `Projection`.
 //!
 //! Use them through `eventsource_core` (feature `derive`, on by default), which re-exports
-//! them; generated code refers to `::eventsource_core` unless an item says otherwise with
-//! `crate = "..."`. Each derive parses its attribute into a typed model, validates it
+//! them; generated code refers to the runtime by the name the crate's Cargo.toml gives
+//! `eventsource-core` (`::eventsource_core`, or `::es` after
+//! `es = { package = "eventsource-core" }`), unless an item gives its path with
+//! `crate = "..."` (for a re-export). A crate whose Cargo.toml does not list the runtime gets
+//! one error saying so. Each derive parses its attribute into a typed model, validates it
 //! (reporting every mistake at once, at the user's tokens), then expands.
 //!
 #![doc = include_str!("../docs/upcasting.md")]
@@ -14,6 +17,7 @@ mod ctxt;
 mod event;
 mod events;
 mod fallback;
+mod krate;
 mod parse;
 mod projection;
 mod symbol;

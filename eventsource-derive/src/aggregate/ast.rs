@@ -4,7 +4,8 @@ use syn::{LitInt, LitStr};
 
 use crate::ctxt::Ctxt;
 use crate::events::{EventList, Listed};
-use crate::parse::{self, Krate, Slot};
+use crate::krate::Krate;
+use crate::parse::{self, Slot};
 use crate::symbol::{self, Symbol};
 
 pub(crate) struct Snapshots {
@@ -92,7 +93,7 @@ impl<'a> Aggregate<'a> {
             .unwrap_or_else(|| quote::format_ident!("{}Event", input.ident));
         Aggregate {
             input,
-            krate: Krate::new(krate.take().map(|(_, p)| p)),
+            krate: Krate::new(cx, krate.take().map(|(_, p)| p)),
             name,
             name_given,
             events,

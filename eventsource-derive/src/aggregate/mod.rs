@@ -15,8 +15,11 @@ pub(crate) fn derive(input: &syn::DeriveInput) -> TokenStream {
     validate::check(&cx, &aggregate);
     if cx.is_ok() {
         expand::expand(&aggregate)
-    } else {
+    } else if aggregate.krate.found() {
         fallback::aggregate(cx, &aggregate)
+    } else {
+        // Stub impls could not name the runtime either.
+        cx.into_compile_errors()
     }
 }
 

@@ -15,8 +15,11 @@ pub(crate) fn derive(input: &syn::DeriveInput) -> TokenStream {
     validate::check(&cx, &event);
     if cx.is_ok() {
         expand::expand(&event)
-    } else {
+    } else if event.krate.found() {
         fallback::event(cx, &event)
+    } else {
+        // Stub impls could not name the runtime either.
+        cx.into_compile_errors()
     }
 }
 

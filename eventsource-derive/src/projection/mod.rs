@@ -15,8 +15,11 @@ pub(crate) fn derive(input: &syn::DeriveInput) -> TokenStream {
     validate::check(&cx, &projection);
     if cx.is_ok() {
         expand::expand(&projection)
-    } else {
+    } else if projection.krate.found() {
         fallback::projection(cx, &projection)
+    } else {
+        // Stub impls could not name the runtime either.
+        cx.into_compile_errors()
     }
 }
 
