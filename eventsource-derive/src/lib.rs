@@ -90,7 +90,7 @@ pub fn derive_domain_event(input: TokenStream) -> TokenStream {
 ///     events(Opened, Deposited),        // required: the events it writes and folds
 ///     snapshot_every = 100,             // snapshot every 100 events (needs serde on the state)
 ///     snapshot_version = 2,             // the snapshot schema; bump it when the state changes
-///     event_enum = AccountEvent,        // the enum's name (`<Aggregate>Event` by default)
+///     event_enum = AccountEvents,       // the enum's name (`<Aggregate>Event` by default)
 ///     crate = "::eventsource_core",
 /// )]
 /// ```
@@ -103,7 +103,11 @@ pub fn derive_domain_event(input: TokenStream) -> TokenStream {
 /// The generated enum (same visibility as the aggregate) has one variant per listed event,
 /// named after the type's last path segment, and implements `From` each event, `EventSet`
 /// (decoding dispatches on the stored name or an alias, then on the version), `IntoEvents`,
-/// and `Debug`, `Clone`, `PartialEq` when every listed event does. `apply` calls one
+/// and `Debug`, `Clone`, `PartialEq` when every listed event does. It is defined beside the
+/// aggregate, so no other item of that module may have its name: where a type `AccountEvent`
+/// exists already, name the enum of `Account` otherwise with `event_enum = AccountEvents`
+/// (without it, rustc reports the name defined twice, and errors about the other type
+/// follow). `apply` calls one
 /// `Apply<E>` impl per listed event: a missing one is a compile error naming the event. The
 /// compiler also checks that no two listed events share a stored name.
 ///
