@@ -16,7 +16,6 @@ mod assert;
 mod ctxt;
 mod event;
 mod events;
-mod fallback;
 mod krate;
 mod parse;
 mod projection;

@@ -2,12 +2,12 @@
 
 mod ast;
 mod expand;
+mod fallback;
 mod validate;
 
 use proc_macro2::TokenStream;
 
 use crate::ctxt::Ctxt;
-use crate::fallback;
 
 pub(crate) fn derive(input: &syn::DeriveInput) -> TokenStream {
     let cx = Ctxt::new();
@@ -16,12 +16,9 @@ pub(crate) fn derive(input: &syn::DeriveInput) -> TokenStream {
     if cx.is_ok() {
         expand::expand(&aggregate)
     } else if aggregate.krate.found() {
-        fallback::aggregate(cx, &aggregate)
+        fallback::emit(cx, &aggregate)
     } else {
         // Stub impls could not name the runtime either.
         cx.into_compile_errors()
     }
 }
-
-pub(crate) use ast::Aggregate;
-pub(crate) use expand::{conversions, event_enum};

@@ -2,12 +2,12 @@
 
 mod ast;
 mod expand;
+mod fallback;
 mod validate;
 
 use proc_macro2::TokenStream;
 
 use crate::ctxt::Ctxt;
-use crate::fallback;
 
 pub(crate) fn derive(input: &syn::DeriveInput) -> TokenStream {
     let cx = Ctxt::new();
@@ -16,11 +16,9 @@ pub(crate) fn derive(input: &syn::DeriveInput) -> TokenStream {
     if cx.is_ok() {
         expand::expand(&event)
     } else if event.krate.found() {
-        fallback::event(cx, &event)
+        fallback::emit(cx, &event)
     } else {
         // Stub impls could not name the runtime either.
         cx.into_compile_errors()
     }
 }
-
-pub(crate) use ast::Event;
