@@ -39,27 +39,35 @@ impl Krate {
     /// The path given with `crate = "..."`, or the one the user's Cargo.toml implies. A runtime
     /// that is no dependency at all is reported into `cx`.
     pub(crate) fn new(cx: &Ctxt, given: Option<syn::Path>) -> Self {
-        let lookup = match given {
-            Some(_) => Lookup::Unknown,
-            None => lookup(proc_macro_crate::crate_name(PACKAGE)),
-        };
-        let name = match &lookup {
-            Lookup::Named(name) => syn::parse_str::<syn::Ident>(name).ok(),
-            Lookup::Missing | Lookup::Unknown => None,
-        };
-        let found = lookup != Lookup::Missing;
-        if !found {
-            cx.error_at(
-                Span::call_site(),
-                format!(
-                    "`{PACKAGE}` is not a dependency of this crate: add it to `[dependencies]` in Cargo.toml, or name the path it is re-exported at with `crate = \"...\"`"
-                ),
-            );
+        let default = || syn::Ident::new(DEFAULT, Span::call_site());
+        if given.is_some() {
+            return Self {
+                path: given,
+                name: default(),
+                found: true,
+            };
         }
+        let name = match lookup(proc_macro_crate::crate_name(PACKAGE)) {
+            Lookup::Named(name) => syn::parse_str::<syn::Ident>(&name).ok(),
+            Lookup::Unknown => None,
+            Lookup::Missing => {
+                cx.error_at(
+                    Span::call_site(),
+                    format!(
+                        "`{PACKAGE}` is not a dependency of this crate: add it to `[dependencies]` in Cargo.toml, or name the path it is re-exported at with `crate = \"...\"`"
+                    ),
+                );
+                return Self {
+                    path: None,
+                    name: default(),
+                    found: false,
+                };
+            }
+        };
         Self {
-            path: given,
-            name: name.unwrap_or_else(|| syn::Ident::new(DEFAULT, Span::call_site())),
-            found,
+            path: None,
+            name: name.unwrap_or_else(default),
+            found: true,
         }
     }
 
