@@ -18,7 +18,7 @@ pub use crate::codec;
 pub use crate::envelope::RecordedEvent;
 pub use crate::error::{BoxError, DecodeError, EncodeError};
 pub use crate::event::{DomainEvent, EventSet, EventType, IntoEvents};
-pub use crate::projection::{Handle, HandlerError, Projection};
+pub use crate::projection::{Handle, HandlerError, ListsEvent, Projection};
 pub use crate::{aggregate::Aggregate, aggregate::Apply};
 
 use serde::Serialize;
@@ -128,6 +128,63 @@ where
             source: source.into(),
         })
     }
+}
+
+/// The `reset = path` hook of a derived projection `P` with context `C`: a
+/// `fn(&mut P, &mut C) -> Result<(), HandlerError>`, `async` (its future `Send`) or not. `M`
+/// tells the two apart (`Async` or `Blocking`) and is inferred.
+#[diagnostic::on_unimplemented(
+    message = "`reset` must name a `fn(&mut self, &mut {C}) -> Result<(), HandlerError>`, `async` or not",
+    label = "found `{Self}`",
+    note = "the hook clears the read model before a rebuild, e.g. `async fn clear(&mut self, _: &mut {C}) -> Result<(), HandlerError> {{ .. }}` (an `async` hook's future must be `Send`)"
+)]
+pub trait ResetHook<'p, 'c, P: 'p, C: 'c, M> {
+    /// What calling the hook returns.
+    type Future: Future<Output = Result<(), HandlerError>> + Send;
+    /// Calls the hook.
+    fn call(self, projection: &'p mut P, ctx: &'c mut C) -> Self::Future;
+}
+
+/// [`ResetHook`] of an `async fn`.
+pub enum Async {}
+/// [`ResetHook`] of a plain `fn`, which runs when the hook is called.
+pub enum Blocking {}
+
+#[diagnostic::do_not_recommend]
+impl<'p, 'c, P: 'p, C: 'c, F, Fut> ResetHook<'p, 'c, P, C, Async> for F
+where
+    F: FnOnce(&'p mut P, &'c mut C) -> Fut,
+    Fut: Future<Output = Result<(), HandlerError>> + Send,
+{
+    type Future = Fut;
+
+    #[inline]
+    fn call(self, projection: &'p mut P, ctx: &'c mut C) -> Fut {
+        self(projection, ctx)
+    }
+}
+
+#[diagnostic::do_not_recommend]
+impl<'p, 'c, P: 'p, C: 'c, F> ResetHook<'p, 'c, P, C, Blocking> for F
+where
+    F: FnOnce(&'p mut P, &'c mut C) -> Result<(), HandlerError>,
+{
+    type Future = core::future::Ready<Result<(), HandlerError>>;
+
+    #[inline]
+    fn call(self, projection: &'p mut P, ctx: &'c mut C) -> Self::Future {
+        core::future::ready(self(projection, ctx))
+    }
+}
+
+/// Calls a projection's `reset` hook (`P` and `C` given, so a message can name them).
+#[inline]
+pub fn reset<'p, 'c, P: 'p, C: 'c, M, F: ResetHook<'p, 'c, P, C, M>>(
+    hook: F,
+    projection: &'p mut P,
+    ctx: &'c mut C,
+) -> F::Future {
+    hook.call(projection, ctx)
 }
 
 /// Runs a raw upcaster over the JSON of an older version that has no type of its own.

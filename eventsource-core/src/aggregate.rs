@@ -13,6 +13,10 @@ use crate::ids::StreamId;
 /// events always give the same state (it runs again on every load).
 pub trait Aggregate: Default + Send + Sync + 'static {
     /// The aggregate's name: the category of its streams (`"account"` gives `"account-42"`).
+    ///
+    /// `#[derive(Aggregate)]` takes it from `#[aggregate(name = "...")]` and accepts ASCII
+    /// letters, digits, `_` and `.`, starting with a letter. A hand-written impl may use any
+    /// string: [`Aggregate::stream_id`] escapes what it must, so no two aggregates share a stream.
     const NAME: &'static str;
     /// Take a snapshot every this many events (`None`: never).
     const SNAPSHOT_EVERY: Option<u64> = None;
@@ -28,7 +32,9 @@ pub trait Aggregate: Default + Send + Sync + 'static {
     /// scope without making `state.apply(&e)` ambiguous.
     fn apply_event(&mut self, event: &Self::Event);
 
-    /// The stream of the aggregate instance `id`.
+    /// The stream of the aggregate instance `id`: [`StreamId::for_aggregate`] of
+    /// [`Aggregate::NAME`] and `id`, so `"account"` and `"42"` give `"account-42"`. Any id is
+    /// allowed: two different (aggregate name, id) pairs never give one stream.
     fn stream_id(id: &str) -> StreamId {
         StreamId::for_aggregate(Self::NAME, id)
     }

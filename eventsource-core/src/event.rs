@@ -43,7 +43,8 @@ use crate::error::{DecodeError, EncodeError};
     note = "add `#[derive(DomainEvent)]` and `#[event(name = \"...\")]` to `{Self}`"
 )]
 pub trait DomainEvent: Sized + Send + Sync + 'static {
-    /// The stored type name.
+    /// The stored type name. `#[derive(DomainEvent)]` accepts 1 to 255 bytes of printable
+    /// ASCII (`!` to `~`), such as `account.opened`, for names and aliases alike.
     const NAME: &'static str;
     /// The schema version this type encodes (1 for a type that never changed).
     const VERSION: u32;
@@ -98,8 +99,9 @@ pub trait EventSet: Sized + Send + Sync + 'static {
 /// `Option<T>`, `Vec<T>` and arrays of anything that converts into the event set, and (by
 /// `#[derive(Aggregate)]`) for the event set and each listed event.
 #[diagnostic::on_unimplemented(
-    message = "a decision must return events of the aggregate, found `{Self}`",
-    note = "return one listed event, `Option<_>`, `Vec<_>` or an array of them, or `()` for none"
+    message = "`{Self}` is not listed in `events(..)` of the aggregate whose events are `{Ev}`",
+    label = "a decision returns events of its aggregate",
+    note = "list `{Self}` in `#[aggregate(events(..))]`, or return one listed event, `Option<_>`, `Vec<_>` or an array of them, or `()` for none"
 )]
 pub trait IntoEvents<Ev> {
     /// The events, in order.

@@ -1,5 +1,6 @@
 //! Newtypes for the identifiers people mix up: streams, versions, positions, event ids.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -7,7 +8,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-/// The identity of one event stream, usually `"<aggregate name>-<aggregate id>"`.
+/// The identity of one event stream, usually `"<aggregate name>-<aggregate id>"` (see
+/// [`StreamId::for_aggregate`]).
 ///
 /// Cheap to clone (a shared string). Any non-empty UTF-8 string is a valid stream id; stores
 /// bind it as a parameter, so quotes and unicode are safe.
@@ -27,13 +29,74 @@ impl StreamId {
         Self(id.into())
     }
 
-    /// The stream id of an aggregate instance: `"<category>-<id>"`.
+    /// The stream id of an aggregate instance: the category (the aggregate's name), `-`, then
+    /// the id.
+    ///
+    /// Two different `(category, id)` pairs never give one stream, whatever either contains:
+    /// the id is kept as it is, and in the category `%` is written `%25` and `-` is written
+    /// `%2D`, so the first `-` of the stream id always ends the category
+    /// ([`StreamId::aggregate_parts`] splits it back). A category that follows the rule of
+    /// aggregate names (ASCII letters, digits, `_` and `.`, which `#[derive(Aggregate)]`
+    /// enforces) is written unchanged, so stream ids stay readable:
+    ///
+    /// ```
+    /// # use eventsource_core::StreamId;
+    /// assert_eq!(StreamId::for_aggregate("account", "42").as_str(), "account-42");
+    /// assert_eq!(StreamId::for_aggregate("bank", "account-42").as_str(), "bank-account-42");
+    /// // A hand-written `Aggregate::NAME` may hold a `-`: it cannot pass for another aggregate.
+    /// assert_eq!(StreamId::for_aggregate("bank-account", "42").as_str(), "bank%2Daccount-42");
+    /// ```
     pub fn for_aggregate(category: &str, id: &str) -> Self {
-        let mut s = String::with_capacity(category.len() + 1 + id.len());
-        s.push_str(category);
+        let escaped = category
+            .bytes()
+            .filter(|b| matches!(b, b'-' | b'%'))
+            .count();
+        let mut s = String::with_capacity(category.len() + 2 * escaped + 1 + id.len());
+        if escaped == 0 {
+            s.push_str(category);
+        } else {
+            for c in category.chars() {
+                match c {
+                    '%' => s.push_str("%25"),
+                    '-' => s.push_str("%2D"),
+                    c => s.push(c),
+                }
+            }
+        }
         s.push('-');
         s.push_str(id);
         Self(s.into())
+    }
+
+    /// The category and id of a stream id [`StreamId::for_aggregate`] wrote, or `None` for one
+    /// it cannot have written (no `-`, or a `%` in the category that is not `%25` or `%2D`).
+    ///
+    /// ```
+    /// # use eventsource_core::StreamId;
+    /// let stream = StreamId::for_aggregate("bank-account", "42");
+    /// let (category, id) = stream.aggregate_parts().unwrap();
+    /// assert_eq!((&*category, id), ("bank-account", "42"));
+    /// assert_eq!(StreamId::new("no separator").aggregate_parts(), None);
+    /// ```
+    pub fn aggregate_parts(&self) -> Option<(Cow<'_, str>, &str)> {
+        let (category, id) = self.0.split_once('-')?;
+        if !category.contains('%') {
+            return Some((Cow::Borrowed(category), id));
+        }
+        let mut unescaped = String::with_capacity(category.len());
+        let mut rest = category;
+        while let Some(at) = rest.find('%') {
+            unescaped.push_str(&rest[..at]);
+            let escape = rest.get(at..at + 3)?;
+            unescaped.push(match escape {
+                "%25" => '%',
+                "%2D" => '-',
+                _ => return None,
+            });
+            rest = &rest[at + 3..];
+        }
+        unescaped.push_str(rest);
+        Some((Cow::Owned(unescaped), id))
     }
 
     /// The id as a string slice.
@@ -318,6 +381,72 @@ mod tests {
         assert!(!ExpectedVersion::StreamExists.matches(Version::ZERO));
         assert!(ExpectedVersion::Exact(Version::new(3)).matches(Version::new(3)));
         assert!(!ExpectedVersion::Exact(Version::new(3)).matches(Version::new(2)));
+    }
+
+    #[test]
+    fn aggregate_streams_never_collide_across_aggregates() {
+        // A `-` in the name would otherwise make these one stream, `bank-account-42`.
+        let a = StreamId::for_aggregate("bank-account", "42");
+        let b = StreamId::for_aggregate("bank", "account-42");
+        assert_ne!(a, b);
+        // The escape character itself is escaped: `%2D` in a name is not a written `-`.
+        let c = StreamId::for_aggregate("bank%2Daccount", "42");
+        assert_ne!(a, c);
+        assert_ne!(
+            StreamId::for_aggregate("a-", "b"),
+            StreamId::for_aggregate("a", "-b")
+        );
+    }
+
+    #[test]
+    fn names_that_follow_the_rule_are_stored_unchanged() {
+        assert_eq!(
+            StreamId::for_aggregate("account", "42").as_str(),
+            "account-42"
+        );
+        assert_eq!(
+            StreamId::for_aggregate("shop.order_v2", "a-b%c").as_str(),
+            "shop.order_v2-a-b%c"
+        );
+    }
+
+    #[test]
+    fn odd_categories_and_ids_round_trip() {
+        let cases = [
+            ("account", "42"),
+            ("bank-account", "42"),
+            ("bank", "account-42"),
+            ("%", "%"),
+            ("%2D", "-"),
+            ("--", "--"),
+            ("-%-", ""),
+            ("", "id"),
+            ("", ""),
+            ("kontø-ü", "ïd 1"),
+            ("100%", "x%2Dy"),
+        ];
+        for (category, id) in cases {
+            let stream = StreamId::for_aggregate(category, id);
+            let (c, i) = stream.aggregate_parts().unwrap();
+            assert_eq!((&*c, i), (category, id), "{stream}");
+        }
+        for (i, (c1, id1)) in cases.iter().enumerate() {
+            for (c2, id2) in &cases[..i] {
+                assert_ne!(
+                    StreamId::for_aggregate(c1, id1),
+                    StreamId::for_aggregate(c2, id2),
+                    "({c1:?}, {id1:?}) and ({c2:?}, {id2:?})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn stream_ids_for_aggregate_never_wrote_have_no_parts() {
+        assert_eq!(StreamId::new("hot").aggregate_parts(), None);
+        assert_eq!(StreamId::new("a%2x-1").aggregate_parts(), None);
+        assert_eq!(StreamId::new("a%2d-1").aggregate_parts(), None);
+        assert_eq!(StreamId::new("a%-1").aggregate_parts(), None);
     }
 
     #[test]

@@ -35,8 +35,8 @@ pub use event::{DomainEvent, EventSet, EventType, IntoEvents};
 pub use ids::{EventId, ExpectedVersion, ParsePositionError, Position, StreamId, Version};
 pub use metadata::Metadata;
 pub use projection::{
-    Handle, HandlerError, Projection, ProjectionControl, ProjectionError, ProjectionHandle,
-    ProjectionRunner, ProjectionStatus,
+    Handle, HandlerError, ListsEvent, Projection, ProjectionControl, ProjectionError,
+    ProjectionHandle, ProjectionRunner, ProjectionStatus,
 };
 pub use registry::{EventRegistry, RegistryError};
 pub use repository::{At, CommandOptions, Executed, Loaded, Repository, RetryPolicy};
@@ -53,7 +53,7 @@ pub use eventsource_derive::{Aggregate, DomainEvent, Projection};
 pub mod prelude {
     pub use crate::{
         Aggregate, AnyStore, Apply, At, CommandError, CommandOptions, Commit, DomainEvent,
-        EventStore, Handle, HandlerError, InMemoryStore, Metadata, Position, Projection,
-        ProjectionRunner, RecordedEvent, Repository, StreamId, Version,
+        EventStore, Handle, HandlerError, InMemoryStore, ListsEvent, Metadata, Position,
+        Projection, ProjectionRunner, RecordedEvent, Repository, StreamId, Version,
     };
 }

@@ -2,8 +2,11 @@
 //! `Aggregate` and `Projection`.
 //!
 //! Use them through `eventsource_core` (feature `derive`, on by default), which re-exports
-//! them; generated code refers to `::eventsource_core` unless an item says otherwise with
-//! `crate = "..."`. Each derive parses its attribute into a typed model, validates it
+//! them; generated code refers to the runtime by the name the crate's Cargo.toml gives
+//! `eventsource-core` (`::eventsource_core`, or `::es` after
+//! `es = { package = "eventsource-core" }`), unless an item gives its path with
+//! `crate = "..."` (for a re-export). A crate whose Cargo.toml does not list the runtime gets
+//! one error saying so. Each derive parses its attribute into a typed model, validates it
 //! (reporting every mistake at once, at the user's tokens), then expands.
 //!
 #![doc = include_str!("../docs/upcasting.md")]
@@ -13,7 +16,7 @@ mod assert;
 mod ctxt;
 mod event;
 mod events;
-mod fallback;
+mod krate;
 mod parse;
 mod projection;
 mod symbol;
@@ -43,7 +46,10 @@ use syn::parse_macro_input;
 /// never tries types one after another.
 ///
 /// The name is the stored identity: changing it is a data migration (or keep the old one as an
-/// `alias`). The compiler checks that `previous` has a lower version and the same name (or an
+/// `alias`). Names and aliases are 1 to 255 bytes of printable ASCII (`!` to `~`: no whitespace,
+/// control or non-ASCII characters), such as `account.opened` or `order.line_added`; another
+/// name is a compile error. The compiler checks that `previous` has the version directly
+/// below (version 3 names its version 2 type, never version 1) and the same name (or an
 /// alias).
 ///
 /// ```
@@ -83,15 +89,24 @@ pub fn derive_domain_event(input: TokenStream) -> TokenStream {
 ///     events(Opened, Deposited),        // required: the events it writes and folds
 ///     snapshot_every = 100,             // snapshot every 100 events (needs serde on the state)
 ///     snapshot_version = 2,             // the snapshot schema; bump it when the state changes
-///     event_enum = AccountEvent,        // the enum's name (`<Aggregate>Event` by default)
+///     event_enum = AccountEvents,       // the enum's name (`<Aggregate>Event` by default)
 ///     crate = "::eventsource_core",
 /// )]
 /// ```
 ///
+/// The name is the category of the aggregate's streams: `Aggregate::stream_id("42")` of
+/// aggregate `account` is `account-42`. It is made of ASCII letters, digits, `_` and `.`,
+/// starting with a letter (so no `-`, which ends the name in a stream id); another name is a
+/// compile error. Renaming an aggregate moves it to other streams: a data migration.
+///
 /// The generated enum (same visibility as the aggregate) has one variant per listed event,
 /// named after the type's last path segment, and implements `From` each event, `EventSet`
 /// (decoding dispatches on the stored name or an alias, then on the version), `IntoEvents`,
-/// and `Debug`, `Clone`, `PartialEq` when every listed event does. `apply` calls one
+/// and `Debug`, `Clone`, `PartialEq` when every listed event does. It is defined beside the
+/// aggregate, so no other item of that module may have its name: where a type `AccountEvent`
+/// exists already, name the enum of `Account` otherwise with `event_enum = AccountEvents`
+/// (without it, rustc reports the name defined twice, and errors about the other type
+/// follow). `apply` calls one
 /// `Apply<E>` impl per listed event: a missing one is a compile error naming the event. The
 /// compiler also checks that no two listed events share a stored name.
 ///
@@ -146,10 +161,16 @@ pub fn derive_aggregate(input: TokenStream) -> TokenStream {
 ///
 /// `event_types()` returns every listed event's stored name and aliases (a `static`), so the
 /// store filters the log; `handle_event` decodes only listed types (others are never
-/// deserialised), upcasting older versions, and calls `Handle<E>`. A payload that does not
+/// deserialised), upcasting older versions, and calls `Handle<E>`. It implements `ListsEvent<E>`
+/// for each listed event, which `Handle<E>` requires: a handler for an event the projection does
+/// not list (one that would never be called) is a compile error. A payload that does not
 /// decode is the handler's error (a boxed `DecodeError`). With `reset = path`, `Projection::reset`
-/// calls `path(&mut self, &mut Context)`, an `async fn` returning `Result<(), HandlerError>`:
-/// a rebuild then clears the read model before it replays the log from zero.
+/// calls `path(&mut self, &mut Context)`, a `fn` returning `Result<(), HandlerError>`, `async`
+/// (its future `Send`) or not: a rebuild then clears the read model before it replays the log
+/// from zero. Another signature is a compile error that names the one expected.
+///
+/// Generic projections are supported; the listed events must be concrete types, as for
+/// aggregates.
 ///
 /// ```
 /// use eventsource_core::prelude::*;

@@ -3,7 +3,7 @@
 //! for misspelt keys, and the `crate = "..."` path.
 
 use proc_macro2::{Span, TokenStream, TokenTree};
-use quote::{ToTokens, quote, quote_spanned};
+use quote::ToTokens;
 use syn::meta::ParseNestedMeta;
 use syn::parse::{ParseStream, discouraged::Speculative};
 use syn::punctuated::Punctuated;
@@ -361,29 +361,6 @@ pub(crate) fn crate_path(meta: &ParseNestedMeta<'_>, key: Symbol) -> syn::Result
             format!("`{key}` expects a path to the eventsource runtime, e.g. `{key} = \"::eventsource_core\"`"),
         )
     })
-}
-
-/// The path generated code uses for the runtime crate: `::eventsource_core` unless the user
-/// gave `crate = "..."`.
-#[derive(Clone)]
-pub(crate) struct Krate(Option<syn::Path>);
-
-impl Krate {
-    pub(crate) fn new(path: Option<syn::Path>) -> Self {
-        Self(path)
-    }
-
-    /// The path, spanned at `span` (so an error in the expression it starts lands there).
-    pub(crate) fn at(&self, span: Span) -> TokenStream {
-        match &self.0 {
-            Some(path) => quote!(#path),
-            None => quote_spanned!(span=> ::eventsource_core),
-        }
-    }
-
-    pub(crate) fn call_site(&self) -> TokenStream {
-        self.at(Span::call_site())
-    }
 }
 
 /// Reports a derive on a union (`what` says what to use instead): none of the derived traits

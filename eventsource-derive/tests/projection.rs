@@ -200,3 +200,36 @@ async fn a_rebuild_calls_the_reset_hook_before_replaying() {
     );
     handle.shutdown().await.unwrap();
 }
+
+/// A read model cleared by a plain `fn`: a hook with nothing to wait for need not be `async`.
+#[derive(Default, Projection)]
+#[projection(name = "tallies", events(Shipped), reset = Self::clear)]
+pub struct Tallies {
+    pub count: usize,
+}
+
+impl Tallies {
+    fn clear(&mut self, (): &mut ()) -> Result<(), HandlerError> {
+        self.count = 0;
+        Ok(())
+    }
+}
+
+impl Handle<Shipped> for Tallies {
+    async fn handle(
+        &mut self,
+        _: Shipped,
+        _: &RecordedEvent,
+        _: &mut (),
+    ) -> Result<(), HandlerError> {
+        self.count += 1;
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_plain_fn_can_be_the_reset_hook() {
+    let mut tallies = Tallies { count: 3 };
+    Projection::reset(&mut tallies, &mut ()).await.unwrap();
+    assert_eq!(tallies.count, 0);
+}

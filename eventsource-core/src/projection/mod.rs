@@ -62,14 +62,31 @@ pub trait Projection: Send + 'static {
     }
 }
 
+/// Marks `E` as one of the events projection `Self` lists, so that its [`Handle<E>`] impl runs:
+/// `Handle<E>` requires it, and a handler for an event the projection does not list (it would
+/// never be called, leaving the read model silently wrong) is a compile error.
+///
+/// `#[derive(Projection)]` implements it for each event in `events(...)`. A generic handler
+/// says it covers listed events only (`impl<E> Handle<E> for P where Self: ListsEvent<E>, ..`).
+/// A hand-written [`Projection`] dispatches in its own [`Projection::handle_event`] and needs
+/// no `Handle` impls; one that implements `Handle<E>` anyway implements this too
+/// (`impl ListsEvent<E> for P {}`), once its `event_types` and `handle_event` cover `E`.
+#[diagnostic::on_unimplemented(
+    message = "projection `{Self}` implements `Handle<{E}>` but does not list `{E}` in `events(..)`",
+    label = "this handler would never be called",
+    note = "add `{E}` to `#[projection(events(..))]` of `{Self}`, or remove this impl"
+)]
+pub trait ListsEvent<E> {}
+
 /// Handles one event type. `#[derive(Projection)]` requires one impl per listed event, and
-/// calls it with the decoded (and upcast) event.
+/// calls it with the decoded (and upcast) event; an impl for an event the projection does not
+/// list is a compile error (see [`ListsEvent`]).
 #[diagnostic::on_unimplemented(
     message = "projection `{Self}` lists event `{E}` but does not implement `Handle<{E}>`",
     label = "missing `impl Handle<{E}> for {Self}`",
     note = "add `impl Handle<{E}> for {Self} {{ async fn handle(&mut self, event: {E}, envelope: &RecordedEvent, ctx: &mut Self::Context) -> Result<(), HandlerError> {{ .. }} }}`"
 )]
-pub trait Handle<E>: Projection {
+pub trait Handle<E>: Projection + ListsEvent<E> {
     /// Handles `event`; `envelope` carries its stream, version, position, id and metadata.
     fn handle(
         &mut self,

@@ -3,8 +3,9 @@
 use syn::{LitInt, LitStr};
 
 use crate::ctxt::Ctxt;
-use crate::events::EventList;
-use crate::parse::{self, Krate, Slot};
+use crate::events::{EventList, Listed};
+use crate::krate::Krate;
+use crate::parse::{self, Slot};
 use crate::symbol::{self, Symbol};
 
 pub(crate) struct Snapshots {
@@ -92,7 +93,7 @@ impl<'a> Aggregate<'a> {
             .unwrap_or_else(|| quote::format_ident!("{}Event", input.ident));
         Aggregate {
             input,
-            krate: Krate::new(krate.take().map(|(_, p)| p)),
+            krate: Krate::new(cx, krate.take().map(|(_, p)| p)),
             name,
             name_given,
             events,
@@ -105,5 +106,20 @@ impl<'a> Aggregate<'a> {
             }),
             snapshot_version: snapshot_version.take().map(|(key, (v, lit))| (key, v, lit)),
         }
+    }
+}
+
+impl Aggregate<'_> {
+    /// The events that become variants of the event enum: the first listed event of each
+    /// variant name (a later one with the same name is reported by a const assertion, which
+    /// needs the events' stored identities to tell what went wrong).
+    pub(crate) fn variants(&self) -> Vec<&Listed> {
+        let mut variants: Vec<&Listed> = Vec::with_capacity(self.events.events.len());
+        for e in &self.events.events {
+            if !variants.iter().any(|v| v.variant == e.variant) {
+                variants.push(e);
+            }
+        }
+        variants
     }
 }

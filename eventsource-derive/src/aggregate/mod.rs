@@ -2,12 +2,12 @@
 
 mod ast;
 mod expand;
+mod fallback;
 mod validate;
 
 use proc_macro2::TokenStream;
 
 use crate::ctxt::Ctxt;
-use crate::fallback;
 
 pub(crate) fn derive(input: &syn::DeriveInput) -> TokenStream {
     let cx = Ctxt::new();
@@ -15,10 +15,10 @@ pub(crate) fn derive(input: &syn::DeriveInput) -> TokenStream {
     validate::check(&cx, &aggregate);
     if cx.is_ok() {
         expand::expand(&aggregate)
+    } else if aggregate.krate.found() {
+        fallback::emit(cx, &aggregate)
     } else {
-        fallback::aggregate(cx, &aggregate)
+        // Stub impls could not name the runtime either.
+        cx.into_compile_errors()
     }
 }
-
-pub(crate) use ast::Aggregate;
-pub(crate) use expand::{conversions, event_enum};

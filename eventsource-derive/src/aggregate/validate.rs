@@ -14,7 +14,12 @@ pub(crate) fn check(cx: &Ctxt, aggregate: &Aggregate<'_>) {
         events::check_not_empty(cx, &aggregate.events, "aggregate");
     }
     events::check_listed_once(cx, &aggregate.events);
-    check_variant_names(cx, aggregate);
+    events::check_concrete(
+        cx,
+        &aggregate.events,
+        aggregate.input,
+        "its event enum is not generic",
+    );
     check_snapshots(cx, aggregate);
 }
 
@@ -28,38 +33,35 @@ fn check_item_kind(cx: &Ctxt, aggregate: &Aggregate<'_>) {
     );
 }
 
-/// The name is the stream category: not empty, no `-` (it separates category and id).
+/// The name is the category of its streams: ASCII letters, digits, `_` and `.`, starting with a
+/// letter. Such a name is written unchanged in stream ids (`account-42`), and holds no `-`, the
+/// character that ends the category there.
 fn check_name(cx: &Ctxt, aggregate: &Aggregate<'_>) {
     if !aggregate.name_given {
         return;
     }
     let value = aggregate.name.value();
-    if value.trim().is_empty() {
-        cx.error_spanned_by(
-            &aggregate.name,
-            "the aggregate `name` cannot be empty: it is the category of its streams",
-        );
-    }
-}
-
-/// The generated enum names each variant after the event type's last path segment, so two
-/// listed types cannot end in the same name.
-fn check_variant_names(cx: &Ctxt, aggregate: &Aggregate<'_>) {
-    let events = &aggregate.events.events;
-    for (i, e) in events.iter().enumerate() {
-        if let Some(first) = events[..i]
-            .iter()
-            .find(|f| f.variant == e.variant && f.text != e.text)
-        {
-            cx.error_spanned_by(
-                &e.ty,
-                format!(
-                    "`{}` and `{}` would both be the variant `{}` of `{}`: rename one of the event types",
-                    first.text, e.text, e.variant, aggregate.event_enum
-                ),
-            );
+    let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.';
+    let message = match value.chars().find(|&c| !allowed(c)) {
+        _ if value.is_empty() => {
+            "the aggregate `name` cannot be empty: it is the category of its streams".to_owned()
         }
-    }
+        Some('-') => format!(
+            "an aggregate `name` cannot contain `-`: it ends the name in stream ids (`{value}-42`); use ASCII letters, digits, `_` and `.`, e.g. `{}`",
+            value.replace('-', "_")
+        ),
+        Some(c) if c.is_whitespace() => "an aggregate `name` cannot contain whitespace: use ASCII letters, digits, `_` and `.`, e.g. `bank_account`".to_owned(),
+        Some(c) => format!(
+            "`{}` cannot be in an aggregate `name`: use ASCII letters, digits, `_` and `.`, starting with a letter",
+            c.escape_debug()
+        ),
+        None if !value.starts_with(|c: char| c.is_ascii_alphabetic()) => format!(
+            "an aggregate `name` starts with an ASCII letter: `{value}` starts with `{}`",
+            &value[..1]
+        ),
+        None => return,
+    };
+    cx.error_spanned_by(&aggregate.name, message);
 }
 
 /// `snapshot_every` is at least 1, and `snapshot_version` (a schema version, from 1) only

@@ -4,7 +4,8 @@ use proc_macro2::Span;
 use syn::{LitInt, LitStr};
 
 use crate::ctxt::Ctxt;
-use crate::parse::{self, Krate, Slot};
+use crate::krate::Krate;
+use crate::parse::{self, Slot};
 use crate::symbol::{self, Symbol};
 
 /// How versions older than [`Event::version`] decode.
@@ -97,7 +98,7 @@ impl<'a> Event<'a> {
         };
         Event {
             input,
-            krate: Krate::new(krate.take().map(|(_, p)| p)),
+            krate: Krate::new(cx, krate.take().map(|(_, p)| p)),
             name,
             name_given,
             version,

@@ -33,27 +33,26 @@ pub(crate) fn expand(event: &Event<'_>) -> TokenStream {
             bounds.push(quote!(#ty: #krate::DomainEvent));
             bounds.push(quote!(Self: #krate::__private::UpcastFrom<#ty>));
             checks.extend(previous_checks(event, ty, generic));
-            Some(quote_spanned! {span=>
-                match <#ty as #k::DomainEvent>::decode(__version, __payload) {
-                    ::core::result::Result::Ok(__previous) => {
-                        <#self_at_ty as #k::__private::UpcastFrom<#ty>>::upcast_from(
-                            __previous,
-                            #name,
-                            <#ty as #k::DomainEvent>::VERSION,
-                            #version,
-                        )
-                    }
+            // The calls take the `previous` type's span (a missing conversion is reported
+            // there), their arguments do not: locals stay call-site, so they resolve whatever
+            // hygiene `ty` carries.
+            let args = quote!(__version, __payload);
+            let decode = quote_spanned!(span=> <#ty as #k::DomainEvent>::decode(#args));
+            let args = quote!(__previous, #name, <#ty as #krate::DomainEvent>::VERSION, #version);
+            let upcast = quote_spanned!(span=> <#self_at_ty as #k::__private::UpcastFrom<#ty>>::upcast_from(#args));
+            Some(quote! {
+                match #decode {
+                    ::core::result::Result::Ok(__previous) => #upcast,
                     ::core::result::Result::Err(__error) => {
-                        ::core::result::Result::Err(#k::__private::from_chain(__error, #version))
+                        ::core::result::Result::Err(#krate::__private::from_chain(__error, #version))
                     }
                 }
             })
         }
         Older::UpcastJson { func, .. } => {
             let k = event.krate.at(func.span());
-            let upcast = quote_spanned! {func.span()=>
-                #k::__private::upcast_json(#name, __version, #version, __payload, #func)
-            };
+            let args = quote!(#name, __version, #version, __payload, #func);
+            let upcast = quote_spanned!(func.span()=> #k::__private::upcast_json(#args));
             Some(quote! {
                 match #upcast {
                     ::core::result::Result::Ok(__value) => {
@@ -109,9 +108,10 @@ pub(crate) fn expand(event: &Event<'_>) -> TokenStream {
     }
 }
 
-/// The link to the previous version: its version is lower, and it is stored under this
-/// event's name or one of its aliases (otherwise the aggregate would never route its stored
-/// events here).
+/// The link to the previous version: its version is the one directly below (a lower one
+/// leaves the versions between without a type, and their stored events without a decoding),
+/// and it is stored under this event's name or one of its aliases (otherwise the aggregate
+/// would never route its stored events here).
 fn previous_checks(event: &Event<'_>, previous: &syn::Type, generic: bool) -> TokenStream {
     let krate = event.krate.call_site();
     let version = event.version;
@@ -129,6 +129,18 @@ fn previous_checks(event: &Event<'_>, previous: &syn::Type, generic: bool) -> To
         ),
         generic,
     );
+    let below = version - 1;
+    let directly_below = const_assert(
+        span,
+        quote! {
+            <#previous as #krate::DomainEvent>::VERSION >= #version
+                || <#previous as #krate::DomainEvent>::VERSION == #below
+        },
+        &format!(
+            "the `previous` of `{ident}` (version {version}) must be its version {below}: `{prev_text}` is older, so stored version {below} events would not decode (name the version {below} type, whose own `previous` leads further down)"
+        ),
+        generic,
+    );
     let same_name = const_assert(
         span,
         quote! {
@@ -142,7 +154,7 @@ fn previous_checks(event: &Event<'_>, previous: &syn::Type, generic: bool) -> To
         ),
         generic,
     );
-    quote!(#lower #same_name)
+    quote!(#lower #directly_below #same_name)
 }
 
 pub(crate) fn is_generic(generics: &syn::Generics) -> bool {

@@ -2,12 +2,12 @@
 
 mod ast;
 mod expand;
+mod fallback;
 mod validate;
 
 use proc_macro2::TokenStream;
 
 use crate::ctxt::Ctxt;
-use crate::fallback;
 
 pub(crate) fn derive(input: &syn::DeriveInput) -> TokenStream {
     let cx = Ctxt::new();
@@ -15,9 +15,10 @@ pub(crate) fn derive(input: &syn::DeriveInput) -> TokenStream {
     validate::check(&cx, &event);
     if cx.is_ok() {
         expand::expand(&event)
+    } else if event.krate.found() {
+        fallback::emit(cx, &event)
     } else {
-        fallback::event(cx, &event)
+        // Stub impls could not name the runtime either.
+        cx.into_compile_errors()
     }
 }
-
-pub(crate) use ast::Event;

@@ -20,23 +20,45 @@ fn check_item_kind(cx: &Ctxt, event: &Event<'_>) {
     parse::reject_union(cx, event.input, "DomainEvent", "use a struct or an enum");
 }
 
-/// The stored name is not empty and has no surrounding whitespace: it is a key in the store.
+/// The longest stored name (or alias), in bytes.
+const MAX_NAME_LEN: usize = 255;
+
+/// The stored name is 1 to 255 bytes of printable ASCII (`!` to `~`): it is a key in the store
+/// and in log filters, read by people and other programs, so no whitespace, control or
+/// non-ASCII characters.
 fn check_name(cx: &Ctxt, event: &Event<'_>) {
-    let value = event.name.value();
     if !event.name_given {
         return; // already reported
     }
-    if value.trim().is_empty() {
-        cx.error_spanned_by(
-            &event.name,
-            "the event `name` cannot be empty: it is the type name the store records",
-        );
-    } else if value.trim() != value {
-        cx.error_spanned_by(
-            &event.name,
-            "the event `name` has leading or trailing whitespace",
-        );
+    if let Some(message) = stored_name_problem(&event.name.value(), "name") {
+        cx.error_spanned_by(&event.name, message);
     }
+}
+
+/// What is wrong with a stored name given as `key` (`name` or `alias`), if anything.
+fn stored_name_problem(value: &str, key: &str) -> Option<String> {
+    let bad = value.chars().find(|c| !c.is_ascii_graphic());
+    Some(match bad {
+        _ if value.is_empty() => {
+            if key == "name" {
+                "the event `name` cannot be empty: it is the type name the store records".to_owned()
+            } else {
+                format!("an event `{key}` cannot be empty")
+            }
+        }
+        Some(c) if c.is_whitespace() => format!(
+            "an event `{key}` cannot contain whitespace: separate words with `.` or `_`, e.g. `account.opened`"
+        ),
+        Some(c) => format!(
+            "`{}` cannot be in an event `{key}`: use printable ASCII (`!` to `~`), e.g. `account.opened`",
+            c.escape_debug()
+        ),
+        None if value.len() > MAX_NAME_LEN => format!(
+            "an event `{key}` has at most {MAX_NAME_LEN} bytes, this one has {}",
+            value.len()
+        ),
+        None => return None,
+    })
 }
 
 /// Schema versions start at 1.
@@ -51,12 +73,12 @@ fn check_version(cx: &Ctxt, event: &Event<'_>) {
     }
 }
 
-/// An alias is a different, non-empty name, given once.
+/// An alias follows the rule of names, differs from the name, and is given once.
 fn check_aliases(cx: &Ctxt, event: &Event<'_>) {
     for (i, alias) in event.aliases.iter().enumerate() {
         let value = alias.value();
-        if value.trim().is_empty() {
-            cx.error_spanned_by(alias, "an event `alias` cannot be empty");
+        if let Some(message) = stored_name_problem(&value, "alias") {
+            cx.error_spanned_by(alias, message);
         } else if value == event.name.value() {
             cx.error_spanned_by(
                 alias,

@@ -4,7 +4,8 @@ use syn::LitStr;
 
 use crate::ctxt::Ctxt;
 use crate::events::EventList;
-use crate::parse::{self, Krate, Slot};
+use crate::krate::Krate;
+use crate::parse::{self, Slot};
 use crate::symbol::{self, Symbol};
 
 pub(crate) struct Projection<'a> {
@@ -73,7 +74,7 @@ impl<'a> Projection<'a> {
         });
         Projection {
             input,
-            krate: Krate::new(krate.take().map(|(_, p)| p)),
+            krate: Krate::new(cx, krate.take().map(|(_, p)| p)),
             name,
             name_given,
             events,

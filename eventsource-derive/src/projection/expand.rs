@@ -22,7 +22,9 @@ pub(crate) fn expand(projection: &Projection<'_>) -> TokenStream {
         .map(|e| {
             let (ty, span) = (&e.ty, e.span());
             let k = projection.krate.at(span);
-            quote_spanned!(span=> <Self as #k::Handle<#ty>>::handle(self, __e, __event, __ctx))
+            // The call takes the event's span, its arguments stay call-site (hygiene).
+            let args = quote!(self, __e, __event, __ctx);
+            quote_spanned!(span=> <Self as #k::Handle<#ty>>::handle(#args))
         })
         .collect();
     let arm = |ty: &syn::Type, handle: &TokenStream| {
@@ -47,16 +49,23 @@ pub(crate) fn expand(projection: &Projection<'_>) -> TokenStream {
     let dispatch = quote!(#(#by_name)* #(#by_alias)*);
     let generics = parse::impl_generics(&projection.input.generics, &[]);
     let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
+    let lists = lists_events(projection);
     let checks = events::identity_checks(&projection.krate, &projection.events, false);
+    // The hook is called through a helper whose bound names the signature expected; the call
+    // takes the hook's span (errors land there), `self` and locals stay call-site.
     let reset = projection.reset.as_ref().map(|path| {
-        quote_spanned! {path_span(path)=>
+        let span = path_span(path);
+        let k = projection.krate.at(span);
+        let args = quote!(#path, self, __ctx);
+        let call = quote_spanned!(span=> #k::__private::reset::<Self, Self::Context, _, _>(#args));
+        quote! {
             fn reset(
                 &mut self,
                 __ctx: &mut Self::Context,
             ) -> impl ::core::future::Future<
                 Output = ::core::result::Result<(), #krate::HandlerError>,
             > + ::core::marker::Send {
-                #path(self, __ctx)
+                #call
             }
         }
     });
@@ -94,9 +103,31 @@ pub(crate) fn expand(projection: &Projection<'_>) -> TokenStream {
                 #reset
             }
 
+            #lists
             #checks
         };
     }
+}
+
+/// `ListsEvent<E>` for each listed event: what lets the user's `Handle<E>` impls exist.
+fn lists_events(projection: &Projection<'_>) -> TokenStream {
+    let krate = projection.krate.call_site();
+    let ident = &projection.input.ident;
+    let generics = parse::impl_generics(&projection.input.generics, &[]);
+    let (impl_generics, ty_generics, where_clause) = generics.split_for_impl();
+    // Spanned at the listed types, so a message about another impl points at the list.
+    projection
+        .events
+        .events
+        .iter()
+        .map(|e| {
+            let ty = &e.ty;
+            quote_spanned! {e.span()=>
+                #[automatically_derived]
+                impl #impl_generics #krate::ListsEvent<#ty> for #ident #ty_generics #where_clause {}
+            }
+        })
+        .collect()
 }
 
 pub(crate) fn context(projection: &Projection<'_>) -> TokenStream {

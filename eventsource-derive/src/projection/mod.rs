@@ -2,12 +2,12 @@
 
 mod ast;
 mod expand;
+mod fallback;
 mod validate;
 
 use proc_macro2::TokenStream;
 
 use crate::ctxt::Ctxt;
-use crate::fallback;
 
 pub(crate) fn derive(input: &syn::DeriveInput) -> TokenStream {
     let cx = Ctxt::new();
@@ -15,10 +15,10 @@ pub(crate) fn derive(input: &syn::DeriveInput) -> TokenStream {
     validate::check(&cx, &projection);
     if cx.is_ok() {
         expand::expand(&projection)
+    } else if projection.krate.found() {
+        fallback::emit(cx, &projection)
     } else {
-        fallback::projection(cx, &projection)
+        // Stub impls could not name the runtime either.
+        cx.into_compile_errors()
     }
 }
-
-pub(crate) use ast::Projection;
-pub(crate) use expand::context;

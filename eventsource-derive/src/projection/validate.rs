@@ -14,6 +14,12 @@ pub(crate) fn check(cx: &Ctxt, projection: &Projection<'_>) {
         events::check_not_empty(cx, &projection.events, "projection");
     }
     events::check_listed_once(cx, &projection.events);
+    events::check_concrete(
+        cx,
+        &projection.events,
+        projection.input,
+        "the events it handles are the same for every instance",
+    );
 }
 
 /// A projection is a struct or an enum.

@@ -48,11 +48,13 @@ impl Balances {
     }
 }
 
-/// One impl for every event the account folds. Projections run at least once per event, so an
-/// event at or below the version already folded in is a replay and is skipped.
+/// One impl for every event the account folds and the projection lists. Projections run at
+/// least once per event, so an event at or below the version already folded in is a replay and
+/// is skipped.
 impl<E: Send + 'static> Handle<E> for Balances
 where
     Account: Apply<E>,
+    Self: ListsEvent<E>,
 {
     async fn handle(&mut self, e: E, at: &RecordedEvent, _: &mut ()) -> Result<(), HandlerError> {
         let mut accounts = self.accounts.lock();
