@@ -4,6 +4,7 @@
 
 use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use tracing::Instrument;
 use tracing::field::Empty;
 
@@ -51,28 +52,35 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// only the events from the version it was loaded at on: on a hot stream a retry costs
     /// the few events that won the race, not the whole stream again. A decision with no events
     /// commits nothing and returns [`Commit::empty`].
-    pub async fn execute<D, E, F>(&self, id: &str, decide: F) -> Result<Executed, CommandError<E>>
+    pub fn execute<'a, D, E, F>(
+        &'a self,
+        id: &'a str,
+        decide: F,
+    ) -> BoxFuture<'a, Result<Executed, CommandError<E>>>
     where
-        F: FnMut(&A) -> Result<D, E> + Send,
-        D: IntoEvents<A::Event>,
+        F: FnMut(&A) -> Result<D, E> + Send + 'a,
+        D: IntoEvents<A::Event> + 'a,
+        E: Send + 'a,
     {
         self.execute_with(id, CommandOptions::default(), decide)
-            .await
     }
 
     /// [`Repository::execute`] with metadata and an idempotency key.
-    pub async fn execute_with<D, E, F>(
-        &self,
-        id: &str,
+    pub fn execute_with<'a, D, E, F>(
+        &'a self,
+        id: &'a str,
         options: CommandOptions,
         mut decide: F,
-    ) -> Result<Executed, CommandError<E>>
+    ) -> BoxFuture<'a, Result<Executed, CommandError<E>>>
     where
-        F: FnMut(&A) -> Result<D, E> + Send,
-        D: IntoEvents<A::Event>,
+        F: FnMut(&A) -> Result<D, E> + Send + 'a,
+        D: IntoEvents<A::Event> + 'a,
+        E: Send + 'a,
     {
-        let mut decide_all = |[state]: [&A; 1]| decide(state).map(|d| [d]);
-        self.execute_many_with([id], options, &mut decide_all).await
+        Box::pin(async move {
+            let mut decide_all = |[state]: [&A; 1]| decide(state).map(|d| [d]);
+            self.run_command([id], options, &mut decide_all).await
+        })
     }
 
     /// Runs one command over several aggregates of this type, committing atomically: either
@@ -88,25 +96,42 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// }).await;
     /// # }
     /// ```
-    pub async fn execute_many<const N: usize, D, E, F>(
-        &self,
-        ids: [&str; N],
+    pub fn execute_many<'a, const N: usize, D, E, F>(
+        &'a self,
+        ids: [&'a str; N],
         decide: F,
-    ) -> Result<Executed, CommandError<E>>
+    ) -> BoxFuture<'a, Result<Executed, CommandError<E>>>
     where
-        F: FnMut([&A; N]) -> Result<[D; N], E> + Send,
-        D: IntoEvents<A::Event>,
+        F: FnMut([&A; N]) -> Result<[D; N], E> + Send + 'a,
+        D: IntoEvents<A::Event> + 'a,
+        E: Send + 'a,
     {
         self.execute_many_with(ids, CommandOptions::default(), decide)
-            .await
     }
 
     /// [`Repository::execute_many`] with metadata and an idempotency key.
-    pub async fn execute_many_with<const N: usize, D, E, F>(
+    pub fn execute_many_with<'a, const N: usize, D, E, F>(
+        &'a self,
+        ids: [&'a str; N],
+        options: CommandOptions,
+        mut decide: F,
+    ) -> BoxFuture<'a, Result<Executed, CommandError<E>>>
+    where
+        F: FnMut([&A; N]) -> Result<[D; N], E> + Send + 'a,
+        D: IntoEvents<A::Event> + 'a,
+        E: Send + 'a,
+    {
+        Box::pin(async move { self.run_command(ids, options, &mut decide).await })
+    }
+
+    /// What every `execute*` runs (behind a boxed future: the bounds on the decision are
+    /// checked once, where the command is called, so a decision returning an event the
+    /// aggregate does not list is one error, not one per await).
+    async fn run_command<const N: usize, D, E, F>(
         &self,
         ids: [&str; N],
         options: CommandOptions,
-        mut decide: F,
+        decide: &mut F,
     ) -> Result<Executed, CommandError<E>>
     where
         F: FnMut([&A; N]) -> Result<[D; N], E> + Send,
@@ -134,7 +159,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             let mut tries = Tries::new(self.retry);
             let mut lock = None;
             let result = self
-                .attempts(&streams, &options, &mut decide, &mut tries, &mut lock)
+                .attempts(&streams, &options, decide, &mut tries, &mut lock)
                 .await;
             if let Some(lock) = lock {
                 if let Err(error) = lock.release().await {
