@@ -11,8 +11,10 @@ use uuid::Uuid;
 /// The identity of one event stream, usually `"<aggregate name>-<aggregate id>"` (see
 /// [`StreamId::for_aggregate`]).
 ///
-/// Cheap to clone (a shared string). Any non-empty UTF-8 string is a valid stream id; stores
-/// bind it as a parameter, so quotes and unicode are safe.
+/// Cheap to clone (a shared string). Every store takes stream ids of 1 to 2,048 bytes of
+/// UTF-8 without a NUL character ([`crate::store::input`]) and rejects others with
+/// [`StoreError::InvalidRequest`](crate::StoreError::InvalidRequest); stores bind it as a
+/// parameter, so quotes and unicode are safe.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct StreamId(Arc<str>);

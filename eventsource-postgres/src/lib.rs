@@ -3,8 +3,10 @@
 //! The PostgreSQL event store for eventsource, on sqlx: [`PgStore`] implements the core's
 //! [`EventStore`](eventsource_core::EventStore), plus live subscriptions through
 //! LISTEN/NOTIFY, transactional and inline projections ([`PgProjectionRunner`],
-//! [`PgStore::with_inline_projection`]), a per-stream lock for hot streams
-//! ([`PgStore::lock_stream`]) and lag reporting ([`PgStore::lag`]). PostgreSQL 13 or newer.
+//! [`PgStore::with_inline_projection`]), the writers' lock that lets a command on a hot stream
+//! make progress ([`EventStore::lock_streams`](eventsource_core::EventStore::lock_streams)),
+//! reads that ride out dropped connections, and lag reporting ([`PgStore::lag`]). PostgreSQL
+//! 13 or newer.
 //!
 //! ```no_run
 //! # async fn doc() -> Result<(), eventsource_core::StoreError> {
@@ -142,6 +144,34 @@
 //! and an append) so makes the server answer two round trips, not four. Transactions (the
 //! transactional runner, inline projections, page streams) and the per-stream lock's
 //! waiting take their connections from the pool as before.
+//!
+//! ## The writers' lock
+//!
+//! A command that keeps losing races on a hot stream takes the stream's writers' lock
+//! ([`EventStore::lock_streams`](eventsource_core::EventStore::lock_streams), through the
+//! repository's [`RetryPolicy`](eventsource_core::RetryPolicy)). Here it is a session
+//! advisory lock on `hashtextextended('<schema>/<stream>', 11)`, held exclusively and shared
+//! by a connection of the lock's own, and every append checks it with a shared,
+//! transaction-scoped try-lock on the same key: the direct statements in their `WHERE`
+//! clause, `append_events` (migration 0005) before it looks at versions. So while a session
+//! holds the lock, or waits for it, appends of other sessions to that stream write nothing
+//! and answer [`StoreError::StreamLocked`](eventsource_core::StoreError::StreamLocked); the
+//! lock's own appends run on its session and pass. (PostgreSQL refuses a shared try-lock
+//! while another session waits for the key, even to the session that holds the key
+//! exclusively; holding it shared as well makes the holder's own checks pass at once.)
+//! Appends never wait for one another on the check. A waiter from another process is served
+//! once the appends in flight commit, in the order the waiters queued; in one process the
+//! lockers queue in the store first, so one connection per stream waits, not one per
+//! locker. With inline projections, the lock's appends run in a transaction on its session.
+//!
+//! ## Reads ride out dropped connections
+//!
+//! Reads are idempotent: one that fails because the server ended its connection (a
+//! restart, a failover, `pg_terminate_backend`) or could not serve it for a moment is tried
+//! again on a fresh connection, with backoff, for up to
+//! [`PgStoreBuilder::read_retry_for`] (10 s by default); a stream read cut midway goes on
+//! after the last event it handed out. Appends retry on their own terms (their event ids
+//! make a retry after a lost reply safe) and surface after a few attempts.
 //!
 //! ## Checkpoints
 //!
