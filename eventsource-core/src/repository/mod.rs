@@ -3,9 +3,9 @@
 //! catch up and decide again; a command that keeps losing runs under the streams' writers'
 //! lock, so it cannot lose again.
 //!
-//! Its steps live apart: [`load`] (where a load starts: the state cache, a snapshot that
-//! matches its stream, or nothing), [`command`] (the decide/append loop), [`commit`] (encoding,
-//! idempotency and what follows a commit: the cache, snapshots) and [`retry`] (the policy, and
+//! Its steps live apart: `load` (where a load starts: the state cache, a snapshot that matches
+//! its stream, or nothing), `command` (the decide/append loop), `commit` (encoding,
+//! idempotency and what follows a commit: the cache, snapshots) and `retry` (the policy, and
 //! the one place that counts attempts).
 
 mod cache;
@@ -101,7 +101,7 @@ pub struct Repository<A, S> {
     store: S,
     retry: RetryPolicy,
     cache: Option<Arc<StateCache<A>>>,
-    /// The snapshots already reported as not matching their streams (see [`load`]), so each
+    /// The snapshots already reported as not matching their streams (see `load.rs`), so each
     /// is reported once, not on every load. Shared with clones.
     reported: Arc<Mutex<HashSet<(StreamId, Version)>>>,
     _aggregate: PhantomData<fn() -> A>,
