@@ -35,8 +35,8 @@ pub use event::{DomainEvent, EventSet, EventType, IntoEvents};
 pub use ids::{EventId, ExpectedVersion, ParsePositionError, Position, StreamId, Version};
 pub use metadata::Metadata;
 pub use projection::{
-    Handle, HandlerError, ListsEvent, Projection, ProjectionControl, ProjectionError,
-    ProjectionHandle, ProjectionRunner, ProjectionStatus,
+    Handle, HandlerError, ListsEvent, Projection, ProjectionError, ProjectionHandle,
+    ProjectionRunner, ProjectionStatus,
 };
 pub use registry::{EventRegistry, RegistryError};
 pub use repository::{At, CommandOptions, Executed, Loaded, Repository, RetryPolicy};

@@ -203,7 +203,7 @@ mod xid;
 
 pub use context::PgProjectionContext;
 pub use horizon::{PgHorizonHolder, PgLag, PgPreparedXact};
-pub use projection::PgProjectionRunner;
+pub use projection::{PgBatches, PgProjectionRunner};
 pub use schema::PgSchema;
 pub use store::{IDLE_CHECK_AFTER, PgStore, PgStoreBuilder};
 pub use xid::Xid8;

@@ -1,20 +1,15 @@
-//! Transactional projections: the runner hands each handler the transaction in which the
-//! projection's checkpoint commits, so a read model in the same database is updated exactly
-//! once per event. One runner per projection across processes holds a lease (a session
-//! advisory lock); others stand by and take over when it dies. Checkpoint writes are fenced
-//! by a lease token, so a runner that lost its lease cannot commit.
+//! Transactional projections: the core's one runner loop with the PostgreSQL store's batches
+//! ([`PgBatches`]): each batch of events is handled inside one transaction that also saves
+//! the checkpoint, so a read model in the same database is updated exactly once per event.
+//! One runner per projection across processes holds a lease (a session advisory lock on a
+//! connection of its own); others stand by and take over when it dies. Checkpoint writes are
+//! fenced by a lease token, so a runner that lost its lease cannot commit.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use eventsource_core::projection::{LogFeed, RETRY_START, guarded, pause_if_retryable};
-use eventsource_core::{
-    EventStore, LogPage, Position, Projection, ProjectionControl, ProjectionError,
-    ProjectionHandle, ProjectionStatus, StoreError,
-};
+use eventsource_core::projection::{BackendError, RunnerBackend};
+use eventsource_core::{Position, Projection, ProjectionError, ProjectionHandle, ProjectionRunner};
 use sqlx::{Connection, PgConnection};
-use tokio::sync::{mpsc, oneshot, watch};
-use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::context::PgProjectionContext;
@@ -22,25 +17,269 @@ use crate::errors::backend;
 use crate::rows::{position_from, position_params};
 use crate::store::PgStore;
 
-/// Why a batch did not commit.
-enum BatchError {
-    /// Another runner took the lease over.
-    LeaseLost,
-    /// A handler or the store failed.
-    Failed(ProjectionError),
-}
+/// How long a check of the lease's session may take before the lease counts as lost.
+const LEASE_PING_LIMIT: Duration = Duration::from_secs(2);
+
+/// The seed of the lease's advisory-lock key: `hashtextextended('<schema>/<projection>', 13)`.
+const LEASE_SEED: i64 = 13;
 
 /// The lease: a session advisory lock on a connection of its own, and the token stamped on
-/// the checkpoint row when it was taken.
+/// the checkpoint row when it was taken. The connection lives on a watchdog task, which
+/// checks it every lease check and says at once (through `PgBatches::alive`) when it is
+/// gone; dropping the lease stops the task and closes the connection, which releases the
+/// lock.
 struct Lease {
-    conn: PgConnection,
     token: Uuid,
+    watchdog: tokio::task::JoinHandle<()>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
-/// Runs a [`Projection`] whose context is a [`PgProjectionContext`]: each batch of events is
-/// handled inside one transaction that also saves the checkpoint. While it catches up, the
-/// next batches are streamed (on another pooled connection, see [`LogFeed`]) while the
-/// current one is handled and commits, so it holds at most three batches.
+/// The PostgreSQL store's batches for the core runner
+/// ([`RunnerBackend`](eventsource_core::projection::RunnerBackend)): a batch is a
+/// transaction of the store's pool, handed to the handlers as a [`PgProjectionContext`], in
+/// which the checkpoint is saved (fenced by the lease token) before it commits; the right to
+/// run is the projection's lease.
+pub struct PgBatches {
+    store: PgStore,
+    standby_poll: Duration,
+    lease: Option<Lease>,
+    /// Whether the lease is held: false the moment its session is found gone.
+    alive: tokio::sync::watch::Sender<bool>,
+    /// A standby's connection, kept between attempts to take the lease.
+    standby: Option<PgConnection>,
+}
+
+impl std::fmt::Debug for PgBatches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgBatches")
+            .field("leader", &self.lease.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PgBatches {
+    fn new(store: PgStore) -> Self {
+        Self {
+            store,
+            standby_poll: Duration::from_millis(500),
+            lease: None,
+            alive: tokio::sync::watch::Sender::new(false),
+            standby: None,
+        }
+    }
+
+    /// Hands the lease's connection to a watchdog task that checks it every
+    /// `standby_poll` (bounded by [`LEASE_PING_LIMIT`]) and marks the lease lost when it
+    /// does not answer.
+    fn watch_lease(&mut self, mut conn: PgConnection, token: Uuid) {
+        let alive = self.alive.clone();
+        alive.send_replace(true);
+        let every = self.standby_poll;
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let watchdog = tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => break,
+                    () = tokio::time::sleep(every) => {}
+                }
+                let answered = tokio::time::timeout(LEASE_PING_LIMIT, conn.ping()).await;
+                if !matches!(answered, Ok(Ok(()))) {
+                    tracing::warn!(
+                        "the lease's session is gone (the server ended it, or cannot be reached)"
+                    );
+                    alive.send_replace(false);
+                    return;
+                }
+            }
+            // Closing the connection releases the advisory lock.
+            let _ = conn.close().await;
+        });
+        self.lease = Some(Lease {
+            token,
+            watchdog,
+            stop: Some(stop),
+        });
+    }
+
+    /// Tries to take the lease of `name`: its checkpoint when taken, `None` while another
+    /// runner holds it.
+    async fn take_lease(&mut self, name: &'static str) -> Result<Option<Position>, BackendError> {
+        let options = self.store.pool().connect_options();
+        // A standby keeps its connection between attempts.
+        let mut conn = match self.standby.take() {
+            Some(conn) => conn,
+            None => PgConnection::connect_with(&options)
+                .await
+                .map_err(|e| backend("opening the lease connection", e))?,
+        };
+        let key = format!("{}/{}", self.store.schema().as_str(), name);
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, $2))")
+            .bind(&key)
+            .bind(LEASE_SEED)
+            .fetch_one(&mut conn)
+            .await
+            .map_err(|e| backend("taking the projection lease", e))?;
+        if !got {
+            self.standby = Some(conn);
+            return Ok(None);
+        }
+        let token = Uuid::new_v4();
+        let (c, s): (i64, i64) = sqlx::query_as(&self.store.inner().sql.take_lease)
+            .bind(name)
+            .bind(token)
+            .fetch_one(self.store.pool())
+            .await
+            .map_err(|e| backend("stamping the projection lease", e))?;
+        let checkpoint = position_from(c, s).unwrap_or(Position::ZERO);
+        self.watch_lease(conn, token);
+        tracing::info!(%checkpoint, "took the projection lease");
+        Ok(Some(checkpoint))
+    }
+
+    /// The durable checkpoint of `name` if this runner's lease is whole: its session alive,
+    /// its token still on the checkpoint row. `None` (and the lease dropped) otherwise.
+    async fn confirm_lease(
+        &mut self,
+        name: &'static str,
+    ) -> Result<Option<Position>, BackendError> {
+        let Some(lease) = self.lease.as_ref() else {
+            return Ok(None);
+        };
+        if !*self.alive.borrow() || lease.watchdog.is_finished() {
+            self.drop_lease().await;
+            return Ok(None);
+        }
+        let token = lease.token;
+        let row: Option<(i64, i64)> =
+            sqlx::query_as(&self.store.inner().sql.load_leased_checkpoint)
+                .bind(name)
+                .bind(token)
+                .fetch_optional(self.store.pool())
+                .await
+                .map_err(|e| backend("loading the checkpoint", e))?;
+        match row {
+            Some((c, s)) => Ok(Some(position_from(c, s).unwrap_or(Position::ZERO))),
+            None => {
+                // Another runner stamped its token: it holds the projection now.
+                self.drop_lease().await;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Gives the lease up: the watchdog closes its connection (which releases the lock).
+    async fn drop_lease(&mut self) {
+        self.alive.send_replace(false);
+        if let Some(mut lease) = self.lease.take() {
+            if let Some(stop) = lease.stop.take() {
+                let _ = stop.send(());
+            }
+            let _ = lease.watchdog.await;
+        }
+    }
+}
+
+impl Drop for PgBatches {
+    fn drop(&mut self) {
+        // The watchdog closes the lease's connection, which releases the lock.
+        if let Some(stop) = self.lease.as_mut().and_then(|l| l.stop.take()) {
+            let _ = stop.send(());
+        }
+    }
+}
+
+impl RunnerBackend for PgBatches {
+    type Context = PgProjectionContext;
+    const ATOMIC: bool = true;
+
+    async fn lead(&mut self, name: &'static str) -> Result<Option<Position>, BackendError> {
+        if let Some(checkpoint) = self.confirm_lease(name).await? {
+            return Ok(Some(checkpoint));
+        }
+        self.take_lease(name).await
+    }
+
+    fn leadership(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        Some(self.alive.subscribe())
+    }
+
+    fn standby_poll(&self) -> Duration {
+        self.standby_poll
+    }
+
+    async fn begin(&mut self) -> Result<PgProjectionContext, BackendError> {
+        let tx = self
+            .store
+            .pool()
+            .begin()
+            .await
+            .map_err(|e| backend("beginning a batch", e))?;
+        Ok(PgProjectionContext::new(tx, self.store.clone()))
+    }
+
+    async fn commit(
+        &mut self,
+        mut ctx: PgProjectionContext,
+        name: &'static str,
+        to: Position,
+    ) -> Result<(), BackendError> {
+        let token = self
+            .lease
+            .as_ref()
+            .map(|l| l.token)
+            .ok_or(BackendError::LeaseLost)?;
+        let (c, s) = position_params(to);
+        let saved = sqlx::query(&self.store.inner().sql.save_checkpoint_fenced)
+            .bind(name)
+            .bind(c)
+            .bind(s)
+            .bind(token)
+            .execute(ctx.conn())
+            .await
+            .map_err(|e| backend("saving the checkpoint", e))?;
+        if saved.rows_affected() == 0 {
+            // Dropping the transaction rolls the batch back.
+            return Err(BackendError::LeaseLost);
+        }
+        ctx.commit()
+            .await
+            .map(drop)
+            .map_err(|e| backend("committing a batch", e).into())
+    }
+
+    async fn abandon(&mut self, ctx: PgProjectionContext) -> bool {
+        ctx.rollback().await.is_ok()
+    }
+
+    async fn step_down(&mut self) {
+        self.drop_lease().await;
+        if let Some(conn) = self.standby.take() {
+            let _ = conn.close().await;
+        }
+    }
+
+    fn is_transient(&self, error: &(dyn std::error::Error + 'static)) -> bool {
+        // A handler's `?` on a statement whose connection died (the batch's own transaction
+        // went with it): a fault of the store, not of the handler.
+        let mut cause = Some(error);
+        while let Some(e) = cause {
+            if let Some(sqlx) = e.downcast_ref::<sqlx::Error>() {
+                return crate::errors::is_retryable(sqlx);
+            }
+            cause = e.source();
+        }
+        false
+    }
+}
+
+/// Runs a [`Projection`] whose context is a [`PgProjectionContext`]: the core's
+/// [`ProjectionRunner`] with [`PgBatches`]. Each batch of events is handled inside one
+/// transaction that also saves the checkpoint (exactly once); one runner per projection
+/// holds the lease across processes, the others stand by. While it catches up, the next
+/// batches are streamed on another pooled connection while the current one is handled and
+/// commits, so it holds at most three batches. Faults of the server (a restart, a failover,
+/// its sessions ended) are ridden out: the runner pauses, takes its lease again (or stands
+/// by if another runner won it) and goes on from the durable checkpoint.
 ///
 /// ```no_run
 /// # use eventsource_postgres::*;
@@ -51,403 +290,60 @@ struct Lease {
 /// # }
 /// ```
 pub struct PgProjectionRunner<P> {
-    store: PgStore,
-    projection: P,
-    batch_size: usize,
-    standby_poll: Duration,
-    checkpoint: Position,
-    lease: Option<Lease>,
-    /// A standby's connection, kept between attempts to take the lease.
-    standby: Option<PgConnection>,
+    runner: ProjectionRunner<P, PgStore, PgBatches>,
 }
 
 impl<P> std::fmt::Debug for PgProjectionRunner<P> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PgProjectionRunner")
-            .field("checkpoint", &self.checkpoint)
-            .field("leader", &self.lease.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-fn store_error<P: Projection>(source: StoreError) -> ProjectionError {
-    ProjectionError::Store {
-        projection: P::NAME,
-        source,
+            .field("runner", &self.runner)
+            .finish()
     }
 }
 
 impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
     /// A runner for `projection` over `store`, with batches of 256 events.
     pub fn new(store: PgStore, projection: P) -> Self {
+        let batches = PgBatches::new(store.clone());
         Self {
-            store,
-            projection,
-            batch_size: 256,
-            standby_poll: Duration::from_millis(500),
-            checkpoint: Position::ZERO,
-            lease: None,
-            standby: None,
+            runner: ProjectionRunner::with_backend(store, projection, batches),
         }
     }
 
     /// How many events one batch (one transaction) holds. The runner holds at most three
-    /// batches in memory (one handled, two read ahead: see [`LogFeed`]).
+    /// batches in memory (one handled, two read ahead).
     pub fn batch_size(mut self, n: usize) -> Self {
-        self.batch_size = n.max(1);
+        self.runner = self.runner.batch_size(n);
         self
     }
 
     /// How often a standby runner tries to take the lease (default 500 ms).
     pub fn standby_poll(mut self, every: Duration) -> Self {
-        self.standby_poll = every;
+        self.runner.backend_mut().standby_poll = every;
         self
     }
 
     /// The projection.
     pub fn projection(&self) -> &P {
-        &self.projection
+        self.runner.projection()
     }
 
     /// Takes the lease (waiting while another runner holds it), catches up to the current end
-    /// of the log and returns the checkpoint reached. Keeps the lease until dropped.
+    /// of the log and returns the checkpoint reached. Keeps the lease until dropped. A runner
+    /// that held the lease and finds another runner holding it now answers
+    /// [`ProjectionError::LeaseLost`].
     pub async fn catch_up(&mut self) -> Result<Position, ProjectionError> {
-        self.wait_for_lease(None).await?;
-        let mut feed = self.feed();
-        loop {
-            let page = feed.page(self.checkpoint).await.map_err(store_error::<P>)?;
-            if page.events.is_empty() && page.scanned_to <= self.checkpoint {
-                return Ok(self.checkpoint);
-            }
-            match self.process(page).await {
-                Ok(()) => {}
-                Err(BatchError::Failed(e)) => return Err(e),
-                Err(BatchError::LeaseLost) => {
-                    self.lease = None;
-                    return Err(lease_lost::<P>());
-                }
-            }
-        }
+        self.runner.catch_up().await
     }
 
     /// Clears the read model (in one transaction with the checkpoint), then catches up.
     pub async fn rebuild(&mut self) -> Result<Position, ProjectionError> {
-        self.wait_for_lease(None).await?;
-        match self.reset().await {
-            Ok(()) => self.catch_up().await,
-            Err(BatchError::Failed(e)) => Err(e),
-            Err(BatchError::LeaseLost) => {
-                self.lease = None;
-                Err(lease_lost::<P>())
-            }
-        }
+        self.runner.rebuild().await
     }
 
     /// Starts the runner on a tokio task: it stands by until it holds the lease, then
     /// catches up and follows the log live.
     pub fn spawn(self) -> ProjectionHandle {
-        let (control_tx, control_rx) = mpsc::channel(4);
-        let (status_tx, status_rx) = watch::channel(ProjectionStatus::default());
-        let span = tracing::info_span!("pg_projection", projection = P::NAME);
-        let task = tokio::spawn(self.run(control_rx, status_tx).instrument(span));
-        ProjectionHandle::from_parts(P::NAME, status_rx, control_tx, task)
-    }
-
-    async fn run(
-        mut self,
-        mut control: mpsc::Receiver<ProjectionControl>,
-        status: watch::Sender<ProjectionStatus>,
-    ) -> Result<(), ProjectionError> {
-        let followed = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
-            self.follow(&mut control, &status),
-        ))
-        .await;
-        let result = followed.unwrap_or_else(|payload| {
-            Err(ProjectionError::TaskEnded {
-                projection: P::NAME,
-                message: format!(
-                    "panicked: {}",
-                    eventsource_core::projection::panic_message(&*payload)
-                ),
-            })
-        });
-        if let Some(lease) = self.lease.take() {
-            // Closing the connection releases the advisory lock.
-            let _ = lease.conn.close().await;
-        }
-        if let Some(conn) = self.standby.take() {
-            let _ = conn.close().await;
-        }
-        status.send_modify(|s| {
-            s.stopped = true;
-            s.leader = false;
-            if let Err(e) = &result {
-                s.failed = Some(Arc::new(e.clone()));
-            }
-        });
-        if let Err(error) = &result {
-            tracing::error!(%error, "projection stopped");
-        }
-        result
-    }
-
-    async fn follow(
-        &mut self,
-        control: &mut mpsc::Receiver<ProjectionControl>,
-        status: &watch::Sender<ProjectionStatus>,
-    ) -> Result<(), ProjectionError> {
-        let mut wait = RETRY_START;
-        let mut feed = self.feed();
-        loop {
-            if self.lease.is_none() {
-                feed.stop();
-                status.send_modify(|s| s.leader = false);
-                if !self.wait_for_lease(Some(control)).await? {
-                    return Ok(());
-                }
-                status.send_modify(|s| {
-                    s.leader = true;
-                    s.checkpoint = self.checkpoint;
-                });
-            }
-            match control.try_recv() {
-                Ok(ProjectionControl::Shutdown) | Err(mpsc::error::TryRecvError::Disconnected) => {
-                    return Ok(());
-                }
-                Ok(ProjectionControl::Rebuild(ack)) => {
-                    feed.stop();
-                    self.rebuild_now(ack, status).await;
-                    continue;
-                }
-                Err(mpsc::error::TryRecvError::Empty) => {}
-            }
-            let page = match feed.page(self.checkpoint).await.map_err(store_error::<P>) {
-                Ok(page) => page,
-                Err(e) => {
-                    pause_if_retryable(e, &mut wait).await?;
-                    continue;
-                }
-            };
-            if page.events.is_empty() && page.scanned_to <= self.checkpoint {
-                status.send_modify(|s| s.caught_up = true);
-                tokio::select! {
-                    woke = self.store.wait_for_events(self.checkpoint) => {
-                        if let Err(error) = woke {
-                            tracing::warn!(%error, "waiting for events failed; polling");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                        }
-                    }
-                    msg = control.recv() => match msg {
-                        Some(ProjectionControl::Rebuild(ack)) => self.rebuild_now(ack, status).await,
-                        Some(ProjectionControl::Shutdown) | None => return Ok(()),
-                    },
-                }
-                continue;
-            }
-            let full = page.events.len() >= self.batch_size;
-            match self.process(page).await {
-                Ok(()) => {
-                    wait = RETRY_START;
-                    status.send_modify(|s| {
-                        s.checkpoint = self.checkpoint;
-                        s.caught_up = !full;
-                    });
-                }
-                Err(BatchError::LeaseLost) => {
-                    tracing::warn!("another runner took the lease over; standing by");
-                    self.lease = None;
-                }
-                Err(BatchError::Failed(e)) => {
-                    // Stop the read ahead now, not after the pause: its pages are not used.
-                    feed.stop();
-                    pause_if_retryable(e, &mut wait).await?;
-                }
-            }
-        }
-    }
-
-    /// Waits until this runner holds the lease, then loads the checkpoint. With `control`,
-    /// returns `Ok(false)` if a shutdown arrives first.
-    async fn wait_for_lease(
-        &mut self,
-        mut control: Option<&mut mpsc::Receiver<ProjectionControl>>,
-    ) -> Result<bool, ProjectionError> {
-        if self.lease.is_some() {
-            return Ok(true);
-        }
-        let mut wait = RETRY_START;
-        loop {
-            match self.try_take_lease().await {
-                Ok(true) => return Ok(true),
-                Ok(false) => {}
-                Err(e) => {
-                    pause_if_retryable(e, &mut wait).await?;
-                    continue;
-                }
-            }
-            match control.as_deref_mut() {
-                None => tokio::time::sleep(self.standby_poll).await,
-                Some(control) => tokio::select! {
-                    _ = tokio::time::sleep(self.standby_poll) => {}
-                    msg = control.recv() => match msg {
-                        Some(ProjectionControl::Rebuild(ack)) => {
-                            // Only the leader rebuilds; a standby says so.
-                            let _ = ack.send(Err(ProjectionError::Stopped {
-                                projection: P::NAME,
-                                cause: None,
-                            }));
-                        }
-                        Some(ProjectionControl::Shutdown) | None => return Ok(false),
-                    },
-                },
-            }
-        }
-    }
-
-    async fn try_take_lease(&mut self) -> Result<bool, ProjectionError> {
-        let inner = self.store.inner();
-        let options = inner.pool.connect_options();
-        // A standby keeps its connection between attempts.
-        let mut conn = match self.standby.take() {
-            Some(conn) => conn,
-            None => PgConnection::connect_with(&options)
-                .await
-                .map_err(|e| store_error::<P>(backend("opening the lease connection", e)))?,
-        };
-        let key = format!("{}/{}", inner.schema.as_str(), P::NAME);
-        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 13))")
-            .bind(&key)
-            .fetch_one(&mut conn)
-            .await
-            .map_err(|e| store_error::<P>(backend("taking the projection lease", e)))?;
-        if !got {
-            self.standby = Some(conn);
-            return Ok(false);
-        }
-        let token = Uuid::new_v4();
-        let (c, s): (i64, i64) = sqlx::query_as(&inner.sql.take_lease)
-            .bind(P::NAME)
-            .bind(token)
-            .fetch_one(&inner.pool)
-            .await
-            .map_err(|e| store_error::<P>(backend("stamping the projection lease", e)))?;
-        self.checkpoint = position_from(c, s).unwrap_or(Position::ZERO);
-        self.lease = Some(Lease { conn, token });
-        tracing::info!(checkpoint = %self.checkpoint, "took the projection lease");
-        Ok(true)
-    }
-
-    fn feed(&self) -> LogFeed<PgStore> {
-        LogFeed::new(self.store.clone(), self.batch_size, P::event_types())
-    }
-
-    fn token(&self) -> Result<Uuid, BatchError> {
-        self.lease
-            .as_ref()
-            .map(|l| l.token)
-            .ok_or(BatchError::LeaseLost)
-    }
-
-    // `&mut self`, not `&self`: the runner is `Send` but need not be `Sync`.
-    async fn begin(&mut self) -> Result<PgProjectionContext, BatchError> {
-        let tx =
-            self.store.pool().begin().await.map_err(|e| {
-                BatchError::Failed(store_error::<P>(backend("beginning a batch", e)))
-            })?;
-        Ok(PgProjectionContext::new(tx, self.store.clone()))
-    }
-
-    /// Saves the checkpoint in `ctx`'s transaction and commits, if this runner still holds
-    /// the lease.
-    async fn commit(
-        &mut self,
-        mut ctx: PgProjectionContext,
-        to: Position,
-    ) -> Result<(), BatchError> {
-        let token = self.token()?;
-        let (c, s) = position_params(to);
-        let fail = |e| BatchError::Failed(store_error::<P>(backend("saving the checkpoint", e)));
-        let saved = sqlx::query(&self.store.inner().sql.save_checkpoint_fenced)
-            .bind(P::NAME)
-            .bind(c)
-            .bind(s)
-            .bind(token)
-            .execute(ctx.conn())
-            .await
-            .map_err(fail)?;
-        if saved.rows_affected() == 0 {
-            return Err(BatchError::LeaseLost);
-        }
-        ctx.commit().await.map(drop).map_err(fail)
-    }
-
-    async fn process(&mut self, page: LogPage) -> Result<(), BatchError> {
-        let span = tracing::debug_span!(
-            "projection_batch",
-            projection = P::NAME,
-            from = %self.checkpoint,
-            to = %page.scanned_to,
-            events = page.events.len()
-        );
-        async {
-            let mut ctx = self.begin().await?;
-            let mut to = self.checkpoint;
-            for event in &page.events {
-                if let Err(failure) = guarded(self.projection.handle_event(event, &mut ctx)).await {
-                    // Dropping the transaction rolls back the read model; the checkpoint
-                    // stays where the batch began.
-                    return Err(BatchError::Failed(failure.on(P::NAME, event)));
-                }
-                to = event.position;
-            }
-            let to = page.scanned_to.max(to);
-            self.commit(ctx, to).await?;
-            self.checkpoint = to;
-            Ok(())
-        }
-        .instrument(span)
-        .await
-    }
-
-    async fn reset(&mut self) -> Result<(), BatchError> {
-        tracing::info!("rebuilding from zero");
-        let mut ctx = self.begin().await?;
-        guarded(self.projection.reset(&mut ctx))
-            .await
-            .map_err(|failure| {
-                BatchError::Failed(ProjectionError::Reset {
-                    projection: P::NAME,
-                    source: failure.into_shared(),
-                })
-            })?;
-        self.commit(ctx, Position::ZERO).await?;
-        self.checkpoint = Position::ZERO;
-        Ok(())
-    }
-
-    async fn rebuild_now(
-        &mut self,
-        ack: oneshot::Sender<Result<(), ProjectionError>>,
-        status: &watch::Sender<ProjectionStatus>,
-    ) {
-        let result = match self.reset().await {
-            Ok(()) => Ok(()),
-            Err(BatchError::Failed(e)) => Err(e),
-            Err(BatchError::LeaseLost) => {
-                self.lease = None;
-                Err(lease_lost::<P>())
-            }
-        };
-        status.send_modify(|s| {
-            s.checkpoint = self.checkpoint;
-            s.caught_up = false;
-        });
-        let _ = ack.send(result);
-    }
-}
-
-fn lease_lost<P: Projection>() -> ProjectionError {
-    ProjectionError::LeaseLost {
-        projection: P::NAME,
+        self.runner.spawn()
     }
 }

@@ -94,6 +94,7 @@ pub(crate) struct Sql {
     pub(crate) save_checkpoint: String,
     pub(crate) save_checkpoint_fenced: String,
     pub(crate) take_lease: String,
+    pub(crate) load_leased_checkpoint: String,
     pub(crate) lag: String,
 }
 
@@ -285,6 +286,10 @@ impl Sql {
             save_checkpoint_fenced: format!(
                 "UPDATE {s}.checkpoints SET commit_id = $2, seq = $3, updated_at = now() \
                  WHERE name = $1 AND lease_token = $4"
+            ),
+            // The checkpoint, if this runner's lease token is still on it.
+            load_leased_checkpoint: format!(
+                "SELECT commit_id, seq FROM {s}.checkpoints WHERE name = $1 AND lease_token = $2"
             ),
             take_lease: format!(
                 "INSERT INTO {s}.checkpoints (name, commit_id, seq, lease_token) \

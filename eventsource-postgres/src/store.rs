@@ -693,9 +693,9 @@ impl EventStore for PgStore {
     /// rows are decoded as they arrive, and a consumer that stops taking pages stops the
     /// server through TCP backpressure. Such a consumer keeps the query (its transaction,
     /// its snapshot and a pooled connection) open until it takes more pages or drops the
-    /// stream: the runners' [`LogFeed`](eventsource_core::projection::LogFeed) drops a
+    /// stream: the projection runner drops a
     /// stream that waits on them longer than
-    /// [`STREAM_STALL`](eventsource_core::projection::STREAM_STALL). Each query reads below
+    /// half a second. Each query reads below
     /// the horizon it starts under, like [`EventStore::read_all`]; one that comes back short
     /// ends the stream.
     ///

@@ -8,7 +8,11 @@
 //! a handler deduplicates on. A store that keeps the read model in its own database can commit
 //! handler and checkpoint together (see the PostgreSQL store), making it effectively exactly once.
 
+mod backend;
+mod engine;
 mod error;
+mod feed;
+mod handle;
 mod runner;
 
 use std::future::Future;
@@ -16,11 +20,10 @@ use std::future::Future;
 use crate::envelope::RecordedEvent;
 use crate::error::BoxError;
 
+pub use backend::{BackendError, Checkpoints, RunnerBackend};
 pub use error::{HandlerFailure, ProjectionError, guarded, panic_message};
-pub use runner::{
-    LogFeed, ProjectionControl, ProjectionHandle, ProjectionRunner, ProjectionStatus, RETRY_START,
-    STREAM_STALL, pause_if_retryable,
-};
+pub use handle::{ProjectionHandle, ProjectionStatus};
+pub use runner::ProjectionRunner;
 
 /// The error type handlers return: any error, boxed.
 pub type HandlerError = BoxError;

@@ -484,9 +484,9 @@ async fn a_slow_runner_does_not_keep_a_page_stream_open() {
         ) -> Result<(), HandlerError> {
             self.seen.push(e.id);
             if self.seen.len() == 250 {
-                // Well past `STREAM_STALL`: the stream (reading pages ahead) must have
-                // stopped by now.
-                tokio::time::sleep(eventsource_core::projection::STREAM_STALL * 4).await;
+                // Well past the runner's stall limit (500 ms): the stream reading pages
+                // ahead must have stopped by now.
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
                 let mut conn = common::raw().await;
                 let open: i64 = sqlx::query_scalar(
                     "SELECT count(*) FROM pg_stat_activity WHERE state <> 'idle' \

@@ -285,30 +285,32 @@ async fn a_runner_that_lost_its_lease_gets_a_typed_error_and_writes_nothing() {
     assert_eq!(read_model(&writer).await, (8, Some(36)));
 }
 
+/// One runner leads, the other stands by. The leader's process is cut off from the server
+/// (a network partition: its sessions end, its lease lock with them, and it cannot connect
+/// again): the standby takes over and applies every event once. The cut-off runner no
+/// longer says it leads; once it can reach the server again it finds the lease taken and
+/// stands by.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_runner_holds_the_lease_and_a_standby_takes_over_when_it_dies() {
     let _horizon = crate::common::horizon_shared().await;
-    let (writer, first_store, second_store, app) = lease_stores().await;
+    let proxy = common::proxy::Proxy::start().await;
+    let (writer, _, second_store, _) = lease_stores().await;
+    let first_store = common::same_schema(&writer, &proxy.url("es_lease_cut")).await;
 
-    let first = PgProjectionRunner::new(
-        first_store,
-        Sums {
-            fail_on: None,
-            ..Sums::default()
-        },
-    )
-    .standby_poll(Duration::from_millis(100))
-    .spawn();
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let second = PgProjectionRunner::new(
-        second_store,
-        Sums {
-            fail_on: None,
-            ..Sums::default()
-        },
-    )
-    .standby_poll(Duration::from_millis(100))
-    .spawn();
+    let first = PgProjectionRunner::new(first_store, Sums::default())
+        .standby_poll(Duration::from_millis(100))
+        .spawn();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !first.status().leader {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first runner leads"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let second = PgProjectionRunner::new(second_store, Sums::default())
+        .standby_poll(Duration::from_millis(100))
+        .spawn();
     let mut last = Position::ZERO;
     for n in 1..=10 {
         last = writer
@@ -321,8 +323,7 @@ async fn one_runner_holds_the_lease_and_a_standby_takes_over_when_it_dies() {
     assert!(first.status().leader);
     assert!(!second.status().leader, "the second runner stands by");
 
-    // The first runner's process "dies": all its sessions are terminated.
-    common::kill_sessions(&app).await;
+    proxy.cut();
     for n in 11..=20 {
         last = writer
             .append(vec![write("s", ExpectedVersion::Any, vec![event(n)])])
@@ -340,7 +341,22 @@ async fn one_runner_holds_the_lease_and_a_standby_takes_over_when_it_dies() {
         (20, Some(210)),
         "each event applied once"
     );
-    let _ = first.shutdown().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while first.status().leader {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a runner cut off from its lease's session does not say it leads"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.restore();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !first.status().leader,
+        "back, it finds the lease taken and stands by"
+    );
+    assert!(second.status().leader);
+    first.shutdown().await.unwrap();
     second.shutdown().await.unwrap();
 }
 
