@@ -1,0 +1,106 @@
+//! The store conformance suite: every invariant of [`crate::store`] as a public async test
+//! function that any store runs from its own tests. The in-memory store and PostgreSQL run the
+//! same functions, unchanged.
+//!
+//! Each function takes a fresh, empty store and panics (through `assert!`) when the store breaks
+//! the contract. Run them all with [`conformance_tests!`](crate::conformance_tests), which
+//! expands to one `#[tokio::test]` per case:
+//!
+//! ```ignore
+//! mod conformance {
+//!     eventsource_core::conformance_tests!(|| async { eventsource_core::InMemoryStore::new() });
+//! }
+//! ```
+//!
+//! The factory is called once per test and must return a store that shares nothing with the
+//! stores of other tests (for PostgreSQL: a fresh schema).
+//!
+//! The cases live in one module per topic, all re-exported here.
+
+mod appends;
+mod idempotency;
+mod input;
+mod locks;
+mod log;
+mod projections;
+mod repository;
+mod snapshots_checkpoints;
+mod streams;
+mod support;
+
+pub use appends::*;
+pub use idempotency::*;
+pub use input::*;
+pub use locks::*;
+pub use log::*;
+pub use projections::*;
+pub use repository::*;
+pub use snapshots_checkpoints::*;
+pub use streams::*;
+
+// The hot-stream case reaches the contention harness as `super::contention`.
+use super::contention;
+
+/// Expands to one `#[tokio::test]` per conformance case, each with a store from `$make`
+/// (a closure returning a future of a fresh store).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_tests!(@cases $make;
+            versions_start_at_one_without_gaps,
+            a_missing_stream_reads_empty,
+            stream_reads_honour_from_and_until_version,
+            time_travel_reads_return_the_recorded_prefix,
+            fold_reads_agree_with_stream_reads,
+            exact_version_conflict_writes_nothing,
+            no_stream_conflict_writes_nothing,
+            stream_exists_conflict_writes_nothing,
+            any_version_appends_at_the_end,
+            multi_stream_append_is_atomic,
+            multi_stream_append_commits_every_stream,
+            positions_increase_across_commits,
+            read_all_pages_filters_and_reports_scanned_to,
+            page_streams_agree_with_read_all_and_miss_nothing,
+            the_same_batch_again_returns_the_first_commit,
+            a_reused_event_id_with_other_content_is_rejected,
+            a_partial_repeat_is_rejected,
+            exact_appends_check_the_version_and_the_ids,
+            racing_exact_appends_commit_one_and_conflict_the_rest,
+            malformed_appends_are_rejected_and_write_nothing,
+            strings_outside_the_limits_are_rejected_alike_and_those_inside_round_trip,
+            an_empty_append_is_a_no_op,
+            events_are_found_by_id,
+            payload_metadata_and_odd_stream_ids_round_trip,
+            snapshots_are_selected_by_schema_version_and_bound,
+            checkpoints_round_trip,
+            waiting_for_events_wakes_on_append,
+            concurrent_writers_and_a_live_subscriber_lose_nothing,
+            repository_retries_conflicts_until_every_command_commits,
+            hot_stream_commands_never_give_up_and_none_starves,
+            the_writers_lock_excludes_every_other_appender_until_released,
+            writers_locks_are_granted_in_the_order_asked,
+            a_dropped_writers_lock_is_released,
+            no_retry_still_fails_at_the_first_lost_race,
+            repository_rejections_reach_the_caller_and_write_nothing,
+            repository_uses_snapshots_and_ignores_bad_ones,
+            a_snapshot_its_stream_does_not_hold_is_never_believed,
+            repository_time_travel_by_version_and_time,
+            idempotency_key_returns_the_first_commit,
+            metadata_flows_into_recorded_events,
+            multi_aggregate_command_commits_atomically,
+            projection_waits_checkpoints_and_rebuilds,
+            projection_handler_error_stops_before_the_event,
+            a_panicking_handler_is_a_typed_error_in_the_status_naming_the_event,
+            undecodable_events_are_typed_errors_naming_stream_version_and_type,
+        );
+    };
+    (@cases $make:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[::tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let store = ($make)().await;
+                $crate::testing::conformance::$case(store).await;
+            }
+        )*
+    };
+}
