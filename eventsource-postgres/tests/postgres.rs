@@ -17,3 +17,5 @@ mod faults;
 mod ordering;
 #[path = "postgres/projections.rs"]
 mod projections;
+#[path = "postgres/weather.rs"]
+mod weather;

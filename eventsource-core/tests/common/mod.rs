@@ -36,9 +36,24 @@ pub(crate) struct Watched {
     folds_from: Arc<Mutex<Vec<(String, u64)>>>,
     /// Fold reads hand out positions shifted by one commit: another history.
     pub(crate) rewritten: Arc<AtomicBool>,
+    /// The next this many checkpoint saves fail with a retryable backend error.
+    pub(crate) failing_saves: Arc<std::sync::atomic::AtomicUsize>,
+    /// The next this many log reads fail with a retryable backend error.
+    pub(crate) failing_reads: Arc<std::sync::atomic::AtomicUsize>,
     /// A log read after this position never returns (until it is dropped).
     pub(crate) stall_read_after: Arc<Mutex<Option<Position>>>,
     calls: Arc<Mutex<Vec<Call>>>,
+}
+
+/// Takes one from `count` if it is above zero: whether it was.
+fn take_one(count: &std::sync::atomic::AtomicUsize) -> bool {
+    count
+        .fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        )
+        .is_ok()
 }
 
 /// Records its call when dropped.
@@ -120,6 +135,13 @@ impl EventStore for Watched {
         types: Option<&[&str]>,
     ) -> Result<LogPage, StoreError> {
         self.calls.lock().push(Call::Read(after));
+        if take_one(&self.failing_reads) {
+            return Err(StoreError::backend(
+                "reading the log",
+                true,
+                "a connection was lost",
+            ));
+        }
         if *self.stall_read_after.lock() == Some(after) {
             let _dropped = OnDrop(self.calls.clone(), Call::ReadDropped(after));
             std::future::pending::<()>().await;
@@ -152,6 +174,13 @@ impl EventStore for Watched {
         self.inner.load_checkpoint(name).await
     }
     async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
+        if take_one(&self.failing_saves) {
+            return Err(StoreError::backend(
+                "saving a checkpoint",
+                true,
+                "a connection was lost",
+            ));
+        }
         self.calls.lock().push(Call::SaveStart(position));
         // A save that takes a moment, as one over the network does.
         tokio::task::yield_now().await;

@@ -13,6 +13,8 @@ use futures::StreamExt;
 use futures::stream::BoxStream;
 use sqlx::{Connection, PgConnection};
 
+pub mod cluster;
+pub mod database;
 pub mod proxy;
 
 /// The server to test against. Panics, failing the test, when it is not configured: these

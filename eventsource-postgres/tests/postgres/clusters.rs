@@ -7,7 +7,6 @@
 //!   `max_prepared_transactions` (0 by default);
 //! - a cluster whose transaction ids no longer fit a position (`pg_resetwal -e`).
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use std::time::Duration;
@@ -17,51 +16,8 @@ use eventsource_postgres::PgStore;
 use futures::StreamExt;
 use sqlx::Connection;
 
+use crate::common::cluster::{Cluster, run, script};
 use crate::common::{self, event, write};
-
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../scripts/pg-cluster")
-}
-
-/// Runs `cmd`, failing the test with its output when it fails.
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// The second cluster, stopped and removed when dropped.
-struct Cluster {
-    dir: PathBuf,
-    url: String,
-}
-
-impl Cluster {
-    /// Starts a cluster; `settings` are extra server settings (`-c name=value ...`).
-    fn start(settings: &str) -> Self {
-        Self::start_with(Command::new(script()).env("ES_TEST_PG_SETTINGS", settings))
-    }
-
-    /// Starts a cluster with `cmd` (the script, with its environment set).
-    fn start_with(cmd: &mut Command) -> Self {
-        let dir = std::env::temp_dir().join(format!("es-cluster-{:08x}", fastrand::u32(..)));
-        let url = run(cmd.arg("start").arg(&dir));
-        Self { dir, url }
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let _ = Command::new(script()).arg("stop").arg(&self.dir).output();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_dump_restored_into_a_younger_cluster_keeps_positions_rising() {

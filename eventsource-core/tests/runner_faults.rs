@@ -1,0 +1,130 @@
+//! The projection runner rides out transient faults of its store: it pauses, says so in its
+//! status, and goes on from the durable checkpoint, handling every event (at least once on
+//! the core's backend). What retrying cannot fix stops it, typed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use common::Watched;
+use eventsource_core::testing::fixtures::AddedLog;
+use eventsource_core::{Position, ProjectionError, ProjectionRunner, StoreError, subscribe};
+use futures::StreamExt;
+
+async fn add_events(store: &Watched, n: i64) -> Position {
+    let mut last = Position::ZERO;
+    for i in 1..=n {
+        last = common::add(&store.inner, "counter-c", &[i]).await.position;
+    }
+    last
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retryable_error_saving_the_checkpoint_does_not_stop_the_runner() {
+    let store = Watched::default();
+    let first = add_events(&store, 5).await;
+    store.failing_saves.store(1, Ordering::SeqCst);
+    let log = AddedLog::default();
+    let handle = ProjectionRunner::new(store.clone(), log.clone())
+        .batch_size(2)
+        .spawn();
+    handle
+        .wait_for(first, Duration::from_secs(10))
+        .await
+        .expect("the runner rode the fault out");
+    let status = handle.status();
+    assert!(!status.stopped && status.failed.is_none());
+    assert!(
+        status.retrying.is_none(),
+        "cleared once a batch went through"
+    );
+    let more = add_events(&store, 3).await;
+    handle
+        .wait_for(more, Duration::from_secs(10))
+        .await
+        .expect("live");
+    let seen: HashSet<(u64, i64)> = log.seen.lock().iter().map(|(_, v, n)| (*v, *n)).collect();
+    assert_eq!(seen.len(), 8, "every event handled (at least once)");
+    handle.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn while_it_waits_out_a_fault_the_status_says_why_and_that_it_is_transient() {
+    let store = Watched::default();
+    let last = add_events(&store, 3).await;
+    // Enough failed reads to see the pause (the backoff doubles from 50 ms).
+    store.failing_reads.store(4, Ordering::SeqCst);
+    let handle = ProjectionRunner::new(store.clone(), AddedLog::default()).spawn();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let retrying = loop {
+        if let Some(e) = handle.status().retrying {
+            break e;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the status says it retries"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    assert!(retrying.is_transient(), "{retrying:?}");
+    assert!(matches!(
+        &*retrying,
+        ProjectionError::Store {
+            source: StoreError::Backend {
+                retryable: true,
+                ..
+            },
+            ..
+        }
+    ));
+    handle
+        .wait_for(last, Duration::from_secs(10))
+        .await
+        .expect("resumed");
+    assert!(handle.status().retrying.is_none());
+    handle.shutdown().await.expect("shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catch_up_rides_out_transient_faults_too() {
+    let store = Watched::default();
+    let last = add_events(&store, 6).await;
+    store.failing_reads.store(2, Ordering::SeqCst);
+    store.failing_saves.store(2, Ordering::SeqCst);
+    let log = AddedLog::default();
+    let mut runner = ProjectionRunner::new(store.clone(), log.clone()).batch_size(2);
+    assert_eq!(runner.catch_up().await.expect("caught up"), last);
+    let seen: HashSet<u64> = log.seen.lock().iter().map(|(_, v, _)| *v).collect();
+    assert_eq!(seen.len(), 6);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscription_rides_out_transient_faults_and_yields_each_event_once() {
+    let store = Watched::default();
+    add_events(&store, 4).await;
+    let mut sub = subscribe(store.clone(), Position::ZERO, 2);
+    let mut versions = Vec::new();
+    for round in 0..3 {
+        store.failing_reads.store(2, Ordering::SeqCst);
+        if round > 0 {
+            add_events(&store, 2).await;
+        }
+        while versions.len() < 4 + round * 2 {
+            let e = tokio::time::timeout(Duration::from_secs(10), sub.next())
+                .await
+                .expect("the subscription goes on")
+                .expect("never ends")
+                .expect("a transient fault is not an error");
+            versions.push(e.version.get());
+        }
+    }
+    assert_eq!(
+        versions,
+        (1..=8).collect::<Vec<u64>>(),
+        "in order, nothing twice"
+    );
+}
