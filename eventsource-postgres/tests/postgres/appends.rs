@@ -469,3 +469,45 @@ async fn a_cached_state_the_store_no_longer_holds_is_loaded_again() {
     assert_eq!((fresh.version.get(), fresh.state.0.value), (3, 15));
     assert_eq!(cached.load("r").await.unwrap(), fresh);
 }
+
+/// Writers on one hot stream split over two stores with pools of their own (as two
+/// processes would be), with and without the state cache: every command commits once, none
+/// needs more than a handful of appends, and the pools (8 connections for up to 16 writers
+/// each) never run dry: a writer waiting for the stream's lock holds no connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn hot_stream_writers_split_over_two_processes_all_commit_and_none_starves() {
+    use eventsource_core::Repository;
+    use eventsource_core::testing::contention::{deposits_on_one_stream, race_runs};
+    use eventsource_core::testing::fixtures::Counter;
+
+    let _horizon = crate::common::horizon_shared().await;
+    let first = common::builder()
+        .max_connections(8)
+        .connect(&common::database_url())
+        .await
+        .unwrap();
+    let second = PgStore::builder()
+        .schema(first.schema().as_str())
+        .max_connections(8)
+        .connect(&common::database_url())
+        .await
+        .unwrap();
+    for run in 0..race_runs() {
+        for cached in [false, true] {
+            for (tasks, commands) in [(8, 250), (32, 60)] {
+                let repos = [first.clone(), second.clone()].map(|s| {
+                    let repo = Repository::<Counter, _>::new(s);
+                    if cached { repo.with_cache(64) } else { repo }
+                });
+                let id = format!("hot-{run}-{cached}-{tasks}");
+                let report = deposits_on_one_stream(&repos, &id, tasks, commands).await;
+                eprintln!(
+                    "two stores, {tasks} x {commands}, cached: {cached}: slowest command {:?}, \
+                     at most {} appends, {} serialized, {} lost races",
+                    report.slowest, report.most_attempts, report.serialized, report.conflicts
+                );
+                assert!(report.most_attempts <= 5, "a command starved: {report:?}");
+            }
+        }
+    }
+}
