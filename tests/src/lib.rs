@@ -10,6 +10,11 @@
 //!   `PgProjectionRunner` in the transaction that saves its checkpoint.
 //!
 //! Both read models show a wallet as a [`Balance`], so a test can check that they agree.
+//!
+//! The tests are in `tests/tests/`, each written once, generic over the store, and run on the
+//! in-memory store and on PostgreSQL (at `DATABASE_URL`; without it they fail, never skip):
+//! `wallet_story.rs` tells one story through every part of the public API a service uses, and
+//! `upgrade.rs` hands streams written by version 1 to the current version.
 
 pub mod balances;
 pub mod pg_balances;

@@ -24,6 +24,8 @@ use eventsource_tests::pg_balances::PgBalances;
 use eventsource_tests::wallet::{Wallet, transfer};
 use eventsource_tests::{Balance, v1};
 
+use common::{balance, wallet};
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_written_by_version_1_are_read_and_extended_by_version_2_in_memory() {
     upgrade(common::in_memory()).await;
@@ -32,76 +34,15 @@ async fn streams_written_by_version_1_are_read_and_extended_by_version_2_in_memo
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_written_by_version_1_are_read_and_extended_by_version_2_on_postgres() {
     let store = common::postgres().await;
-    let in_memory_model = upgrade(store.clone()).await;
+    let read_model = upgrade(store.clone()).await;
 
-    // The transactional read model reads the mixed stream too, and agrees.
+    // The transactional read model reads the mixed stream too, and agrees with the core
+    // runner's.
     PgBalances::create_table(&store).await.unwrap();
     let mut table = PgProjectionRunner::new(store.clone(), PgBalances).batch_size(3);
     let reached = table.catch_up().await.unwrap();
     assert_eq!(reached, store.head().await.unwrap());
-    assert_eq!(PgBalances::read(&store).await.unwrap(), in_memory_model);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_version_1_event_the_upcast_cannot_convert_is_refused_by_name_in_memory() {
-    unconvertible(common::in_memory()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_version_1_event_the_upcast_cannot_convert_is_refused_by_name_on_postgres() {
-    unconvertible(common::postgres().await).await;
-}
-
-/// A version 1 top-up too large to count in cents: the aggregate and the projection both
-/// refuse it with an error naming the stream, version and type, and the projection's
-/// checkpoint stays before it. Nothing reads it as some other amount.
-async fn unconvertible<S: EventStore>(store: S) {
-    let eve = Wallet::stream_id("eve");
-    let old = Repository::<v1::Wallet, S>::new(store.clone());
-    old.execute("eve", |w| w.open("Eve")).await.unwrap();
-    old.execute("eve", |w| w.top_up(i64::MAX)).await.unwrap();
-
-    let repo = Repository::<Wallet, S>::new(store.clone());
-    let refused = repo.load("eve").await.unwrap_err();
-    assert!(
-        matches!(
-            &refused,
-            Error::Decode {
-                stream,
-                version,
-                event_type,
-                schema_version: 1,
-                source: DecodeError::Upcast { from: 1, to: 2, .. },
-            } if stream == &eve && *version == Version::new(2) && event_type == "wallet.topped_up"
-        ),
-        "{refused:?}"
-    );
-
-    let mut runner = ProjectionRunner::new(store.clone(), Balances::default());
-    let stopped = runner.catch_up().await.unwrap_err();
-    let ProjectionError::Handler {
-        stream,
-        version,
-        position,
-        source,
-        ..
-    } = &stopped
-    else {
-        panic!("expected the handler to refuse the event, got {stopped:?}");
-    };
-    assert_eq!((stream, *version), (&eve, Version::new(2)));
-    assert!(
-        matches!(
-            source.downcast_ref::<DecodeError>(),
-            Some(DecodeError::Upcast { .. })
-        ),
-        "{source:?}"
-    );
-    let checkpoint = store.load_checkpoint(Balances::NAME).await.unwrap();
-    assert!(
-        checkpoint < Some(*position),
-        "{checkpoint:?} is before {position}"
-    );
+    assert_eq!(PgBalances::read(&store).await.unwrap(), read_model);
 }
 
 /// The upgrade. Every assertion is the same on every store; it returns the read model's
@@ -248,6 +189,68 @@ async fn upgrade<S: EventStore>(store: S) -> BTreeMap<String, Balance> {
     expected
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_event_the_upcast_cannot_convert_is_refused_by_name_in_memory() {
+    unconvertible(common::in_memory()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_event_the_upcast_cannot_convert_is_refused_by_name_on_postgres() {
+    unconvertible(common::postgres().await).await;
+}
+
+/// A version 1 top-up too large to count in cents: the aggregate and the projection both
+/// refuse it with an error naming the stream, version and type, and the projection's
+/// checkpoint stays before it. Nothing reads it as some other amount.
+async fn unconvertible<S: EventStore>(store: S) {
+    let eve = Wallet::stream_id("eve");
+    let old = Repository::<v1::Wallet, S>::new(store.clone());
+    old.execute("eve", |w| w.open("Eve")).await.unwrap();
+    old.execute("eve", |w| w.top_up(i64::MAX)).await.unwrap();
+
+    let repo = Repository::<Wallet, S>::new(store.clone());
+    let refused = repo.load("eve").await.unwrap_err();
+    assert!(
+        matches!(
+            &refused,
+            Error::Decode {
+                stream,
+                version,
+                event_type,
+                schema_version: 1,
+                source: DecodeError::Upcast { from: 1, to: 2, .. },
+            } if stream == &eve && *version == Version::new(2) && event_type == "wallet.topped_up"
+        ),
+        "{refused:?}"
+    );
+
+    let mut runner = ProjectionRunner::new(store.clone(), Balances::default());
+    let stopped = runner.catch_up().await.unwrap_err();
+    let ProjectionError::Handler {
+        stream,
+        version,
+        position,
+        source,
+        ..
+    } = &stopped
+    else {
+        panic!("expected the handler to refuse the event, got {stopped:?}");
+    };
+    assert_eq!((stream, *version), (&eve, Version::new(2)));
+    assert!(
+        matches!(
+            source.downcast_ref::<DecodeError>(),
+            Some(DecodeError::Upcast { .. })
+        ),
+        "{source:?}"
+    );
+    let checkpoint = store.load_checkpoint(Balances::NAME).await.unwrap();
+    assert!(
+        checkpoint < Some(*position),
+        "the checkpoint {checkpoint:?} should stay before {position}"
+    );
+}
+
 /// Every event of `stream` as stored: `<type> v<schema version> <payload>`.
 async fn shapes<S: EventStore>(store: &S, stream: &StreamId) -> Vec<String> {
     common::stored(store, stream)
@@ -258,19 +261,4 @@ async fn shapes<S: EventStore>(store: &S, stream: &StreamId) -> Vec<String> {
             format!("{} v{} {payload}", e.event_type, e.schema_version)
         })
         .collect()
-}
-
-fn wallet(owner: &str, balance: i64) -> Wallet {
-    Wallet {
-        owner: Some(owner.into()),
-        balance,
-    }
-}
-
-fn balance(owner: &str, cents: i64, version: u64) -> Balance {
-    Balance {
-        owner: owner.into(),
-        cents,
-        version,
-    }
 }

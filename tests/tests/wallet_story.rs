@@ -22,7 +22,7 @@ use eventsource_tests::balances::Balances;
 use eventsource_tests::pg_balances::PgBalances;
 use eventsource_tests::wallet::{Wallet, WalletError, transfer};
 
-use common::WAIT;
+use common::{WAIT, balance, wallet};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wallet_story_holds_on_the_in_memory_store() {
@@ -32,7 +32,7 @@ async fn the_wallet_story_holds_on_the_in_memory_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_wallet_story_holds_on_postgres_and_its_read_model_table_agrees() {
     let store = common::postgres().await;
-    let in_memory_model = wallet_story(store.clone()).await;
+    let read_model = wallet_story(store.clone()).await;
 
     // Given the story's log, when the transactional runner follows it into a table,
     PgBalances::create_table(&store).await.unwrap();
@@ -41,14 +41,14 @@ async fn the_wallet_story_holds_on_postgres_and_its_read_model_table_agrees() {
         .spawn();
     let head = store.head().await.unwrap();
     table.wait_for(head, WAIT).await.unwrap();
-    // then the table shows what the in-memory read model showed.
-    assert_eq!(PgBalances::read(&store).await.unwrap(), in_memory_model);
+    // then the table shows what the core runner's read model showed.
+    assert_eq!(PgBalances::read(&store).await.unwrap(), read_model);
 
     // A command is in the table once the runner has reached its commit (read your writes).
     let repo = Repository::<Wallet, _>::new(store.clone());
     let done = repo.execute("ben", |w| w.pay(200, "cinema")).await.unwrap();
     table.wait_for(done.commit.position, WAIT).await.unwrap();
-    let mut expected = in_memory_model;
+    let mut expected = read_model;
     expected.insert("ben".into(), balance("Ben", 4500, 4));
     assert_eq!(PgBalances::read(&store).await.unwrap(), expected);
 
@@ -58,14 +58,6 @@ async fn the_wallet_story_holds_on_postgres_and_its_read_model_table_agrees() {
     table.wait_for(done.commit.position, WAIT).await.unwrap();
     assert_eq!(PgBalances::read(&store).await.unwrap(), expected);
     table.shutdown().await.unwrap();
-}
-
-fn balance(owner: &str, cents: i64, version: u64) -> Balance {
-    Balance {
-        owner: owner.into(),
-        cents,
-        version,
-    }
 }
 
 /// The story. Every assertion is the same on every store; it returns the read model's final
@@ -250,11 +242,4 @@ async fn wallet_story<S: EventStore>(store: S) -> BTreeMap<String, Balance> {
     assert_eq!(balances.taken_in(), 9);
     live.shutdown().await.unwrap();
     expected
-}
-
-fn wallet(owner: &str, balance: i64) -> Wallet {
-    Wallet {
-        owner: Some(owner.into()),
-        balance,
-    }
 }

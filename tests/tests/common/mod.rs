@@ -1,5 +1,6 @@
-//! Test support: the two stores every end-to-end test runs on. PostgreSQL is the real server
-//! named by `DATABASE_URL` (`scripts/test` sets it), each test in a fresh schema of its own.
+//! Test support: the two stores every end-to-end test runs on (PostgreSQL is the real server
+//! named by `DATABASE_URL`, which `scripts/test` sets, each test in a fresh schema of its
+//! own), and shorthands for the states the tests expect.
 
 // Not every test binary uses every helper.
 #![allow(dead_code)]
@@ -9,6 +10,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use eventsource_core::{EventStore, InMemoryStore, ReadUntil, RecordedEvent, StreamId, Version};
 use eventsource_postgres::PgStore;
+use eventsource_tests::Balance;
+use eventsource_tests::wallet::Wallet;
 use futures::TryStreamExt;
 use sqlx::{Connection, PgConnection};
 
@@ -105,4 +108,21 @@ pub(crate) async fn stored<S: EventStore>(store: &S, stream: &StreamId) -> Vec<R
         .try_collect()
         .await
         .unwrap_or_else(|e| panic!("cannot read stream `{stream}`: {e}"))
+}
+
+/// An open wallet of `owner` with `balance` cents.
+pub(crate) fn wallet(owner: &str, balance: i64) -> Wallet {
+    Wallet {
+        owner: Some(owner.into()),
+        balance,
+    }
+}
+
+/// A read model's line: `owner`'s wallet with `cents`, reflecting its stream up to `version`.
+pub(crate) fn balance(owner: &str, cents: i64, version: u64) -> Balance {
+    Balance {
+        owner: owner.into(),
+        cents,
+        version,
+    }
 }
