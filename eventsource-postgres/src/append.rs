@@ -12,7 +12,6 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use crate::errors::sqlstate;
 use crate::rows::{position_from, to_i64};
 
 /// The request as the arrays `append_events` and the batch statement take, borrowed from the
@@ -331,15 +330,8 @@ fn direct_outcome(
     written(writes, write, first, commit, seqs, recorded_at)
 }
 
-/// Whether `e` is a direct append losing a race on the primary key: another writer
-/// committed the version first.
-pub(crate) fn is_version_taken(e: &sqlx::Error) -> bool {
-    crate::errors::code(e).as_deref() == Some(sqlstate::UNIQUE_VIOLATION)
-        && e.as_database_error().and_then(|d| d.constraint()) == Some("events_stream_version")
-}
-
 /// After a one-event direct append at `expected` wrote nothing, or a direct append met
-/// [`is_version_taken`]: a conflict with the stream's actual version, the stream locked by
+/// [`is_version_taken`](crate::errors::is_version_taken): a conflict with the stream's actual version, the stream locked by
 /// another session, or [`Direct::StoredIds`] when some event ids are stored (one read-only
 /// round trip: cheaper than deciding it in `append_events`).
 pub(crate) async fn probe_conflict(
@@ -362,41 +354,6 @@ pub(crate) async fn probe_conflict(
     } else {
         not_written(write, expected, actual, locked)
     }))
-}
-
-/// Whether `e` says that an event id of the append is already stored.
-pub(crate) fn is_stored_id(e: &sqlx::Error) -> bool {
-    crate::errors::code(e).as_deref() == Some(sqlstate::UNIQUE_VIOLATION)
-        && e.as_database_error().and_then(|d| d.constraint()) == Some("events_event_id")
-}
-
-/// Whether `e` is the not-null violation a direct append (`Sql::append_one`/`append_batch`)
-/// provokes when the transaction's xid8 does not fit the 48 bits a position gives it (nothing
-/// was written). `append_events` reports that case as a row instead.
-pub(crate) fn is_xid_too_large(e: &sqlx::Error) -> bool {
-    crate::errors::code(e).as_deref() == Some(sqlstate::NOT_NULL_VIOLATION)
-        && e.as_database_error()
-            .and_then(|d| d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>())
-            .and_then(|d| d.column())
-            == Some("commit_id")
-}
-
-/// Whether an append that failed with `e` should be tried again inside the store: deadlocks,
-/// serialization failures, a concurrent writer of the same event ids (the retry then reports
-/// the original commit or the reuse), and lost connections (the event ids make a retry of a
-/// commit that did go through return that commit).
-pub(crate) fn retry_inside(e: &sqlx::Error) -> bool {
-    if crate::errors::is_connection_lost(e) {
-        return true;
-    }
-    match crate::errors::code(e).as_deref() {
-        Some(sqlstate::DEADLOCK_DETECTED | sqlstate::SERIALIZATION_FAILURE) => true,
-        Some(sqlstate::UNIQUE_VIOLATION) => matches!(
-            e.as_database_error().and_then(|d| d.constraint()),
-            Some("events_event_id" | "events_stream_version")
-        ),
-        _ => false,
-    }
 }
 
 fn corrupt_reply(what: &str) -> StoreError {

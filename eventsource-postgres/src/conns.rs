@@ -32,6 +32,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use tokio::task::AbortHandle;
 
+use crate::errors::in_step;
 use crate::store::IDLE_CHECK_AFTER;
 
 /// About how long a connection waits in the list before it goes back to the pool.
@@ -191,29 +192,6 @@ impl Drop for Conns {
     }
 }
 
-/// Whether a connection whose statement ended in `result` may run the next one as it is: a
-/// success, or an error the server answered for the statement alone (sqlx reads the rest of
-/// that reply before the next statement). Not after an I/O or protocol error, a decoding
-/// error (rows may be left unread), or the server ending the session (a FATAL error, such as
-/// `pg_terminate_backend`'s, or a connection failure code).
-pub(crate) fn in_step<T>(result: &Result<T, sqlx::Error>) -> bool {
-    match result {
-        Ok(_) => true,
-        Err(e @ sqlx::Error::Database(db)) => {
-            !crate::errors::is_connection_lost(e)
-                && db
-                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-                    .is_some_and(|pg| {
-                        !matches!(
-                            pg.severity(),
-                            sqlx::postgres::PgSeverity::Fatal | sqlx::postgres::PgSeverity::Panic
-                        )
-                    })
-        }
-        Err(_) => false,
-    }
-}
-
 /// A connection taken from [`Conns`]. Dropped, it goes back to the pool (which checks it);
 /// [`Lease::keep`] keeps it for the store's next operation.
 pub(crate) struct Lease<'a> {
@@ -232,7 +210,7 @@ impl Lease<'_> {
     /// [`Lease::keep`] when [`in_step`] says the connection may go on; otherwise hands it
     /// back to the pool, whose check closes a dead connection.
     pub(crate) fn keep_if<T>(self, result: &Result<T, sqlx::Error>) {
-        if in_step(result) {
+        if result.as_ref().err().is_none_or(in_step) {
             self.keep();
         }
     }

@@ -20,7 +20,7 @@ use eventsource_core::{Commit, StoreError, StreamId, StreamLock, StreamWrite};
 use futures::future::BoxFuture;
 
 use crate::conns::Kept;
-use crate::errors::backend;
+use crate::errors::{backend, in_step};
 use crate::sql::WRITERS_LOCK_SEED;
 use crate::store::PgStore;
 
@@ -96,14 +96,13 @@ pub(crate) async fn take(
         .bind(&lock.keys)
         .execute(&mut *kept.conn)
         .await;
-    let answered = crate::conns::in_step(&locked);
     match locked {
         Ok(_) => {
             lock.granted = true;
             Ok(StreamLock::new(streams, Box::new(lock)))
         }
         Err(e) => {
-            if answered {
+            if in_step(&e) {
                 // The server answered (a lock timeout, a cancel): nothing is held or
                 // pending, and the pool may take the connection back as it is.
                 drop(lock.conn.take());

@@ -20,7 +20,7 @@ use tracing::Instrument;
 use crate::append::{self, Outcome, Request};
 use crate::conns::{Conns, Kept};
 use crate::context::{LockTx, PgProjectionContext};
-use crate::errors::{Retry, backend};
+use crate::errors::{self, Retry, backend};
 use crate::inline::{DynInline, Inline};
 use crate::rows::{self, position_from, position_params, to_i64};
 use crate::schema::PgSchema;
@@ -57,7 +57,7 @@ impl Default for PgStoreBuilder {
             listen: true,
             max_connections: 16,
             reuse_connections: None,
-            read_retry_for: crate::errors::READ_RETRY_FOR,
+            read_retry_for: Duration::from_secs(10),
         }
     }
 }
@@ -467,7 +467,7 @@ impl PgStore {
                 let direct = match append::call_direct(conn, sql, request, expected).await {
                     // (Not inside a transaction: the failed insert aborted it; the caller
                     // retries through `append_events` instead.)
-                    Err(e) if append::is_version_taken(&e) && self.inner.inline.is_empty() => {
+                    Err(e) if errors::is_version_taken(&e) && self.inner.inline.is_empty() => {
                         append::probe_conflict(conn, sql, request, expected).await?
                     }
                     other => other?,
@@ -515,9 +515,9 @@ impl PgStore {
                 attempt += 1;
                 match self.append_once(&request, path, lock.as_deref_mut()).await {
                     Ok(outcome) => break outcome?,
-                    Err(e) if attempt < APPEND_ATTEMPTS && append::retry_inside(&e) => {
+                    Err(e) if attempt < APPEND_ATTEMPTS && errors::is_append_retryable(&e) => {
                         tracing::debug!(error = %e, attempt, "append retried");
-                        if crate::errors::is_connection_lost(&e)
+                        if errors::is_connection_lost(&e)
                             && let Some(slot) = lock.as_deref_mut()
                             && let Some(dead) = slot.take()
                         {
@@ -526,23 +526,18 @@ impl PgStore {
                         }
                         // Met a stored event id, or lost the connection (the append may have
                         // committed): look the ids up this time.
-                        let stored = append::is_stored_id(&e);
+                        let stored = errors::is_stored_id(&e);
                         path = Path::Locked {
-                            check_ids: stored || crate::errors::is_connection_lost(&e),
+                            check_ids: stored || errors::is_connection_lost(&e),
                         };
-                        if stored || !crate::errors::is_connection_lost(&e) {
+                        if stored || !errors::is_connection_lost(&e) {
                             // A race or a deadlock: go again at once, under the locks.
                             continue;
                         }
                         let cap = 2u64.pow(attempt.min(6));
                         tokio::time::sleep(Duration::from_millis(fastrand::u64(0..=cap))).await;
                     }
-                    Err(e) if append::is_xid_too_large(&e) => {
-                        return Err(StoreError::Config(
-                            "the cluster's xid8 exceeds 2^48 and no longer fits a position".into(),
-                        ));
-                    }
-                    Err(e) => return Err(backend("appending", e)),
+                    Err(e) => return Err(errors::append_failed(e)),
                 }
             };
             let position = match &outcome {
