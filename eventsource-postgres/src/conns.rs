@@ -8,7 +8,7 @@
 //! check only when it did not see its statements through. So it keeps the connections its
 //! statements finished on ([`Lease::keep`]) in a short list of its own and takes the next
 //! one from there; a connection whose statement was dropped midway or did not end in step
-//! ([`in_step`]) goes back to the pool, which checks it as before.
+//! ([`in_step`](crate::errors::in_step)) goes back to the pool, which checks it as before.
 //!
 //! The list holds at most
 //! [`PgStoreBuilder::reuse_connections`](crate::PgStoreBuilder::reuse_connections)
@@ -29,11 +29,33 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use tokio::task::AbortHandle;
 
 use crate::errors::in_step;
-use crate::store::IDLE_CHECK_AFTER;
+
+/// How long a connection of the store's own pool may sit idle before it is checked (a ping)
+/// on its next use; see [`PgStoreBuilder::connect`](crate::PgStoreBuilder::connect).
+pub const IDLE_CHECK_AFTER: Duration = Duration::from_millis(50);
+
+/// The options of the pool the store opens itself: at most `max` connections, each checked
+/// before it is handed out only after [`IDLE_CHECK_AFTER`] idle (sqlx's default pings before
+/// every use).
+pub(crate) fn own_pool(max: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= IDLE_CHECK_AFTER {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+}
 
 /// About how long a connection waits in the list before it goes back to the pool.
 pub(crate) const KEEP_FOR: Duration = Duration::from_millis(50);
@@ -101,6 +123,18 @@ impl Conns {
             taken: Instant::now(),
         };
         Ok(Lease { kept, home: self })
+    }
+
+    /// Runs `op` on a connection from [`Conns::get`], and keeps it again when `op` ended with
+    /// it in step.
+    pub(crate) async fn run<T>(
+        &self,
+        op: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        let mut conn = self.get().await?;
+        let result = op(&mut conn).await;
+        conn.keep_after(result.as_ref().err());
+        result
     }
 
     /// Keeps `kept` for the next operation, or hands it back to the pool: when the list is
@@ -207,10 +241,11 @@ impl Lease<'_> {
         self.home.put(self.kept);
     }
 
-    /// [`Lease::keep`] when [`in_step`] says the connection may go on; otherwise hands it
-    /// back to the pool, whose check closes a dead connection.
-    pub(crate) fn keep_if<T>(self, result: &Result<T, sqlx::Error>) {
-        if result.as_ref().err().is_none_or(in_step) {
+    /// [`Lease::keep`] after a statement that succeeded (`error` is `None`) or failed with an
+    /// error [`in_step`] says the connection may go on after; otherwise hands it back to the
+    /// pool, whose check closes a dead connection.
+    pub(crate) fn keep_after(self, error: Option<&sqlx::Error>) {
+        if error.is_none_or(in_step) {
             self.keep();
         }
     }

@@ -186,24 +186,32 @@
 //! checkpoint with its read model, durably.
 
 mod append;
+mod builder;
 mod conns;
 mod context;
 mod errors;
 mod horizon;
 mod inline;
 mod lock;
+mod meta;
 mod migrate;
 mod notify;
 mod projection;
+mod read;
+mod read_log;
+mod read_stream;
 mod rows;
 mod schema;
 mod sql;
 mod store;
+mod wait;
 mod xid;
 
+pub use builder::PgStoreBuilder;
+pub use conns::IDLE_CHECK_AFTER;
 pub use context::PgProjectionContext;
 pub use horizon::{PgHorizonHolder, PgLag, PgPreparedXact};
 pub use projection::PgProjectionRunner;
 pub use schema::PgSchema;
-pub use store::{IDLE_CHECK_AFTER, PgStore, PgStoreBuilder};
+pub use store::PgStore;
 pub use xid::Xid8;

@@ -305,8 +305,7 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
     }
 
     async fn try_take_lease(&mut self) -> Result<bool, ProjectionError> {
-        let inner = self.store.inner();
-        let options = inner.pool.connect_options();
+        let options = self.store.pool().connect_options();
         // A standby keeps its connection between attempts.
         let mut conn = match self.standby.take() {
             Some(conn) => conn,
@@ -314,7 +313,7 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
                 .await
                 .map_err(|e| store_error::<P>(backend("opening the lease connection", e)))?,
         };
-        let key = format!("{}/{}", inner.schema.as_str(), P::NAME);
+        let key = format!("{}/{}", self.store.schema().as_str(), P::NAME);
         let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock(hashtextextended($1, 13))")
             .bind(&key)
             .fetch_one(&mut conn)
@@ -325,10 +324,10 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
             return Ok(false);
         }
         let token = Uuid::new_v4();
-        let (c, s): (i64, i64) = sqlx::query_as(&inner.sql.take_lease)
+        let (c, s): (i64, i64) = sqlx::query_as(&self.store.sql().take_lease)
             .bind(P::NAME)
             .bind(token)
-            .fetch_one(&inner.pool)
+            .fetch_one(self.store.pool())
             .await
             .map_err(|e| store_error::<P>(backend("stamping the projection lease", e)))?;
         self.checkpoint = position_from(c, s).unwrap_or(Position::ZERO);
@@ -367,7 +366,7 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
         let token = self.token()?;
         let (c, s) = position_params(to);
         let fail = |e| BatchError::Failed(store_error::<P>(backend("saving the checkpoint", e)));
-        let saved = sqlx::query(&self.store.inner().sql.save_checkpoint_fenced)
+        let saved = sqlx::query(&self.store.sql().save_checkpoint_fenced)
             .bind(P::NAME)
             .bind(c)
             .bind(s)
