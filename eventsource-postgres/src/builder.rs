@@ -83,45 +83,25 @@ impl PgStoreBuilder {
 
     /// How many connections the store keeps for its next operations instead of handing them
     /// back to the pool (default: half the pool's size; 0 keeps none; at most one less than
-    /// the pool's size, so the pool always has one of its own).
-    ///
-    /// sqlx's pool checks every connection handed back to it with a round trip (run in the
-    /// background: the caller does not wait for it, but the server and the client do its
-    /// work, and the connection is busy meanwhile), so a statement run on the pool costs two.
-    /// The store hands back the connections it cannot vouch for (a statement dropped midway,
-    /// an I/O error, the server ending the session) and keeps the others, each for about
-    /// 50 ms at most while unused (a background task hands it back), so code sharing the pool
-    /// does not wait long for a connection the store holds and is not using; and every
-    /// connection passes through the pool at least once a second, however busy the store.
-    /// Measured (`benches/pool_check.rs`): a load + append on held connections gave 1.3 times
-    /// the commands per second of the same statements on the pool, for 0.72 of the CPU.
+    /// the pool's size, so the pool always has one of its own). Why, and how long one is
+    /// kept: [Connections](crate#connections).
     pub fn reuse_connections(mut self, n: usize) -> Self {
         self.reuse_connections = Some(n);
         self
     }
 
-    /// How long a read keeps trying after failures that retrying may fix (default 10 s). Reads
-    /// are idempotent, so after the server ends a connection (a restart, a failover,
-    /// `pg_terminate_backend`) the store tries them again on a fresh connection, with backoff,
-    /// and a blip never reaches the callers of reads (`read_stream`, `read_all`, `head`,
-    /// `stream_version`, snapshots, checkpoints: every call but `append`, which retries on its
-    /// own terms). A stream read that fails midway goes on after the last event it handed out,
-    /// with no duplicate and no gap. A failure that lasts longer than this surfaces as a
-    /// retryable [`StoreError::Backend`]. Zero retries nothing.
+    /// How long a read keeps trying after failures that retrying may fix (default 10 s; zero
+    /// retries nothing); a failure that lasts longer surfaces as a retryable
+    /// [`StoreError::Backend`]. Which calls retry, and how a stream read goes on:
+    /// [Reads ride out dropped connections](crate#reads-ride-out-dropped-connections).
     pub fn read_retry_for(mut self, bound: Duration) -> Self {
         self.read_retry_for = bound;
         self
     }
 
-    /// Connects to `url` with a pool of its own.
-    ///
-    /// The pool checks a connection before handing it out only when it has been idle for
-    /// [`IDLE_CHECK_AFTER`](crate::IDLE_CHECK_AFTER) or more: sqlx's default pings before
-    /// every use, a round trip per query that a busy store can spare (connections in steady
-    /// use were checked when they were last released, moments before, or were kept by the
-    /// store after statements it saw through: see [`PgStoreBuilder::reuse_connections`]). A connection that died since is
-    /// discarded and another one is used; an append that still meets a dead connection is
-    /// tried again, with its event ids looked up.
+    /// Connects to `url` with a pool of its own, which checks a connection before handing it
+    /// out only after [`IDLE_CHECK_AFTER`](crate::IDLE_CHECK_AFTER) idle (see
+    /// [Connections](crate#connections)).
     pub async fn connect(self, url: &str) -> Result<PgStore, StoreError> {
         let pool = conns::own_pool(self.max_connections)
             .connect(url)
@@ -130,9 +110,9 @@ impl PgStoreBuilder {
         self.with_pool(pool).await
     }
 
-    /// Uses an existing pool, with its own settings. sqlx's default pool pings a connection
-    /// before every use; see [`PgStoreBuilder::connect`] for the check the store's own pool
-    /// makes instead, which a pool of yours can copy.
+    /// Uses an existing pool, with its own settings; [Connections](crate#connections) shows
+    /// the check the store's own pool makes before handing a connection out, which a pool of
+    /// yours can copy.
     pub async fn with_pool(self, pool: PgPool) -> Result<PgStore, StoreError> {
         let schema = self.schema.map_err(StoreError::Config)?;
         let max = pool.options().get_max_connections() as usize;

@@ -1,29 +1,9 @@
-//! The connections the store keeps between its operations.
+//! The connections the store keeps between its operations, and the check its own pool makes
+//! before handing one out. Why, and the bounds that keep the pool in charge: the crate docs'
+//! [Connections](crate#connections).
 //!
-//! sqlx's pool checks every connection handed back to it with a round trip (a `Sync` message
-//! and its `ReadyForQuery`: the check covers a caller that dropped a query midway), so every
-//! statement run on the pool costs two round trips. Measured on W1's command (load + append,
-//! 8 tasks, 2 cores; `benches/pool_check.rs`), the same statements on connections the tasks
-//! held gave 1.3 times the commands per second for 0.72 of the CPU. The store needs that
-//! check only when it did not see its statements through. So it keeps the connections its
-//! statements finished on ([`Lease::keep`]) in a short list of its own and takes the next
-//! one from there; a connection whose statement was dropped midway or did not end in step
-//! ([`in_step`](crate::errors::in_step)) goes back to the pool, which checks it as before.
-//!
-//! The list holds at most
-//! [`PgStoreBuilder::reuse_connections`](crate::PgStoreBuilder::reuse_connections)
-//! connections, newest last (the next one taken is the one used last, whose statements are
-//! prepared). Two bounds keep the pool in charge:
-//! - a connection waits in the list for about [`KEEP_FOR`] at most: a background task,
-//!   waking every half of it, hands the older ones back, so code sharing the pool does not
-//!   wait long on connections the store is not using;
-//! - a connection goes back to the pool at least every [`CYCLE`], however busy the store:
-//!   the pool then checks it (its lifetime limit among others), and callers waiting on the
-//!   pool get their turn.
-//!
-//! A connection kept longer than [`IDLE_CHECK_AFTER`](crate::IDLE_CHECK_AFTER) is pinged
-//! before it is used again, as the store's own pool does. Once the pool is closed, nothing is
-//! kept or handed out from the list.
+//! Kept connections wait in a short list, newest last (the next one taken is the one used
+//! last, whose statements are prepared); [`KEEP_FOR`] and [`CYCLE`] bound how long.
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -35,8 +15,8 @@ use tokio::task::AbortHandle;
 
 use crate::errors::in_step;
 
-/// How long a connection of the store's own pool may sit idle before it is checked (a ping)
-/// on its next use; see [`PgStoreBuilder::connect`](crate::PgStoreBuilder::connect).
+/// How long a connection of the store's own pool, or one the store keeps, may sit idle before
+/// it is checked (a ping) on its next use; see [Connections](crate#connections).
 pub const IDLE_CHECK_AFTER: Duration = Duration::from_millis(50);
 
 /// The options of the pool the store opens itself: at most `max` connections, each checked

@@ -1,8 +1,5 @@
-//! Transactional projections: the runner hands each handler the transaction in which the
-//! projection's checkpoint commits, so a read model in the same database is updated exactly
-//! once per event. One runner per projection across processes holds a lease (a session
-//! advisory lock); others stand by and take over when it dies. Checkpoint writes are fenced
-//! by a lease token, so a runner that lost its lease cannot commit.
+//! The transactional projection runner, [`PgProjectionRunner`]: what it promises (exactly
+//! once, a lease, fenced checkpoints) is told in the crate docs' [Projections](crate#projections).
 
 use std::sync::Arc;
 use std::time::Duration;
