@@ -1,38 +1,41 @@
-//! The connections the store keeps between its operations.
+//! The connections the store keeps between its operations, and the check its own pool makes
+//! before handing one out. Why, and the bounds that keep the pool in charge: the crate docs'
+//! [Connections](crate#connections).
 //!
-//! sqlx's pool checks every connection handed back to it with a round trip (a `Sync` message
-//! and its `ReadyForQuery`: the check covers a caller that dropped a query midway), so every
-//! statement run on the pool costs two round trips. Measured on W1's command (load + append,
-//! 8 tasks, 2 cores; `benches/pool_check.rs`), the same statements on connections the tasks
-//! held gave 1.3 times the commands per second for 0.72 of the CPU. The store needs that
-//! check only when it did not see its statements through. So it keeps the connections its
-//! statements finished on ([`Lease::keep`]) in a short list of its own and takes the next
-//! one from there; a connection whose statement was dropped midway or did not end in step
-//! ([`in_step`]) goes back to the pool, which checks it as before.
-//!
-//! The list holds at most
-//! [`PgStoreBuilder::reuse_connections`](crate::PgStoreBuilder::reuse_connections)
-//! connections, newest last (the next one taken is the one used last, whose statements are
-//! prepared). Two bounds keep the pool in charge:
-//! - a connection waits in the list for about [`KEEP_FOR`] at most: a background task,
-//!   waking every half of it, hands the older ones back, so code sharing the pool does not
-//!   wait long on connections the store is not using;
-//! - a connection goes back to the pool at least every [`CYCLE`], however busy the store:
-//!   the pool then checks it (its lifetime limit among others), and callers waiting on the
-//!   pool get their turn.
-//!
-//! A connection kept longer than [`IDLE_CHECK_AFTER`](crate::IDLE_CHECK_AFTER) is pinged
-//! before it is used again, as the store's own pool does. Once the pool is closed, nothing is
-//! kept or handed out from the list.
+//! Kept connections wait in a short list, newest last (the next one taken is the one used
+//! last, whose statements are prepared); [`KEEP_FOR`] and [`CYCLE`] bound how long.
 
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgPoolOptions;
 use sqlx::{Connection, PgConnection, PgPool, Postgres};
 use tokio::task::AbortHandle;
 
-use crate::store::IDLE_CHECK_AFTER;
+use crate::errors::in_step;
+
+/// How long a connection of the store's own pool, or one the store keeps, may sit idle before
+/// it is checked (a ping) on its next use; see [Connections](crate#connections).
+pub const IDLE_CHECK_AFTER: Duration = Duration::from_millis(50);
+
+/// The options of the pool the store opens itself: at most `max` connections, each checked
+/// before it is handed out only after [`IDLE_CHECK_AFTER`] idle (sqlx's default pings before
+/// every use).
+pub(crate) fn own_pool(max: u32) -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(max)
+        .acquire_timeout(Duration::from_secs(10))
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for >= IDLE_CHECK_AFTER {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
+}
 
 /// About how long a connection waits in the list before it goes back to the pool.
 pub(crate) const KEEP_FOR: Duration = Duration::from_millis(50);
@@ -100,6 +103,18 @@ impl Conns {
             taken: Instant::now(),
         };
         Ok(Lease { kept, home: self })
+    }
+
+    /// Runs `op` on a connection from [`Conns::get`], and keeps it again when `op` ended with
+    /// it in step.
+    pub(crate) async fn run<T>(
+        &self,
+        op: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error>,
+    ) -> Result<T, sqlx::Error> {
+        let mut conn = self.get().await?;
+        let result = op(&mut conn).await;
+        conn.keep_after(result.as_ref().err());
+        result
     }
 
     /// Keeps `kept` for the next operation, or hands it back to the pool: when the list is
@@ -191,29 +206,6 @@ impl Drop for Conns {
     }
 }
 
-/// Whether a connection whose statement ended in `result` may run the next one as it is: a
-/// success, or an error the server answered for the statement alone (sqlx reads the rest of
-/// that reply before the next statement). Not after an I/O or protocol error, a decoding
-/// error (rows may be left unread), or the server ending the session (a FATAL error, such as
-/// `pg_terminate_backend`'s, or a connection failure code).
-pub(crate) fn in_step<T>(result: &Result<T, sqlx::Error>) -> bool {
-    match result {
-        Ok(_) => true,
-        Err(e @ sqlx::Error::Database(db)) => {
-            !crate::errors::is_connection_lost(e)
-                && db
-                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
-                    .is_some_and(|pg| {
-                        !matches!(
-                            pg.severity(),
-                            sqlx::postgres::PgSeverity::Fatal | sqlx::postgres::PgSeverity::Panic
-                        )
-                    })
-        }
-        Err(_) => false,
-    }
-}
-
 /// A connection taken from [`Conns`]. Dropped, it goes back to the pool (which checks it);
 /// [`Lease::keep`] keeps it for the store's next operation.
 pub(crate) struct Lease<'a> {
@@ -229,10 +221,11 @@ impl Lease<'_> {
         self.home.put(self.kept);
     }
 
-    /// [`Lease::keep`] when [`in_step`] says the connection may go on; otherwise hands it
-    /// back to the pool, whose check closes a dead connection.
-    pub(crate) fn keep_if<T>(self, result: &Result<T, sqlx::Error>) {
-        if in_step(result) {
+    /// [`Lease::keep`] after a statement that succeeded (`error` is `None`) or failed with an
+    /// error [`in_step`] says the connection may go on after; otherwise hands it back to the
+    /// pool, whose check closes a dead connection.
+    pub(crate) fn keep_after(self, error: Option<&sqlx::Error>) {
+        if error.is_none_or(in_step) {
             self.keep();
         }
     }

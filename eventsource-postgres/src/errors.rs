@@ -1,4 +1,6 @@
-//! Turning sqlx errors into the core's typed [`StoreError`], by SQLSTATE code, never by text.
+//! What a failed sqlx call means, in one place: whether retrying may fix it, whether its
+//! connection may go on, which constraint an append met, and the core's typed [`StoreError`]
+//! for it. By SQLSTATE code and constraint name, never by message text.
 
 use std::time::{Duration, Instant};
 
@@ -61,6 +63,81 @@ pub(crate) fn is_connection_lost(e: &sqlx::Error) -> bool {
     }
 }
 
+/// Whether a connection whose statement failed with `e` may run the next one as it is: an
+/// error the server answered for the statement alone (sqlx reads the rest of that reply
+/// before the next statement). Not after an I/O or protocol error, a decoding error (rows may
+/// be left unread), or the server ending the session (a FATAL error, such as
+/// `pg_terminate_backend`'s, or a connection failure code).
+pub(crate) fn in_step(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(db) => {
+            !is_connection_lost(e)
+                && db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .is_some_and(|pg| {
+                        !matches!(
+                            pg.severity(),
+                            sqlx::postgres::PgSeverity::Fatal | sqlx::postgres::PgSeverity::Panic
+                        )
+                    })
+        }
+        _ => false,
+    }
+}
+
+/// Whether `e` is a unique violation on the constraint `name`.
+fn violates(e: &sqlx::Error, name: &str) -> bool {
+    code(e).as_deref() == Some(sqlstate::UNIQUE_VIOLATION)
+        && e.as_database_error().and_then(|d| d.constraint()) == Some(name)
+}
+
+/// Whether `e` is a direct append losing a race on the primary key: another writer
+/// committed the version first.
+pub(crate) fn is_version_taken(e: &sqlx::Error) -> bool {
+    violates(e, "events_stream_version")
+}
+
+/// Whether `e` says that an event id of the append is already stored.
+pub(crate) fn is_stored_id(e: &sqlx::Error) -> bool {
+    violates(e, "events_event_id")
+}
+
+/// Whether `e` is the not-null violation a direct append (`Sql::append_one`/`append_batch`)
+/// provokes when the transaction's xid8 does not fit the 48 bits a position gives it (nothing
+/// was written). `append_events` reports that case as a row instead.
+pub(crate) fn is_xid_too_large(e: &sqlx::Error) -> bool {
+    code(e).as_deref() == Some(sqlstate::NOT_NULL_VIOLATION)
+        && e.as_database_error()
+            .and_then(|d| d.try_downcast_ref::<sqlx::postgres::PgDatabaseError>())
+            .and_then(|d| d.column())
+            == Some("commit_id")
+}
+
+/// Whether an append that failed with `e` should be tried again inside the store: deadlocks,
+/// serialization failures, a concurrent writer of the same event ids (the retry then reports
+/// the original commit or the reuse), a direct append that lost the race for its version,
+/// and lost connections (the event ids make a retry of a commit that did go through return
+/// that commit).
+pub(crate) fn is_append_retryable(e: &sqlx::Error) -> bool {
+    is_connection_lost(e)
+        || matches!(
+            code(e).as_deref(),
+            Some(sqlstate::DEADLOCK_DETECTED | sqlstate::SERIALIZATION_FAILURE)
+        )
+        || is_stored_id(e)
+        || is_version_taken(e)
+}
+
+/// The store error for an append that failed with `e` and is not tried again.
+pub(crate) fn append_failed(e: sqlx::Error) -> StoreError {
+    if is_xid_too_large(&e) {
+        return StoreError::Config(
+            "the cluster's xid8 exceeds 2^48 and no longer fits a position".into(),
+        );
+    }
+    backend("appending", e)
+}
+
 /// The store error for a failed sqlx call made while doing `context`.
 pub(crate) fn backend(context: &str, e: sqlx::Error) -> StoreError {
     match code(&e).as_deref() {
@@ -75,10 +152,6 @@ pub(crate) fn backend(context: &str, e: sqlx::Error) -> StoreError {
         }
     }
 }
-
-/// The default of how long a read keeps trying after failures that retrying may fix (see
-/// [`PgStoreBuilder::read_retry_for`](crate::PgStoreBuilder::read_retry_for)).
-pub(crate) const READ_RETRY_FOR: Duration = Duration::from_secs(10);
 
 /// The retries of one read: a retryable failure (a connection the server ended, a server
 /// restarting or failing over) is tried again on a fresh connection, with backoff, until

@@ -3,11 +3,46 @@
 use eventsource_core::projection::guarded;
 use eventsource_core::{Projection, RecordedEvent, SharedError, StoreError};
 use futures::future::BoxFuture;
+use tokio::sync::Mutex;
 
 use crate::context::PgProjectionContext;
 
+/// The inline projections of a store, in the order they were registered.
+#[derive(Default)]
+pub(crate) struct Inlines(Vec<Mutex<Box<dyn DynInline>>>);
+
+impl Inlines {
+    pub(crate) fn push<P>(&mut self, projection: P)
+    where
+        P: Projection<Context = PgProjectionContext>,
+    {
+        self.0.push(Mutex::new(Box::new(Inline(projection))));
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Hands `events` to every projection in turn, in `ctx`'s transaction; appends run one at
+    /// a time through each projection's handlers.
+    pub(crate) async fn handle_all(
+        &self,
+        events: &[RecordedEvent],
+        ctx: &mut PgProjectionContext,
+    ) -> Result<(), StoreError> {
+        for projection in &self.0 {
+            projection.lock().await.handle_all(events, ctx).await?;
+        }
+        Ok(())
+    }
+}
+
 /// The object-safe face of an inline projection.
-pub(crate) trait DynInline: Send {
+trait DynInline: Send {
     /// Hands every event of its types to the projection, in position order.
     fn handle_all<'a>(
         &'a mut self,
@@ -17,7 +52,7 @@ pub(crate) trait DynInline: Send {
 }
 
 /// A projection wrapped for [`DynInline`].
-pub(crate) struct Inline<P>(pub(crate) P);
+struct Inline<P>(P);
 
 impl<P> DynInline for Inline<P>
 where

@@ -1,26 +1,16 @@
-//! The writers' lock of streams ([`EventStore::lock_streams`](eventsource_core::EventStore::lock_streams)):
-//! a session advisory lock per stream, on a pooled connection of the lock's own.
-//!
-//! Every append checks it (`Sql::append_one`, `append_batch` and migration 0005's
-//! `append_events` take a shared, transaction-scoped try-lock on the same key), so while one
-//! session holds it, appends from every other session write nothing and answer
-//! `StreamLocked`; the lock's own appends run on its session and pass. A session waiting for
-//! the lock also keeps new appends out (PostgreSQL grants no lock that conflicts with one
-//! queued before it), so a waiter is served once the appends in flight have committed, and
-//! waiters from several processes are served in the order they queued.
-//!
-//! In a process, lockers first queue in the store's in-process queue
-//! ([`LocalLocks`]), so only the head of each stream's queue holds a connection while it
-//! waits: the others hold nothing, and the pool's connections go to the writers that run.
-//! Session advisory locks hold no transaction open, so they never hold back the log's
-//! horizon.
+//! The writers' lock of streams
+//! ([`EventStore::lock_streams`](eventsource_core::EventStore::lock_streams)): a session
+//! advisory lock per stream, on a pooled connection of the lock's own, behind the store's
+//! in-process queue ([`LocalLocks`](eventsource_core::store::lock::LocalLocks)). How appends
+//! check it and in what order waiters are served: the crate docs'
+//! [The writers' lock](crate#the-writers-lock).
 
 use eventsource_core::store::lock::{LocalGuard, LockedStreams};
 use eventsource_core::{Commit, StoreError, StreamId, StreamLock, StreamWrite};
 use futures::future::BoxFuture;
 
 use crate::conns::Kept;
-use crate::errors::backend;
+use crate::errors::{backend, in_step};
 use crate::sql::WRITERS_LOCK_SEED;
 use crate::store::PgStore;
 
@@ -96,14 +86,13 @@ pub(crate) async fn take(
         .bind(&lock.keys)
         .execute(&mut *kept.conn)
         .await;
-    let answered = crate::conns::in_step(&locked);
     match locked {
         Ok(_) => {
             lock.granted = true;
             Ok(StreamLock::new(streams, Box::new(lock)))
         }
         Err(e) => {
-            if answered {
+            if in_step(&e) {
                 // The server answered (a lock timeout, a cancel): nothing is held or
                 // pending, and the pool may take the connection back as it is.
                 drop(lock.conn.take());

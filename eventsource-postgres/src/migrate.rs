@@ -3,6 +3,7 @@
 use eventsource_core::StoreError;
 use sqlx::migrate::Migrator;
 use sqlx::{Connection, PgConnection, PgPool};
+use tracing::Instrument;
 
 use crate::errors::backend;
 use crate::schema::PgSchema;
@@ -20,17 +21,20 @@ const SETUP_LOCK: i64 = 0x6576_656e_7473_7263; // "eventsrc"
 /// it happens under a session advisory lock, on a connection of its own that is closed after.
 pub(crate) async fn migrate(pool: &PgPool, schema: &PgSchema) -> Result<(), StoreError> {
     let span = tracing::info_span!("migrate", schema = schema.as_str());
-    let _enter = span.enter();
-    let conn = pool
-        .acquire()
-        .await
-        .map_err(|e| backend("connecting to migrate", e))?;
-    // This connection's search_path is changed below; it never goes back to the pool.
-    let mut conn = conn.detach();
-    let result = migrate_on(&mut conn, schema).await;
-    let closed = conn.close().await;
-    result?;
-    closed.map_err(|e| backend("closing the migration connection", e))
+    async {
+        let conn = pool
+            .acquire()
+            .await
+            .map_err(|e| backend("connecting to migrate", e))?;
+        // This connection's search_path is changed below; it never goes back to the pool.
+        let mut conn = conn.detach();
+        let result = migrate_on(&mut conn, schema).await;
+        let closed = conn.close().await;
+        result?;
+        closed.map_err(|e| backend("closing the migration connection", e))
+    }
+    .instrument(span)
+    .await
 }
 
 async fn migrate_on(conn: &mut PgConnection, schema: &PgSchema) -> Result<(), StoreError> {

@@ -1,9 +1,6 @@
-//! Transactional projections: the core's one runner loop with the PostgreSQL store's batches
-//! ([`PgBatches`]): each batch of events is handled inside one transaction that also saves
-//! the checkpoint, so a read model in the same database is updated exactly once per event.
-//! One runner per projection across processes holds a lease (a session advisory lock on a
-//! connection of its own); others stand by and take over when it dies. Checkpoint writes are
-//! fenced by a lease token, so a runner that lost its lease cannot commit.
+//! The transactional projection runner, [`PgProjectionRunner`]: the core's one runner loop
+//! with this store's batches, [`PgBatches`]. What it promises (exactly once, a lease, fenced
+//! checkpoints, faults ridden out) is told in the crate docs' [Projections](crate#projections).
 
 use std::time::Duration;
 
@@ -124,7 +121,7 @@ impl PgBatches {
             return Ok(None);
         }
         let token = Uuid::new_v4();
-        let (c, s): (i64, i64) = sqlx::query_as(&self.store.inner().sql.take_lease)
+        let (c, s): (i64, i64) = sqlx::query_as(&self.store.sql().take_lease)
             .bind(name)
             .bind(token)
             .fetch_one(self.store.pool())
@@ -150,13 +147,12 @@ impl PgBatches {
             return Ok(None);
         }
         let token = lease.token;
-        let row: Option<(i64, i64)> =
-            sqlx::query_as(&self.store.inner().sql.load_leased_checkpoint)
-                .bind(name)
-                .bind(token)
-                .fetch_optional(self.store.pool())
-                .await
-                .map_err(|e| backend("loading the checkpoint", e))?;
+        let row: Option<(i64, i64)> = sqlx::query_as(&self.store.sql().load_leased_checkpoint)
+            .bind(name)
+            .bind(token)
+            .fetch_optional(self.store.pool())
+            .await
+            .map_err(|e| backend("loading the checkpoint", e))?;
         match row {
             Some((c, s)) => Ok(Some(position_from(c, s).unwrap_or(Position::ZERO))),
             None => {
@@ -229,7 +225,7 @@ impl RunnerBackend for PgBatches {
             .map(|l| l.token)
             .ok_or(BackendError::LeaseLost)?;
         let (c, s) = position_params(to);
-        let saved = sqlx::query(&self.store.inner().sql.save_checkpoint_fenced)
+        let saved = sqlx::query(&self.store.sql().save_checkpoint_fenced)
             .bind(name)
             .bind(c)
             .bind(s)

@@ -41,7 +41,7 @@ pub(crate) enum Control {
     Shutdown,
 }
 
-/// Controls a projection started with [`ProjectionRunner::spawn`].
+/// Controls a projection started with [`ProjectionRunner::spawn`](super::ProjectionRunner::spawn).
 pub struct ProjectionHandle {
     name: &'static str,
     status: watch::Receiver<ProjectionStatus>,

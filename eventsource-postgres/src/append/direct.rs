@@ -1,0 +1,204 @@
+//! The direct append: one stream at an exact version, one plain statement that takes no lock
+//! (`Sql::append_one` for one event, `Sql::append_batch` for more), and the read-only probe
+//! that explains an append it did not write.
+
+use chrono::{DateTime, Utc};
+use eventsource_core::{ExpectedVersion, StoreError, StreamWrite, Version};
+use sqlx::postgres::PgRow;
+use sqlx::{PgConnection, Row};
+use uuid::Uuid;
+
+use super::AttemptError;
+use super::outcome::{Outcome, WrittenEvent, commit_of, corrupt_reply};
+use super::request::{Request, metadata_json};
+use crate::errors::is_version_taken;
+use crate::rows::{position_from, to_i64};
+use crate::sql::Sql;
+
+/// The expected version of an append the direct path can take (`Sql::append_one`): one
+/// stream at an exact version (`NoStream` is version 0).
+pub(super) fn expected(writes: &[StreamWrite]) -> Option<i64> {
+    match writes {
+        [w] => match w.expected {
+            ExpectedVersion::NoStream => Some(0),
+            ExpectedVersion::Exact(v) => Some(to_i64(v.get())),
+            ExpectedVersion::Any | ExpectedVersion::StreamExists => None,
+        },
+        _ => None,
+    }
+}
+
+/// What a direct append came to, when it neither failed nor met a conflict (those are
+/// errors).
+pub(super) enum Direct {
+    /// The events were written.
+    Written(Outcome),
+    /// The stream was not at the expected version and some event ids are stored: only
+    /// `append_events` with `check_ids` tells a retried append from a conflict.
+    StoredIds,
+}
+
+/// Runs the direct path for the request (one write, at `expected`) on `conn`: one round
+/// trip, and a second ([`probe`]) when one event was not written or the insert lost the race
+/// for its version (`in_transaction`: `conn` is in a transaction, which that failed insert
+/// aborted; the caller retries through `append_events` instead).
+pub(super) async fn append(
+    conn: &mut PgConnection,
+    sql: &Sql,
+    request: &Request<'_>,
+    expected: i64,
+    in_transaction: bool,
+) -> Result<Direct, AttemptError> {
+    let Some(write) = request.writes.first() else {
+        return Err(corrupt_reply("no write").into());
+    };
+    match insert(conn, sql, request, write, expected).await {
+        Err(AttemptError::Sql(e)) if is_version_taken(&e) && !in_transaction => {
+            probe(conn, sql, write, expected).await
+        }
+        other => other,
+    }
+}
+
+/// The direct statement for the request, whose one write is `write`.
+async fn insert(
+    conn: &mut PgConnection,
+    sql: &Sql,
+    request: &Request<'_>,
+    write: &StreamWrite,
+    expected: i64,
+) -> Result<Direct, AttemptError> {
+    if let [e] = write.events.as_slice() {
+        let row = sqlx::query(&sql.append_one)
+            .bind(write.stream.as_str())
+            .bind(expected)
+            .bind(e.id.as_uuid())
+            .bind(e.event_type.as_str())
+            .bind(i64::from(e.schema_version))
+            .bind(e.payload.as_ref())
+            .bind(metadata_json(e)?)
+            .fetch_optional(&mut *conn)
+            .await?;
+        return match row {
+            Some(row) => Ok(one_written(request.writes, write, expected, &row)?),
+            None => probe(conn, sql, write, expected).await,
+        };
+    }
+    let query = request.batch_query(&sql.append_batch, write, expected)?;
+    let rows = query.fetch_all(conn).await?;
+    Ok(batch_written(request.writes, write, expected, &rows)?)
+}
+
+/// The row of a written one-event direct append: its commit, sequence and recorded-at time.
+fn one_written(
+    writes: &[StreamWrite],
+    write: &StreamWrite,
+    expected: i64,
+    row: &PgRow,
+) -> Result<Direct, StoreError> {
+    let bad = |_| corrupt_reply("a direct append row");
+    let commit: i64 = row.try_get(0).map_err(bad)?;
+    let seq: i64 = row.try_get(1).map_err(bad)?;
+    let recorded_at: DateTime<Utc> = row.try_get(2).map_err(bad)?;
+    written(writes, write, expected + 1, commit, [seq], recorded_at)
+}
+
+/// The row of a batch direct append: what it wrote, or why it wrote nothing.
+fn batch_written(
+    writes: &[StreamWrite],
+    write: &StreamWrite,
+    expected: i64,
+    rows: &[PgRow],
+) -> Result<Direct, StoreError> {
+    let bad = |_| corrupt_reply("a direct append row");
+    let [row] = rows else {
+        return Err(corrupt_reply("not one row"));
+    };
+    let seqs: Option<Vec<i64>> = row.try_get(3).map_err(bad)?;
+    let Some(seqs) = seqs else {
+        let stored: Option<bool> = row.try_get(5).map_err(bad)?;
+        if stored == Some(true) {
+            return Ok(Direct::StoredIds);
+        }
+        let actual: i64 = row.try_get(0).map_err(bad)?;
+        let locked: Option<bool> = row.try_get(6).map_err(bad)?;
+        return Err(not_written(write, expected, actual, locked == Some(true)));
+    };
+    let first: Option<i64> = row.try_get(1).map_err(bad)?;
+    let commit: Option<i64> = row.try_get(2).map_err(bad)?;
+    let recorded_at: Option<DateTime<Utc>> = row.try_get(4).map_err(bad)?;
+    let (Some(first), Some(commit), Some(recorded_at)) = (first, commit, recorded_at) else {
+        return Err(corrupt_reply("a null column"));
+    };
+    if first != expected + 1 || seqs.len() != write.events.len() {
+        return Err(corrupt_reply("versions outside the append"));
+    }
+    // The events were numbered from the expected version on, in request order.
+    written(writes, write, first, commit, seqs, recorded_at)
+}
+
+/// What a direct append wrote: `write`'s events numbered from version `first` on, in request
+/// order, with their sequences, in one commit at one recorded-at time.
+fn written(
+    writes: &[StreamWrite],
+    write: &StreamWrite,
+    first: i64,
+    commit: i64,
+    seqs: impl IntoIterator<Item = i64>,
+    recorded_at: DateTime<Utc>,
+) -> Result<Direct, StoreError> {
+    let first = u64::try_from(first).map_err(|_| corrupt_reply("a version"))?;
+    let mut events = Vec::with_capacity(write.events.len());
+    for ((version, seq), event) in (first..).zip(seqs).zip(&write.events) {
+        events.push(WrittenEvent {
+            id: event.id,
+            stream: write.stream.clone(),
+            version: Version::new(version),
+            position: position_from(commit, seq).ok_or_else(|| corrupt_reply("a position"))?,
+            recorded_at,
+        });
+    }
+    if events.len() != write.events.len() {
+        return Err(corrupt_reply("fewer sequences than events"));
+    }
+    let commit = commit_of(writes, &events);
+    Ok(Direct::Written(Outcome::Written(commit, events)))
+}
+
+/// Why a direct append at `expected` on `write` wrote nothing: its stream is at `actual`;
+/// `locked`: another session holds the stream's writers' lock. A stream at the expected
+/// version that was not written was kept out by the lock.
+fn not_written(write: &StreamWrite, expected: i64, actual: i64, locked: bool) -> StoreError {
+    if locked && actual == expected {
+        return StoreError::StreamLocked {
+            stream: write.stream.clone(),
+        };
+    }
+    StoreError::Conflict {
+        stream: write.stream.clone(),
+        expected: write.expected,
+        actual: Version::new(u64::try_from(actual).unwrap_or(0)),
+    }
+}
+
+/// After a one-event direct append of `write` at `expected` wrote nothing, or a direct
+/// append met [`is_version_taken`]: a conflict with the stream's actual version, the stream
+/// locked by another session, or [`Direct::StoredIds`] when some event ids are stored (one
+/// read-only round trip: cheaper than deciding it in `append_events`).
+async fn probe(
+    conn: &mut PgConnection,
+    sql: &Sql,
+    write: &StreamWrite,
+    expected: i64,
+) -> Result<Direct, AttemptError> {
+    let ids: Vec<Uuid> = write.events.iter().map(|e| *e.id.as_uuid()).collect();
+    let (actual, stored, locked): (i64, bool, bool) = sqlx::query_as(&sql.conflict_probe)
+        .bind(write.stream.as_str())
+        .bind(&ids)
+        .fetch_one(conn)
+        .await?;
+    if stored {
+        return Ok(Direct::StoredIds);
+    }
+    Err(not_written(write, expected, actual, locked).into())
+}
