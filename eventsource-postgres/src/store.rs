@@ -61,6 +61,9 @@ struct Inner {
     inline: Inlines,
     /// The in-process queues of the writers' locks (see [`crate::lock`]).
     local: LocalLocks,
+    /// Writers' locks handed on from one locker of this process to the next (see
+    /// [`crate::lock`]).
+    handoffs: crate::lock::Handoffs,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -110,6 +113,7 @@ impl PgStore {
                 own_writes: OwnWrites::default(),
                 inline: Inlines::default(),
                 local: LocalLocks::default(),
+                handoffs: crate::lock::Handoffs::default(),
             }),
         }
     }
@@ -182,6 +186,10 @@ impl PgStore {
     }
 
     /// The in-process queues of the writers' locks.
+    pub(crate) fn handoffs(&self) -> &crate::lock::Handoffs {
+        &self.inner.handoffs
+    }
+
     pub(crate) fn local_locks(&self) -> &LocalLocks {
         &self.inner.local
     }

@@ -15,6 +15,7 @@ use crate::envelope::{Commit, StreamWrite};
 use crate::error::{CommandError, Error, StoreError};
 use crate::event::IntoEvents;
 use crate::ids::StreamId;
+use crate::store::lock::lock_order;
 use crate::store::{EventStore, ReadUntil, StreamLock};
 
 #[cfg(doc)]
@@ -52,6 +53,11 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     /// only the events from the version it was loaded at on: on a hot stream a retry costs
     /// the few events that won the race, not the whole stream again. A decision with no events
     /// commits nothing and returns [`Commit::empty`].
+    ///
+    /// Commands of this repository and its clones on one stream run one after another (an
+    /// in-process queue, first come, first served): in one process they would only lose
+    /// races to each other. (So a decision must not run another command of the same
+    /// repository on the same stream: it would wait for itself.)
     pub fn execute<'a, D, E, F>(
         &'a self,
         id: &'a str,
@@ -156,6 +162,10 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     return Ok(Executed::without_attempts(commit));
                 }
             }
+            // The commands of this repository (and its clones) on one stream run one after
+            // another: in one process they would only lose races to each other. Commands of
+            // other processes still race; the writers' lock settles those.
+            let _queued = self.queue.lock(&lock_order(&streams)).await;
             let mut tries = Tries::new(self.retry);
             let mut lock = None;
             let result = self

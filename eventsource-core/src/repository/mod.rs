@@ -25,6 +25,7 @@ use crate::aggregate::Aggregate;
 use crate::ids::{Position, StreamId, Version};
 use crate::metadata::Metadata;
 use crate::store::EventStore;
+use crate::store::lock::LocalLocks;
 
 use cache::StateCache;
 pub use retry::{Executed, RetryPolicy};
@@ -104,6 +105,8 @@ pub struct Repository<A, S> {
     /// The snapshots already reported as not matching their streams (see `load.rs`), so each
     /// is reported once, not on every load. Shared with clones.
     reported: Arc<Mutex<HashSet<(StreamId, Version)>>>,
+    /// The in-process queue of commands per stream, shared with clones.
+    queue: LocalLocks,
     _aggregate: PhantomData<fn() -> A>,
 }
 
@@ -115,6 +118,7 @@ impl<A, S: Clone> Clone for Repository<A, S> {
             retry: self.retry,
             cache: self.cache.clone(),
             reported: self.reported.clone(),
+            queue: self.queue.clone(),
             _aggregate: PhantomData,
         }
     }
@@ -139,6 +143,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             retry: RetryPolicy::default(),
             cache: None,
             reported: Arc::default(),
+            queue: LocalLocks::default(),
             _aggregate: PhantomData,
         }
     }

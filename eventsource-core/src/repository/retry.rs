@@ -9,6 +9,8 @@ use crate::envelope::Commit;
 /// race (a conflict: another writer appended first; or the stream was locked by a writer
 /// running alone).
 ///
+/// Commands of one repository (and its clones) on one stream never race each other: they
+/// queue in the process. The races this policy is about are with other processes' writers.
 /// A lost race is retried after a backoff with full jitter (each wait random between zero and
 /// a cap that doubles from `base_delay` up to `max_delay`), with the state caught up. Retries
 /// alone never guarantee progress: on a hot stream one command can lose every race while
@@ -220,11 +222,12 @@ impl Tries {
             self.serialized = false;
             return Next::Serialize;
         }
+        // A stream locked by a writer running alone counts as any lost race: the lock is
+        // held for one command, so a short backoff usually finds it free again, and the
+        // writers of a hot stream stay optimistic (one round trip per command with the
+        // cache) until one of them has lost often enough to need the lock itself.
         let lost = self.counted;
-        let serialize = self
-            .policy
-            .serialize_after
-            .is_some_and(|n| loss == Loss::Locked || lost >= n);
+        let serialize = self.policy.serialize_after.is_some_and(|n| lost >= n);
         if serialize {
             return Next::Serialize;
         }
@@ -290,13 +293,17 @@ mod tests {
     }
 
     #[test]
-    fn a_locked_stream_serializes_at_once_and_unread_losses_are_free() {
+    fn a_locked_stream_counts_as_a_lost_race_and_unread_losses_are_free() {
         let mut tries = Tries::new(RetryPolicy::default());
         for _ in 0..40 {
             tries.appending();
             assert_eq!(tries.lost(Loss::Unread), Next::Again);
         }
         assert_eq!(tries.counted(), 0);
+        for _ in 0..2 {
+            tries.appending();
+            assert!(matches!(tries.lost(Loss::Locked), Next::Backoff(_)));
+        }
         tries.appending();
         assert_eq!(tries.lost(Loss::Locked), Next::Serialize);
     }

@@ -148,6 +148,19 @@ impl LocalLocks {
     }
 }
 
+impl LocalLocks {
+    /// Whether another locker of this process waits for one of `streams` (asked by the
+    /// holder of their lock, before it lets go: a store may then hand its own hold on to the
+    /// next locker instead of releasing and taking it again).
+    pub fn awaited(&self, streams: &[StreamId]) -> bool {
+        let queues = self.queues.lock();
+        // The map's reference and the holder's guard, plus one per waiter.
+        streams
+            .iter()
+            .any(|s| queues.get(s).is_some_and(|q| Arc::strong_count(q) > 2))
+    }
+}
+
 /// The in-process part of a held lock ([`LocalLocks::lock`]); dropping it lets the next
 /// waiter of each stream in.
 pub struct LocalGuard {

@@ -224,7 +224,8 @@ pub async fn run_walkthrough(store: AnyStore) -> Result<AccountWalkthrough, Walk
     story.say(format!(
         "Bob has {} and two withdrawals of {} arrive at once. Both load his account at the same \
          version and both decide \"yes\" (we hold each decision until the other is made, the \
-         race two servers run into by chance).",
+         race two servers run into by chance; in one server, commands on one account queue \
+         and never race).",
         cents(100_00),
         cents(70_00)
     ));
@@ -435,7 +436,9 @@ async fn recorded_metadata(store: &AnyStore, commit: &Commit) -> Result<Vec<Meta
 }
 
 /// Runs two withdrawals of `amount_cents` from `account` at the same time, each on its own
-/// task, holding each one's first decision until both are made.
+/// task and through a repository of its own (as two servers would: the commands of one
+/// repository on one account queue in their process and never race each other), holding each
+/// one's first decision until both are made.
 async fn race_two_withdrawals(
     accounts: &Repository<Account, AnyStore>,
     account: &str,
@@ -443,7 +446,8 @@ async fn race_two_withdrawals(
 ) -> Result<[RacingWithdrawal; 2], WalkthroughError> {
     let both_decided = Arc::new(Rendezvous::default());
     let racer = || {
-        let (accounts, account) = (accounts.clone(), account.to_owned());
+        let accounts = Repository::<Account, AnyStore>::new(accounts.store().clone());
+        let account = account.to_owned();
         let both_decided = Arc::clone(&both_decided);
         tokio::spawn(async move {
             let decisions = AtomicU32::new(0);
