@@ -110,11 +110,7 @@ pub(crate) async fn load_checkpoint(
         .await?;
     match row {
         None => Ok(None),
-        Some((c, s)) => position_from(c, s).map(Some).ok_or_else(|| {
-            StoreError::Config(format!(
-                "checkpoint `{name}` holds an invalid position {c}.{s}"
-            ))
-        }),
+        Some((c, s)) => checkpoint_from(name, c, s).map(Some),
     }
 }
 
@@ -140,4 +136,13 @@ pub(crate) async fn save_checkpoint(
         })
         .await?;
     Ok(())
+}
+
+/// The position a checkpoint row of `name` holds: a row with an impossible one is
+/// [`StoreError::CorruptCheckpoint`], never read as another position.
+pub(crate) fn checkpoint_from(name: &str, commit: i64, seq: i64) -> Result<Position, StoreError> {
+    position_from(commit, seq).ok_or_else(|| StoreError::CorruptCheckpoint {
+        name: name.to_owned(),
+        reason: format!("the position {commit}.{seq} is impossible"),
+    })
 }

@@ -11,7 +11,8 @@ use uuid::Uuid;
 
 use crate::context::PgProjectionContext;
 use crate::errors::backend;
-use crate::rows::{position_from, position_params};
+use crate::meta::checkpoint_from;
+use crate::rows::position_params;
 use crate::store::PgStore;
 
 /// How long a check of the lease's session may take before the lease counts as lost.
@@ -127,7 +128,7 @@ impl PgBatches {
             .fetch_one(self.store.pool())
             .await
             .map_err(|e| backend("stamping the projection lease", e))?;
-        let checkpoint = position_from(c, s).unwrap_or(Position::ZERO);
+        let checkpoint = checkpoint_from(name, c, s)?;
         self.watch_lease(conn, token);
         tracing::info!(%checkpoint, "took the projection lease");
         Ok(Some(checkpoint))
@@ -154,7 +155,7 @@ impl PgBatches {
             .await
             .map_err(|e| backend("loading the checkpoint", e))?;
         match row {
-            Some((c, s)) => Ok(Some(position_from(c, s).unwrap_or(Position::ZERO))),
+            Some((c, s)) => Ok(Some(checkpoint_from(name, c, s)?)),
             None => {
                 // Another runner stamped its token: it holds the projection now.
                 self.drop_lease().await;

@@ -462,3 +462,62 @@ async fn an_outage_surfaces_after_the_reads_retry_bound() {
         .await
         .expect("the store works once the server is back");
 }
+
+/// A checkpoint row holding an impossible position is a typed error naming the checkpoint,
+/// for the core's reads and for the transactional runner (which never reads it as zero and
+/// replays everything into its read model).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_corrupt_checkpoint_is_a_typed_error_naming_it() {
+    use eventsource_core::testing::fixtures::AddedLog;
+    use eventsource_core::{HandlerError, Projection, ProjectionError};
+    use eventsource_postgres::{PgProjectionContext, PgProjectionRunner};
+
+    struct Nothing;
+    impl Projection for Nothing {
+        const NAME: &'static str = "nothing";
+        type Context = PgProjectionContext;
+        async fn handle_event(
+            &mut self,
+            _: &RecordedEvent,
+            _: &mut PgProjectionContext,
+        ) -> Result<(), HandlerError> {
+            Ok(())
+        }
+    }
+
+    let _horizon = crate::common::horizon_shared().await;
+    let store = common::fresh_store().await;
+    store
+        .append(vec![write("s", ExpectedVersion::NoStream, vec![event(1)])])
+        .await
+        .unwrap();
+    let mut pg = PgProjectionRunner::new(store.clone(), Nothing);
+    pg.catch_up().await.unwrap();
+    eventsource_core::ProjectionRunner::new(store.clone(), AddedLog::default())
+        .catch_up()
+        .await
+        .unwrap();
+    let mut conn = common::raw().await;
+    sqlx::query(&format!(
+        "UPDATE \"{}\".checkpoints SET seq = -5",
+        store.schema().as_str()
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    match store.load_checkpoint("conformance.added-log").await {
+        Err(StoreError::CorruptCheckpoint { name, .. }) => {
+            assert_eq!(name, "conformance.added-log")
+        }
+        other => panic!("expected CorruptCheckpoint, got {other:?}"),
+    }
+    drop(pg);
+    let mut again = PgProjectionRunner::new(store.clone(), Nothing);
+    match again.catch_up().await {
+        Err(ProjectionError::Store {
+            source: StoreError::CorruptCheckpoint { name, .. },
+            ..
+        }) => assert_eq!(name, "nothing"),
+        other => panic!("expected the corrupt checkpoint, got {other:?}"),
+    }
+}
