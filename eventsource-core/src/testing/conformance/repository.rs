@@ -23,7 +23,8 @@ pub async fn repository_retries_conflicts_until_every_command_commits<S: EventSt
     let repo = Repository::<Counter, S>::new(store.clone());
     let mut tasks = Vec::new();
     for _ in 0..TASKS {
-        let repo = repo.clone();
+        // A repository each, as six processes would have: they race.
+        let repo = Repository::<Counter, S>::new(store.clone());
         tasks.push(tokio::spawn(async move {
             for _ in 0..COMMANDS {
                 repo.execute("c", |c| c.add(1)).await.expect("command");
@@ -48,10 +49,16 @@ pub async fn hot_stream_commands_never_give_up_and_none_starves<S: EventStore>(s
     for run in 0..race_runs() {
         for cached in [false, true] {
             for (tasks, commands) in [(8, 250), (32, 60)] {
-                let repo = Repository::<Counter, S>::new(store.clone());
-                let repo = if cached { repo.with_cache(64) } else { repo };
+                // Four repositories, as four processes would have: the commands of one queue
+                // in its process, those of different ones race.
+                let repos: Vec<_> = (0..4)
+                    .map(|_| {
+                        let repo = Repository::<Counter, S>::new(store.clone());
+                        if cached { repo.with_cache(64) } else { repo }
+                    })
+                    .collect();
                 let id = format!("hot-{run}-{cached}-{tasks}");
-                let report = deposits_on_one_stream(&[repo], &id, tasks, commands).await;
+                let report = deposits_on_one_stream(&repos, &id, tasks, commands).await;
                 eprintln!(
                     "hot stream, {tasks} x {commands}, cached: {cached}: slowest command {:?}, \
                      at most {} appends, {} serialized, {} lost races",
