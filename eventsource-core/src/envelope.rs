@@ -50,6 +50,18 @@ pub struct FoldEvent {
     pub payload: Bytes,
 }
 
+/// What [`EventStore::read_stream_from_snapshot`](crate::EventStore::read_stream_from_snapshot)
+/// hands out: first, exactly once, the snapshot the read starts from (or `None`), then the
+/// events a fold needs from that snapshot's version on (inclusive: the first event is the one
+/// the snapshot must have been folded up to), or from version 1 when there is no snapshot.
+#[derive(Clone, Debug, PartialEq)]
+pub enum FoldItem {
+    /// The newest snapshot within the read's bound, or `None`: always the first item.
+    Snapshot(Option<Snapshot>),
+    /// An event of the stream, in version order.
+    Event(FoldEvent),
+}
+
 impl From<RecordedEvent> for FoldEvent {
     fn from(e: RecordedEvent) -> Self {
         Self {

@@ -28,7 +28,7 @@ pub mod __private;
 
 pub use aggregate::{Aggregate, Apply};
 pub use envelope::{
-    Commit, CommittedStream, FoldEvent, NewEvent, RecordedEvent, Snapshot, StreamWrite,
+    Commit, CommittedStream, FoldEvent, FoldItem, NewEvent, RecordedEvent, Snapshot, StreamWrite,
 };
 pub use error::{BoxError, CommandError, DecodeError, EncodeError, Error, SharedError, StoreError};
 pub use event::{DomainEvent, EventSet, EventType, IntoEvents};

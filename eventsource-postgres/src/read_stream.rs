@@ -3,7 +3,9 @@
 //! out; and a stream's current version.
 
 use eventsource_core::store::input;
-use eventsource_core::{FoldEvent, ReadUntil, RecordedEvent, StoreError, StreamId, Version};
+use eventsource_core::{
+    FoldEvent, FoldItem, ReadUntil, RecordedEvent, StoreError, StreamId, Version,
+};
 use futures::stream::{BoxStream, TryStreamExt};
 use sqlx::postgres::PgRow;
 
@@ -43,6 +45,80 @@ pub(crate) fn fold_events<'a>(
         until,
         rows::fold_event,
     )
+}
+
+/// The newest snapshot of `stream` in `schema_version` at or below `last` (a version; `None`:
+/// the end), then
+/// what a fold needs of the events from its version on: one query (`read_from_snapshot`),
+/// streamed as [`stream_rows`] streams. A failure before its first row runs it again; one
+/// after it goes on with `read_stream_fold` after the last event handed out (the snapshot,
+/// once handed out, stays the one the read started from).
+pub(crate) fn from_snapshot<'a>(
+    reader: Reader<'a>,
+    stream: &'a StreamId,
+    schema_version: u32,
+    last: Option<Version>,
+) -> BoxStream<'a, Result<FoldItem, StoreError>> {
+    let last = last.map_or(i64::MAX, |v| to_i64(v.get()));
+    Box::pin(async_stream::try_stream! {
+        input::check_stream(stream)?;
+        // The next version to read once the snapshot is handed out; `None` before.
+        let mut next: Option<i64> = None;
+        let mut retry = reader.retry();
+        loop {
+            let failed = match reader.conns().get().await {
+                Err(e) => e,
+                Ok(mut conn) => {
+                    let mut rows = match next {
+                        None => sqlx::query(&reader.sql().read_from_snapshot)
+                            .bind(stream.as_str())
+                            .bind(i64::from(schema_version))
+                            .bind(last),
+                        Some(from) => sqlx::query(&reader.sql().read_stream_fold)
+                            .bind(stream.as_str())
+                            .bind(from)
+                            .bind(last),
+                    }
+                    .fetch(&mut *conn);
+                    let failed = loop {
+                        match rows.try_next().await {
+                            Ok(Some(row)) => {
+                                if next.is_none() {
+                                    let snapshot =
+                                        rows::snapshot_at(&row, stream, schema_version, 6)?;
+                                    next = Some(snapshot.as_ref().map_or(1, |s| to_i64(s.version.get())));
+                                    yield FoldItem::Snapshot(snapshot);
+                                    if !rows::has_event(&row, stream)? {
+                                        // The snapshot alone: its stream does not hold it.
+                                        continue;
+                                    }
+                                }
+                                let event = rows::fold_event(&row, stream)?;
+                                next = Some(to_i64(event.version.get()).saturating_add(1));
+                                yield FoldItem::Event(event);
+                            }
+                            Ok(None) => break None,
+                            Err(e) => break Some(e),
+                        }
+                    };
+                    drop(rows);
+                    match failed {
+                        None => {
+                            conn.keep();
+                            if next.is_none() {
+                                yield FoldItem::Snapshot(None);
+                            }
+                            return;
+                        }
+                        Some(e) => e,
+                    }
+                }
+            };
+            if !retry.again("reading a stream from its snapshot", &failed).await {
+                Err(backend("reading a stream from its snapshot", failed))?;
+            }
+        }
+    })
 }
 
 /// The stream's current version (zero for a stream with no events).

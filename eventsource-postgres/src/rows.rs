@@ -133,6 +133,15 @@ pub(crate) fn fold_event(row: &PgRow, stream: &StreamId) -> Result<FoldEvent, St
     })
 }
 
+/// Whether `row` carries an event (a row of `read_from_snapshot` may carry its snapshot
+/// alone, with a NULL version).
+pub(crate) fn has_event(row: &PgRow, stream: &StreamId) -> Result<bool, StoreError> {
+    Binary(row)
+        .raw(0)
+        .map(|v| v.is_some())
+        .map_err(|e| corrupt(stream, Version::ZERO, e))
+}
+
 /// The columns of a row, read from PostgreSQL's binary format (what sqlx requests for the
 /// results of every statement it prepares). Errors say which column and why.
 #[derive(Clone, Copy)]
@@ -256,33 +265,65 @@ fn valid_schema_version(
     })
 }
 
-/// Decodes a snapshot row.
+/// Decodes a snapshot row: the stream, the schema version, then the columns of
+/// [`snapshot_at`].
 pub(crate) fn snapshot(row: &PgRow) -> Result<Snapshot, StoreError> {
     let cols = Binary(row);
     let stream = cols
         .text(0)
         .map_err(|e| corrupt(&StreamId::new("?"), Version::ZERO, e))?;
     let stream = StreamId::new(stream);
-    let version = cols
+    let schema_version = cols
         .int8(1)
-        .map_err(|e| corrupt(&stream, Version::ZERO, e))?;
+        .map_err(|e| corrupt(&stream, Version::ZERO, format!("snapshot: {e}")))?;
+    let schema_version = u32::try_from(schema_version).map_err(|_| {
+        corrupt(
+            &stream,
+            Version::ZERO,
+            format!("snapshot: invalid schema version {schema_version}"),
+        )
+    })?;
+    snapshot_at(row, &stream, schema_version, 2)?.ok_or_else(|| {
+        corrupt(
+            &stream,
+            Version::ZERO,
+            "snapshot: column 2: unexpected NULL",
+        )
+    })
+}
+
+/// Decodes the snapshot of `stream` in `schema_version` whose columns start at `at` in `row`
+/// (version, commit, sequence, the recorded-at time of its last event in microseconds and
+/// nanoseconds, payload); `None` when its version is NULL.
+pub(crate) fn snapshot_at(
+    row: &PgRow,
+    stream: &StreamId,
+    schema_version: u32,
+    at: usize,
+) -> Result<Option<Snapshot>, StoreError> {
+    let cols = Binary(row);
+    let Some(version) = cols
+        .opt_int8(at)
+        .map_err(|e| corrupt(stream, Version::ZERO, format!("snapshot: {e}")))?
+    else {
+        return Ok(None);
+    };
     // A negative version is refused, not read as zero: the repository would fold the
     // stream's events from its start on top of the snapshot's state.
     let version = u64::try_from(version).map(Version::new).map_err(|_| {
         corrupt(
-            &stream,
+            stream,
             Version::ZERO,
             format!("snapshot: invalid version {version}"),
         )
     })?;
-    let c = |e: String| corrupt(&stream, version, format!("snapshot: {e}"));
-    let schema_version = cols.int8(2).map_err(c)?;
-    let commit = cols.int8(3).map_err(c)?;
-    let seq = cols.int8(4).map_err(c)?;
-    let micros = cols.timestamptz(5).map_err(c)?;
-    let nanos = cols.int2(6).map_err(c)?;
-    let payload = Bytes::copy_from_slice(cols.bytes(7).map_err(c)?);
-    let bad = |what: &str| corrupt(&stream, version, format!("snapshot: invalid {what}"));
+    let c = |e: String| corrupt(stream, version, format!("snapshot: {e}"));
+    let commit = cols.int8(at + 1).map_err(c)?;
+    let seq = cols.int8(at + 2).map_err(c)?;
+    let micros = cols.timestamptz(at + 3).map_err(c)?;
+    let nanos = cols.int2(at + 4).map_err(c)?;
+    let payload = Bytes::copy_from_slice(cols.bytes(at + 5).map_err(c)?);
+    let bad = |what: &str| corrupt(stream, version, format!("snapshot: invalid {what}"));
     let nanos = u32::try_from(nanos)
         .ok()
         .filter(|n| *n < 1000)
@@ -290,14 +331,14 @@ pub(crate) fn snapshot(row: &PgRow) -> Result<Snapshot, StoreError> {
     let event_recorded_at = micros
         .with_nanosecond(micros.timestamp_subsec_micros() * 1000 + nanos)
         .ok_or_else(|| bad("recorded-at time"))?;
-    Ok(Snapshot {
+    Ok(Some(Snapshot {
         stream: stream.clone(),
         version,
         position: position_from(commit, seq).ok_or_else(|| bad("position"))?,
         event_recorded_at,
-        schema_version: u32::try_from(schema_version).map_err(|_| bad("schema version"))?,
+        schema_version,
         payload,
-    })
+    }))
 }
 
 /// A time as the store keeps it: whole microseconds (what `timestamptz` holds) and the

@@ -4,11 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use eventsource_core::store::input;
 use eventsource_core::store::lock::{LocalLocks, lock_order};
+use eventsource_core::store::{input, snapshot_then_events};
 use eventsource_core::{
-    Commit, EventId, EventStore, FoldEvent, LogPage, Position, ReadUntil, RecordedEvent, Snapshot,
-    StoreError, StreamId, StreamLock, StreamWrite, Version,
+    Commit, EventId, EventStore, FoldEvent, FoldItem, LogPage, Position, ReadUntil, RecordedEvent,
+    Snapshot, StoreError, StreamId, StreamLock, StreamWrite, Version,
 };
 use futures::stream::BoxStream;
 use sqlx::PgPool;
@@ -273,6 +273,24 @@ impl EventStore for PgStore {
         until: ReadUntil,
     ) -> BoxStream<'a, Result<FoldEvent, StoreError>> {
         read_stream::fold_events(self.reader(), stream, from, until)
+    }
+
+    fn read_stream_from_snapshot<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        schema_version: u32,
+        until: ReadUntil,
+    ) -> BoxStream<'a, Result<FoldItem, StoreError>> {
+        match until {
+            ReadUntil::End => {
+                read_stream::from_snapshot(self.reader(), stream, schema_version, None)
+            }
+            ReadUntil::Version(v) => {
+                read_stream::from_snapshot(self.reader(), stream, schema_version, Some(v))
+            }
+            // Time travel finds the version at the time first: two reads, as by default.
+            ReadUntil::Time(_) => snapshot_then_events(self, stream, schema_version, until),
+        }
     }
 
     async fn stream_version(&self, stream: &StreamId) -> Result<Version, StoreError> {

@@ -7,14 +7,14 @@
 //! written by hand or for another history) is never believed: the load goes on from an older
 //! snapshot, or from the start. Snapshots and the cache are optimisations only.
 
-use futures::TryStreamExt;
+use futures::{Stream, StreamExt, TryStreamExt};
 use tracing::Instrument;
 use tracing::field::Empty;
 
 use super::{At, Loaded, Repository};
 use crate::aggregate::Aggregate;
-use crate::envelope::FoldEvent;
-use crate::error::Error;
+use crate::envelope::{FoldEvent, FoldItem};
+use crate::error::{Error, StoreError};
 use crate::event::EventSet;
 use crate::ids::{StreamId, Version};
 use crate::store::{EventStore, ReadUntil};
@@ -24,6 +24,19 @@ const SNAPSHOT_TRIES: usize = 3;
 
 /// How many non-matching snapshots the repository remembers having reported.
 const REPORTED_MAX: usize = 4096;
+
+/// Why a snapshot whose stream does not hold its last event is passed over.
+const NOT_HELD: &str = "the stream does not hold its last event (restored from an older backup, or written for another history?)";
+
+/// A store handed out a snapshot after an event, or an event before the snapshot: it broke
+/// the order of [`EventStore::read_stream_from_snapshot`].
+fn out_of_order(stream: &StreamId, version: Version) -> StoreError {
+    StoreError::Corrupt {
+        stream: stream.clone(),
+        version,
+        reason: "read_stream_from_snapshot handed out its items out of order".into(),
+    }
+}
 
 /// Whether a fold could start where it was asked to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,26 +118,74 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
     }
 
     /// Loads `stream` up to `until` from the newest snapshot that matches it, or from the
-    /// start.
+    /// start. The newest snapshot and the events after it come in one read
+    /// ([`EventStore::read_stream_from_snapshot`]: one round trip where the store makes it
+    /// one); only when that snapshot does not match does the load look further.
     async fn load_from_snapshots(
         &self,
         stream: &StreamId,
         until: ReadUntil,
     ) -> Result<Loaded<A>, Error> {
-        let mut bound = until;
-        if A::SNAPSHOT_EVERY.is_some() {
-            for _ in 0..SNAPSHOT_TRIES {
-                let Some(mut loaded) = self.snapshot(stream, bound).await else {
-                    break;
+        let mut loaded = Loaded::empty();
+        if A::SNAPSHOT_EVERY.is_none() {
+            self.fold_from(stream, &mut loaded, until).await?;
+            return Ok(loaded);
+        }
+        let mut items = self
+            .store
+            .read_stream_from_snapshot(stream, A::SNAPSHOT_VERSION, until);
+        let snapshot = match items.try_next().await? {
+            Some(FoldItem::Snapshot(snapshot)) => snapshot.filter(|s| s.version > Version::ZERO),
+            Some(FoldItem::Event(e)) => return Err(out_of_order(stream, e.version).into()),
+            None => None,
+        };
+        let events = items.map(|item| match item? {
+            FoldItem::Event(e) => Ok(e),
+            FoldItem::Snapshot(_) => Err(out_of_order(stream, Version::ZERO)),
+        });
+        let Some(snapshot) = snapshot else {
+            self.fold_events(stream, &mut loaded, events, false).await?;
+            return Ok(loaded);
+        };
+        let version = snapshot.version;
+        tracing::Span::current().record("snapshot_version", version.get());
+        match A::decode_snapshot(&snapshot.payload) {
+            Ok(state) => {
+                let mut loaded = Loaded {
+                    state,
+                    version,
+                    position: snapshot.position,
                 };
-                let version = loaded.version;
-                tracing::Span::current().record("snapshot_version", version.get());
-                if self.fold_from(stream, &mut loaded, until).await? == Fold::Folded {
+                if self.fold_events(stream, &mut loaded, events, true).await? == Fold::Folded {
                     return Ok(loaded);
                 }
-                self.report_once(stream, version, "the stream does not hold its last event (restored from an older backup, or written for another history?)");
-                bound = ReadUntil::Version(Version::new(version.get() - 1));
+                self.report_once(stream, version, NOT_HELD);
             }
+            Err(error) => self.report_once(stream, version, &error.to_string()),
+        }
+        let older = ReadUntil::Version(Version::new(version.get() - 1));
+        self.load_from_older_snapshots(stream, until, older).await
+    }
+
+    /// Loads `stream` up to `until` from the newest snapshot within `bound` that matches it
+    /// (trying a few), or from the start.
+    async fn load_from_older_snapshots(
+        &self,
+        stream: &StreamId,
+        until: ReadUntil,
+        mut bound: ReadUntil,
+    ) -> Result<Loaded<A>, Error> {
+        for _ in 1..SNAPSHOT_TRIES {
+            let Some(mut loaded) = self.snapshot(stream, bound).await else {
+                break;
+            };
+            let version = loaded.version;
+            tracing::Span::current().record("snapshot_version", version.get());
+            if self.fold_from(stream, &mut loaded, until).await? == Fold::Folded {
+                return Ok(loaded);
+            }
+            self.report_once(stream, version, NOT_HELD);
+            bound = ReadUntil::Version(Version::new(version.get() - 1));
         }
         let mut loaded = Loaded::empty();
         self.fold_from(stream, &mut loaded, until).await?;
@@ -193,7 +254,21 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         } else {
             Version::FIRST
         };
-        let mut events = self.store.read_stream_for_fold(stream, from, until);
+        let events = self.store.read_stream_for_fold(stream, from, until);
+        self.fold_events(stream, loaded, events, check).await
+    }
+
+    /// Folds `events` into `loaded`. With `check`, the first event must be the one `loaded`
+    /// was folded up to (same version and position), else nothing is folded and the answer
+    /// is [`Fold::Mismatch`].
+    async fn fold_events(
+        &self,
+        stream: &StreamId,
+        loaded: &mut Loaded<A>,
+        events: impl Stream<Item = Result<FoldEvent, StoreError>>,
+        check: bool,
+    ) -> Result<Fold, Error> {
+        let mut events = std::pin::pin!(events);
         if check {
             match events.try_next().await? {
                 Some(last)

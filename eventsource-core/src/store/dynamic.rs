@@ -8,7 +8,7 @@ use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
 use super::{EventStore, LogPage, ReadUntil, StreamLock};
-use crate::envelope::{Commit, FoldEvent, RecordedEvent, Snapshot, StreamWrite};
+use crate::envelope::{Commit, FoldEvent, FoldItem, RecordedEvent, Snapshot, StreamWrite};
 use crate::error::StoreError;
 use crate::ids::{EventId, Position, StreamId, Version};
 
@@ -31,6 +31,13 @@ pub trait DynEventStore: Send + Sync + 'static {
         from: Version,
         until: ReadUntil,
     ) -> BoxStream<'a, Result<FoldEvent, StoreError>>;
+    /// See [`EventStore::read_stream_from_snapshot`].
+    fn read_stream_from_snapshot_dyn<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        schema_version: u32,
+        until: ReadUntil,
+    ) -> BoxStream<'a, Result<FoldItem, StoreError>>;
     /// See [`EventStore::lock_streams`].
     fn lock_streams_dyn<'a>(
         &'a self,
@@ -105,6 +112,14 @@ impl<S: EventStore> DynEventStore for S {
         until: ReadUntil,
     ) -> BoxStream<'a, Result<FoldEvent, StoreError>> {
         self.read_stream_for_fold(stream, from, until)
+    }
+    fn read_stream_from_snapshot_dyn<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        schema_version: u32,
+        until: ReadUntil,
+    ) -> BoxStream<'a, Result<FoldItem, StoreError>> {
+        self.read_stream_from_snapshot(stream, schema_version, until)
     }
     fn lock_streams_dyn<'a>(
         &'a self,
@@ -215,6 +230,15 @@ impl EventStore for AnyStore {
         until: ReadUntil,
     ) -> BoxStream<'a, Result<FoldEvent, StoreError>> {
         self.0.read_stream_for_fold_dyn(stream, from, until)
+    }
+    fn read_stream_from_snapshot<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        schema_version: u32,
+        until: ReadUntil,
+    ) -> BoxStream<'a, Result<FoldItem, StoreError>> {
+        self.0
+            .read_stream_from_snapshot_dyn(stream, schema_version, until)
     }
     async fn lock_streams(&self, streams: &[StreamId]) -> Result<StreamLock, StoreError> {
         self.0.lock_streams_dyn(streams).await

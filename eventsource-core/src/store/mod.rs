@@ -32,7 +32,7 @@ use std::future::Future;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 
-use crate::envelope::{Commit, FoldEvent, RecordedEvent, Snapshot, StreamWrite};
+use crate::envelope::{Commit, FoldEvent, FoldItem, RecordedEvent, Snapshot, StreamWrite};
 use crate::error::StoreError;
 use crate::ids::{EventId, Position, StreamId, Version};
 
@@ -110,6 +110,27 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         self.read_stream(stream, from, until)
             .map_ok(FoldEvent::from)
             .boxed()
+    }
+
+    /// The newest snapshot of `stream` with this schema version within `until` (as
+    /// [`EventStore::load_snapshot`] finds it; one at version zero counts as none), then what
+    /// a fold needs of the events from its version on (as
+    /// [`EventStore::read_stream_for_fold`] reads them), as one read: [`FoldItem::Snapshot`]
+    /// first, exactly once, then [`FoldItem::Event`]s from the snapshot's version (inclusive)
+    /// up to `until`, or from version 1 when there is no snapshot. The snapshot is handed out
+    /// as stored, never checked: whether the stream still holds the event it was folded up to
+    /// is for the reader to see (the first event must have its version and position).
+    ///
+    /// This is what a [`Repository`](crate::Repository) load reads when its aggregate takes
+    /// snapshots. The default makes the two reads one after the other; a store that answers
+    /// over a network makes them one round trip.
+    fn read_stream_from_snapshot<'a>(
+        &'a self,
+        stream: &'a StreamId,
+        schema_version: u32,
+        until: ReadUntil,
+    ) -> BoxStream<'a, Result<FoldItem, StoreError>> {
+        snapshot_then_events(self, stream, schema_version, until)
     }
 
     /// Waits for and takes the writers' lock of `streams` (see [`StreamLock`]): until it is
@@ -219,6 +240,35 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         name: &str,
         position: Position,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+/// [`EventStore::read_stream_from_snapshot`] as two reads, one after the other:
+/// [`EventStore::load_snapshot`], then [`EventStore::read_stream_for_fold`] from the
+/// snapshot's version. The trait's default; a store that makes some of these reads one round
+/// trip (for some bounds only) hands the others to it.
+pub fn snapshot_then_events<'a, S: EventStore>(
+    store: &'a S,
+    stream: &'a StreamId,
+    schema_version: u32,
+    until: ReadUntil,
+) -> BoxStream<'a, Result<FoldItem, StoreError>> {
+    use futures::{StreamExt, TryStreamExt};
+    futures::stream::once(store.load_snapshot(stream, schema_version, until))
+        .flat_map(move |found| match found {
+            Ok(snapshot) => {
+                let snapshot = snapshot.filter(|s| s.version > Version::ZERO);
+                let from = snapshot.as_ref().map_or(Version::FIRST, |s| s.version);
+                futures::stream::once(async { Ok(FoldItem::Snapshot(snapshot)) })
+                    .chain(
+                        store
+                            .read_stream_for_fold(stream, from, until)
+                            .map_ok(FoldItem::Event),
+                    )
+                    .boxed()
+            }
+            Err(e) => futures::stream::once(async { Err(e) }).boxed(),
+        })
+        .boxed()
 }
 
 /// The request checks every store applies to an append before it looks at its data, so all

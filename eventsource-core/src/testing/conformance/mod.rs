@@ -120,6 +120,7 @@ macro_rules! __conformance_cases {
             ],
             snapshots_checkpoints: [
                 snapshots_are_selected_by_schema_version_and_bound,
+                snapshot_and_tail_reads_agree_with_their_two_reads,
                 checkpoints_round_trip,
             ],
             locks: [

@@ -109,3 +109,112 @@ pub async fn checkpoints_round_trip<S: EventStore>(store: S) {
         "names are separate"
     );
 }
+
+/// `read_stream_from_snapshot` hands out what `load_snapshot` and then `read_stream_for_fold`
+/// from the snapshot's version read, for every bound: the snapshot first, exactly once, then
+/// the events from its version on (from version 1 without one). A snapshot ahead of its
+/// stream comes alone; one at version zero counts as none; nothing is checked or left out.
+pub async fn snapshot_and_tail_reads_agree_with_their_two_reads<S: EventStore>(store: S) {
+    use futures::TryStreamExt;
+
+    use super::support::{added, read, write};
+    use crate::envelope::{FoldEvent, FoldItem};
+    use crate::ids::ExpectedVersion;
+
+    for i in 0..4 {
+        store
+            .append(vec![write(
+                "tail",
+                ExpectedVersion::Any,
+                vec![added(i), added(10 + i)],
+            )])
+            .await
+            .expect("append");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let events = read(&store, "tail").await;
+    assert_eq!(events.len(), 8);
+    let at = |stream: &str, version: u64, schema_version: u32| {
+        let event = usize::try_from(version)
+            .ok()
+            .and_then(|v| v.checked_sub(1))
+            .and_then(|i| events.get(i));
+        Snapshot {
+            stream: StreamId::new(stream),
+            version: Version::new(version),
+            position: event.map_or(Position::new(1, version), |e| e.position),
+            event_recorded_at: event.map_or_else(Utc::now, |e| e.recorded_at),
+            schema_version,
+            payload: Bytes::from(format!("{{\"v\":{version}}}")),
+        }
+    };
+    for s in [
+        at("tail", 3, 1),
+        at("tail", 6, 1),
+        at("tail", 5, 2),
+        at("tail", 20, 3),
+        at("tail", 0, 4),
+        at("bare", 2, 1),
+    ] {
+        store.save_snapshot(s).await.expect("save");
+    }
+    // Versions 3 and 4 were appended together, 5 and 6 later.
+    let middle = events[3].recorded_at;
+    let cases = [
+        ("tail", 1, ReadUntil::End, Some(6), 6..=8),
+        (
+            "tail",
+            1,
+            ReadUntil::Version(Version::new(5)),
+            Some(3),
+            3..=5,
+        ),
+        ("tail", 1, ReadUntil::Version(Version::new(2)), None, 1..=2),
+        ("tail", 1, ReadUntil::Time(middle), Some(3), 3..=4),
+        ("tail", 2, ReadUntil::End, Some(5), 5..=8),
+        ("tail", 3, ReadUntil::End, Some(20), 1..=0),
+        ("tail", 4, ReadUntil::End, None, 1..=8),
+        ("tail", 9, ReadUntil::End, None, 1..=8),
+        ("bare", 1, ReadUntil::End, Some(2), 1..=0),
+        ("nothing", 1, ReadUntil::End, None, 1..=0),
+    ];
+    for (name, schema_version, until, snapshot_version, versions) in cases {
+        let stream = StreamId::new(name);
+        let what = format!("{name}, schema version {schema_version}, until {until:?}");
+        let snapshot = store
+            .load_snapshot(&stream, schema_version, until)
+            .await
+            .expect("load_snapshot")
+            .filter(|s| s.version > Version::ZERO);
+        let from = snapshot.as_ref().map_or(Version::FIRST, |s| s.version);
+        let tail: Vec<FoldEvent> = store
+            .read_stream_for_fold(&stream, from, until)
+            .try_collect()
+            .await
+            .expect("read_stream_for_fold");
+        let mut expected = vec![FoldItem::Snapshot(snapshot)];
+        expected.extend(tail.into_iter().map(FoldItem::Event));
+        let got: Vec<FoldItem> = store
+            .read_stream_from_snapshot(&stream, schema_version, until)
+            .try_collect()
+            .await
+            .expect("read_stream_from_snapshot");
+        assert_eq!(got, expected, "{what}");
+        let FoldItem::Snapshot(first) = &got[0] else {
+            panic!("{what}: the snapshot does not come first");
+        };
+        assert_eq!(
+            first.as_ref().map(|s| s.version.get()),
+            snapshot_version,
+            "{what}"
+        );
+        let got_versions: Vec<u64> = got[1..]
+            .iter()
+            .map(|item| match item {
+                FoldItem::Event(e) => e.version.get(),
+                FoldItem::Snapshot(_) => panic!("{what}: a second snapshot"),
+            })
+            .collect();
+        assert_eq!(got_versions, versions.collect::<Vec<_>>(), "{what}");
+    }
+}
