@@ -7,6 +7,10 @@
 //!
 //! With the `derive` feature (on by default) the derives `DomainEvent`, `Aggregate` and
 //! `Projection` are re-exported here, so one dependency plus a store is all a user adds.
+//!
+//! The stories behind the API, one a module, are in [`docs`]: [commands and
+//! concurrency](docs::concurrency), [projections](docs::projections), [the store
+//! contract](docs::store_contract) and [versions](docs::versioning).
 
 pub mod aggregate;
 pub mod codec;
@@ -25,6 +29,18 @@ pub mod testing;
 
 #[doc(hidden)]
 pub mod __private;
+
+/// Guides: the stories behind the API, one a module (the same text as `docs/*.md`).
+pub mod docs {
+    #[doc = include_str!("../docs/concurrency.md")]
+    pub mod concurrency {}
+    #[doc = include_str!("../docs/projections.md")]
+    pub mod projections {}
+    #[doc = include_str!("../docs/store-contract.md")]
+    pub mod store_contract {}
+    #[doc = include_str!("../docs/versioning.md")]
+    pub mod versioning {}
+}
 
 pub use aggregate::{Aggregate, Apply};
 pub use envelope::{

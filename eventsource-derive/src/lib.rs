@@ -1,4 +1,4 @@
-//! Derive macros for [eventsource](https://docs.rs/eventsource-core): `DomainEvent`,
+//! Derive macros for eventsource (`eventsource-core`): `DomainEvent`,
 //! `Aggregate` and `Projection`.
 //!
 //! Use them through `eventsource_core` (feature `derive`, on by default), which re-exports

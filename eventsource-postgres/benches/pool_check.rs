@@ -1,12 +1,5 @@
-//! What sqlx's check of a connection handed back to its pool costs: the gap-safe baseline's
-//! W1 command (load a stream, append one event; 8 tasks, 10,000 commands over 1,000 streams)
-//! run statement by statement on the pool (each statement takes a connection and hands it
-//! back, which sqlx checks with a round trip), against the same statements on a connection
-//! each task holds. Interleaved `BENCH_RUNS` times (default 5); prints each run and the median
-//! ratio held/pool of commands per second, and of the CPU spent (the local server's processes
-//! and this one's, from `/proc`).
-//!
-//! `DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench -p eventsource-postgres --bench pool_check`
+//! What sqlx's check of a connection handed back to its pool costs. How it is measured:
+//! `docs/bench.md`; why it matters: `docs/connections.md`.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

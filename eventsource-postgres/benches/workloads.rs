@@ -1,35 +1,5 @@
-//! PgStore against hand-written sqlx on the same server, the workloads of issue 4:
-//!
-//! - W1: 10,000 commands (load + decide + append one event) over 1,000 streams, 1 and 8 tasks;
-//!   each again with the repository's state cache
-//! - W2: 8 tasks x 250 commands on one hot stream: optimistic retries, and the per-stream lock;
-//!   each again with the repository's state cache (the baselines have none)
-//! - W3: load of a 10,000-event stream, without and with a snapshot
-//! - W4: catch-up of 100,000 events through a projection (decode + sum), checkpoints included
-//! - W5: bulk append of 100,000 events in batches of 1,000
-//!
-//! Baselines: "plain" (a BIGSERIAL log, not gap-safe) and "gapsafe" (the same table plus an
-//! `xid8` column and index, read below `pg_snapshot_xmin`). Runs are interleaved
-//! (store, plain, gapsafe, store, ...) `BENCH_RUNS` times (default 5), each after a
-//! `CHECKPOINT` (W4: after its setup), so no run pays for flushing another's writes; the
-//! table shows the median of the per-run ratios. Both sides run on one pool, configured as
-//! the store configures its own (see `PgStoreBuilder::connect`), whose connections are open
-//! before any timed part (W3's loads: on a pool of one connection, see `Env::single`).
-//! Throughput ratios: store / baseline (higher is better);
-//! W3: store time / baseline time (lower is better).
-//!
-//! A second table gives the CPU each side spent in its timed parts: the server's (every
-//! process named `postgres` on this machine, so only with a local server) and the bench
-//! process's. On a shared, noisy machine, wall-time ratios move by 10% from one run to the
-//! next; CPU ratios move much less, and they say whether a gap is work (the store does more)
-//! or waiting (it does as much, less in parallel).
-//!
-//! `DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench -p eventsource-postgres --bench workloads`
-//! (scale with `BENCH_SCALE`, default 1.0; `BENCH_ONLY=W4` runs the workloads whose name starts
-//! so; `BENCH_W4_READ_ONLY=1` also times W4's reads alone, without the runner: the store's
-//! `read_all`, and the same rows by hand with the baseline's 3 columns and with all 10 that
-//! a `RecordedEvent` carries; `BENCH_SIDES=store` runs only the store's side, for a profiler:
-//! `store`, `plain`, `gapsafe`, comma-separated).
+//! PgStore against hand-written sqlx on the same server: W1..W5. What each workload times,
+//! how the runs are interleaved and measured, and the `BENCH_*` variables: `docs/bench.md`.
 
 #![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 

@@ -1,18 +1,6 @@
 //! The input every store accepts: the shared request checks, so all stores accept and reject
-//! the same strings, rejections as the same [`StoreError::InvalidRequest`].
-//!
-//! | string | rule |
-//! | --- | --- |
-//! | stream id | 1 to [`MAX_NAME_BYTES`] bytes of UTF-8, no NUL character |
-//! | event type name | 1 to [`MAX_NAME_BYTES`] bytes, no NUL |
-//! | checkpoint (projection) name | 1 to [`MAX_NAME_BYTES`] bytes, no NUL |
-//! | metadata header name | 1 to [`MAX_NAME_BYTES`] bytes, no NUL |
-//! | metadata header value | up to [`MAX_HEADER_VALUE_BYTES`] bytes, no NUL |
-//!
-//! Why these: PostgreSQL's `text` cannot hold a NUL character, and an index entry holds at
-//! most about 2,700 bytes, so a longer stream id or checkpoint name could not be stored there.
-//! 2,048 bytes hold 500 characters of four bytes each. The same limits hold in memory, so code
-//! that works on the embedded store works on PostgreSQL.
+//! the same strings, rejections as the same [`StoreError::InvalidRequest`]. The rules, and
+//! why: [the store contract](crate::docs::store_contract#input).
 
 use crate::envelope::StreamWrite;
 use crate::error::StoreError;

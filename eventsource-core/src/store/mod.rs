@@ -1,25 +1,7 @@
 //! The event store contract every backend implements, and the backends that live in core.
 //!
-//! # Invariants every store keeps
-//!
-//! - A stream's versions are 1, 2, 3, ... without gaps. [`EventStore::append`] writes all of its
-//!   events or none, and fails with [`StoreError::Conflict`] when a stream is not at the
-//!   expected version. Events are never updated or deleted.
-//! - Every event gets a global [`Position`]. Reading the log after a position returns events in
-//!   position order and never skips one: an event that becomes visible later never has a
-//!   position below one a reader has already been handed.
-//! - Within a stream, `recorded_at` never decreases, so "the events recorded at or before `t`"
-//!   is a prefix of the stream.
-//! - Appending events whose ids are already stored, with the same streams, types, schema
-//!   versions and payloads, writes nothing and returns the first commit. A stored id with other
-//!   content, or an append that repeats only some of an earlier one's events, is
-//!   [`StoreError::EventIdReused`].
-//! - An append with no events is a no-op: it checks nothing and returns [`Commit::empty`].
-//! - Read your writes: once `append` has returned, `read_stream`, `read_all` and `head` called
-//!   through the same store handle see its events (a store whose log becomes readable later,
-//!   like PostgreSQL's gap-safe horizon, waits for it briefly).
-//!
-//! The conformance suite (feature `testing`, [`crate::testing::conformance`]) checks all of these.
+//! The invariants every store keeps, the input it takes, its typed errors and the conformance
+//! suite that checks them: [the store contract](crate::docs::store_contract).
 
 pub(crate) mod dynamic;
 pub mod input;

@@ -1,49 +1,7 @@
-//! The store conformance suite: every invariant of [`crate::store`] as a public async test
-//! function that any store runs from its own tests. The in-memory store and PostgreSQL run the
-//! same functions, unchanged.
-//!
-//! Each function takes a fresh, empty store and panics (through `assert!`) when the store breaks
-//! the contract. Run them all with [`conformance_tests!`](crate::conformance_tests), which
-//! expands to one `#[tokio::test]` per case, named for it:
-//!
-//! ```ignore
-//! mod conformance {
-//!     eventsource_core::conformance_tests!(|| async { eventsource_core::InMemoryStore::new() });
-//! }
-//! ```
-//!
-//! The factory is called once per test and must return a store that shares nothing with the
-//! stores of other tests (for PostgreSQL: a fresh schema).
-//!
-//! # Layout
-//!
-//! The cases live in one private module per topic and are all published here, at
-//! `testing::conformance::<case>`:
-//!
-//! | module | what its cases hold a store to |
-//! | --- | --- |
-//! | `streams` | versions without gaps, bounded stream reads, time travel, fold reads |
-//! | `appends` | expected versions and conflicts, atomic multi-stream appends, commit positions, racing writers, the empty append |
-//! | `idempotency` | the same batch again, reused event ids, partial repeats |
-//! | `input` | malformed appends, the string limits, odd payloads and stream ids |
-//! | `log` | `read_all` and page streams, events by id, waiting for events, a live subscriber |
-//! | `snapshots_checkpoints` | snapshots by schema version and bound, checkpoints |
-//! | `locks` | the writers' lock |
-//! | `repository` | commands: retries, hot streams, rejections, snapshots, time travel, idempotency keys, metadata, several aggregates, undecodable events |
-//! | `projections` | the projection runner: checkpoints, rebuilds, handler errors and panics |
-//!
-//! `support` holds the helpers several topics share.
-//!
-//! # Adding a case
-//!
-//! Write `pub async fn <behaviour><S: EventStore>(store: S)`, with a doc comment saying what a
-//! store must do, in its topic's module, and add its name under that topic in the list in
-//! `__conformance_cases!` (in this file). That one list both publishes the case here and gives
-//! it a test in every store's suite, so a case cannot be written without being run: its topic
-//! module is private, which leaves the list as the case's only way out, and this module forbids
-//! dead code, so a case that is not listed stops the crate from building (``function `...` is
-//! never used``). A name listed twice, under the wrong topic or never written does not build
-//! either. A new topic is a new private module here and a new entry in the list.
+//! The store conformance suite: every invariant of the store contract as a public async test
+//! function that any store runs from its own tests, through
+//! [`conformance_tests!`](crate::conformance_tests). Its topics, and how a case is added:
+//! [the store contract](crate::docs::store_contract#the-conformance-suite).
 
 // An unlisted case is dead code: `forbid`, not `deny`, so no `allow` can hide one.
 #![forbid(dead_code)]
