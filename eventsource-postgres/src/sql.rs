@@ -17,7 +17,7 @@ fn horizon(s: &str) -> String {
 }
 
 /// The seed of the writers' lock's advisory-lock keys: `hashtextextended('<schema>/<stream>',
-/// WRITERS_LOCK_SEED)`. The append function (migration 0005) uses the same.
+/// WRITERS_LOCK_SEED)`. The append function (migrations 0005, 0006) uses the same.
 pub(crate) const WRITERS_LOCK_SEED: i64 = 11;
 
 /// Whether this transaction may append to the stream `stream` (an SQL expression): true

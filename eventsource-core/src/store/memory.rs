@@ -133,6 +133,11 @@ impl InMemoryStore {
     /// Appends under the log lock; everything here is in-memory work.
     fn append_locked(&self, writes: &[StreamWrite], holder: u64) -> Result<Commit, StoreError> {
         let mut log = self.inner.log.write();
+        // A repeat gets its first commit even while another holds the writers' lock: told
+        // "locked", a repository would decide and commit the command again.
+        if let Some(original) = find_original_commit(&log, writes)? {
+            return Ok(original);
+        }
         if let Some(w) = writes
             .iter()
             .find(|w| log.locked.get(&w.stream).is_some_and(|&t| t != holder))
@@ -140,9 +145,6 @@ impl InMemoryStore {
             return Err(StoreError::StreamLocked {
                 stream: w.stream.clone(),
             });
-        }
-        if let Some(original) = find_original_commit(&log, writes)? {
-            return Ok(original);
         }
         for w in writes {
             let actual = log.version(&w.stream);

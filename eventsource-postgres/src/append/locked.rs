@@ -1,4 +1,4 @@
-//! The locked append: a call of `append_events` (migration 0005), which takes the written
+//! The locked append: a call of `append_events` (migration 0006), which takes the written
 //! streams' locks in one fixed order and checks the versions under them, and its rows as an
 //! outcome.
 

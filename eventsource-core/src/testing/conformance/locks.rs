@@ -157,3 +157,39 @@ pub async fn a_dropped_writers_lock_is_released<S: EventStore>(store: S) {
     .expect("lock");
     again.release().await.expect("release");
 }
+
+/// An append repeated with the same events (a retry after a lost answer) gets its first
+/// commit even while another holds the writers' lock of its streams: told "locked", a
+/// repository would catch up, decide again and commit the command a second time.
+pub async fn a_repeated_append_gets_its_first_commit_while_its_stream_is_locked<S: EventStore>(
+    store: S,
+) {
+    let appends = [
+        vec![write("r1", ExpectedVersion::NoStream, vec![added(1)])],
+        vec![write("r2", ExpectedVersion::Any, vec![added(1), added(2)])],
+        vec![
+            write("r3", ExpectedVersion::NoStream, vec![added(1)]),
+            write("r4", ExpectedVersion::NoStream, vec![added(2), added(3)]),
+        ],
+    ];
+    for writes in appends {
+        let first = store.append(writes.clone()).await.expect("first append");
+        let streams: Vec<StreamId> = writes.iter().map(|w| w.stream.clone()).collect();
+        let lock = store.lock_streams(&streams).await.expect("lock");
+        let again = store.append(writes.clone()).await;
+        assert_eq!(
+            again.as_ref().ok(),
+            Some(&first),
+            "a repeat of {streams:?} while locked: {again:?}"
+        );
+        lock.release().await.expect("release");
+        for w in &writes {
+            assert_eq!(
+                read(&store, w.stream.as_str()).await.len(),
+                w.events.len(),
+                "written once: {}",
+                w.stream
+            );
+        }
+    }
+}

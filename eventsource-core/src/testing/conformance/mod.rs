@@ -85,6 +85,7 @@ macro_rules! __conformance_cases {
                 the_writers_lock_excludes_every_other_appender_until_released,
                 writers_locks_are_granted_in_the_order_asked,
                 a_dropped_writers_lock_is_released,
+                a_repeated_append_gets_its_first_commit_while_its_stream_is_locked,
             ],
             repository: [
                 repository_retries_conflicts_until_every_command_commits,
