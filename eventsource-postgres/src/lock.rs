@@ -13,7 +13,7 @@ use eventsource_core::store::lock::{LocalGuard, LockedStreams};
 use eventsource_core::{Commit, StoreError, StreamId, StreamLock, StreamWrite};
 use futures::future::BoxFuture;
 
-use crate::conns::Kept;
+use crate::conns::{Conns, Kept};
 use crate::errors::{backend, in_step};
 use crate::sql::WRITERS_LOCK_SEED;
 use crate::store::PgStore;
@@ -86,9 +86,13 @@ pub(crate) struct Handoffs {
     next: std::sync::atomic::AtomicU64,
 }
 
-/// A handed-on hold.
+/// A handed-on hold. Dropped untaken (the store shutting down, the runtime gone before the
+/// release task ran), it closes its session, which releases the server's lock: pooled, the
+/// session would keep it.
 struct Parked {
-    kept: Kept,
+    /// The session holding the lock; `None` once taken.
+    kept: Option<Kept>,
+    conns: Arc<Conns>,
     handed: u32,
     held_since: Instant,
     /// Which parking this is, so a late release task leaves a newer one alone.
@@ -101,6 +105,14 @@ impl Handoffs {
     }
 }
 
+impl Drop for Parked {
+    fn drop(&mut self) {
+        if let Some(kept) = self.kept.take() {
+            self.conns.close(kept.conn);
+        }
+    }
+}
+
 /// Waits for and takes the writers' lock of `streams` (sorted, without duplicates).
 pub(crate) async fn take(
     store: &PgStore,
@@ -108,7 +120,8 @@ pub(crate) async fn take(
 ) -> Result<StreamLock, StoreError> {
     let local = store.local_locks().lock(&streams).await;
     if let [stream] = streams.as_slice()
-        && let Some(parked) = store.handoffs().take(stream)
+        && let Some(mut parked) = store.handoffs().take(stream)
+        && let Some(kept) = parked.kept.take()
     {
         // Handed on by the locker before: the session holds the server's lock already.
         let keys = vec![format!("{}/{}", store.schema().as_str(), stream.as_str())];
@@ -117,7 +130,7 @@ pub(crate) async fn take(
             streams: streams.clone(),
             handed: parked.handed + 1,
             held_since: parked.held_since,
-            conn: Some(parked.kept),
+            conn: Some(kept),
             keys,
             granted: true,
             _local: local,
@@ -159,10 +172,14 @@ pub(crate) async fn take(
             Ok(StreamLock::new(streams, Box::new(lock)))
         }
         Err(e) => {
-            if in_step(&e) {
-                // The server answered (a lock timeout, a cancel): nothing is held or
-                // pending, and the pool may take the connection back as it is.
-                drop(lock.conn.take());
+            if in_step(&e)
+                && let Some(kept) = lock.conn.take()
+            {
+                // The server answered (a lock timeout, a cancel): nothing is pending, but
+                // the keys granted before the failure stay held (session advisory locks
+                // ignore the rollback). Closing the session releases them; pooled, it
+                // would keep them.
+                store.conns().close(kept.conn);
             }
             Err(backend("taking a writers' lock", e))
         }
@@ -228,7 +245,8 @@ impl PgWritersLock {
             .next
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let parked = Parked {
-            kept,
+            kept: Some(kept),
+            conns: self.store.conns().clone(),
             handed: self.handed,
             held_since: self.held_since,
             ticket,
@@ -251,13 +269,10 @@ impl PgWritersLock {
                 let mine = m.get(&stream).is_some_and(|p| p.ticket == ticket);
                 if mine { m.remove(&stream) } else { None }
             });
-            if let Some(mut parked) = left {
-                match sqlx::query(UNLOCK_SQL)
-                    .execute(&mut *parked.kept.conn)
-                    .await
-                {
-                    Ok(_) => conns.put(parked.kept),
-                    Err(_) => conns.close(parked.kept.conn),
+            if let Some(mut kept) = left.and_then(|mut parked| parked.kept.take()) {
+                match sqlx::query(UNLOCK_SQL).execute(&mut *kept.conn).await {
+                    Ok(_) => conns.put(kept),
+                    Err(_) => conns.close(kept.conn),
                 }
             }
         });

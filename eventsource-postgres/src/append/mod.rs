@@ -186,15 +186,18 @@ impl<'a> Appender<'a> {
         lock: Option<&mut Option<Kept>>,
     ) -> Attempt {
         let inline = !self.inline.is_empty();
-        let result = match lock.and_then(|slot| slot.take().map(|kept| (slot, kept))) {
-            None if !inline => self.on_kept(request, path).await,
-            None => self.in_pool_transaction(request, path).await,
-            Some((slot, mut kept)) if !inline => {
-                let result = self.on(&mut kept.conn, request, path).await;
-                *slot = Some(kept);
-                result
-            }
-            Some((slot, kept)) => self.in_lock_transaction(slot, kept, request, path).await,
+        let result = match lock {
+            Some(slot) if inline => match slot.take() {
+                Some(kept) => self.in_lock_transaction(slot, kept, request, path).await,
+                None => self.in_pool_transaction(request, path).await,
+            },
+            // The lock's connection stays in its slot while the statement runs: if this
+            // future is dropped midway, the lock sees to the connection (its release, or its
+            // drop, which closes it). Taken out, it would go back to the pool still holding
+            // the server's lock, and whoever borrowed it next would write as the holder.
+            Some(Some(kept)) => self.on(&mut kept.conn, request, path).await,
+            _ if inline => self.in_pool_transaction(request, path).await,
+            _ => self.on_kept(request, path).await,
         };
         Attempt::of(result)
     }

@@ -235,3 +235,162 @@ async fn a_lock_given_up_while_waiting_is_never_taken_and_kept() {
     .unwrap();
     lock.release().await.unwrap();
 }
+
+/// An append made through a writers' lock and given up midway (a timeout, a client gone)
+/// must not leave the lock's session in the pool still holding the server's lock: whoever
+/// borrowed that connection next would pass as the holder, and every other process would
+/// meet a stream locked for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_append_given_up_under_a_writers_lock_leaves_no_lock_behind() {
+    let _horizon = crate::common::horizon_shared().await;
+    let app = format!("es_lock_cancel_{:08x}", fastrand::u32(..));
+    let store = common::builder()
+        .max_connections(4)
+        .listen(false)
+        .connect(&common::url_with_application(&app))
+        .await
+        .unwrap();
+    let other = common::same_schema(&store, &common::database_url()).await;
+    let stream = StreamId::new("cancelled");
+    let mut lock = store
+        .lock_streams(std::slice::from_ref(&stream))
+        .await
+        .unwrap();
+    // Every insert into the events table waits while this transaction lives.
+    let mut blocker = common::raw().await;
+    sqlx::query("BEGIN").execute(&mut blocker).await.unwrap();
+    sqlx::query(&format!(
+        "LOCK TABLE {}.events IN SHARE ROW EXCLUSIVE MODE",
+        store.schema().as_str()
+    ))
+    .execute(&mut blocker)
+    .await
+    .unwrap();
+    let append = lock.append(vec![write(
+        "cancelled",
+        ExpectedVersion::NoStream,
+        vec![event(1)],
+    )]);
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), append)
+            .await
+            .is_err(),
+        "the append waits for the table lock"
+    );
+    sqlx::query("ROLLBACK").execute(&mut blocker).await.unwrap();
+    drop(lock);
+    // No session of the store holds an advisory lock once the lock is dropped.
+    let mut raw = common::raw().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let held: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = $1 AND l.locktype = 'advisory'",
+        )
+        .bind(&app)
+        .fetch_one(&mut raw)
+        .await
+        .unwrap();
+        if held == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store's sessions still hold {held} advisory locks after the lock was dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Another process writes the stream, and the store, busy on all its connections, too.
+    other
+        .append(vec![write(
+            "cancelled",
+            ExpectedVersion::Any,
+            vec![event(2)],
+        )])
+        .await
+        .expect("the stream is not locked any more");
+    let mut tasks = Vec::new();
+    for i in 0..8u64 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .append(vec![write(
+                    "cancelled",
+                    ExpectedVersion::Any,
+                    vec![event(10 + i)],
+                )])
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await
+            .unwrap()
+            .expect("no connection of the store passes as a holder");
+    }
+    let written: Vec<_> = other
+        .read_stream(&stream, Version::FIRST, ReadUntil::End)
+        .try_collect()
+        .await
+        .unwrap();
+    assert_eq!(written.len(), 9);
+}
+
+/// A lock of several streams that fails part-way (here `lock_timeout` ends its wait for the
+/// second key after the first was granted) must not go back to the pool holding the keys it
+/// got: session advisory locks ignore the statement's rollback.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_writers_lock_that_fails_part_way_keeps_no_key() {
+    let _horizon = crate::common::horizon_shared().await;
+    let app = format!("es_lock_partial_{:08x}", fastrand::u32(..));
+    let url = format!(
+        "{}&options=-c%20lock_timeout%3D200",
+        common::url_with_application(&app)
+    );
+    let store = common::builder()
+        .max_connections(2)
+        .listen(false)
+        .connect(&url)
+        .await
+        .unwrap();
+    let other = common::same_schema(&store, &common::database_url()).await;
+    let (a, b) = (StreamId::new("pa"), StreamId::new("pb"));
+    let both = [a.clone(), b.clone()];
+    // One of the two keys is taken first; holding each in turn, one round fails after it.
+    for held in [&a, &b] {
+        let holder = other
+            .lock_streams(std::slice::from_ref(held))
+            .await
+            .unwrap();
+        let failed = tokio::time::timeout(Duration::from_secs(10), store.lock_streams(&both))
+            .await
+            .expect("lock_timeout ends the wait");
+        assert!(failed.is_err(), "{held}: a held key: {failed:?}");
+        holder.release().await.unwrap();
+        let mut raw = common::raw().await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let held_keys: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+                 WHERE a.application_name = $1 AND l.locktype = 'advisory'",
+            )
+            .bind(&app)
+            .fetch_one(&mut raw)
+            .await
+            .unwrap();
+            if held_keys == 0 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{held}: the store's sessions still hold {held_keys} advisory locks"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for s in ["pa", "pb"] {
+            other
+                .append(vec![write(s, ExpectedVersion::Any, vec![event(1)])])
+                .await
+                .expect("neither stream stays locked");
+        }
+    }
+}
