@@ -116,13 +116,38 @@ pub fn lock_order(streams: &[StreamId]) -> Vec<StreamId> {
 /// they wait. Cheap to clone: clones share the queues.
 #[derive(Clone, Default)]
 pub struct LocalLocks {
-    queues: Arc<Mutex<HashMap<StreamId, Arc<tokio::sync::Mutex<()>>>>>,
+    queues: Arc<Mutex<Queues>>,
+}
+
+/// The queue of each stream in use, and when to look for queues nobody uses.
+#[derive(Default)]
+struct Queues {
+    map: HashMap<StreamId, Arc<tokio::sync::Mutex<()>>>,
+    /// The size at which the map is next swept for queues nobody holds or waits in (a
+    /// waiter given up, its future dropped, leaves its queue behind: a holder's guard only
+    /// forgets a queue nobody else refers to).
+    sweep_at: usize,
+}
+
+/// The smallest map size a sweep runs at.
+const SWEEP_MIN: usize = 64;
+
+impl Queues {
+    /// The queue of `stream`, made if need be; sweeps the map first when it has grown to
+    /// twice its size after the last sweep, so it holds about the streams in use.
+    fn of(&mut self, stream: &StreamId) -> Arc<tokio::sync::Mutex<()>> {
+        if self.map.len() >= self.sweep_at.max(SWEEP_MIN) {
+            self.map.retain(|_, q| Arc::strong_count(q) > 1);
+            self.sweep_at = self.map.len() * 2;
+        }
+        Arc::clone(self.map.entry(stream.clone()).or_default())
+    }
 }
 
 impl std::fmt::Debug for LocalLocks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LocalLocks")
-            .field("streams", &self.queues.lock().len())
+            .field("streams", &self.queues.lock().map.len())
             .finish()
     }
 }
@@ -136,10 +161,7 @@ impl LocalLocks {
             held: Vec::with_capacity(streams.len()),
         };
         for stream in streams {
-            let queue = {
-                let mut queues = self.queues.lock();
-                Arc::clone(queues.entry(stream.clone()).or_default())
-            };
+            let queue = { self.queues.lock().of(stream) };
             // `tokio::sync::Mutex` grants in the order of the calls.
             let held = queue.lock_owned().await;
             guard.held.push((stream.clone(), held));
@@ -153,7 +175,7 @@ impl LocalLocks {
     /// holder of their lock, before it lets go: a store may then hand its own hold on to the
     /// next locker instead of releasing and taking it again).
     pub fn awaited(&self, streams: &[StreamId]) -> bool {
-        let queues = self.queues.lock();
+        let queues = &self.queues.lock().map;
         // The map's reference and the holder's guard, plus one per waiter.
         streams
             .iter()
@@ -180,7 +202,7 @@ impl std::fmt::Debug for LocalGuard {
 impl Drop for LocalGuard {
     fn drop(&mut self) {
         let held = std::mem::take(&mut self.held);
-        let mut queues = self.locks.queues.lock();
+        let queues = &mut self.locks.queues.lock().map;
         for (stream, guard) in held {
             drop(guard);
             // Nobody waits for or holds it (the map's is the only reference): forget it, so
@@ -222,9 +244,30 @@ mod tests {
         }
         assert_eq!(*order.lock(), vec![0, 1, 2, 3, 4]);
         assert_eq!(
-            locks.queues.lock().len(),
+            locks.queues.lock().map.len(),
             0,
             "no stream is held or waited for"
+        );
+    }
+
+    #[tokio::test]
+    async fn waiters_given_up_leave_no_queues_behind() {
+        let locks = LocalLocks::default();
+        // Many streams, each held while a waiter queues; the holder lets go while the waiter
+        // still refers to the queue (so its guard keeps it), then the waiter gives up (its
+        // future dropped) before it runs again.
+        for i in 0..1_000 {
+            let stream = vec![StreamId::new(format!("s{i}"))];
+            let held = locks.lock(&stream).await;
+            let mut waiting = Box::pin(locks.lock(&stream));
+            assert!(futures::poll!(&mut waiting).is_pending());
+            drop(held);
+            drop(waiting);
+        }
+        let left = locks.queues.lock().map.len();
+        assert!(
+            left <= 2 * SWEEP_MIN,
+            "{left} queues kept for streams nobody uses"
         );
     }
 
