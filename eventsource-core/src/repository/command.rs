@@ -156,16 +156,18 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             position = Empty,
         );
         async move {
+            // The commands of this repository (and its clones) on one stream run one after
+            // another: in one process they would only lose races to each other. Commands of
+            // other processes still race; the writers' lock settles those.
+            let _queued = self.queue.lock(&lock_order(&streams)).await;
+            // Looked up in the queue: a repeat of a request queued behind the request itself
+            // finds its commit.
             if let Some(key) = &options.idempotency_key {
                 if let Some(commit) = self.find_commit(key).await? {
                     tracing::debug!(position = %commit.position, "idempotency key already committed");
                     return Ok(Executed::without_attempts(commit));
                 }
             }
-            // The commands of this repository (and its clones) on one stream run one after
-            // another: in one process they would only lose races to each other. Commands of
-            // other processes still race; the writers' lock settles those.
-            let _queued = self.queue.lock(&lock_order(&streams)).await;
             let mut tries = Tries::new(self.retry);
             let mut lock = None;
             let result = self
@@ -275,6 +277,23 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     (stream, if unread { Loss::Unread } else { Loss::Conflict })
                 }
                 Err(StoreError::StreamLocked { stream }) => (stream, Loss::Locked),
+                // A repeat of this request (another process, or a client retrying) committed
+                // since the lookup, and this decision, made on the state that commit left,
+                // differs from it under the same ids: the request is done, with that commit.
+                Err(reused @ StoreError::EventIdReused { .. }) => {
+                    let Some(key) = &options.idempotency_key else {
+                        return Err(reused.into());
+                    };
+                    let Some(commit) = self.find_commit(key).await? else {
+                        return Err(reused.into());
+                    };
+                    tracing::debug!(position = %commit.position, "idempotency key committed by a repeat meanwhile");
+                    return Ok(Committed {
+                        commit,
+                        loaded: states.loaded,
+                        written: None,
+                    });
+                }
                 Err(e) => return Err(e.into()),
             };
             match tries.lost(loss) {

@@ -96,6 +96,7 @@ macro_rules! __conformance_cases {
                 a_snapshot_its_stream_does_not_hold_is_never_believed,
                 repository_time_travel_by_version_and_time,
                 idempotency_key_returns_the_first_commit,
+                racing_repeats_of_one_idempotency_key_commit_once,
                 metadata_flows_into_recorded_events,
                 multi_aggregate_command_commits_atomically,
                 undecodable_events_are_typed_errors_naming_stream_version_and_type,

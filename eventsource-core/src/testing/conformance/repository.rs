@@ -371,6 +371,48 @@ pub async fn idempotency_key_returns_the_first_commit<S: EventStore>(store: S) {
     assert_eq!((loaded.version.get(), loaded.state.value), (2, 0));
 }
 
+/// Repeats of one request racing each other (a client retrying before the first answer came,
+/// through this process and another) commit it once, and every one of them answers that
+/// commit: none decides again on the state the first one made, none fails.
+pub async fn racing_repeats_of_one_idempotency_key_commit_once<S: EventStore>(store: S) {
+    let repos = [
+        Repository::<Counter, S>::new(store.clone()),
+        Repository::<Counter, S>::new(store.clone()),
+    ];
+    for round in 0..10u64 {
+        let key = format!("request-{round}");
+        let mut tasks = Vec::new();
+        for t in 0..8 {
+            let repo = repos[t % 2].clone();
+            let opts = CommandOptions::default().idempotency_key(key.clone());
+            tasks.push(tokio::spawn(async move {
+                // What it writes depends on the state it decides on: a repeat deciding on the
+                // state the first one made would write other events under the same ids.
+                repo.execute_with("once", opts, |c| c.add(c.value + 1))
+                    .await
+            }));
+        }
+        let mut commits = Vec::new();
+        for task in tasks {
+            let done = task
+                .await
+                .expect("task")
+                .unwrap_or_else(|e| panic!("round {round}: a repeat failed: {e}"));
+            commits.push(done.commit);
+        }
+        assert!(
+            commits.iter().all(|c| *c == commits[0]),
+            "round {round}: every repeat answers the one commit: {commits:?}"
+        );
+        let loaded = repos[0].load("once").await.expect("load");
+        assert_eq!(
+            (loaded.version.get(), loaded.state.value),
+            (round + 1, (1_i64 << (round + 1)) - 1),
+            "round {round}: committed once, each round doubling the value plus one"
+        );
+    }
+}
+
 /// Metadata set on a command is recorded with each of its events.
 pub async fn metadata_flows_into_recorded_events<S: EventStore>(store: S) {
     let repo = Repository::<Counter, S>::new(store.clone());
