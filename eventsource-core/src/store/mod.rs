@@ -118,10 +118,13 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     /// Waits for and takes the writers' lock of `streams` (see [`StreamLock`]): until it is
     /// released, only the appends made through it reach those streams; every other append
     /// to them fails with [`StoreError::StreamLocked`] and writes nothing. Lockers wait in
-    /// the order they asked, within a process and across processes, and a waiter holds
-    /// nothing of the store while it waits in its process (the store's connections go to
-    /// the writers that run). Several streams are taken in one fixed order, so two locks
-    /// never wait on each other in a cycle.
+    /// the order they asked, within a process and across processes. A waiter queued behind
+    /// another locker of its process holds nothing of the store (the store's connections go
+    /// to the writers that run); the first one of a process may hold what waiting on a
+    /// server takes (on PostgreSQL one connection per stream locked or waited for, beside
+    /// what the holder's reads use), so a pool smaller than the number of streams locked at
+    /// once makes lockers wait for connections. Several streams are taken in one fixed
+    /// order, so two locks never wait on each other in a cycle.
     ///
     /// This is how a command that keeps losing races makes progress: the
     /// [`Repository`](crate::Repository) escalates to it (see
