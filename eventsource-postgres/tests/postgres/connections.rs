@@ -201,25 +201,11 @@ async fn a_lock_given_up_while_waiting_is_never_taken_and_kept() {
         taken.release().await.unwrap();
         // Every wait given up was granted the lock in turn and let it go: no session of the
         // store holds one.
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let held: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
-                 WHERE a.application_name = $1 AND l.locktype = 'advisory'",
-            )
-            .bind(&app)
-            .fetch_one(&mut raw)
-            .await
-            .unwrap();
-            if held == 0 {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "round {round}: the store's sessions still hold or wait for {held} advisory locks"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let left = advisory_locks_left(&mut raw, &app).await;
+        assert_eq!(
+            left, 0,
+            "round {round}: the store's sessions still hold or wait for {left} advisory locks"
+        );
     }
     // The store works on.
     let mut lock = tokio::time::timeout(Duration::from_secs(10), store.lock_streams(streams))
@@ -281,25 +267,11 @@ async fn an_append_given_up_under_a_writers_lock_leaves_no_lock_behind() {
     drop(lock);
     // No session of the store holds an advisory lock once the lock is dropped.
     let mut raw = common::raw().await;
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let held: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
-             WHERE a.application_name = $1 AND l.locktype = 'advisory'",
-        )
-        .bind(&app)
-        .fetch_one(&mut raw)
-        .await
-        .unwrap();
-        if held == 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the store's sessions still hold {held} advisory locks after the lock was dropped"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let left = advisory_locks_left(&mut raw, &app).await;
+    assert_eq!(
+        left, 0,
+        "the store's sessions still hold {left} advisory locks after the lock was dropped"
+    );
     // Another process writes the stream, and the store, busy on all its connections, too.
     other
         .append(vec![write(
@@ -367,30 +339,36 @@ async fn a_writers_lock_that_fails_part_way_keeps_no_key() {
         assert!(failed.is_err(), "{held}: a held key: {failed:?}");
         holder.release().await.unwrap();
         let mut raw = common::raw().await;
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        loop {
-            let held_keys: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
-                 WHERE a.application_name = $1 AND l.locktype = 'advisory'",
-            )
-            .bind(&app)
-            .fetch_one(&mut raw)
-            .await
-            .unwrap();
-            if held_keys == 0 {
-                break;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{held}: the store's sessions still hold {held_keys} advisory locks"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let left = advisory_locks_left(&mut raw, &app).await;
+        assert_eq!(
+            left, 0,
+            "{held}: the store's sessions still hold {left} advisory locks"
+        );
         for s in ["pa", "pb"] {
             other
                 .append(vec![write(s, ExpectedVersion::Any, vec![event(1)])])
                 .await
                 .expect("neither stream stays locked");
         }
+    }
+}
+
+/// How many advisory locks the sessions of application `app` still hold or wait for, once
+/// that is none or after 10 seconds (the server ends a closed session's locks a moment after).
+async fn advisory_locks_left(raw: &mut sqlx::PgConnection, app: &str) -> i64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let held: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+             WHERE a.application_name = $1 AND l.locktype = 'advisory'",
+        )
+        .bind(app)
+        .fetch_one(&mut *raw)
+        .await
+        .unwrap();
+        if held == 0 || std::time::Instant::now() >= deadline {
+            return held;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
