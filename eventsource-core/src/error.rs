@@ -273,7 +273,9 @@ pub enum CommandError<E> {
     RetriesExhausted {
         /// The stream that kept conflicting.
         stream: StreamId,
-        /// How many attempts were made.
+        /// How many attempts the [`RetryPolicy`](crate::RetryPolicy) counted: appends that lost
+        /// a race, not those refused only because a cached state was behind the store (a
+        /// command decides again on those without being charged).
         attempts: u32,
     },
     /// Loading, encoding or the store failed.

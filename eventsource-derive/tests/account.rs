@@ -1,5 +1,5 @@
-//! The user code of DESIGN.md ("What a user writes"), compiled and run through the repository
-//! on the in-memory store.
+//! What a user writes (an account domain: events, an upcast, an aggregate, a projection),
+//! compiled and run through the repository on the in-memory store.
 // Domain types are `pub` as a user's would be; the docs-under-`deny` case is `strict_lints.rs`.
 #![allow(missing_docs)]
 
