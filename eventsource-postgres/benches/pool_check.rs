@@ -6,8 +6,9 @@
 use std::time::Instant;
 
 use sqlx::postgres::PgPoolOptions;
-use sqlx::{PgConnection, PgPool, Row};
-use uuid::Uuid;
+use sqlx::{PgConnection, PgPool};
+
+mod common;
 
 const TASKS: usize = 8;
 const COMMANDS: usize = 10_000;
@@ -15,44 +16,10 @@ const COMMANDS: usize = 10_000;
 /// The command on `conn`, or on the pool when `conn` is `None`. A lost race (unique
 /// violation) is not retried: it only happens when two tasks meet on a stream.
 async fn command(conn: Option<&mut PgConnection>, pool: &PgPool, s: &str, stream: &str) {
-    let read =
-        format!("SELECT version, payload FROM {s}.events WHERE stream_id = $1 ORDER BY version");
-    let write = format!(
-        "INSERT INTO {s}.events (stream_id, version, event_id, event_type, payload) \
-         VALUES ($1, $2, $3, 'counter.added', $4)"
-    );
-    let payload = &br#"{"Added":1}"#[..];
-    let rows = match conn {
-        Some(conn) => {
-            let rows = sqlx::query(&read).bind(stream).fetch_all(&mut *conn).await;
-            let version = last_version(&rows.unwrap());
-            let insert = sqlx::query(&write)
-                .bind(stream)
-                .bind(version + 1)
-                .bind(Uuid::new_v4());
-            return drop(insert.bind(payload).execute(&mut *conn).await);
-        }
-        None => sqlx::query(&read)
-            .bind(stream)
-            .fetch_all(pool)
-            .await
-            .unwrap(),
-    };
-    let version = last_version(&rows);
-    let insert = sqlx::query(&write)
-        .bind(stream)
-        .bind(version + 1)
-        .bind(Uuid::new_v4());
-    drop(insert.bind(payload).execute(pool).await);
-}
-
-fn last_version(rows: &[sqlx::postgres::PgRow]) -> i64 {
-    let mut version = 0;
-    for r in rows {
-        version = r.get(0);
-        std::hint::black_box(r.get::<&[u8], _>(1));
+    match conn {
+        Some(conn) => drop(common::raw_command_held(conn, s, stream).await),
+        None => drop(common::raw_command(pool, s, stream).await),
     }
-    version
 }
 
 /// CPU seconds so far of every local process named `postgres` and of this one.
@@ -77,11 +44,6 @@ fn cpu() -> f64 {
     ticks as f64 / 100.0
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() {
     let url = std::env::var("DATABASE_URL").expect("set DATABASE_URL");
@@ -99,21 +61,8 @@ async fn main() {
     for run in 1..=runs {
         let mut per_side = [(0.0, 0.0); 2];
         for (side, held) in [false, true].into_iter().enumerate() {
-            let s = format!("es_bench_{:08x}", fastrand::u32(..));
-            for ddl in [
-                format!("CREATE SCHEMA {s}"),
-                format!(
-                    "CREATE TABLE {s}.events (id bigserial PRIMARY KEY, \
-                     tx xid8 NOT NULL DEFAULT pg_current_xact_id(), stream_id text NOT NULL, \
-                     version bigint NOT NULL, event_id uuid NOT NULL UNIQUE, \
-                     event_type text NOT NULL, payload bytea NOT NULL, \
-                     recorded_at timestamptz NOT NULL DEFAULT now(), UNIQUE (stream_id, version))"
-                ),
-                format!("CREATE INDEX ON {s}.events (tx, id)"),
-                "CHECKPOINT".to_owned(),
-            ] {
-                sqlx::query(&ddl).execute(&pool).await.unwrap();
-            }
+            let s = common::baseline_schema(&pool, common::Kind::GapSafe).await;
+            sqlx::query("CHECKPOINT").execute(&pool).await.unwrap();
             let (cpu0, wall) = (cpu(), Instant::now());
             let mut tasks = Vec::new();
             for t in 0..TASKS {
@@ -150,7 +99,7 @@ async fn main() {
     }
     println!(
         "held/pool, medians of {runs} runs: commands per second {:.3}, CPU {:.3}",
-        median(speed),
-        median(work)
+        common::median(speed),
+        common::median(work)
     );
 }

@@ -11,25 +11,14 @@ use eventsource_core::{
     ProjectionRunner, RecordedEvent, Repository, RetryPolicy, Snapshot, StreamWrite, Version,
 };
 use eventsource_postgres::{PgStore, Xid8};
-use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
+mod common;
+use common::{Kind, bench_pool, decode_n, median, on_pool, raw_command};
+
 fn added(n: i64) -> NewEvent {
     CounterEvent::Added(n).to_new_event()
-}
-
-fn decode_n(payload: &[u8]) -> i64 {
-    match CounterEvent::decode("counter.added", 1, payload).unwrap() {
-        CounterEvent::Added(n) => n,
-        CounterEvent::Reset => 0,
-    }
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    Plain,
-    GapSafe,
 }
 
 struct Env {
@@ -46,67 +35,16 @@ fn scaled(env: &Env, n: usize) -> usize {
     ((n as f64 * env.scale) as usize).max(1)
 }
 
-fn schema() -> String {
-    format!("es_bench_{:08x}", fastrand::u32(..))
-}
-
-/// A store in a new schema, migrated through a pool of its own, then working on the
-/// baselines' pool: both sides run on the same warm connections, so no timed part pays for
-/// opening connections that the other side finds open. (Migrating takes a connection out of
-/// its pool and closes it, since it changes the connection's `search_path`.)
+/// A store in a new schema, on the baselines' pool (see [`common::new_store`]), and its
+/// schema.
 async fn store(env: &Env) -> (PgStore, String) {
-    let s = schema();
-    PgStore::builder()
-        .schema(&s)
-        .max_connections(2)
-        .connect(&env.url)
-        .await
-        .unwrap();
-    (on_pool(&env.pool, &s).await, s)
-}
-
-/// A handle on the store in schema `s` (already migrated) over `pool`.
-async fn on_pool(pool: &PgPool, s: &str) -> PgStore {
-    PgStore::builder()
-        .schema(s)
-        .migrate(false)
-        .with_pool(pool.clone())
-        .await
-        .unwrap()
+    let store = common::new_store(&env.url, &env.pool).await;
+    let s = store.schema().as_str().to_owned();
+    (store, s)
 }
 
 async fn baseline(env: &Env, kind: Kind) -> String {
-    let s = schema();
-    let xid = if kind == Kind::GapSafe {
-        "tx xid8 NOT NULL DEFAULT pg_current_xact_id(),"
-    } else {
-        ""
-    };
-    for ddl in [
-        format!("CREATE SCHEMA {s}"),
-        format!(
-            "CREATE TABLE {s}.events (id bigserial PRIMARY KEY, {xid} stream_id text NOT NULL, \
-             version bigint NOT NULL, event_id uuid NOT NULL UNIQUE, event_type text NOT NULL, \
-             payload bytea NOT NULL, recorded_at timestamptz NOT NULL DEFAULT now(), \
-             UNIQUE (stream_id, version))"
-        ),
-        format!(
-            "CREATE TABLE {s}.snapshots (stream_id text PRIMARY KEY, version bigint NOT NULL, \
-             payload bytea NOT NULL)"
-        ),
-        format!(
-            "CREATE TABLE {s}.checkpoints (name text PRIMARY KEY, a bigint NOT NULL, b bigint NOT NULL)"
-        ),
-    ] {
-        sqlx::query(&ddl).execute(&env.pool).await.unwrap();
-    }
-    if kind == Kind::GapSafe {
-        sqlx::query(&format!("CREATE INDEX ON {s}.events (tx, id)"))
-            .execute(&env.pool)
-            .await
-            .unwrap();
-    }
-    s
+    common::baseline_schema(&env.pool, kind).await
 }
 
 /// Writes out what earlier runs left dirty (`CHECKPOINT`), so that every timed part starts
@@ -124,40 +62,6 @@ async fn drop_schema(env: &Env, s: &str) {
 }
 
 // ---- hand-written baselines ----
-
-/// Load + fold + append one event; `Ok(false)` on a conflict (unique violation).
-async fn raw_command(pool: &PgPool, s: &str, stream: &str) -> bool {
-    let rows = sqlx::query(&format!(
-        "SELECT version, payload FROM {s}.events WHERE stream_id = $1 ORDER BY version"
-    ))
-    .bind(stream)
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    let mut version = 0i64;
-    let mut sum = 0i64;
-    for r in &rows {
-        version = r.get(0);
-        sum += decode_n(r.get::<&[u8], _>(1));
-    }
-    std::hint::black_box(sum);
-    let payload = CounterEvent::Added(1).encode().unwrap();
-    match sqlx::query(&format!(
-        "INSERT INTO {s}.events (stream_id, version, event_id, event_type, payload) \
-         VALUES ($1, $2, $3, 'counter.added', $4)"
-    ))
-    .bind(stream)
-    .bind(version + 1)
-    .bind(Uuid::new_v4())
-    .bind(payload.as_ref())
-    .execute(pool)
-    .await
-    {
-        Ok(_) => true,
-        Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("23505") => false,
-        Err(e) => panic!("{e}"),
-    }
-}
 
 /// The same command under a per-stream transaction-scoped advisory lock.
 async fn raw_locked_command(pool: &PgPool, s: &str, stream: &str) {
@@ -290,6 +194,30 @@ async fn raw_pass(pool: &PgPool, columns: &str, schema: &str) -> usize {
 
 // ---- the store side ----
 
+/// The [`Tally`] with snapshots configured, every 100 events (stream `sparse-<id>`), as a
+/// user's aggregate with `snapshot_every = 100`: on W1's short streams no snapshot is ever
+/// due, yet every load asks for one.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Sparse(Counter);
+
+impl Aggregate for Sparse {
+    const NAME: &'static str = "sparse";
+    const SNAPSHOT_EVERY: Option<u64> = Some(100);
+    type Event = CounterEvent;
+
+    fn apply_event(&mut self, event: &CounterEvent) {
+        self.0.apply_event(event);
+    }
+
+    fn encode_snapshot(&self) -> Result<bytes::Bytes, eventsource_core::EncodeError> {
+        self.0.encode_snapshot()
+    }
+
+    fn decode_snapshot(payload: &[u8]) -> Result<Self, eventsource_core::DecodeError> {
+        Counter::decode_snapshot(payload).map(Sparse)
+    }
+}
+
 struct Sum(i64);
 
 impl Projection for Sum {
@@ -307,8 +235,34 @@ impl Projection for Sum {
 // ---- workloads: each returns seconds for one run ----
 
 /// W1; `cached`: the store's repository keeps states in memory (`Repository::with_cache`),
-/// shared by the tasks (the baselines do not change). Returns commands per second.
-async fn w1(env: &Env, target: Option<Kind>, tasks: usize, cached: bool) -> f64 {
+/// shared by the tasks; `snapshots`: its aggregate has snapshots configured ([`Sparse`]; the
+/// baselines do not change). Returns commands per second.
+async fn w1(env: &Env, target: Option<Kind>, tasks: usize, cached: bool, snapshots: bool) -> f64 {
+    if snapshots {
+        w1_on::<Sparse>(env, target, tasks, cached).await
+    } else {
+        w1_on::<Tally>(env, target, tasks, cached).await
+    }
+}
+
+/// A counter W1 runs commands on.
+trait Tallied: Aggregate<Event = CounterEvent> + Clone + Send + Sync {
+    fn counter(&self) -> &Counter;
+}
+
+impl Tallied for Tally {
+    fn counter(&self) -> &Counter {
+        &self.0
+    }
+}
+
+impl Tallied for Sparse {
+    fn counter(&self) -> &Counter {
+        &self.0
+    }
+}
+
+async fn w1_on<A: Tallied>(env: &Env, target: Option<Kind>, tasks: usize, cached: bool) -> f64 {
     let commands = scaled(env, 10_000);
     let per_task = commands / tasks;
     let (store, s) = match target {
@@ -320,7 +274,7 @@ async fn w1(env: &Env, target: Option<Kind>, tasks: usize, cached: bool) -> f64 
             (st, s)
         }
     };
-    let repo = Repository::<Tally, _>::new(store);
+    let repo = Repository::<A, _>::new(store);
     let repo = if cached { repo.with_cache(1000) } else { repo };
     let clock = Clock::start();
     let mut handles = Vec::new();
@@ -331,7 +285,7 @@ async fn w1(env: &Env, target: Option<Kind>, tasks: usize, cached: bool) -> f64 
                 let id = format!("{}", (t * per_task + i) % 1000);
                 match target {
                     None => {
-                        repo.execute(&id, |c| c.0.add(1)).await.unwrap();
+                        repo.execute(&id, |c| c.counter().add(1)).await.unwrap();
                     }
                     Some(_) => while !raw_command(&pool, &s, &format!("tally-{id}")).await {},
                 }
@@ -657,26 +611,6 @@ async fn w5(env: &Env, target: Option<Kind>) -> f64 {
     (batches * 1000) as f64 / secs
 }
 
-/// A pool of up to `max` connections, configured as the store configures its own (no ping
-/// before each use of a busy connection), for both sides: the ratios measure the store's own
-/// work.
-async fn bench_pool(url: &str, max: u32) -> PgPool {
-    PgPoolOptions::new()
-        .max_connections(max)
-        .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for >= eventsource_postgres::IDLE_CHECK_AFTER {
-                    sqlx::Connection::ping(conn).await?;
-                }
-                Ok(true)
-            })
-        })
-        .connect(url)
-        .await
-        .unwrap()
-}
-
 /// CPU seconds used so far by the server (every process named `postgres` on this machine:
 /// the figures assume a local server) and by this process; `None` without a local server.
 /// `/proc` counts in ticks of 10 ms, so only a timed part of some 0.2 s or more gives a
@@ -741,11 +675,6 @@ impl Clock {
 }
 
 /// The median; NaN when there is nothing (a side `BENCH_SIDES` left out).
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
 struct Row3 {
     name: &'static str,
     store: Vec<f64>,
@@ -786,6 +715,8 @@ async fn main() {
         "W1 8 tasks (cmd/s)",
         "W1 1 task, cached",
         "W1 8 tasks, cached",
+        "W1 1 task, snapshots",
+        "W1 8 tasks, snapshots",
         "W2 retries (cmd/s)",
         "W2 lock (cmd/s)",
         "W2 retries, cached",
@@ -820,17 +751,19 @@ async fn main() {
                 quiesce(&env).await;
                 take_cpu();
                 let v = match i {
-                    0 => w1(&env, target, 1, false).await,
-                    1 => w1(&env, target, 8, false).await,
-                    2 => w1(&env, target, 1, true).await,
-                    3 => w1(&env, target, 8, true).await,
-                    4 => w2(&env, target, false, false).await,
-                    5 => w2(&env, target, true, false).await,
-                    6 => w2(&env, target, false, true).await,
-                    7 => w2(&env, target, true, true).await,
-                    8 => w3(&env, target, false).await,
-                    9 => w3(&env, target, true).await,
-                    10 => w4(&env, target).await,
+                    0 => w1(&env, target, 1, false, false).await,
+                    1 => w1(&env, target, 8, false, false).await,
+                    2 => w1(&env, target, 1, true, false).await,
+                    3 => w1(&env, target, 8, true, false).await,
+                    4 => w1(&env, target, 1, false, true).await,
+                    5 => w1(&env, target, 8, false, true).await,
+                    6 => w2(&env, target, false, false).await,
+                    7 => w2(&env, target, true, false).await,
+                    8 => w2(&env, target, false, true).await,
+                    9 => w2(&env, target, true, true).await,
+                    10 => w3(&env, target, false).await,
+                    11 => w3(&env, target, true).await,
+                    12 => w4(&env, target).await,
                     _ => w5(&env, target).await,
                 };
                 match slot {
