@@ -7,15 +7,15 @@ use std::time::{Duration, Instant};
 
 use eventsource_core::testing::fixtures::{Counter, CounterEvent, Tally};
 use eventsource_core::{
-    Aggregate, EventSet, EventStore, ExpectedVersion, HandlerError, NewEvent, Position, Projection,
-    ProjectionRunner, RecordedEvent, Repository, RetryPolicy, Snapshot, StreamWrite, Version,
+    Aggregate, EventSet, EventStore, ExpectedVersion, NewEvent, Position, ProjectionRunner,
+    Repository, RetryPolicy, Snapshot, StreamWrite, Version,
 };
 use eventsource_postgres::{PgStore, Xid8};
 use sqlx::{PgPool, Row};
 use uuid::Uuid;
 
 mod common;
-use common::{Kind, bench_pool, decode_n, median, on_pool, raw_command};
+use common::{Kind, Sum, bench_pool, decode_n, median, on_pool, raw_command};
 
 fn added(n: i64) -> NewEvent {
     CounterEvent::Added(n).to_new_event()
@@ -218,20 +218,6 @@ impl Aggregate for Sparse {
     }
 }
 
-struct Sum(i64);
-
-impl Projection for Sum {
-    const NAME: &'static str = "bench.sum";
-    type Context = ();
-    fn event_types() -> Option<&'static [&'static str]> {
-        Some(&["counter.added"])
-    }
-    async fn handle_event(&mut self, e: &RecordedEvent, _: &mut ()) -> Result<(), HandlerError> {
-        self.0 += decode_n(&e.payload);
-        Ok(())
-    }
-}
-
 // ---- workloads: each returns seconds for one run ----
 
 /// W1; `cached`: the store's repository keeps states in memory (`Repository::with_cache`),
@@ -371,7 +357,7 @@ async fn w2(env: &Env, target: Option<Kind>, locked: bool, cached: bool) -> f64 
 /// takes half a millisecond, where a single scheduling hiccup moves one load by as much.
 const W3_LOADS: usize = 21;
 
-/// W3: seconds to load a 10,000-event stream (tail of 100 after a snapshot when `snapshot`):
+/// W3: milliseconds to load a 10,000-event stream (tail of 100 after a snapshot when `snapshot`):
 /// the median of [`W3_LOADS`] loads.
 async fn w3(env: &Env, target: Option<Kind>, snapshot: bool) -> f64 {
     let n = scaled(env, 10_000);
@@ -422,7 +408,7 @@ async fn w3(env: &Env, target: Option<Kind>, snapshot: bool) -> f64 {
                     .unwrap();
                 assert_eq!(l.version.get() as usize, n);
                 assert_eq!(l.state.applied as usize, n);
-                reps.push(clock.secs());
+                reps.push(clock.secs() * 1000.0);
             }
             drop_schema(env, &s).await;
         }
@@ -483,7 +469,7 @@ async fn w3(env: &Env, target: Option<Kind>, snapshot: bool) -> f64 {
                     );
                 }
                 assert_eq!(state.applied as usize, n);
-                reps.push(clock.secs());
+                reps.push(clock.secs() * 1000.0);
             }
             drop_schema(env, &s).await;
         }
@@ -721,8 +707,8 @@ async fn main() {
         "W2 lock (cmd/s)",
         "W2 retries, cached",
         "W2 lock, cached",
-        "W3 no snapshot (s)",
-        "W3 snapshot (s)",
+        "W3 no snapshot (ms)",
+        "W3 snapshot (ms)",
         "W4 catch-up (ev/s)",
         "W5 bulk (ev/s)",
     ];

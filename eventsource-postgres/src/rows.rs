@@ -179,11 +179,6 @@ impl<'r> Binary<'r> {
         fixed_of(i, self.bytes(i)?)
     }
 
-    /// A `smallint` column.
-    pub(crate) fn int2(self, i: usize) -> Result<i16, String> {
-        self.fixed::<2>(i).map(i16::from_be_bytes)
-    }
-
     /// A `bigint` column.
     pub(crate) fn int8(self, i: usize) -> Result<i64, String> {
         int8_of(i, self.bytes(i)?)
@@ -265,49 +260,80 @@ fn valid_schema_version(
     })
 }
 
-/// Decodes a snapshot row: the stream, the schema version, then the columns of
-/// [`snapshot_at`].
+/// Decodes a snapshot row: the stream, the schema version, then the six [`SnapshotFields`].
 pub(crate) fn snapshot(row: &PgRow) -> Result<Snapshot, StoreError> {
     let cols = Binary(row);
     let stream = cols
         .text(0)
         .map_err(|e| corrupt(&StreamId::new("?"), Version::ZERO, e))?;
     let stream = StreamId::new(stream);
-    let schema_version = cols
-        .int8(1)
-        .map_err(|e| corrupt(&stream, Version::ZERO, format!("snapshot: {e}")))?;
-    let schema_version = u32::try_from(schema_version).map_err(|_| {
-        corrupt(
-            &stream,
-            Version::ZERO,
-            format!("snapshot: invalid schema version {schema_version}"),
-        )
-    })?;
-    snapshot_at(row, &stream, schema_version, 2)?.ok_or_else(|| {
-        corrupt(
-            &stream,
-            Version::ZERO,
-            "snapshot: column 2: unexpected NULL",
-        )
-    })
+    let bad = |e: String| corrupt(&stream, Version::ZERO, format!("snapshot: {e}"));
+    let schema_version = cols.int8(1).map_err(bad)?;
+    let schema_version = u32::try_from(schema_version)
+        .map_err(|_| bad(format!("invalid schema version {schema_version}")))?;
+    let mut fields: SnapshotFields<'_> = [None; 6];
+    for (i, field) in fields.iter_mut().enumerate() {
+        *field = cols.raw(i + 2).map_err(bad)?;
+    }
+    snapshot_of(&stream, schema_version, fields)
 }
 
-/// Decodes the snapshot of `stream` in `schema_version` whose columns start at `at` in `row`
-/// (version, commit, sequence, the recorded-at time of its last event in microseconds and
-/// nanoseconds, payload); `None` when its version is NULL.
+/// The snapshot of `stream` in `schema_version` that column `at` of `row` carries as a
+/// record of its six [`SnapshotFields`]; `None` when the column is NULL.
 pub(crate) fn snapshot_at(
     row: &PgRow,
     stream: &StreamId,
     schema_version: u32,
     at: usize,
 ) -> Result<Option<Snapshot>, StoreError> {
-    let cols = Binary(row);
-    let Some(version) = cols
-        .opt_int8(at)
-        .map_err(|e| corrupt(stream, Version::ZERO, format!("snapshot: {e}")))?
-    else {
+    let bad = |e: String| corrupt(stream, Version::ZERO, format!("snapshot: {e}"));
+    let Some(record) = Binary(row).raw(at).map_err(bad)? else {
         return Ok(None);
     };
+    let fields = record_fields(record).map_err(|e| bad(format!("column {at}: {e}")))?;
+    snapshot_of(stream, schema_version, fields).map(Some)
+}
+
+/// A snapshot's fields as stored, raw: version, commit, sequence, the recorded-at time of
+/// its last event (microseconds, then the nanoseconds below them), payload.
+type SnapshotFields<'r> = [Option<&'r [u8]>; 6];
+
+/// A `record` value of `N` fields in binary format: the field count, then for each field
+/// its type oid, its length (-1 for NULL) and its bytes.
+fn record_fields<const N: usize>(b: &[u8]) -> Result<[Option<&[u8]>; N], String> {
+    fn int4(b: &[u8], at: usize) -> Result<i32, String> {
+        b.get(at..at + 4)
+            .and_then(|x| <[u8; 4]>::try_from(x).ok())
+            .map(i32::from_be_bytes)
+            .ok_or_else(|| "a record cut short".to_owned())
+    }
+    if usize::try_from(int4(b, 0)?).ok() != Some(N) {
+        return Err(format!("a record of {} fields, not {N}", int4(b, 0)?));
+    }
+    let mut fields = [None; N];
+    let mut at = 4;
+    for field in &mut fields {
+        // Each field: its type oid (not checked: the statement fixes the types), its length.
+        let len = int4(b, at + 4)?;
+        at += 8;
+        if let Ok(len) = usize::try_from(len) {
+            *field = Some(b.get(at..at + len).ok_or("a record cut short")?);
+            at += len;
+        }
+    }
+    Ok(fields)
+}
+
+/// Decodes the snapshot of `stream` in `schema_version` from its stored fields.
+fn snapshot_of(
+    stream: &StreamId,
+    schema_version: u32,
+    f: SnapshotFields<'_>,
+) -> Result<Snapshot, StoreError> {
+    let field = |i: usize| f[i].ok_or_else(|| format!("field {i}: unexpected NULL"));
+    let version = field(0)
+        .and_then(|b| int8_of(0, b))
+        .map_err(|e| corrupt(stream, Version::ZERO, format!("snapshot: {e}")))?;
     // A negative version is refused, not read as zero: the repository would fold the
     // stream's events from its start on top of the snapshot's state.
     let version = u64::try_from(version).map(Version::new).map_err(|_| {
@@ -318,27 +344,32 @@ pub(crate) fn snapshot_at(
         )
     })?;
     let c = |e: String| corrupt(stream, version, format!("snapshot: {e}"));
-    let commit = cols.int8(at + 1).map_err(c)?;
-    let seq = cols.int8(at + 2).map_err(c)?;
-    let micros = cols.timestamptz(at + 3).map_err(c)?;
-    let nanos = cols.int2(at + 4).map_err(c)?;
-    let payload = Bytes::copy_from_slice(cols.bytes(at + 5).map_err(c)?);
+    let commit = field(1).and_then(|b| int8_of(1, b)).map_err(c)?;
+    let seq = field(2).and_then(|b| int8_of(2, b)).map_err(c)?;
+    let micros = field(3).and_then(|b| int8_of(3, b)).map_err(c)?;
+    let nanos = field(4)
+        .and_then(|b| fixed_of::<2>(4, b))
+        .map(i16::from_be_bytes)
+        .map_err(c)?;
+    let payload = Bytes::copy_from_slice(field(5).map_err(c)?);
     let bad = |what: &str| corrupt(stream, version, format!("snapshot: invalid {what}"));
     let nanos = u32::try_from(nanos)
         .ok()
         .filter(|n| *n < 1000)
         .ok_or_else(|| bad("recorded-at nanoseconds"))?;
     let event_recorded_at = micros
-        .with_nanosecond(micros.timestamp_subsec_micros() * 1000 + nanos)
+        .checked_add(PG_EPOCH_MICROS)
+        .and_then(DateTime::from_timestamp_micros)
+        .and_then(|t| t.with_nanosecond(t.timestamp_subsec_micros() * 1000 + nanos))
         .ok_or_else(|| bad("recorded-at time"))?;
-    Ok(Some(Snapshot {
+    Ok(Snapshot {
         stream: stream.clone(),
         version,
         position: position_from(commit, seq).ok_or_else(|| bad("position"))?,
         event_recorded_at,
         schema_version,
         payload,
-    }))
+    })
 }
 
 /// A time as the store keeps it: whole microseconds (what `timestamptz` holds) and the

@@ -3,8 +3,8 @@
 
 #![allow(dead_code)] // each bench uses its part
 
-use eventsource_core::EventSet;
 use eventsource_core::testing::fixtures::CounterEvent;
+use eventsource_core::{EventSet, HandlerError, Projection, RecordedEvent};
 use eventsource_postgres::PgStore;
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgConnection, PgPool, Row};
@@ -101,6 +101,21 @@ pub(crate) async fn baseline_schema(pool: &PgPool, kind: Kind) -> String {
             .unwrap();
     }
     s
+}
+
+/// A projection summing the `counter.added` amounts it handles.
+pub(crate) struct Sum(pub(crate) i64);
+
+impl Projection for Sum {
+    const NAME: &'static str = "bench.sum";
+    type Context = ();
+    fn event_types() -> Option<&'static [&'static str]> {
+        Some(&["counter.added"])
+    }
+    async fn handle_event(&mut self, e: &RecordedEvent, _: &mut ()) -> Result<(), HandlerError> {
+        self.0 += decode_n(&e.payload);
+        Ok(())
+    }
 }
 
 /// The amount a stored `counter.added` payload adds.

@@ -1,0 +1,145 @@
+//! Peak memory on PostgreSQL: loading a 1,000,000-event stream, and a projection catching up
+//! over a log of 10,000,000 events (batches of 1,000). Each runs in a process of its own
+//! and reports its peak resident set (`VmHWM`) against the same process's before it started.
+//! How: `docs/bench.md`.
+
+#![allow(missing_docs, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::time::Instant;
+
+use eventsource_core::testing::fixtures::{CounterEvent, Tally};
+use eventsource_core::{EventStore, ExpectedVersion, ProjectionRunner, Repository, StreamWrite};
+use eventsource_postgres::PgStore;
+
+mod common;
+use common::Sum;
+
+/// This process's resident set now and at its peak, in KiB.
+fn rss_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn scaled(n: u64) -> u64 {
+    let scale: f64 = std::env::var("BENCH_SCALE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1.0);
+    ((n as f64 * scale) as u64).max(1000)
+}
+
+async fn store(url: &str, schema: &str) -> PgStore {
+    PgStore::builder()
+        .schema(schema)
+        .max_connections(4)
+        .connect(url)
+        .await
+        .unwrap()
+}
+
+/// Appends the log: the 1,000,000 events of stream `tally-big`, then the rest of the
+/// 10,000,000 on streams of 1,000 events, in batches of 1,000 from two tasks.
+async fn setup(store: &PgStore) {
+    let big = scaled(1_000_000) / 1000;
+    let all = scaled(10_000_000) / 1000;
+    let event = CounterEvent::Added(1).to_new_event();
+    let mut tasks = Vec::new();
+    for t in 0..2u64 {
+        let (store, event) = (store.clone(), event.clone());
+        tasks.push(tokio::spawn(async move {
+            for b in (t..all).step_by(2) {
+                let stream = if b < big {
+                    "tally-big".to_owned()
+                } else {
+                    format!("tally-{b}")
+                };
+                let events = (0..1000)
+                    .map(|_| {
+                        let mut e = event.clone();
+                        e.id = eventsource_core::EventId::new_random();
+                        e
+                    })
+                    .collect();
+                let write = StreamWrite::new(stream, ExpectedVersion::Any, events);
+                store.append(vec![write]).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let url = std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| panic!("set DATABASE_URL (scripts/test finds or starts a server)"));
+    match std::env::var("BENCH_MEMORY_PHASE").ok().as_deref() {
+        None => {
+            let schema = format!("es_bench_mem_{:08x}", fastrand::u32(..));
+            let store = store(&url, &schema).await;
+            let started = Instant::now();
+            setup(&store).await;
+            eprintln!(
+                "appended {} events in {:.0} s",
+                scaled(10_000_000),
+                started.elapsed().as_secs_f64()
+            );
+            for phase in ["load", "catch-up"] {
+                let out = std::process::Command::new(std::env::current_exe().unwrap())
+                    .env("BENCH_MEMORY_PHASE", phase)
+                    .env("BENCH_MEMORY_SCHEMA", &schema)
+                    .output()
+                    .unwrap();
+                print!("{}", String::from_utf8_lossy(&out.stdout));
+                eprint!("{}", String::from_utf8_lossy(&out.stderr));
+            }
+            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                .execute(store.pool())
+                .await
+                .unwrap();
+        }
+        Some(phase) => {
+            let schema = std::env::var("BENCH_MEMORY_SCHEMA").unwrap();
+            let store = store(&url, &schema).await;
+            // Warm: the pool's connections open, the statements prepared.
+            store.head().await.unwrap();
+            let (before, peak_before) = rss_kib();
+            let started = Instant::now();
+            let what = match phase {
+                "load" => {
+                    let loaded = Repository::<Tally, _>::new(store.clone())
+                        .load("big")
+                        .await
+                        .unwrap();
+                    assert_eq!(loaded.version.get(), scaled(1_000_000));
+                    format!("load of a {}-event stream", loaded.version.get())
+                }
+                _ => {
+                    let mut runner = ProjectionRunner::new(store.clone(), Sum(0)).batch_size(1000);
+                    runner.catch_up().await.unwrap();
+                    let sum = runner.projection().0;
+                    assert_eq!(u64::try_from(sum).unwrap(), scaled(10_000_000));
+                    format!("catch-up over {sum} events, batches of 1,000")
+                }
+            };
+            let secs = started.elapsed().as_secs_f64();
+            let (_, peak) = rss_kib();
+            println!(
+                "{what}: {secs:.1} s; peak RSS {:.1} MiB (before: {:.1} MiB resident, {:.1} MiB peak): +{:.1} MiB",
+                peak as f64 / 1024.0,
+                before as f64 / 1024.0,
+                peak_before as f64 / 1024.0,
+                peak.saturating_sub(before) as f64 / 1024.0
+            );
+        }
+    }
+}
