@@ -139,3 +139,25 @@ async fn a_stream_that_no_longer_holds_the_loaded_state_is_loaded_again_from_the
         assert_eq!((loaded.version.get(), loaded.state.0.value), (5, 14));
     }
 }
+
+/// A stream read that hands out a gap (a broken store, a plan that lost the order) is a typed
+/// error, never a fold into a state no history has.
+#[tokio::test]
+async fn a_fold_read_with_a_gap_is_corrupt_not_a_state() {
+    let store = Watched::default();
+    let repo = Repository::<Tally, _>::new(store.clone());
+    for _ in 0..4 {
+        repo.execute("t", |t| t.0.add(1)).await.unwrap();
+    }
+    store.skip_version.store(3, Ordering::SeqCst);
+    match repo.load("t").await {
+        Err(eventsource_core::Error::Store(eventsource_core::StoreError::Corrupt {
+            version,
+            ..
+        })) => assert_eq!(version, Version::new(4)),
+        other => panic!("expected Corrupt at version 4, got {other:?}"),
+    }
+    store.skip_version.store(0, Ordering::SeqCst);
+    let loaded = repo.load("t").await.unwrap();
+    assert_eq!((loaded.version.get(), loaded.state.0.value), (4, 4));
+}

@@ -33,7 +33,8 @@ fn scaled(n: u64) -> u64 {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(1.0);
-    ((n as f64 * scale) as u64).max(1000)
+    // Whole batches of 1,000.
+    (((n as f64 * scale) / 1000.0).round() as u64).max(1) * 1000
 }
 
 async fn store(url: &str, schema: &str) -> PgStore {
@@ -101,6 +102,11 @@ async fn main() {
                     .unwrap();
                 print!("{}", String::from_utf8_lossy(&out.stdout));
                 eprint!("{}", String::from_utf8_lossy(&out.stderr));
+                assert!(
+                    out.status.success(),
+                    "the {phase} phase failed: {}",
+                    out.status
+                );
             }
             sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
                 .execute(store.pool())

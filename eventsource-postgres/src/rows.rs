@@ -206,11 +206,7 @@ impl<'r> Binary<'r> {
 
     /// A `timestamptz` column (microseconds since 2000-01-01 UTC; the infinities are refused).
     pub(crate) fn timestamptz(self, i: usize) -> Result<DateTime<Utc>, String> {
-        let micros = self.int8(i)?;
-        micros
-            .checked_add(PG_EPOCH_MICROS)
-            .and_then(DateTime::from_timestamp_micros)
-            .ok_or_else(|| format!("column {i}: time out of range ({micros} µs)"))
+        timestamptz_of(i, self.bytes(i)?)
     }
 }
 
@@ -226,6 +222,16 @@ fn jsonb<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, String> {
 /// Column `i`'s bytes as `N` bytes.
 fn fixed_of<const N: usize>(i: usize, b: &[u8]) -> Result<[u8; N], String> {
     <[u8; N]>::try_from(b).map_err(|_| format!("column {i}: {} bytes, not {N}", b.len()))
+}
+
+/// Column `i`'s bytes as a `timestamptz` (microseconds since 2000-01-01 UTC; the
+/// infinities are refused).
+fn timestamptz_of(i: usize, b: &[u8]) -> Result<DateTime<Utc>, String> {
+    let micros = int8_of(i, b)?;
+    micros
+        .checked_add(PG_EPOCH_MICROS)
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(|| format!("column {i}: time out of range ({micros} µs)"))
 }
 
 /// Column `i`'s bytes as a `bigint`.
@@ -346,7 +352,7 @@ fn snapshot_of(
     let c = |e: String| corrupt(stream, version, format!("snapshot: {e}"));
     let commit = field(1).and_then(|b| int8_of(1, b)).map_err(c)?;
     let seq = field(2).and_then(|b| int8_of(2, b)).map_err(c)?;
-    let micros = field(3).and_then(|b| int8_of(3, b)).map_err(c)?;
+    let recorded = field(3).and_then(|b| timestamptz_of(3, b)).map_err(c)?;
     let nanos = field(4)
         .and_then(|b| fixed_of::<2>(4, b))
         .map(i16::from_be_bytes)
@@ -357,10 +363,8 @@ fn snapshot_of(
         .ok()
         .filter(|n| *n < 1000)
         .ok_or_else(|| bad("recorded-at nanoseconds"))?;
-    let event_recorded_at = micros
-        .checked_add(PG_EPOCH_MICROS)
-        .and_then(DateTime::from_timestamp_micros)
-        .and_then(|t| t.with_nanosecond(t.timestamp_subsec_micros() * 1000 + nanos))
+    let event_recorded_at = recorded
+        .with_nanosecond(recorded.timestamp_subsec_micros() * 1000 + nanos)
         .ok_or_else(|| bad("recorded-at time"))?;
     Ok(Snapshot {
         stream: stream.clone(),

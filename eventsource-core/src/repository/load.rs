@@ -134,10 +134,20 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         let mut items = self
             .store
             .read_stream_from_snapshot(stream, A::SNAPSHOT_VERSION, until);
-        let snapshot = match items.try_next().await? {
-            Some(FoldItem::Snapshot(snapshot)) => snapshot.filter(|s| s.version > Version::ZERO),
-            Some(FoldItem::Event(e)) => return Err(out_of_order(stream, e.version).into()),
-            None => None,
+        let snapshot = match items.try_next().await {
+            Ok(Some(FoldItem::Snapshot(snapshot))) => {
+                snapshot.filter(|s| s.version > Version::ZERO)
+            }
+            Ok(Some(FoldItem::Event(e))) => return Err(out_of_order(stream, e.version).into()),
+            Ok(None) => None,
+            // The snapshot could not be loaded (a corrupt row, a missing table): snapshots
+            // are an optimisation, never a reason to fail a load. Looked for again one by
+            // one, and passed over; the load goes on from the start if none can be read.
+            Err(error) => {
+                tracing::warn!(%stream, %error, "snapshot ignored: cannot load");
+                drop(items);
+                return self.load_from_older_snapshots(stream, until, until).await;
+            }
         };
         let events = items.map(|item| match item? {
             FoldItem::Event(e) => Ok(e),
@@ -277,6 +287,20 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             }
         }
         while let Some(stored) = events.try_next().await? {
+            // Versions follow one another: a store handing out a gap or a repeat would make
+            // the fold a state no history has.
+            let expected = loaded.version.get() + 1;
+            if loaded.version > Version::ZERO && stored.version.get() != expected {
+                return Err(StoreError::Corrupt {
+                    stream: stream.clone(),
+                    version: stored.version,
+                    reason: format!(
+                        "a stream read handed out version {} after {}",
+                        stored.version, loaded.version
+                    ),
+                }
+                .into());
+            }
             apply_stored(stream, loaded, &stored)?;
         }
         let span = tracing::Span::current();

@@ -36,6 +36,8 @@ pub(crate) struct Watched {
     folds_from: Arc<Mutex<Vec<(String, u64)>>>,
     /// Fold reads hand out positions shifted by one commit: another history.
     pub(crate) rewritten: Arc<AtomicBool>,
+    /// Fold reads leave out the event at this version (0: none), as a broken store would.
+    pub(crate) skip_version: Arc<std::sync::atomic::AtomicU64>,
     /// The next this many checkpoint saves fail with a retryable backend error.
     pub(crate) failing_saves: Arc<std::sync::atomic::AtomicUsize>,
     /// The next this many log reads fail with a retryable backend error.
@@ -112,8 +114,10 @@ impl EventStore for Watched {
             .lock()
             .push((stream.as_str().to_owned(), from.get()));
         let rewritten = self.rewritten.load(std::sync::atomic::Ordering::SeqCst);
+        let skip = self.skip_version.load(std::sync::atomic::Ordering::SeqCst);
         self.inner
             .read_stream_for_fold(stream, from, until)
+            .try_filter(move |e| futures::future::ready(e.version.get() != skip))
             .map_ok(move |mut e| {
                 if rewritten {
                     e.position = Position::new(e.position.commit() + 1, e.position.sequence());

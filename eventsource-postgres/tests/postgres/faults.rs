@@ -110,6 +110,48 @@ async fn a_snapshot_with_a_negative_version_is_corrupt_not_version_zero() {
     }
 }
 
+/// A snapshot the store cannot read back (a corrupt position), or no snapshots table at all,
+/// is passed over by a repository load, which folds the stream instead: a snapshot is never
+/// a reason for a load to fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_snapshot_that_cannot_be_read_never_fails_a_load() {
+    use eventsource_core::Repository;
+    use eventsource_core::testing::fixtures::Counter;
+
+    let _horizon = crate::common::horizon_shared().await;
+    let store = common::fresh_store().await;
+    let repo = Repository::<Counter, _>::new(store.clone());
+    for _ in 0..7 {
+        repo.execute("c", |c| c.add(1)).await.unwrap();
+    }
+    let schema = store.schema().as_str();
+    let mut conn = common::raw().await;
+    let snapshots: i64 =
+        sqlx::query_scalar(&format!("SELECT count(*) FROM \"{schema}\".snapshots"))
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    assert!(snapshots > 0, "the counter snapshots every 5 events");
+    sqlx::query(&format!("UPDATE \"{schema}\".snapshots SET seq = -1"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let loaded = repo
+        .load("c")
+        .await
+        .expect("a load past a corrupt snapshot");
+    assert_eq!((loaded.version.get(), loaded.state.value), (7, 7));
+    sqlx::query(&format!("DROP TABLE \"{schema}\".snapshots"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let loaded = repo
+        .load("c")
+        .await
+        .expect("a load with no snapshots table");
+    assert_eq!((loaded.version.get(), loaded.state.value), (7, 7));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_missing_table_is_a_configuration_error_not_a_panic() {
     let _horizon = crate::common::horizon_shared().await;
