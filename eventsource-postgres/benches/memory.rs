@@ -29,10 +29,7 @@ fn rss_kib() -> (u64, u64) {
 }
 
 fn scaled(n: u64) -> u64 {
-    let scale: f64 = std::env::var("BENCH_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
+    let scale: f64 = common::env_or("BENCH_SCALE", 1.0);
     // Whole batches of 1,000.
     (((n as f64 * scale) / 1000.0).round() as u64).max(1) * 1000
 }
@@ -81,8 +78,7 @@ async fn setup(store: &PgStore) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| panic!("set DATABASE_URL (scripts/test finds or starts a server)"));
+    let url = common::database_url();
     match std::env::var("BENCH_MEMORY_PHASE").ok().as_deref() {
         None => {
             let schema = format!("es_bench_mem_{:08x}", fastrand::u32(..));

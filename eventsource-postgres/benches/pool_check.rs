@@ -46,11 +46,8 @@ fn cpu() -> f64 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() {
-    let url = std::env::var("DATABASE_URL").expect("set DATABASE_URL");
-    let runs: usize = std::env::var("BENCH_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
+    let url = common::database_url();
+    let runs: usize = common::env_or("BENCH_RUNS", 5);
     let pool = PgPoolOptions::new()
         .max_connections(12)
         .test_before_acquire(false)

@@ -163,16 +163,9 @@ async fn point(
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| panic!("set DATABASE_URL (scripts/test finds or starts a server)"));
-    let runs: usize = std::env::var("BENCH_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
-    let scale: f64 = std::env::var("BENCH_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
+    let url = common::database_url();
+    let runs: usize = common::env_or("BENCH_RUNS", 5);
+    let scale: f64 = common::env_or("BENCH_SCALE", 1.0);
     let only = std::env::var("BENCH_ONLY").ok();
     let pool = bench_pool(&url, POOL).await;
     // Open every connection before the first timed part.

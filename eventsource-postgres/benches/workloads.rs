@@ -674,16 +674,9 @@ struct Row3 {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() {
-    let url = std::env::var("DATABASE_URL")
-        .unwrap_or_else(|_| panic!("set DATABASE_URL (scripts/test finds or starts a server)"));
-    let runs: usize = std::env::var("BENCH_RUNS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
-    let scale: f64 = std::env::var("BENCH_SCALE")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1.0);
+    let url = common::database_url();
+    let runs: usize = common::env_or("BENCH_RUNS", 5);
+    let scale: f64 = common::env_or("BENCH_SCALE", 1.0);
     let only = std::env::var("BENCH_ONLY").ok();
     // For profiling one side alone: `BENCH_SIDES=store` (or `plain`, `gapsafe`, comma-separated).
     let sides = std::env::var("BENCH_SIDES").unwrap_or_else(|_| "store,plain,gapsafe".into());

@@ -18,6 +18,20 @@ pub(crate) enum Kind {
     GapSafe,
 }
 
+/// The server to measure on: `DATABASE_URL`.
+pub(crate) fn database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| panic!("set DATABASE_URL (scripts/test finds or starts a server)"))
+}
+
+/// The variable `name` parsed, or `default` when it is unset or does not parse.
+pub(crate) fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A new schema name for one timed part.
 pub(crate) fn schema() -> String {
     format!("es_bench_{:08x}", fastrand::u32(..))
