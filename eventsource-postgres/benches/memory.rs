@@ -160,6 +160,14 @@ async fn main() {
                     format!("read_all_pages over {sum} events, pages of 1,000, no runner")
                 }
                 _ => {
+                    // From the start, whatever an earlier catch-up saved.
+                    store
+                        .save_checkpoint(
+                            <Sum as eventsource_core::Projection>::NAME,
+                            eventsource_core::Position::ZERO,
+                        )
+                        .await
+                        .unwrap();
                     let mut runner = ProjectionRunner::new(store.clone(), Sum(0)).batch_size(1000);
                     runner.catch_up().await.unwrap();
                     let sum = runner.projection().0;

@@ -1,6 +1,7 @@
 //! Stream reads: a stream's events (whole, or what a fold needs), bounded by a version or a
-//! time, streamed from one query that a failure midway resumes after the last event handed
-//! out; and a stream's current version.
+//! time, and a load's newest snapshot with the events after it; each streamed from one query
+//! that a failure midway resumes after the last event handed out ([`streamed`]); and a
+//! stream's current version.
 
 use eventsource_core::store::input;
 use eventsource_core::{
@@ -12,6 +13,7 @@ use sqlx::postgres::PgRow;
 use crate::errors::backend;
 use crate::read::Reader;
 use crate::rows::{self, to_i64};
+use crate::sql::Sql;
 
 /// The events of `stream` from `from` to `until`.
 pub(crate) fn events<'a>(
@@ -22,7 +24,7 @@ pub(crate) fn events<'a>(
 ) -> BoxStream<'a, Result<RecordedEvent, StoreError>> {
     stream_rows(
         reader,
-        &reader.sql().read_stream,
+        |sql| &sql.read_stream,
         stream,
         from,
         until,
@@ -39,7 +41,7 @@ pub(crate) fn fold_events<'a>(
 ) -> BoxStream<'a, Result<FoldEvent, StoreError>> {
     stream_rows(
         reader,
-        &reader.sql().read_stream_fold,
+        |sql| &sql.read_stream_fold,
         stream,
         from,
         until,
@@ -48,77 +50,75 @@ pub(crate) fn fold_events<'a>(
 }
 
 /// The newest snapshot of `stream` in `schema_version` at or below `last` (a version; `None`:
-/// the end), then
-/// what a fold needs of the events from its version on: one query (`read_from_snapshot`),
-/// streamed as [`stream_rows`] streams. A failure before its first row runs it again; one
-/// after it goes on with `read_stream_fold` after the last event handed out (the snapshot,
-/// once handed out, stays the one the read started from).
+/// the end), then what a fold needs of the events from its version on: one query
+/// (`read_from_snapshot`), streamed as [`streamed`] streams. A failure before its first row
+/// runs it again; one after it goes on with `read_stream_fold` after the last event handed
+/// out (the snapshot, once handed out, stays the one the read started from).
 pub(crate) fn from_snapshot<'a>(
     reader: Reader<'a>,
     stream: &'a StreamId,
     schema_version: u32,
     last: Option<Version>,
 ) -> BoxStream<'a, Result<FoldItem, StoreError>> {
-    let last = last.map_or(i64::MAX, |v| to_i64(v.get()));
+    let rows = FromSnapshot {
+        schema_version,
+        next: None,
+        last: last.map_or(i64::MAX, |v| to_i64(v.get())),
+    };
     Box::pin(async_stream::try_stream! {
         input::check_stream(stream)?;
-        // The next version to read once the snapshot is handed out; `None` before.
-        let mut next: Option<i64> = None;
-        let mut retry = reader.retry();
-        loop {
-            let failed = match reader.conns().get().await {
-                Err(e) => e,
-                Ok(mut conn) => {
-                    let mut rows = match next {
-                        None => sqlx::query(&reader.sql().read_from_snapshot)
-                            .bind(stream.as_str())
-                            .bind(i64::from(schema_version))
-                            .bind(last),
-                        Some(from) => sqlx::query(&reader.sql().read_stream_fold)
-                            .bind(stream.as_str())
-                            .bind(from)
-                            .bind(last),
-                    }
-                    .fetch(&mut *conn);
-                    let failed = loop {
-                        match rows.try_next().await {
-                            Ok(Some(row)) => {
-                                if next.is_none() {
-                                    let snapshot =
-                                        rows::snapshot_at(&row, stream, schema_version, 6)?;
-                                    next = Some(snapshot.as_ref().map_or(1, |s| to_i64(s.version.get())));
-                                    yield FoldItem::Snapshot(snapshot);
-                                    if !rows::has_event(&row, stream)? {
-                                        // The snapshot alone: its stream does not hold it.
-                                        continue;
-                                    }
-                                }
-                                let event = rows::fold_event(&row, stream)?;
-                                next = Some(to_i64(event.version.get()).saturating_add(1));
-                                yield FoldItem::Event(event);
-                            }
-                            Ok(None) => break None,
-                            Err(e) => break Some(e),
-                        }
-                    };
-                    drop(rows);
-                    match failed {
-                        None => {
-                            conn.keep();
-                            if next.is_none() {
-                                yield FoldItem::Snapshot(None);
-                            }
-                            return;
-                        }
-                        Some(e) => e,
-                    }
-                }
-            };
-            if !retry.again("reading a stream from its snapshot", &failed).await {
-                Err(backend("reading a stream from its snapshot", failed))?;
-            }
+        let mut items = std::pin::pin!(streamed(reader, stream, "reading a stream from its snapshot", rows));
+        while let Some(item) = items.try_next().await? {
+            yield item;
         }
     })
+}
+
+/// The rows of `read_from_snapshot`: the snapshot (on the first row), then the events.
+struct FromSnapshot {
+    schema_version: u32,
+    /// The next version to read once the snapshot is handed out; `None` before.
+    next: Option<i64>,
+    last: i64,
+}
+
+impl Rows for FromSnapshot {
+    type Item = FoldItem;
+
+    fn query<'q>(&self, sql: &'q Sql, stream: &'q StreamId) -> PgQuery<'q> {
+        match self.next {
+            None => sqlx::query(&sql.read_from_snapshot)
+                .bind(stream.as_str())
+                .bind(i64::from(self.schema_version))
+                .bind(self.last),
+            Some(from) => sqlx::query(&sql.read_stream_fold)
+                .bind(stream.as_str())
+                .bind(from)
+                .bind(self.last),
+        }
+    }
+
+    fn items(&mut self, row: &PgRow, stream: &StreamId) -> Result<Items<FoldItem>, StoreError> {
+        let mut items = Items::default();
+        if self.next.is_none() {
+            let snapshot = rows::snapshot_at(row, stream, self.schema_version, 6)?;
+            self.next = Some(snapshot.as_ref().map_or(1, |s| to_i64(s.version.get())));
+            items.push(FoldItem::Snapshot(snapshot));
+            if !rows::has_event(row, stream)? {
+                // The snapshot alone: its stream does not hold it.
+                return Ok(items);
+            }
+        }
+        let event = rows::fold_event(row, stream)?;
+        self.next = Some(to_i64(event.version.get()).saturating_add(1));
+        items.push(FoldItem::Event(event));
+        Ok(items)
+    }
+
+    fn end(&mut self) -> Option<FoldItem> {
+        // No row at all: no snapshot, and no event.
+        self.next.is_none().then_some(FoldItem::Snapshot(None))
+    }
 }
 
 /// The stream's current version (zero for a stream with no events).
@@ -140,62 +140,143 @@ pub(crate) async fn version(reader: Reader<'_>, stream: &StreamId) -> Result<Ver
 }
 
 /// The rows of `stream` from `from` to `until` through `sql` (parameters: the stream, the
-/// first and the last version), decoded by `decode`. One streamed query: rows are decoded
-/// as they arrive from the socket, so memory holds what the consumer has not taken yet
-/// (the socket's buffers), not the stream; a slow consumer stops the server through TCP
-/// backpressure.
+/// first and the last version), decoded by `decode`, streamed as [`streamed`] streams.
 fn stream_rows<'a, T: Versioned + Send + 'a>(
     reader: Reader<'a>,
-    sql: &'a str,
+    sql: fn(&Sql) -> &str,
     stream: &'a StreamId,
     from: Version,
     until: ReadUntil,
     decode: fn(&PgRow, &StreamId) -> Result<T, StoreError>,
 ) -> BoxStream<'a, Result<T, StoreError>> {
-    let mut next = to_i64(from.get().max(1));
     Box::pin(async_stream::try_stream! {
         input::check_stream(stream)?;
         let Some(last) = last_version(reader, stream, until).await? else {
             return;
         };
+        let rows = Versions {
+            sql,
+            next: to_i64(from.get().max(1)),
+            last,
+            decode,
+        };
+        let mut items = std::pin::pin!(streamed(reader, stream, "reading a stream", rows));
+        while let Some(item) = items.try_next().await? {
+            yield item;
+        }
+    })
+}
+
+/// The rows of a stream read from version `next` to `last`, each one item.
+struct Versions<T> {
+    sql: fn(&Sql) -> &str,
+    next: i64,
+    last: i64,
+    decode: fn(&PgRow, &StreamId) -> Result<T, StoreError>,
+}
+
+impl<T: Versioned + Send> Rows for Versions<T> {
+    type Item = T;
+
+    fn query<'q>(&self, sql: &'q Sql, stream: &'q StreamId) -> PgQuery<'q> {
+        sqlx::query((self.sql)(sql))
+            .bind(stream.as_str())
+            .bind(self.next)
+            .bind(self.last)
+    }
+
+    fn items(&mut self, row: &PgRow, stream: &StreamId) -> Result<Items<T>, StoreError> {
+        let item = (self.decode)(row, stream)?;
+        self.next = to_i64(item.version().get()).saturating_add(1);
+        let mut items = Items::default();
+        items.push(item);
+        Ok(items)
+    }
+
+    fn end(&mut self) -> Option<T> {
+        None
+    }
+}
+
+/// A statement with its parameters bound.
+type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
+
+/// What a row of a stream read hands out: one item or two, in order.
+struct Items<T>([Option<T>; 2]);
+
+impl<T> Default for Items<T> {
+    fn default() -> Self {
+        Self([None, None])
+    }
+}
+
+impl<T> Items<T> {
+    fn push(&mut self, item: T) {
+        if let Some(slot) = self.0.iter_mut().find(|slot| slot.is_none()) {
+            *slot = Some(item);
+        }
+    }
+}
+
+/// What [`streamed`] runs: the statement (the first one, or, after a failure, one that goes
+/// on after what was handed out), and what each row hands out.
+trait Rows: Send {
+    type Item: Send;
+    /// The statement to run now.
+    fn query<'q>(&self, sql: &'q Sql, stream: &'q StreamId) -> PgQuery<'q>;
+    /// What `row` hands out; it also moves where a statement run again would go on from.
+    fn items(&mut self, row: &PgRow, stream: &StreamId) -> Result<Items<Self::Item>, StoreError>;
+    /// What is handed out after the last row.
+    fn end(&mut self) -> Option<Self::Item>;
+}
+
+/// `rows`' statement as one streamed query: rows are decoded as they arrive from the socket,
+/// so memory holds what the consumer has not taken yet (the socket's buffers), not the
+/// stream; a slow consumer stops the server through TCP backpressure. After a failure that
+/// retrying may fix, the statement runs again on a fresh connection, from where the last
+/// row handed out left `rows`; `what` names the read in errors.
+fn streamed<'a, R: Rows + 'a>(
+    reader: Reader<'a>,
+    stream: &'a StreamId,
+    what: &'static str,
+    mut rows: R,
+) -> impl futures::Stream<Item = Result<R::Item, StoreError>> + Send + 'a {
+    async_stream::try_stream! {
         let mut retry = reader.retry();
         loop {
-            // One query from `next` on; after a failure that retrying may fix, another
-            // query on a fresh connection goes on after the last event handed out.
             let failed = match reader.conns().get().await {
                 Err(e) => e,
                 Ok(mut conn) => {
-                    let mut rows = sqlx::query(sql)
-                        .bind(stream.as_str())
-                        .bind(next)
-                        .bind(last)
-                        .fetch(&mut *conn);
+                    let mut fetched = rows.query(reader.sql(), stream).fetch(&mut *conn);
                     let failed = loop {
-                        match rows.try_next().await {
+                        match fetched.try_next().await {
                             Ok(Some(row)) => {
-                                let item = decode(&row, stream)?;
-                                next = to_i64(item.version().get()).saturating_add(1);
-                                yield item;
+                                for item in rows.items(&row, stream)?.0.into_iter().flatten() {
+                                    yield item;
+                                }
                             }
                             Ok(None) => break None,
                             Err(e) => break Some(e),
                         }
                     };
-                    drop(rows);
+                    drop(fetched);
                     match failed {
                         None => {
                             conn.keep();
+                            if let Some(item) = rows.end() {
+                                yield item;
+                            }
                             return;
                         }
                         Some(e) => e,
                     }
                 }
             };
-            if !retry.again("reading a stream", &failed).await {
-                Err(backend("reading a stream", failed))?;
+            if !retry.again(what, &failed).await {
+                Err(backend(what, failed))?;
             }
         }
-    })
+    }
 }
 
 /// The last version a stream read may return, or `None` when there is nothing to read.
