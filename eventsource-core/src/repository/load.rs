@@ -13,7 +13,7 @@ use tracing::field::Empty;
 
 use super::{At, Loaded, Repository};
 use crate::aggregate::Aggregate;
-use crate::envelope::{FoldEvent, FoldItem};
+use crate::envelope::{FoldEvent, FoldItem, Snapshot};
 use crate::error::{Error, StoreError};
 use crate::event::EventSet;
 use crate::ids::{StreamId, Version};
@@ -141,12 +141,14 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             Ok(Some(FoldItem::Event(e))) => return Err(out_of_order(stream, e.version).into()),
             Ok(None) => None,
             // The snapshot could not be loaded (a corrupt row, a missing table): snapshots
-            // are an optimisation, never a reason to fail a load. Looked for again one by
-            // one, and passed over; the load goes on from the start if none can be read.
+            // are an optimisation, never a reason to fail a load, which goes on from the
+            // start (as when `load_snapshot` fails: asked again, the store would answer the
+            // same).
             Err(error) => {
                 tracing::warn!(%stream, %error, "snapshot ignored: cannot load");
                 drop(items);
-                return self.load_from_older_snapshots(stream, until, until).await;
+                self.fold_from(stream, &mut loaded, until).await?;
+                return Ok(loaded);
             }
         };
         let events = items.map(|item| match item? {
@@ -159,19 +161,11 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         };
         let version = snapshot.version;
         tracing::Span::current().record("snapshot_version", version.get());
-        match A::decode_snapshot(&snapshot.payload) {
-            Ok(state) => {
-                let mut loaded = Loaded {
-                    state,
-                    version,
-                    position: snapshot.position,
-                };
-                if self.fold_events(stream, &mut loaded, events, true).await? == Fold::Folded {
-                    return Ok(loaded);
-                }
-                self.report_once(stream, version, NOT_HELD);
+        if let Some(mut loaded) = self.decoded(stream, &snapshot) {
+            if self.fold_events(stream, &mut loaded, events, true).await? == Fold::Folded {
+                return Ok(loaded);
             }
-            Err(error) => self.report_once(stream, version, &error.to_string()),
+            self.report_once(stream, version, NOT_HELD);
         }
         let older = ReadUntil::Version(Version::new(version.get() - 1));
         self.load_from_older_snapshots(stream, until, older).await
@@ -220,21 +214,28 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                     return None;
                 }
             };
-            match A::decode_snapshot(&snapshot.payload) {
-                Ok(state) => {
-                    return Some(Loaded {
-                        state,
-                        version: snapshot.version,
-                        position: snapshot.position,
-                    });
-                }
-                Err(error) => {
-                    self.report_once(stream, snapshot.version, &error.to_string());
-                    bound = ReadUntil::Version(Version::new(snapshot.version.get() - 1));
-                }
+            if let Some(loaded) = self.decoded(stream, &snapshot) {
+                return Some(loaded);
             }
+            bound = ReadUntil::Version(Version::new(snapshot.version.get() - 1));
         }
         None
+    }
+
+    /// `snapshot` decoded, as a state to fold on from; `None`, reported once, when it does
+    /// not decode.
+    fn decoded(&self, stream: &StreamId, snapshot: &Snapshot) -> Option<Loaded<A>> {
+        match A::decode_snapshot(&snapshot.payload) {
+            Ok(state) => Some(Loaded {
+                state,
+                version: snapshot.version,
+                position: snapshot.position,
+            }),
+            Err(error) => {
+                self.report_once(stream, snapshot.version, &error.to_string());
+                None
+            }
+        }
     }
 
     /// Warns that the snapshot of `stream` at `version` was passed over, once per snapshot.
@@ -287,10 +288,9 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             }
         }
         while let Some(stored) = events.try_next().await? {
-            // Versions follow one another: a store handing out a gap or a repeat would make
-            // the fold a state no history has.
-            let expected = loaded.version.get() + 1;
-            if loaded.version > Version::ZERO && stored.version.get() != expected {
+            // Versions follow one another from 1: a store handing out a gap or a repeat
+            // would make the fold a state no history has.
+            if stored.version.get() != loaded.version.get() + 1 {
                 return Err(StoreError::Corrupt {
                     stream: stream.clone(),
                     version: stored.version,

@@ -168,9 +168,7 @@ impl LocalLocks {
         }
         guard
     }
-}
 
-impl LocalLocks {
     /// Whether another locker of this process waits for one of `streams` (asked by the
     /// holder of their lock, before it lets go: a store may then hand its own hold on to the
     /// next locker instead of releasing and taking it again).
