@@ -65,13 +65,13 @@ pub(crate) fn from_snapshot<'a>(
         next: None,
         last: last.map_or(i64::MAX, |v| to_i64(v.get())),
     };
-    Box::pin(async_stream::try_stream! {
-        input::check_stream(stream)?;
-        let mut items = std::pin::pin!(streamed(reader, stream, "reading a stream from its snapshot", rows));
-        while let Some(item) = items.try_next().await? {
-            yield item;
-        }
-    })
+    let start = std::future::ready(Ok(Some(rows)));
+    Box::pin(streamed(
+        reader,
+        stream,
+        "reading a stream from its snapshot",
+        start,
+    ))
 }
 
 /// The rows of `read_from_snapshot`: the snapshot (on the first row), then the events.
@@ -99,20 +99,21 @@ impl Rows for FromSnapshot {
     }
 
     fn items(&mut self, row: &PgRow, stream: &StreamId) -> Result<Items<FoldItem>, StoreError> {
-        let mut items = Items::default();
-        if self.next.is_none() {
-            let snapshot = rows::snapshot_at(row, stream, self.schema_version, 6)?;
-            self.next = Some(snapshot.as_ref().map_or(1, |s| to_i64(s.version.get())));
-            items.push(FoldItem::Snapshot(snapshot));
-            if !rows::has_event(row, stream)? {
-                // The snapshot alone: its stream does not hold it.
-                return Ok(items);
+        let first = match self.next {
+            Some(_) => None,
+            None => {
+                let snapshot = rows::snapshot_at(row, stream, self.schema_version, 6)?;
+                self.next = Some(snapshot.as_ref().map_or(1, |s| to_i64(s.version.get())));
+                if !rows::has_event(row, stream)? {
+                    // The snapshot alone: its stream does not hold it.
+                    return Ok([Some(FoldItem::Snapshot(snapshot)), None]);
+                }
+                Some(FoldItem::Snapshot(snapshot))
             }
-        }
+        };
         let event = rows::fold_event(row, stream)?;
         self.next = Some(to_i64(event.version.get()).saturating_add(1));
-        items.push(FoldItem::Event(event));
-        Ok(items)
+        Ok([first, Some(FoldItem::Event(event))])
     }
 
     fn end(&mut self) -> Option<FoldItem> {
@@ -149,22 +150,16 @@ fn stream_rows<'a, T: Versioned + Send + 'a>(
     until: ReadUntil,
     decode: fn(&PgRow, &StreamId) -> Result<T, StoreError>,
 ) -> BoxStream<'a, Result<T, StoreError>> {
-    Box::pin(async_stream::try_stream! {
-        input::check_stream(stream)?;
-        let Some(last) = last_version(reader, stream, until).await? else {
-            return;
-        };
-        let rows = Versions {
+    let start = async move {
+        let last = last_version(reader, stream, until).await?;
+        Ok(last.map(|last| Versions {
             sql,
             next: to_i64(from.get().max(1)),
             last,
             decode,
-        };
-        let mut items = std::pin::pin!(streamed(reader, stream, "reading a stream", rows));
-        while let Some(item) = items.try_next().await? {
-            yield item;
-        }
-    })
+        }))
+    };
+    Box::pin(streamed(reader, stream, "reading a stream", start))
 }
 
 /// The rows of a stream read from version `next` to `last`, each one item.
@@ -188,9 +183,7 @@ impl<T: Versioned + Send> Rows for Versions<T> {
     fn items(&mut self, row: &PgRow, stream: &StreamId) -> Result<Items<T>, StoreError> {
         let item = (self.decode)(row, stream)?;
         self.next = to_i64(item.version().get()).saturating_add(1);
-        let mut items = Items::default();
-        items.push(item);
-        Ok(items)
+        Ok([Some(item), None])
     }
 
     fn end(&mut self) -> Option<T> {
@@ -202,21 +195,7 @@ impl<T: Versioned + Send> Rows for Versions<T> {
 type PgQuery<'q> = sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>;
 
 /// What a row of a stream read hands out: one item or two, in order.
-struct Items<T>([Option<T>; 2]);
-
-impl<T> Default for Items<T> {
-    fn default() -> Self {
-        Self([None, None])
-    }
-}
-
-impl<T> Items<T> {
-    fn push(&mut self, item: T) {
-        if let Some(slot) = self.0.iter_mut().find(|slot| slot.is_none()) {
-            *slot = Some(item);
-        }
-    }
-}
+type Items<T> = [Option<T>; 2];
 
 /// What [`streamed`] runs: the statement (the first one, or, after a failure, one that goes
 /// on after what was handed out), and what each row hands out.
@@ -230,18 +209,24 @@ trait Rows: Send {
     fn end(&mut self) -> Option<Self::Item>;
 }
 
-/// `rows`' statement as one streamed query: rows are decoded as they arrive from the socket,
-/// so memory holds what the consumer has not taken yet (the socket's buffers), not the
-/// stream; a slow consumer stops the server through TCP backpressure. After a failure that
-/// retrying may fix, the statement runs again on a fresh connection, from where the last
-/// row handed out left `rows`; `what` names the read in errors.
+/// A read of `stream` (checked against the input limits first): `start` says what to run
+/// (`None`: nothing to read), then its statement runs as one streamed query. Rows are decoded
+/// as they arrive from the socket, so memory holds what the consumer has not taken yet (the
+/// socket's buffers), not the stream; a slow consumer stops the server through TCP
+/// backpressure. After a failure that retrying may fix, the statement runs again on a fresh
+/// connection, from where the last row handed out left the [`Rows`]; `what` names the read
+/// in errors.
 fn streamed<'a, R: Rows + 'a>(
     reader: Reader<'a>,
     stream: &'a StreamId,
     what: &'static str,
-    mut rows: R,
+    start: impl Future<Output = Result<Option<R>, StoreError>> + Send + 'a,
 ) -> impl futures::Stream<Item = Result<R::Item, StoreError>> + Send + 'a {
     async_stream::try_stream! {
+        input::check_stream(stream)?;
+        let Some(mut rows) = start.await? else {
+            return;
+        };
         let mut retry = reader.retry();
         loop {
             let failed = match reader.conns().get().await {
@@ -251,7 +236,7 @@ fn streamed<'a, R: Rows + 'a>(
                     let failed = loop {
                         match fetched.try_next().await {
                             Ok(Some(row)) => {
-                                for item in rows.items(&row, stream)?.0.into_iter().flatten() {
+                                for item in rows.items(&row, stream)?.into_iter().flatten() {
                                     yield item;
                                 }
                             }
