@@ -119,12 +119,16 @@ pub(crate) async fn take(
     streams: Vec<StreamId>,
 ) -> Result<StreamLock, StoreError> {
     let local = store.local_locks().lock(&streams).await;
+    let schema = store.schema().as_str();
+    let keys: Vec<String> = streams
+        .iter()
+        .map(|s| format!("{schema}/{}", s.as_str()))
+        .collect();
     if let [stream] = streams.as_slice()
         && let Some(mut parked) = store.handoffs().take(stream)
         && let Some(kept) = parked.kept.take()
     {
         // Handed on by the locker before: the session holds the server's lock already.
-        let keys = vec![format!("{}/{}", store.schema().as_str(), stream.as_str())];
         let lock = PgWritersLock {
             store: store.clone(),
             streams: streams.clone(),
@@ -137,11 +141,14 @@ pub(crate) async fn take(
         };
         return Ok(StreamLock::new(streams, Box::new(lock)));
     }
-    let schema = store.schema().as_str();
-    let keys = streams
-        .iter()
-        .map(|s| format!("{schema}/{}", s.as_str()))
-        .collect();
+    // A hold parked for one of these streams (handed on to this process's next locker of it
+    // alone) would keep this lock waiting on the server until its release task ran: let it
+    // go now (dropped, it closes its session, which releases it).
+    if streams.len() > 1 {
+        for stream in &streams {
+            drop(store.handoffs().take(stream));
+        }
+    }
     let conn = store
         .conns()
         .get()
@@ -154,6 +161,7 @@ pub(crate) async fn take(
         store: store.clone(),
         streams: streams.clone(),
         handed: 0,
+        // Set when the server grants the lock.
         held_since: Instant::now(),
         conn: None,
         keys,
