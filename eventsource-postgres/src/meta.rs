@@ -15,13 +15,11 @@ pub(crate) async fn event_by_id(
     id: EventId,
 ) -> Result<Option<RecordedEvent>, StoreError> {
     let row = reader
-        .retrying("reading an event by id", || {
-            reader.conns().run(async |c| {
-                sqlx::query(&reader.sql().event_by_id)
-                    .bind(id.as_uuid())
-                    .fetch_optional(c)
-                    .await
-            })
+        .run("reading an event by id", async |c| {
+            sqlx::query(&reader.sql().event_by_id)
+                .bind(id.as_uuid())
+                .fetch_optional(c)
+                .await
         })
         .await?;
     row.map(|r| rows::event(&r, 0)).transpose()
@@ -36,20 +34,18 @@ pub(crate) async fn save_snapshot(
     let (commit, seq) = position_params(snapshot.position);
     let (at, at_ns) = rows::split_nanos(snapshot.event_recorded_at);
     reader
-        .retrying("saving a snapshot", || {
-            reader.conns().run(async |c| {
-                sqlx::query(&reader.sql().save_snapshot)
-                    .bind(snapshot.stream.as_str())
-                    .bind(to_i64(snapshot.version.get()))
-                    .bind(i64::from(snapshot.schema_version))
-                    .bind(commit)
-                    .bind(seq)
-                    .bind(at)
-                    .bind(at_ns)
-                    .bind(snapshot.payload.as_ref())
-                    .execute(c)
-                    .await
-            })
+        .run("saving a snapshot", async |c| {
+            sqlx::query(&reader.sql().save_snapshot)
+                .bind(snapshot.stream.as_str())
+                .bind(to_i64(snapshot.version.get()))
+                .bind(i64::from(snapshot.schema_version))
+                .bind(commit)
+                .bind(seq)
+                .bind(at)
+                .bind(at_ns)
+                .bind(snapshot.payload.as_ref())
+                .execute(c)
+                .await
         })
         .await?;
     Ok(())
@@ -65,28 +61,26 @@ pub(crate) async fn load_snapshot(
     input::check_stream(stream)?;
     let sql = reader.sql();
     let row = reader
-        .retrying("loading a snapshot", || {
-            reader.conns().run(async |c| {
-                let query = match until {
-                    ReadUntil::End => sqlx::query(&sql.load_snapshot_version)
+        .run("loading a snapshot", async |c| {
+            let query = match until {
+                ReadUntil::End => sqlx::query(&sql.load_snapshot_version)
+                    .bind(stream.as_str())
+                    .bind(i64::from(schema_version))
+                    .bind(i64::MAX),
+                ReadUntil::Version(v) => sqlx::query(&sql.load_snapshot_version)
+                    .bind(stream.as_str())
+                    .bind(i64::from(schema_version))
+                    .bind(to_i64(v.get())),
+                ReadUntil::Time(t) => {
+                    let (at, at_ns) = rows::split_nanos(t);
+                    sqlx::query(&sql.load_snapshot_time)
                         .bind(stream.as_str())
                         .bind(i64::from(schema_version))
-                        .bind(i64::MAX),
-                    ReadUntil::Version(v) => sqlx::query(&sql.load_snapshot_version)
-                        .bind(stream.as_str())
-                        .bind(i64::from(schema_version))
-                        .bind(to_i64(v.get())),
-                    ReadUntil::Time(t) => {
-                        let (at, at_ns) = rows::split_nanos(t);
-                        sqlx::query(&sql.load_snapshot_time)
-                            .bind(stream.as_str())
-                            .bind(i64::from(schema_version))
-                            .bind(at)
-                            .bind(at_ns)
-                    }
-                };
-                query.fetch_optional(c).await
-            })
+                        .bind(at)
+                        .bind(at_ns)
+                }
+            };
+            query.fetch_optional(c).await
         })
         .await?;
     row.map(|r| rows::snapshot(&r)).transpose()
@@ -99,13 +93,11 @@ pub(crate) async fn load_checkpoint(
 ) -> Result<Option<Position>, StoreError> {
     input::check_checkpoint(name)?;
     let row: Option<(i64, i64)> = reader
-        .retrying("loading a checkpoint", || {
-            reader.conns().run(async |c| {
-                sqlx::query_as(&reader.sql().load_checkpoint)
-                    .bind(name)
-                    .fetch_optional(c)
-                    .await
-            })
+        .run("loading a checkpoint", async |c| {
+            sqlx::query_as(&reader.sql().load_checkpoint)
+                .bind(name)
+                .fetch_optional(c)
+                .await
         })
         .await?;
     match row {
@@ -124,15 +116,13 @@ pub(crate) async fn save_checkpoint(
     input::check_checkpoint(name)?;
     let (c, s) = position_params(position);
     reader
-        .retrying("saving a checkpoint", || {
-            reader.conns().run(async |conn| {
-                sqlx::query(&reader.sql().save_checkpoint)
-                    .bind(name)
-                    .bind(c)
-                    .bind(s)
-                    .execute(conn)
-                    .await
-            })
+        .run("saving a checkpoint", async |conn| {
+            sqlx::query(&reader.sql().save_checkpoint)
+                .bind(name)
+                .bind(c)
+                .bind(s)
+                .execute(conn)
+                .await
         })
         .await?;
     Ok(())

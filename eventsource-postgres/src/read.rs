@@ -5,6 +5,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use eventsource_core::StoreError;
+use sqlx::PgConnection;
 
 use crate::conns::Conns;
 use crate::errors::{Retry, backend};
@@ -44,9 +45,19 @@ impl<'a> Reader<'a> {
         Retry::new(self.retry_for)
     }
 
-    /// Runs the read `attempt` (a [`Conns::run`] call), and again on a fresh connection after
-    /// a failure that retrying may fix; `what` names it in errors.
-    pub(crate) async fn retrying<T, F>(
+    /// Runs `op` on a connection the store keeps ([`Conns::run`]), and again on a fresh
+    /// connection after a failure that retrying may fix; `what` names it in errors.
+    pub(crate) async fn run<T>(
+        self,
+        what: &str,
+        op: impl AsyncFnOnce(&mut PgConnection) -> Result<T, sqlx::Error> + Clone,
+    ) -> Result<T, StoreError> {
+        self.retrying(what, || self.conns.run(op.clone())).await
+    }
+
+    /// Runs `attempt`, and again after a failure that retrying may fix; `what` names it in
+    /// errors.
+    async fn retrying<T, F>(
         self,
         what: &str,
         mut attempt: impl FnMut() -> F,

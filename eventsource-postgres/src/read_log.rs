@@ -55,13 +55,11 @@ pub(crate) async fn read_all(
                     // Short, so every readable event was examined, including the ones
                     // filtered out: the page reaches the newest of them.
                     let newest: Option<(i64, i64)> = reader
-                        .retrying("reading the log", || {
-                            reader.conns().run(async |c| {
-                                sqlx::query_as(&reader.sql().newest_below)
-                                    .bind(horizon)
-                                    .fetch_optional(c)
-                                    .await
-                            })
+                        .run("reading the log", async |c| {
+                            sqlx::query_as(&reader.sql().newest_below)
+                                .bind(horizon)
+                                .fetch_optional(c)
+                                .await
                         })
                         .await?;
                     if let Some(newest) = newest.and_then(|(c, s)| position_from(c, s)) {
@@ -218,10 +216,8 @@ const LOG_STREAM_MIN: usize = 4096;
 pub(crate) async fn head(reader: Reader<'_>, mut settle: Settle) -> Result<Position, StoreError> {
     loop {
         let (horizon, c, s): (i64, Option<i64>, Option<i64>) = reader
-            .retrying("reading the head", || {
-                reader
-                    .conns()
-                    .run(async |c| sqlx::query_as(&reader.sql().head).fetch_one(c).await)
+            .run("reading the head", async |c| {
+                sqlx::query_as(&reader.sql().head).fetch_one(c).await
             })
             .await?;
         if settle.done(horizon).await {

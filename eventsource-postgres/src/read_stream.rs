@@ -126,13 +126,11 @@ impl Rows for FromSnapshot {
 pub(crate) async fn version(reader: Reader<'_>, stream: &StreamId) -> Result<Version, StoreError> {
     input::check_stream(stream)?;
     let v: Option<i64> = reader
-        .retrying("reading a stream version", || {
-            reader.conns().run(async |c| {
-                sqlx::query_scalar(&reader.sql().stream_version)
-                    .bind(stream.as_str())
-                    .fetch_optional(c)
-                    .await
-            })
+        .run("reading a stream version", async |c| {
+            sqlx::query_scalar(&reader.sql().stream_version)
+                .bind(stream.as_str())
+                .fetch_optional(c)
+                .await
         })
         .await?;
     Ok(Version::new(
@@ -275,14 +273,12 @@ async fn last_version(
         ReadUntil::Version(v) => Ok(Some(to_i64(v.get()))),
         ReadUntil::Time(t) => {
             let last: i64 = reader
-                .retrying("finding the version at a time", || {
-                    reader.conns().run(async |c| {
-                        sqlx::query_scalar(&reader.sql().version_at_time)
-                            .bind(stream.as_str())
-                            .bind(t)
-                            .fetch_one(c)
-                            .await
-                    })
+                .run("finding the version at a time", async |c| {
+                    sqlx::query_scalar(&reader.sql().version_at_time)
+                        .bind(stream.as_str())
+                        .bind(t)
+                        .fetch_one(c)
+                        .await
                 })
                 .await?;
             Ok((last > 0).then_some(last))

@@ -69,14 +69,12 @@ impl Live {
         let mut woken = self.wake.subscribe();
         let (c, s) = position_params(after);
         let (readable, committed): (bool, bool) = reader
-            .retrying("probing for new events", || {
-                reader.conns().run(async |conn| {
-                    sqlx::query_as(&reader.sql().probe)
-                        .bind(c)
-                        .bind(s)
-                        .fetch_one(conn)
-                        .await
-                })
+            .run("probing for new events", async |conn| {
+                sqlx::query_as(&reader.sql().probe)
+                    .bind(c)
+                    .bind(s)
+                    .fetch_one(conn)
+                    .await
             })
             .await?;
         if readable {
