@@ -7,7 +7,7 @@ use eventsource_core::{
 };
 
 use crate::read::Reader;
-use crate::rows::{self, position_from, position_params, to_i64};
+use crate::rows::{self, Bound, position_from, position_params, to_i64};
 
 /// The event stored under `id`, if any.
 pub(crate) async fn event_by_id(
@@ -62,16 +62,12 @@ pub(crate) async fn load_snapshot(
     let sql = reader.sql();
     let row = reader
         .run("loading a snapshot", async |c| {
-            let query = match until {
-                ReadUntil::End => sqlx::query(&sql.load_snapshot_version)
+            let query = match rows::bound(until) {
+                Bound::Version(last) => sqlx::query(&sql.load_snapshot_version)
                     .bind(stream.as_str())
                     .bind(i64::from(schema_version))
-                    .bind(i64::MAX),
-                ReadUntil::Version(v) => sqlx::query(&sql.load_snapshot_version)
-                    .bind(stream.as_str())
-                    .bind(i64::from(schema_version))
-                    .bind(to_i64(v.get())),
-                ReadUntil::Time(t) => {
+                    .bind(last),
+                Bound::Time(t) => {
                     let (at, at_ns) = rows::split_nanos(t);
                     sqlx::query(&sql.load_snapshot_time)
                         .bind(stream.as_str())

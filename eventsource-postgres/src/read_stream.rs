@@ -12,7 +12,7 @@ use sqlx::postgres::PgRow;
 
 use crate::errors::backend;
 use crate::read::Reader;
-use crate::rows::{self, to_i64};
+use crate::rows::{self, Bound, to_i64};
 use crate::sql::Sql;
 
 /// The events of `stream` from `from` to `until`.
@@ -49,8 +49,7 @@ pub(crate) fn fold_events<'a>(
     )
 }
 
-/// The newest snapshot of `stream` in `schema_version` at or below `last` (a version; `None`:
-/// the end), then what a fold needs of the events from its version on: one query
+/// The newest snapshot of `stream` in `schema_version` at or below version `last`, then what a fold needs of the events from its version on: one query
 /// (`read_from_snapshot`), streamed as [`streamed`] streams. A failure before its first row
 /// runs it again; one after it goes on with `read_stream_fold` after the last event handed
 /// out (the snapshot, once handed out, stays the one the read started from).
@@ -58,12 +57,12 @@ pub(crate) fn from_snapshot<'a>(
     reader: Reader<'a>,
     stream: &'a StreamId,
     schema_version: u32,
-    last: Option<Version>,
+    last: i64,
 ) -> BoxStream<'a, Result<FoldItem, StoreError>> {
     let rows = FromSnapshot {
         schema_version,
         next: None,
-        last: last.map_or(i64::MAX, |v| to_i64(v.get())),
+        last,
     };
     let start = std::future::ready(Ok(Some(rows)));
     Box::pin(streamed(
@@ -268,10 +267,9 @@ async fn last_version(
     stream: &StreamId,
     until: ReadUntil,
 ) -> Result<Option<i64>, StoreError> {
-    match until {
-        ReadUntil::End => Ok(Some(i64::MAX)),
-        ReadUntil::Version(v) => Ok(Some(to_i64(v.get()))),
-        ReadUntil::Time(t) => {
+    match rows::bound(until) {
+        Bound::Version(last) => Ok(Some(last)),
+        Bound::Time(t) => {
             let last: i64 = reader
                 .run("finding the version at a time", async |c| {
                     sqlx::query_scalar(&reader.sql().version_at_time)

@@ -4,7 +4,8 @@
 use bytes::Bytes;
 use chrono::{DateTime, Timelike, Utc};
 use eventsource_core::{
-    EventId, FoldEvent, Metadata, Position, RecordedEvent, Snapshot, StoreError, StreamId, Version,
+    EventId, FoldEvent, Metadata, Position, ReadUntil, RecordedEvent, Snapshot, StoreError,
+    StreamId, Version,
 };
 use sqlx::postgres::{PgRow, PgValueFormat};
 use sqlx::{Row, ValueRef};
@@ -18,6 +19,23 @@ pub(crate) fn to_i64(v: u64) -> i64 {
 /// A position as its two `bigint` columns.
 pub(crate) fn position_params(p: Position) -> (i64, i64) {
     (to_i64(p.commit()), to_i64(p.sequence()))
+}
+
+/// How far a read goes, as its statements take it: up to a version (the end is `i64::MAX`),
+/// or up to a recorded-at time.
+#[derive(Clone, Copy)]
+pub(crate) enum Bound {
+    Version(i64),
+    Time(DateTime<Utc>),
+}
+
+/// `until` as its statements take it.
+pub(crate) fn bound(until: ReadUntil) -> Bound {
+    match until {
+        ReadUntil::End => Bound::Version(i64::MAX),
+        ReadUntil::Version(v) => Bound::Version(to_i64(v.get())),
+        ReadUntil::Time(t) => Bound::Time(t),
+    }
 }
 
 /// A position from two `bigint` columns, if neither is negative.
@@ -281,7 +299,7 @@ pub(crate) fn snapshot(row: &PgRow) -> Result<Snapshot, StoreError> {
     for (i, field) in fields.iter_mut().enumerate() {
         *field = cols.raw(i + 2).map_err(bad)?;
     }
-    snapshot_of(&stream, schema_version, fields)
+    snapshot_of(&stream, schema_version, fields, [2, 3, 4, 5, 6, 7])
 }
 
 /// The snapshot of `stream` in `schema_version` that column `at` of `row` carries as a
@@ -297,7 +315,8 @@ pub(crate) fn snapshot_at(
         return Ok(None);
     };
     let fields = record_fields(record).map_err(|e| bad(format!("column {at}: {e}")))?;
-    snapshot_of(stream, schema_version, fields).map(Some)
+    // The fields of one record column.
+    snapshot_of(stream, schema_version, fields, [at; 6]).map(Some)
 }
 
 /// A snapshot's fields as stored, raw: version, commit, sequence, the recorded-at time of
@@ -331,14 +350,16 @@ fn record_fields<const N: usize>(b: &[u8]) -> Result<[Option<&[u8]>; N], String>
 }
 
 /// Decodes the snapshot of `stream` in `schema_version` from its stored fields.
+/// `columns` says where each field came from, for errors.
 fn snapshot_of(
     stream: &StreamId,
     schema_version: u32,
     f: SnapshotFields<'_>,
+    columns: [usize; 6],
 ) -> Result<Snapshot, StoreError> {
-    let field = |i: usize| f[i].ok_or_else(|| format!("field {i}: unexpected NULL"));
+    let field = |i: usize| f[i].ok_or_else(|| format!("column {}: unexpected NULL", columns[i]));
     let version = field(0)
-        .and_then(|b| int8_of(0, b))
+        .and_then(|b| int8_of(columns[0], b))
         .map_err(|e| corrupt(stream, Version::ZERO, format!("snapshot: {e}")))?;
     // A negative version is refused, not read as zero: the repository would fold the
     // stream's events from its start on top of the snapshot's state.
@@ -350,11 +371,13 @@ fn snapshot_of(
         )
     })?;
     let c = |e: String| corrupt(stream, version, format!("snapshot: {e}"));
-    let commit = field(1).and_then(|b| int8_of(1, b)).map_err(c)?;
-    let seq = field(2).and_then(|b| int8_of(2, b)).map_err(c)?;
-    let recorded = field(3).and_then(|b| timestamptz_of(3, b)).map_err(c)?;
+    let commit = field(1).and_then(|b| int8_of(columns[1], b)).map_err(c)?;
+    let seq = field(2).and_then(|b| int8_of(columns[2], b)).map_err(c)?;
+    let recorded = field(3)
+        .and_then(|b| timestamptz_of(columns[3], b))
+        .map_err(c)?;
     let nanos = field(4)
-        .and_then(|b| fixed_of::<2>(4, b))
+        .and_then(|b| fixed_of::<2>(columns[4], b))
         .map(i16::from_be_bytes)
         .map_err(c)?;
     let payload = Bytes::copy_from_slice(field(5).map_err(c)?);

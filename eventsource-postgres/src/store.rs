@@ -22,6 +22,7 @@ use crate::horizon::{self, PgLag};
 use crate::inline::Inlines;
 use crate::read::Reader;
 use crate::read_log::OwnWrites;
+use crate::rows::{self, Bound};
 use crate::schema::PgSchema;
 use crate::sql::Sql;
 use crate::wait::{Live, Polls};
@@ -281,15 +282,12 @@ impl EventStore for PgStore {
         schema_version: u32,
         until: ReadUntil,
     ) -> BoxStream<'a, Result<FoldItem, StoreError>> {
-        match until {
-            ReadUntil::End => {
-                read_stream::from_snapshot(self.reader(), stream, schema_version, None)
-            }
-            ReadUntil::Version(v) => {
-                read_stream::from_snapshot(self.reader(), stream, schema_version, Some(v))
+        match rows::bound(until) {
+            Bound::Version(last) => {
+                read_stream::from_snapshot(self.reader(), stream, schema_version, last)
             }
             // Time travel finds the version at the time first: two reads, as by default.
-            ReadUntil::Time(_) => snapshot_then_events(self, stream, schema_version, until),
+            Bound::Time(_) => snapshot_then_events(self, stream, schema_version, until),
         }
     }
 
