@@ -7,7 +7,7 @@ use std::future::Future;
 
 use crate::error::StoreError;
 use crate::ids::Position;
-use crate::store::EventStore;
+use crate::store::{DeadLetterChange, EventStore};
 
 /// Why a [`RunnerBackend`] call did not go through.
 #[derive(Debug)]
@@ -49,7 +49,7 @@ pub trait RunnerBackend: Send + 'static {
     /// start and after every fault, so the runner always goes on from what is durable.
     fn lead(
         &mut self,
-        name: &'static str,
+        name: &str,
     ) -> impl Future<Output = Result<Option<Position>, BackendError>> + Send;
 
     /// Where the right to run can be lost at any moment (a lease whose session may end),
@@ -68,12 +68,16 @@ pub trait RunnerBackend: Send + 'static {
     /// Begins a batch: the context its handlers get.
     fn begin(&mut self) -> impl Future<Output = Result<Self::Context, BackendError>> + Send;
 
-    /// Makes the batch durable with the checkpoint of `name` at `to`.
+    /// Makes the batch durable with the checkpoint of `name` at `to`, and with `letters`,
+    /// the changes to its dead letters the batch made (events it passed by, letters it
+    /// resolved): never the checkpoint without them. A failed write of the letters is an
+    /// error (the batch does not commit), never a skip.
     fn commit(
         &mut self,
         ctx: Self::Context,
-        name: &'static str,
+        name: &str,
         to: Position,
+        letters: &[DeadLetterChange],
     ) -> impl Future<Output = Result<(), BackendError>> + Send;
 
     /// Drops a batch that will not commit. Whether its context was still sound: `false`
@@ -97,7 +101,8 @@ pub trait RunnerBackend: Send + 'static {
 
 /// The core's backend over any store: no lease (every process may run the projection; run
 /// one runner per projection), the context `()`, and a batch made durable by saving the
-/// checkpoint after its handlers ran. Handlers therefore run at least once per event.
+/// checkpoint after its handlers ran (the batch's dead letters written just before it).
+/// Handlers therefore run at least once per event.
 #[derive(Clone, Debug)]
 pub struct Checkpoints<S> {
     store: S,
@@ -114,7 +119,7 @@ impl<S: EventStore> RunnerBackend for Checkpoints<S> {
     type Context = ();
     const ATOMIC: bool = false;
 
-    async fn lead(&mut self, name: &'static str) -> Result<Option<Position>, BackendError> {
+    async fn lead(&mut self, name: &str) -> Result<Option<Position>, BackendError> {
         let saved = self.store.load_checkpoint(name).await?;
         Ok(Some(saved.unwrap_or(Position::ZERO)))
     }
@@ -126,9 +131,15 @@ impl<S: EventStore> RunnerBackend for Checkpoints<S> {
     async fn commit(
         &mut self,
         _: (),
-        name: &'static str,
+        name: &str,
         to: Position,
+        letters: &[DeadLetterChange],
     ) -> Result<(), BackendError> {
+        // The letters first: a crash between the two writes handles the batch again, which
+        // writes the same letters again (one more attempt each), and loses none.
+        if !letters.is_empty() {
+            self.store.write_dead_letters(name, letters).await?;
+        }
         self.store.save_checkpoint(name, to).await?;
         Ok(())
     }

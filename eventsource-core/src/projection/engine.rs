@@ -11,19 +11,41 @@
 //! the loop is only what retrying cannot fix: a handler's own failure or panic (the event is
 //! named), a store error that is not transient. A lease another runner took over makes this
 //! one stand by.
+//!
+//! A handler's failure goes through the projection's [`FailurePolicy`]: an error marked
+//! [`Transient`](super::Transient) is tried again (the batch handled again from the durable
+//! checkpoint, with backoff) up to its number of attempts; then, or at once for any other
+//! error, the policy stops the runner, or passes the event by into dead letters (skip), or
+//! parks its stream (its later events become dead letters too, in order). Passing an event
+//! by never keeps the handlers' writes of a batch that failed: the batch is abandoned (or,
+//! where batches are not atomic, committed up to the event), and handled again with the
+//! failed event written as a dead letter instead, in the batch that passes it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
+use std::collections::{BTreeMap, HashMap};
+
 use super::backend::{BackendError, RunnerBackend};
 use super::error::{HandlerFailure, guarded};
 use super::feed::LogFeed;
-use super::handle::{Control, ProjectionStatus};
+use super::handle::{Control, DeadLetterSelect, ProjectionStatus, Retried};
+use super::policy::{FailurePolicy, OnFailure, Transient};
 use super::{Projection, ProjectionError};
-use crate::ids::Position;
-use crate::store::{EventStore, LogPage};
+use crate::envelope::RecordedEvent;
+use crate::ids::{EventId, Position, StreamId};
+use crate::store::{
+    DeadLetter, DeadLetterChange, DeadLetterQuery, DeadLetterReason, EventStore, LogPage,
+    ResolutionKind, input,
+};
+
+/// Which events of the log an instance of a projection takes (beside its types).
+pub(crate) type EventFilter = Arc<dyn Fn(&RecordedEvent) -> bool + Send + Sync>;
+
+/// How many dead letters one read of them takes.
+const LETTER_PAGE: usize = 256;
 
 /// The first pause after a fault.
 const BACKOFF_START: Duration = Duration::from_millis(50);
@@ -37,12 +59,19 @@ pub(crate) enum Halt {
     Fault(ProjectionError),
     /// Another runner leads the projection now.
     LeaseLost,
+    /// A batch failed on an event the policy passes by: go on at once from the durable
+    /// checkpoint (the event is written as a dead letter this time).
+    Again,
     /// What retrying cannot fix: the runner stops with it.
     Fatal(ProjectionError),
 }
 
 /// The loop's state: the projection, its store and backend, and where it stands.
 pub(crate) struct Engine<P, S, B> {
+    /// The name it runs under: its checkpoint's and its dead letters' key.
+    pub(crate) name: Arc<str>,
+    pub(crate) policy: FailurePolicy,
+    pub(crate) filter: Option<EventFilter>,
     pub(crate) store: S,
     pub(crate) projection: P,
     pub(crate) backend: B,
@@ -54,6 +83,55 @@ pub(crate) struct Engine<P, S, B> {
     has_led: bool,
     /// The backend's right to run, where it can be lost ([`RunnerBackend::leadership`]).
     leadership: Option<watch::Receiver<bool>>,
+    /// The pending dead letters, as loaded when leading and changed since.
+    pending: Pending,
+    /// Events a batch failed on that the policy passes by: the batch is handled again with
+    /// these written as dead letters (the reason, the error's text).
+    condemned: HashMap<EventId, Condemned>,
+    /// The event a [`Transient`] error was met on (its id and position), and how many times.
+    transient: Option<(EventId, Position, u32)>,
+    /// Whether the rebuild default of the policy applies (from a reset until caught up).
+    rebuilding: bool,
+}
+
+/// An event the policy passes by, to be written as a dead letter when its batch is handled
+/// again.
+#[derive(Debug)]
+struct Condemned {
+    position: Position,
+    reason: DeadLetterReason,
+    error: String,
+}
+
+/// A projection's pending dead letters: their positions (with their streams), and how many
+/// each stream has (a stream with one is parked while the policy parks streams).
+#[derive(Debug, Default)]
+struct Pending {
+    positions: BTreeMap<Position, StreamId>,
+    streams: HashMap<StreamId, usize>,
+}
+
+impl Pending {
+    fn add(&mut self, position: Position, stream: &StreamId) {
+        if self.positions.insert(position, stream.clone()).is_none() {
+            *self.streams.entry(stream.clone()).or_default() += 1;
+        }
+    }
+
+    fn remove(&mut self, position: Position) {
+        if let Some(stream) = self.positions.remove(&position)
+            && let Some(n) = self.streams.get_mut(&stream)
+        {
+            *n -= 1;
+            if *n == 0 {
+                self.streams.remove(&stream);
+            }
+        }
+    }
+
+    fn has(&self, stream: &StreamId) -> bool {
+        self.streams.contains_key(stream)
+    }
 }
 
 /// Whether the loop goes on after a step.
@@ -71,6 +149,13 @@ where
     pub(crate) fn new(store: S, projection: P, backend: B) -> Self {
         let leadership = backend.leadership();
         Self {
+            name: Arc::from(P::NAME),
+            policy: FailurePolicy::default(),
+            filter: None,
+            pending: Pending::default(),
+            condemned: HashMap::new(),
+            transient: None,
+            rebuilding: false,
             leadership,
             store,
             projection,
@@ -91,19 +176,30 @@ where
         LogFeed::new(self.store.clone(), self.batch_size, P::event_types())
     }
 
-    fn store_error(e: crate::error::StoreError) -> ProjectionError {
+    fn store_error(&self, e: crate::error::StoreError) -> ProjectionError {
         ProjectionError::Store {
-            projection: P::NAME,
+            projection: Arc::clone(&self.name),
             source: e,
         }
     }
 
-    fn halt(e: BackendError) -> Halt {
+    fn lease_lost(&self) -> ProjectionError {
+        ProjectionError::LeaseLost {
+            projection: Arc::clone(&self.name),
+        }
+    }
+
+    fn halt(&self, e: BackendError) -> Halt {
         match e {
-            BackendError::Store(e) if e.is_retryable() => Halt::Fault(Self::store_error(e)),
-            BackendError::Store(e) => Halt::Fatal(Self::store_error(e)),
+            BackendError::Store(e) if e.is_retryable() => Halt::Fault(self.store_error(e)),
+            BackendError::Store(e) => Halt::Fatal(self.store_error(e)),
             BackendError::LeaseLost => Halt::LeaseLost,
         }
+    }
+
+    /// What the policy says now.
+    fn on_failure(&self) -> OnFailure {
+        self.policy.on_failure(self.rebuilding)
     }
 
     /// The pause before the next try after a fault, doubling up to [`BACKOFF_MAX`].
@@ -115,20 +211,59 @@ where
 
     /// Tries to lead once: the durable checkpoint when this process leads now.
     async fn try_lead(&mut self) -> Result<Option<Position>, Halt> {
-        match self.backend.lead(P::NAME).await {
+        match self.backend.lead(&self.name).await {
             Ok(Some(checkpoint)) => {
                 self.has_led = true;
+                self.load_pending().await?;
                 Ok(Some(checkpoint))
             }
             Ok(None) => Ok(None),
             Err(BackendError::LeaseLost) => Ok(None),
-            Err(e) => Err(Self::halt(e)),
+            Err(e) => Err(self.halt(e)),
         }
     }
 
-    /// Handles a page as one batch and makes it durable with the checkpoint at its end. A
-    /// handler's failure: an atomic batch is abandoned; otherwise the events before it stand
-    /// and the checkpoint is saved just before it.
+    /// Reads the pending dead letters (what a runner that held the projection before left),
+    /// a page at a time.
+    async fn load_pending(&mut self) -> Result<(), Halt> {
+        let mut pending = Pending::default();
+        let mut query = DeadLetterQuery::pending().limit(LETTER_PAGE);
+        loop {
+            let page = self.letters(&query).await?;
+            for letter in &page {
+                pending.add(letter.event.position, &letter.event.stream);
+            }
+            match page.last() {
+                Some(last) if page.len() >= LETTER_PAGE => {
+                    query = query.after(last.event.position);
+                }
+                _ => break,
+            }
+        }
+        self.pending = pending;
+        self.condemned.clear();
+        Ok(())
+    }
+
+    async fn letters(&mut self, query: &DeadLetterQuery) -> Result<Vec<DeadLetter>, Halt> {
+        let read = self.store.dead_letters(&self.name, query).await;
+        read.map_err(|e| self.halt(BackendError::Store(e)))
+    }
+
+    /// Takes the changes a batch made durable into the pending letters.
+    fn note(&mut self, letters: &[DeadLetterChange]) {
+        for change in letters {
+            match change {
+                DeadLetterChange::Failed { event, .. } => {
+                    self.pending.add(event.position, &event.stream);
+                }
+                DeadLetterChange::Resolved { .. } => {}
+            }
+        }
+    }
+
+    /// Handles a page as one batch and makes it durable with the checkpoint at its end and
+    /// the dead letters it wrote. A handler's failure: see [`Engine::failed`].
     async fn process(&mut self, page: LogPage) -> Result<(), Halt> {
         // A runner that lost its lease runs no handler: another runner may be applying the
         // same events (its commit would be refused anyway, but its handlers would meet the
@@ -138,87 +273,218 @@ where
         }
         let span = tracing::debug_span!(
             "projection_batch",
-            projection = P::NAME,
+            projection = %self.name,
             from = %self.checkpoint,
             to = %page.scanned_to,
             events = page.events.len()
         );
         tracing::Instrument::instrument(
             async {
-                let mut ctx = self.backend.begin().await.map_err(Self::halt)?;
+                let mut ctx = self.backend.begin().await.map_err(|e| self.halt(e))?;
                 let mut handled_to = self.checkpoint;
+                let mut letters = Vec::new();
+                // Streams this batch parks (they are parked once it commits).
+                let mut parking: Vec<StreamId> = Vec::new();
+                let parks = self.on_failure() == OnFailure::ParkStream;
                 for event in &page.events {
+                    if self.filter.as_ref().is_some_and(|keep| !keep(event)) {
+                        handled_to = event.position;
+                        continue;
+                    }
+                    if parks && (self.pending.has(&event.stream) || parking.contains(&event.stream))
+                    {
+                        letters.push(DeadLetterChange::Failed {
+                            event: event.clone(),
+                            reason: DeadLetterReason::Parked,
+                            error: format!(
+                                "stream `{}` is parked behind an earlier dead letter",
+                                event.stream
+                            ),
+                        });
+                        handled_to = event.position;
+                        continue;
+                    }
+                    if let Some(condemned) = self.condemned.get(&event.id) {
+                        letters.push(DeadLetterChange::Failed {
+                            event: event.clone(),
+                            reason: condemned.reason,
+                            error: condemned.error.clone(),
+                        });
+                        if parks {
+                            parking.push(event.stream.clone());
+                        }
+                        handled_to = event.position;
+                        continue;
+                    }
                     if let Err(failure) =
                         guarded(self.projection.handle_event(event, &mut ctx)).await
                     {
-                        return Err(self.failed(ctx, handled_to, failure, event).await);
+                        return Err(self.failed(ctx, handled_to, letters, failure, event).await);
                     }
                     handled_to = event.position;
                 }
                 let to = page.scanned_to.max(handled_to);
-                self.backend
-                    .commit(ctx, P::NAME, to)
-                    .await
-                    .map_err(Self::halt)?;
-                self.checkpoint = to;
-                Ok(())
+                self.commit(ctx, to, letters).await
             },
             span,
         )
         .await
     }
 
-    /// After a handler failed on `event` (`handled_to`: the events before it in the batch).
+    /// Makes a batch durable at `to` with `letters`, and takes what it did into the runner's
+    /// state.
+    async fn commit(
+        &mut self,
+        ctx: B::Context,
+        to: Position,
+        letters: Vec<DeadLetterChange>,
+    ) -> Result<(), Halt> {
+        self.backend
+            .commit(ctx, &self.name, to, &letters)
+            .await
+            .map_err(|e| self.halt(e))?;
+        self.note(&letters);
+        self.checkpoint = to;
+        self.condemned.retain(|_, c| c.position > to);
+        if self.transient.is_some_and(|(_, at, _)| at <= to) {
+            self.transient = None;
+        }
+        if !letters.is_empty() {
+            tracing::warn!(
+                letters = letters.len(),
+                "passed events by into dead letters (the failure policy)"
+            );
+        }
+        Ok(())
+    }
+
+    /// After a handler failed on `event` (`handled_to`, `letters`: what the batch did
+    /// before it). A panic stops the runner. A transient fault of the store (the batch's
+    /// connection died) is waited out. An error marked [`Transient`] is tried again from the
+    /// durable checkpoint, with backoff, up to the policy's attempts. Any other error, or one
+    /// still failing, goes to the policy: stop, or condemn the event and go on at once, so
+    /// that the batch is handled again with the event as a dead letter. An atomic batch is
+    /// abandoned first; one that is not keeps what its handlers did before the event and
+    /// commits its checkpoint (and letters) just before it.
     async fn failed(
         &mut self,
         ctx: B::Context,
         handled_to: Position,
+        letters: Vec<DeadLetterChange>,
         failure: HandlerFailure,
-        event: &crate::envelope::RecordedEvent,
+        event: &RecordedEvent,
     ) -> Halt {
+        let error = match failure {
+            HandlerFailure::Panic(message) => {
+                // The projection's own state may be half-updated: stop, whatever the policy.
+                let panicked = HandlerFailure::Panic(message).on(&self.name, event);
+                return match self.keep_before(ctx, handled_to, letters).await {
+                    Ok(()) => Halt::Fatal(panicked),
+                    Err(halt) => halt,
+                };
+            }
+            HandlerFailure::Error(error) => error,
+        };
+        let marked = Transient::marks(&*error);
         if B::ATOMIC {
             let sound = self.backend.abandon(ctx).await;
-            let transient = match &failure {
-                HandlerFailure::Error(e) => !sound || self.backend.is_transient(&**e),
-                // A panic stops the runner whatever the store: the projection's own state
-                // may be half-updated.
-                HandlerFailure::Panic(_) => false,
-            };
-            let error = failure.on(P::NAME, event);
-            if transient {
-                return Halt::Fault(error);
+            if !sound || self.backend.is_transient(&*error) {
+                return Halt::Fault(ProjectionError::handler(&self.name, event, error));
             }
-            // A handler's own failure, unless this runner no longer leads: then it may have
-            // met the writes of the runner that does (a unique key, say), and stands by.
-            return match self.backend.lead(P::NAME).await {
-                Ok(Some(_)) => Halt::Fatal(error),
-                Ok(None) | Err(BackendError::LeaseLost) => Halt::LeaseLost,
-                Err(e) => Self::halt(e),
+        } else if let Err(halt) = self.commit(ctx, handled_to, letters).await {
+            return halt;
+        }
+        if marked {
+            let tries = match self.transient {
+                Some((id, _, n)) if id == event.id => n + 1,
+                _ => 1,
             };
+            if tries < self.policy.attempts() {
+                self.transient = Some((event.id, event.position, tries));
+                return Halt::Fault(ProjectionError::handler(&self.name, event, error));
+            }
         }
-        if let Err(e) = self.backend.commit(ctx, P::NAME, handled_to).await {
-            return Self::halt(e);
+        self.transient = None;
+        let text = input::error_text(&error.to_string());
+        let error = ProjectionError::handler(&self.name, event, error);
+        match self.on_failure() {
+            OnFailure::Stop => {
+                if !B::ATOMIC {
+                    return Halt::Fatal(error);
+                }
+                // A handler's own failure, unless this runner no longer leads: then it may
+                // have met the writes of the runner that does (a unique key, say), and
+                // stands by.
+                match self.backend.lead(&self.name).await {
+                    Ok(Some(_)) => Halt::Fatal(error),
+                    Ok(None) | Err(BackendError::LeaseLost) => Halt::LeaseLost,
+                    Err(e) => self.halt(e),
+                }
+            }
+            OnFailure::Skip | OnFailure::ParkStream => {
+                tracing::warn!(%error, "passing the event by into dead letters");
+                self.condemned.insert(
+                    event.id,
+                    Condemned {
+                        position: event.position,
+                        reason: DeadLetterReason::Failed,
+                        error: text,
+                    },
+                );
+                Halt::Again
+            }
         }
-        self.checkpoint = handled_to;
-        Halt::Fatal(failure.on(P::NAME, event))
     }
 
-    /// Empties the read model and sets the checkpoint to zero, in one batch.
+    /// Ends a failed batch before the runner stops: an atomic one is abandoned; one that is
+    /// not commits what it did before the failed event.
+    async fn keep_before(
+        &mut self,
+        ctx: B::Context,
+        handled_to: Position,
+        letters: Vec<DeadLetterChange>,
+    ) -> Result<(), Halt> {
+        if B::ATOMIC {
+            self.backend.abandon(ctx).await;
+            Ok(())
+        } else {
+            self.commit(ctx, handled_to, letters).await
+        }
+    }
+
+    /// Empties the read model and sets the checkpoint to zero, in one batch, which also
+    /// resolves the pending dead letters as discarded (the replay meets their events again,
+    /// under the rebuild's policy).
     async fn reset(&mut self) -> Result<(), Halt> {
         tracing::info!("rebuilding from zero");
-        let mut ctx = self.backend.begin().await.map_err(Self::halt)?;
+        let mut ctx = self.backend.begin().await.map_err(|e| self.halt(e))?;
         if let Err(failure) = guarded(self.projection.reset(&mut ctx)).await {
             self.backend.abandon(ctx).await;
             return Err(Halt::Fatal(ProjectionError::Reset {
-                projection: P::NAME,
+                projection: Arc::clone(&self.name),
                 source: failure.into_shared(),
             }));
         }
-        self.backend
-            .commit(ctx, P::NAME, Position::ZERO)
-            .await
-            .map_err(Self::halt)?;
-        self.checkpoint = Position::ZERO;
+        let mut letters = Vec::new();
+        let mut query = DeadLetterQuery::pending().limit(LETTER_PAGE);
+        loop {
+            let page = self.letters(&query).await?;
+            letters.extend(page.iter().map(|l| DeadLetterChange::Resolved {
+                event_id: l.event.id,
+                kind: ResolutionKind::Discarded,
+            }));
+            match page.last() {
+                Some(last) if page.len() >= LETTER_PAGE => {
+                    query = query.after(last.event.position);
+                }
+                _ => break,
+            }
+        }
+        self.commit(ctx, Position::ZERO, letters).await?;
+        self.pending = Pending::default();
+        self.condemned.clear();
+        self.transient = None;
+        self.rebuilding = true;
         Ok(())
     }
 
@@ -246,15 +512,19 @@ where
                 let page = feed
                     .page(self.checkpoint)
                     .await
-                    .map_err(|e| Self::halt(BackendError::Store(e)))?;
+                    .map_err(|e| self.halt(BackendError::Store(e)))?;
                 if page.events.is_empty() && page.scanned_to <= self.checkpoint {
                     return Ok(true);
                 }
                 self.process(page).await.map(|()| false)
             };
             match step.await {
-                Ok(true) => return Ok(self.checkpoint),
+                Ok(true) => {
+                    self.rebuilding = false;
+                    return Ok(self.checkpoint);
+                }
                 Ok(false) => self.backoff = BACKOFF_START,
+                Err(Halt::Again) => {}
                 Err(Halt::Fault(error)) => {
                     feed.stop();
                     leading = false;
@@ -264,9 +534,7 @@ where
                 }
                 Err(Halt::LeaseLost) => {
                     self.backend.step_down().await;
-                    return Err(ProjectionError::LeaseLost {
-                        projection: P::NAME,
-                    });
+                    return Err(self.lease_lost());
                 }
                 Err(Halt::Fatal(error)) => return Err(error),
             }
@@ -279,23 +547,17 @@ where
             match self.try_lead().await {
                 Ok(Some(_)) => break,
                 Ok(None) => tokio::time::sleep(self.backend.standby_poll()).await,
-                Err(Halt::Fault(_)) => tokio::time::sleep(self.next_backoff()).await,
-                Err(Halt::LeaseLost) => {
-                    return Err(ProjectionError::LeaseLost {
-                        projection: P::NAME,
-                    });
+                Err(Halt::Fault(_) | Halt::Again) => {
+                    tokio::time::sleep(self.next_backoff()).await;
                 }
+                Err(Halt::LeaseLost) => return Err(self.lease_lost()),
                 Err(Halt::Fatal(e)) => return Err(e),
             }
         }
         match self.reset().await {
             Ok(()) => {}
             Err(Halt::Fatal(e) | Halt::Fault(e)) => return Err(e),
-            Err(Halt::LeaseLost) => {
-                return Err(ProjectionError::LeaseLost {
-                    projection: P::NAME,
-                });
-            }
+            Err(Halt::LeaseLost | Halt::Again) => return Err(self.lease_lost()),
         }
         self.catch_up().await
     }
@@ -356,6 +618,8 @@ where
             feed.stop();
             match halt {
                 Halt::Fatal(error) => return Err(error),
+                // `step` goes on by itself after these.
+                Halt::Again => {}
                 Halt::LeaseLost => {
                     tracing::warn!("another runner leads the projection now: standing by");
                     self.backend.step_down().await;
@@ -380,13 +644,15 @@ where
             match self.try_lead().await {
                 Ok(Some(checkpoint)) => {
                     self.checkpoint = checkpoint;
+                    let letters = self.pending_positions();
                     status.send_modify(|s| {
                         s.leader = true;
                         s.checkpoint = checkpoint;
+                        s.dead_letters = letters;
                     });
                     return Ok(Flow::Go);
                 }
-                Ok(None) | Err(Halt::LeaseLost) => {
+                Ok(None) | Err(Halt::LeaseLost | Halt::Again) => {
                     let poll = self.backend.standby_poll();
                     if self.wait_or_answer(poll, control).await {
                         return Ok(Flow::Stop);
@@ -417,13 +683,15 @@ where
                 feed.stop();
                 return self.rebuild_now(ack, status).await;
             }
+            Ok(request) => return self.answer(request, status).await,
             Err(mpsc::error::TryRecvError::Empty) => {}
         }
         let page = feed
             .page(self.checkpoint)
             .await
-            .map_err(|e| Self::halt(BackendError::Store(e)))?;
+            .map_err(|e| self.halt(BackendError::Store(e)))?;
         if page.events.is_empty() && page.scanned_to <= self.checkpoint {
+            self.rebuilding = false;
             status.send_modify(|s| {
                 s.caught_up = true;
                 s.retrying = None;
@@ -440,7 +708,7 @@ where
             tokio::select! {
                 woke = self.store.wait_for_events(self.checkpoint) => {
                     if let Err(e) = woke {
-                        return Err(Self::halt(BackendError::Store(e)));
+                        return Err(self.halt(BackendError::Store(e)));
                     }
                 }
                 () = lost => {
@@ -450,20 +718,179 @@ where
                 msg = control.recv() => match msg {
                     Some(Control::Rebuild(ack)) => return self.rebuild_now(ack, status).await,
                     Some(Control::Shutdown) | None => return Ok(Flow::Stop),
+                    Some(request) => return self.answer(request, status).await,
                 },
             }
             return Ok(Flow::Go);
         }
         let full = page.events.len() >= self.batch_size;
-        self.process(page).await?;
+        let letters = self.pending.positions.len();
+        match self.process(page).await {
+            Ok(()) => {}
+            // The batch is handled again at once, with the failed event as a dead letter.
+            Err(Halt::Again) => return Ok(Flow::Go),
+            Err(halt) => return Err(halt),
+        }
         self.backoff = BACKOFF_START;
         let checkpoint = self.checkpoint;
+        let positions = (self.pending.positions.len() != letters).then(|| self.pending_positions());
         status.send_modify(|s| {
             s.checkpoint = checkpoint;
             s.caught_up = !full;
             s.retrying = None;
+            if let Some(positions) = positions {
+                s.dead_letters = positions;
+            }
         });
         Ok(Flow::Go)
+    }
+
+    /// The positions of the pending dead letters, for the status.
+    fn pending_positions(&self) -> Arc<std::collections::BTreeSet<Position>> {
+        Arc::new(self.pending.positions.keys().copied().collect())
+    }
+
+    /// Answers a retry or a discard of dead letters, between batches; the status follows.
+    async fn answer(
+        &mut self,
+        request: Control,
+        status: &watch::Sender<ProjectionStatus>,
+    ) -> Result<Flow, Halt> {
+        let result = match request {
+            Control::Retry(select, ack) => {
+                let done = self.retry(&select).await;
+                let (reply, flow) = split(done, self.lease_lost());
+                let _ = ack.send(reply);
+                flow
+            }
+            Control::Discard(select, ack) => {
+                let done = self.discard(&select).await;
+                let (reply, flow) = split(done, self.lease_lost());
+                let _ = ack.send(reply);
+                flow
+            }
+            Control::Rebuild(ack) => return self.rebuild_now(ack, status).await,
+            Control::Shutdown => return Ok(Flow::Stop),
+        };
+        let positions = self.pending_positions();
+        status.send_modify(|s| s.dead_letters = positions);
+        result
+    }
+
+    /// The pending letters `select` takes, in position order, a page after `after`.
+    async fn selected(
+        &mut self,
+        select: &DeadLetterSelect,
+        after: Position,
+    ) -> Result<Vec<DeadLetter>, Halt> {
+        let query = DeadLetterQuery::pending().limit(LETTER_PAGE).after(after);
+        match select {
+            DeadLetterSelect::All => self.letters(&query).await,
+            DeadLetterSelect::Stream(stream) => self.letters(&query.stream(stream.clone())).await,
+            DeadLetterSelect::Event(id) => {
+                let found = self.store.event_by_id(*id).await;
+                let event = found.map_err(|e| self.halt(BackendError::Store(e)))?;
+                let Some(event) = event else {
+                    return Ok(Vec::new());
+                };
+                let mut page = self.letters(&query.stream(event.stream.clone())).await?;
+                page.retain(|l| l.event.position <= event.position);
+                Ok(page)
+            }
+        }
+    }
+
+    /// Hands the selected letters to the handler again, each in a batch of its own, in
+    /// position order; a stream's first letter that fails again stops its stream.
+    async fn retry(&mut self, select: &DeadLetterSelect) -> Result<Retried, Halt> {
+        let mut done = Retried::default();
+        let mut blocked: Vec<StreamId> = Vec::new();
+        let mut after = Position::ZERO;
+        loop {
+            let page = self.selected(select, after).await?;
+            let Some(last) = page.last().map(|l| l.event.position) else {
+                return Ok(done);
+            };
+            let full = page.len() >= LETTER_PAGE;
+            for letter in page {
+                let event = &letter.event;
+                if blocked.contains(&event.stream) {
+                    continue;
+                }
+                let mut ctx = self.backend.begin().await.map_err(|e| self.halt(e))?;
+                let change = match guarded(self.projection.handle_event(event, &mut ctx)).await {
+                    Ok(()) => {
+                        done.handled.push(event.id);
+                        DeadLetterChange::Resolved {
+                            event_id: event.id,
+                            kind: ResolutionKind::Retried,
+                        }
+                    }
+                    Err(HandlerFailure::Panic(message)) => {
+                        self.backend.abandon(ctx).await;
+                        return Err(Halt::Fatal(
+                            HandlerFailure::Panic(message).on(&self.name, event),
+                        ));
+                    }
+                    Err(HandlerFailure::Error(error)) => {
+                        if !self.backend.abandon(ctx).await || self.backend.is_transient(&*error) {
+                            return Err(Halt::Fault(ProjectionError::handler(
+                                &self.name, event, error,
+                            )));
+                        }
+                        ctx = self.backend.begin().await.map_err(|e| self.halt(e))?;
+                        done.failed.push(event.id);
+                        blocked.push(event.stream.clone());
+                        DeadLetterChange::Failed {
+                            event: event.clone(),
+                            reason: DeadLetterReason::Failed,
+                            error: input::error_text(&error.to_string()),
+                        }
+                    }
+                };
+                let resolved = matches!(change, DeadLetterChange::Resolved { .. });
+                self.commit(ctx, self.checkpoint, vec![change]).await?;
+                if resolved {
+                    self.pending.remove(event.position);
+                }
+            }
+            if !full {
+                return Ok(done);
+            }
+            after = last;
+        }
+    }
+
+    /// Resolves the selected letters as discarded, a page per batch.
+    async fn discard(&mut self, select: &DeadLetterSelect) -> Result<usize, Halt> {
+        let mut discarded = 0;
+        let mut after = Position::ZERO;
+        loop {
+            let mut page = self.selected(select, after).await?;
+            if let DeadLetterSelect::Event(id) = select {
+                page.retain(|l| l.event.id == *id);
+            }
+            let Some(last) = page.last().map(|l| l.event.position) else {
+                return Ok(discarded);
+            };
+            let changes: Vec<DeadLetterChange> = page
+                .iter()
+                .map(|l| DeadLetterChange::Resolved {
+                    event_id: l.event.id,
+                    kind: ResolutionKind::Discarded,
+                })
+                .collect();
+            let ctx = self.backend.begin().await.map_err(|e| self.halt(e))?;
+            self.commit(ctx, self.checkpoint, changes).await?;
+            for letter in &page {
+                self.pending.remove(letter.event.position);
+            }
+            discarded += page.len();
+            if page.len() < LETTER_PAGE || matches!(select, DeadLetterSelect::Event(_)) {
+                return Ok(discarded);
+            }
+            after = last;
+        }
     }
 
     /// Runs a rebuild asked for through the handle, and answers it. A failed reset is
@@ -493,10 +920,8 @@ where
                 let _ = ack.send(Err(error.clone()));
                 Err(Halt::Fault(error))
             }
-            Err(Halt::LeaseLost) => {
-                let _ = ack.send(Err(ProjectionError::LeaseLost {
-                    projection: P::NAME,
-                }));
+            Err(Halt::LeaseLost | Halt::Again) => {
+                let _ = ack.send(Err(self.lease_lost()));
                 Err(Halt::LeaseLost)
             }
         }
@@ -519,6 +944,12 @@ where
         self.wait_or_answer(wait, control).await
     }
 
+    fn not_leading(&self) -> ProjectionError {
+        ProjectionError::NotLeading {
+            projection: Arc::clone(&self.name),
+        }
+    }
+
     /// Sleeps `wait`, answering the handle meanwhile (a rebuild is refused: this runner does
     /// not lead now); whether a shutdown came.
     async fn wait_or_answer(
@@ -533,14 +964,31 @@ where
                 _ = &mut sleep => return false,
                 msg = control.recv() => match msg {
                     Some(Control::Rebuild(ack)) => {
-                        let _ = ack.send(Err(ProjectionError::Stopped {
-                            projection: P::NAME,
-                            cause: None,
-                        }));
+                        let _ = ack.send(Err(self.not_leading()));
+                    }
+                    Some(Control::Retry(_, ack)) => {
+                        let _ = ack.send(Err(self.not_leading()));
+                    }
+                    Some(Control::Discard(_, ack)) => {
+                        let _ = ack.send(Err(self.not_leading()));
                     }
                     Some(Control::Shutdown) | None => return true,
                 },
             }
         }
+    }
+}
+
+/// A request's answer, and how the loop goes on: a fault or a lost lease (answered as an
+/// error) pauses it as any other; what retrying cannot fix (a handler's panic) stops it.
+fn split<T>(
+    done: Result<T, Halt>,
+    lost: ProjectionError,
+) -> (Result<T, ProjectionError>, Result<Flow, Halt>) {
+    match done {
+        Ok(value) => (Ok(value), Ok(Flow::Go)),
+        Err(Halt::Fault(e)) => (Err(e.clone()), Err(Halt::Fault(e))),
+        Err(Halt::Fatal(e)) => (Err(e.clone()), Err(Halt::Fatal(e))),
+        Err(halt @ (Halt::LeaseLost | Halt::Again)) => (Err(lost), Err(halt)),
     }
 }

@@ -17,7 +17,7 @@ pub enum ProjectionError {
     )]
     Handler {
         /// The projection.
-        projection: &'static str,
+        projection: Arc<str>,
         /// The event's stream.
         stream: StreamId,
         /// The event's version in its stream.
@@ -37,7 +37,7 @@ pub enum ProjectionError {
     )]
     HandlerPanicked {
         /// The projection.
-        projection: &'static str,
+        projection: Arc<str>,
         /// The event's stream.
         stream: StreamId,
         /// The event's version in its stream.
@@ -54,7 +54,7 @@ pub enum ProjectionError {
     #[error("projection `{projection}`: resetting the read model failed")]
     Reset {
         /// The projection.
-        projection: &'static str,
+        projection: Arc<str>,
         /// The reset's error (a panic's message for a panic).
         #[source]
         source: SharedError,
@@ -63,7 +63,7 @@ pub enum ProjectionError {
     #[error("projection `{projection}`: the store failed")]
     Store {
         /// The projection.
-        projection: &'static str,
+        projection: Arc<str>,
         /// The store's error.
         #[source]
         source: StoreError,
@@ -74,13 +74,21 @@ pub enum ProjectionError {
     #[error("projection `{projection}`: another runner took the lease over")]
     LeaseLost {
         /// The projection.
-        projection: &'static str,
+        projection: Arc<str>,
+    },
+    /// This runner does not run the projection now (another process holds its lease, or it
+    /// is waiting out a fault), so it cannot retry or discard its dead letters: ask the one
+    /// that does, or again later.
+    #[error("projection `{projection}`: this runner does not run it now")]
+    NotLeading {
+        /// The projection.
+        projection: Arc<str>,
     },
     /// The projection did not reach the position in time.
     #[error("projection `{projection}` reached {reached}, not {target}, before the timeout")]
     Timeout {
         /// The projection.
-        projection: &'static str,
+        projection: Arc<str>,
         /// The position waited for.
         target: Position,
         /// Its checkpoint when the wait gave up.
@@ -90,7 +98,7 @@ pub enum ProjectionError {
     #[error("projection `{projection}` is not running")]
     Stopped {
         /// The projection.
-        projection: &'static str,
+        projection: Arc<str>,
         /// Why it stopped, if it failed.
         #[source]
         cause: Option<Arc<ProjectionError>>,
@@ -100,7 +108,7 @@ pub enum ProjectionError {
     #[error("projection `{projection}`: the runner's task ended: {message}")]
     TaskEnded {
         /// The projection.
-        projection: &'static str,
+        projection: Arc<str>,
         /// What the task's end said.
         message: String,
     },
@@ -118,12 +126,12 @@ impl ProjectionError {
 
     /// A handler's error on `event`.
     pub(crate) fn handler(
-        projection: &'static str,
+        projection: &Arc<str>,
         event: &RecordedEvent,
         source: SharedError,
     ) -> Self {
         ProjectionError::Handler {
-            projection,
+            projection: Arc::clone(projection),
             stream: event.stream.clone(),
             version: event.version,
             event_type: event.event_type.clone(),
@@ -133,13 +141,9 @@ impl ProjectionError {
     }
 
     /// A handler's panic on `event`.
-    pub(crate) fn panicked(
-        projection: &'static str,
-        event: &RecordedEvent,
-        message: String,
-    ) -> Self {
+    pub(crate) fn panicked(projection: &Arc<str>, event: &RecordedEvent, message: String) -> Self {
         ProjectionError::HandlerPanicked {
-            projection,
+            projection: Arc::clone(projection),
             stream: event.stream.clone(),
             version: event.version,
             event_type: event.event_type.clone(),
@@ -171,7 +175,7 @@ pub enum HandlerFailure {
 
 impl HandlerFailure {
     /// The failure as the [`ProjectionError`] of `projection` on `event`.
-    pub fn on(self, projection: &'static str, event: &RecordedEvent) -> ProjectionError {
+    pub fn on(self, projection: &Arc<str>, event: &RecordedEvent) -> ProjectionError {
         match self {
             HandlerFailure::Error(source) => ProjectionError::handler(projection, event, source),
             HandlerFailure::Panic(message) => ProjectionError::panicked(projection, event, message),

@@ -13,6 +13,7 @@ mod engine;
 mod error;
 mod feed;
 mod handle;
+mod policy;
 mod runner;
 
 use std::future::Future;
@@ -22,7 +23,8 @@ use crate::error::BoxError;
 
 pub use backend::{BackendError, Checkpoints, RunnerBackend};
 pub use error::{HandlerFailure, ProjectionError, guarded, panic_message};
-pub use handle::{ProjectionHandle, ProjectionStatus};
+pub use handle::{DeadLetterSelect, ProjectionHandle, ProjectionStatus, Reached, Retried};
+pub use policy::{FailurePolicy, OnFailure, Transient};
 pub use runner::ProjectionRunner;
 
 /// The error type handlers return: any error, boxed.
@@ -33,7 +35,9 @@ pub type HandlerError = BoxError;
 /// Usually derived (`#[derive(Projection)]`), which generates the type filter, the selective
 /// decoding and the dispatch to one [`Handle`] impl per listed event.
 pub trait Projection: Send + 'static {
-    /// The projection's name: the key of its checkpoint. Renaming it rebuilds it from zero.
+    /// The projection's name: the key of its checkpoint and its dead letters, unless the
+    /// runner is given another ([`ProjectionRunner::named`], to run one type several times).
+    /// Renaming it rebuilds it from zero.
     const NAME: &'static str;
 
     /// What the store hands each handler call. `()` for projections run by the core
@@ -48,7 +52,9 @@ pub trait Projection: Send + 'static {
     }
 
     /// Handles one event. Events whose type is not in [`Projection::event_types`] never
-    /// arrive. An error stops the projection before its checkpoint passes this event.
+    /// arrive. An error goes to the runner's [`FailurePolicy`] (by default it stops the
+    /// projection before its checkpoint passes this event); mark one [`Transient`] to have
+    /// the event tried again first.
     fn handle_event(
         &mut self,
         event: &RecordedEvent,

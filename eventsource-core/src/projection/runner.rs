@@ -10,7 +10,7 @@ use tracing::Instrument;
 use super::backend::{Checkpoints, RunnerBackend};
 use super::engine::Engine;
 use super::handle::{ProjectionHandle, ProjectionStatus};
-use super::{Projection, ProjectionError};
+use super::{FailurePolicy, Projection, ProjectionError};
 use crate::ids::Position;
 use crate::store::EventStore;
 
@@ -81,6 +81,39 @@ where
         self
     }
 
+    /// Runs the projection under `name` instead of [`Projection::NAME`]: its checkpoint,
+    /// lease and dead letters are keyed by it, so one projection type runs several times on
+    /// one store (one instance per tenant, say, each with its [`filter`](Self::filter)).
+    /// The name must be within the store's limits for names (see
+    /// [`input`](crate::store::input)): 1 to 2,048 bytes, no NUL.
+    pub fn named(mut self, name: &str) -> Result<Self, crate::error::StoreError> {
+        crate::store::input::check_checkpoint(name)?;
+        self.engine.name = Arc::from(name);
+        Ok(self)
+    }
+
+    /// Hands the projection only the events `keep` keeps (beside its types): an instance's
+    /// share of the log, such as the streams of one tenant. The checkpoint passes the others.
+    pub fn filter(
+        mut self,
+        keep: impl Fn(&crate::envelope::RecordedEvent) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.engine.filter = Some(Arc::new(keep));
+        self
+    }
+
+    /// What the runner does when a handler fails on an event (see [`FailurePolicy`]; by
+    /// default it stops, live and rebuilding).
+    pub fn on_failure(mut self, policy: FailurePolicy) -> Self {
+        self.engine.policy = policy;
+        self
+    }
+
+    /// The name the projection runs under.
+    pub fn name(&self) -> &str {
+        &self.engine.name
+    }
+
     /// The projection.
     pub fn projection(&self) -> &P {
         &self.engine.projection
@@ -113,9 +146,10 @@ where
     pub fn spawn(self) -> ProjectionHandle {
         let (control_tx, control_rx) = mpsc::channel(4);
         let (status_tx, status_rx) = watch::channel(ProjectionStatus::default());
-        let span = tracing::info_span!("projection", projection = P::NAME);
+        let name = Arc::clone(&self.engine.name);
+        let span = tracing::info_span!("projection", projection = %name);
         let task = tokio::spawn(run(self.engine, control_rx, status_tx).instrument(span));
-        ProjectionHandle::from_parts(P::NAME, status_rx, control_tx, task)
+        ProjectionHandle::from_parts(name, status_rx, control_tx, task)
     }
 }
 
@@ -131,13 +165,14 @@ where
     S: EventStore,
     B: RunnerBackend<Context = P::Context>,
 {
+    let name = Arc::clone(&engine.name);
     let ran = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(
         engine.run(control, status.clone()),
     ))
     .await;
     let result = ran.unwrap_or_else(|payload| {
         Err(ProjectionError::TaskEnded {
-            projection: P::NAME,
+            projection: name,
             message: format!("panicked: {}", super::error::panic_message(&*payload)),
         })
     });

@@ -7,7 +7,9 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
-use super::{EventStore, LogPage, ReadUntil, StreamLock};
+use super::{
+    DeadLetter, DeadLetterChange, DeadLetterQuery, EventStore, LogPage, ReadUntil, StreamLock,
+};
 use crate::envelope::{Commit, FoldEvent, FoldItem, RecordedEvent, Snapshot, StreamWrite};
 use crate::error::StoreError;
 use crate::ids::{EventId, Position, StreamId, Version};
@@ -91,6 +93,18 @@ pub trait DynEventStore: Send + Sync + 'static {
         name: &'a str,
         position: Position,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// See [`EventStore::write_dead_letters`].
+    fn write_dead_letters_dyn<'a>(
+        &'a self,
+        projection: &'a str,
+        changes: &'a [DeadLetterChange],
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// See [`EventStore::dead_letters`].
+    fn dead_letters_dyn<'a>(
+        &'a self,
+        projection: &'a str,
+        query: &'a DeadLetterQuery,
+    ) -> BoxFuture<'a, Result<Vec<DeadLetter>, StoreError>>;
 }
 
 impl<S: EventStore> DynEventStore for S {
@@ -184,6 +198,20 @@ impl<S: EventStore> DynEventStore for S {
         position: Position,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         self.save_checkpoint(name, position).boxed()
+    }
+    fn write_dead_letters_dyn<'a>(
+        &'a self,
+        projection: &'a str,
+        changes: &'a [DeadLetterChange],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        self.write_dead_letters(projection, changes).boxed()
+    }
+    fn dead_letters_dyn<'a>(
+        &'a self,
+        projection: &'a str,
+        query: &'a DeadLetterQuery,
+    ) -> BoxFuture<'a, Result<Vec<DeadLetter>, StoreError>> {
+        self.dead_letters(projection, query).boxed()
     }
 }
 
@@ -289,5 +317,19 @@ impl EventStore for AnyStore {
     }
     async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
         self.0.save_checkpoint_dyn(name, position).await
+    }
+    async fn write_dead_letters(
+        &self,
+        projection: &str,
+        changes: &[DeadLetterChange],
+    ) -> Result<(), StoreError> {
+        self.0.write_dead_letters_dyn(projection, changes).await
+    }
+    async fn dead_letters(
+        &self,
+        projection: &str,
+        query: &DeadLetterQuery,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        self.0.dead_letters_dyn(projection, query).await
     }
 }

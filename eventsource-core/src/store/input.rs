@@ -63,6 +63,41 @@ pub fn check_checkpoint(name: &str) -> Result<(), StoreError> {
     check_name("checkpoint name", name)
 }
 
+/// The longest error text a dead letter keeps, in bytes; a longer one is cut at a character
+/// boundary.
+pub const MAX_ERROR_TEXT_BYTES: usize = 16 * 1024;
+
+/// An error's text as a dead letter keeps it: NUL characters replaced, cut to
+/// [`MAX_ERROR_TEXT_BYTES`].
+pub fn error_text(text: &str) -> String {
+    let mut end = text.len().min(MAX_ERROR_TEXT_BYTES);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].replace('\0', "\u{FFFD}")
+}
+
+/// Checks a write of dead letters: the projection name (see [`check_name`]), and each
+/// letter's stream, type and error text (at most [`MAX_ERROR_TEXT_BYTES`], no NUL).
+pub fn check_dead_letters(
+    projection: &str,
+    changes: &[crate::store::DeadLetterChange],
+) -> Result<(), StoreError> {
+    check_checkpoint(projection)?;
+    for change in changes {
+        if let crate::store::DeadLetterChange::Failed { event, error, .. } = change {
+            check_stream(&event.stream)?;
+            check_name("event type name", &event.event_type)?;
+            if error.len() > MAX_ERROR_TEXT_BYTES || error.contains('\0') {
+                return Err(invalid(format!(
+                    "a dead letter's error text must be at most {MAX_ERROR_TEXT_BYTES} bytes with no NUL (see `input::error_text`)"
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Checks the event types of a log read's filter.
 pub fn check_types(types: Option<&[&str]>) -> Result<(), StoreError> {
     types

@@ -17,7 +17,10 @@ use tokio::sync::watch;
 
 use super::input;
 use super::lock::{LocalGuard, LocalLocks, LockedStreams, lock_order};
-use super::{EventStore, LogPage, ReadUntil, StreamLock};
+use super::{
+    DeadLetter, DeadLetterChange, DeadLetterQuery, EventStore, LogPage, ReadUntil, Resolution,
+    StreamLock,
+};
 use crate::envelope::{Commit, CommittedStream, RecordedEvent, Snapshot, StreamWrite};
 use crate::error::StoreError;
 use crate::ids::{EventId, Position, StreamId, Version};
@@ -60,6 +63,14 @@ struct Inner {
     head: watch::Sender<Position>,
     snapshots: Mutex<HashMap<StreamId, Vec<Snapshot>>>,
     checkpoints: Mutex<HashMap<String, Position>>,
+    dead_letters: Mutex<HashMap<String, Letters>>,
+}
+
+/// One projection's dead letters.
+#[derive(Default)]
+struct Letters {
+    by_position: std::collections::BTreeMap<Position, DeadLetter>,
+    positions: HashMap<EventId, Position>,
 }
 
 impl Default for Inner {
@@ -71,6 +82,7 @@ impl Default for Inner {
             head: watch::Sender::new(Position::ZERO),
             snapshots: Mutex::default(),
             checkpoints: Mutex::default(),
+            dead_letters: Mutex::default(),
         }
     }
 }
@@ -467,5 +479,89 @@ impl EventStore for InMemoryStore {
             .lock()
             .insert(name.to_owned(), position);
         Ok(())
+    }
+
+    async fn write_dead_letters(
+        &self,
+        projection: &str,
+        changes: &[DeadLetterChange],
+    ) -> Result<(), StoreError> {
+        input::check_dead_letters(projection, changes)?;
+        let now = Utc::now();
+        let mut all = self.inner.dead_letters.lock();
+        let letters = all.entry(projection.to_owned()).or_default();
+        for change in changes {
+            match change {
+                DeadLetterChange::Failed {
+                    event,
+                    reason,
+                    error,
+                } => match letters.by_position.get_mut(&event.position) {
+                    Some(letter) => {
+                        letter.attempts = letter.attempts.saturating_add(1);
+                        letter.reason = *reason;
+                        letter.error.clone_from(error);
+                        letter.last_failed_at = now;
+                        letter.resolution = None;
+                    }
+                    None => {
+                        letters.positions.insert(event.id, event.position);
+                        letters.by_position.insert(
+                            event.position,
+                            DeadLetter {
+                                projection: projection.to_owned(),
+                                event: event.clone(),
+                                reason: *reason,
+                                error: error.clone(),
+                                attempts: 1,
+                                first_failed_at: now,
+                                last_failed_at: now,
+                                resolution: None,
+                            },
+                        );
+                    }
+                },
+                DeadLetterChange::Resolved { event_id, kind } => {
+                    let letter = letters
+                        .positions
+                        .get(event_id)
+                        .and_then(|p| letters.by_position.get_mut(p));
+                    if let Some(letter) = letter.filter(|l| l.resolution.is_none()) {
+                        letter.resolution = Some(Resolution {
+                            kind: *kind,
+                            at: now,
+                        });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn dead_letters(
+        &self,
+        projection: &str,
+        query: &DeadLetterQuery,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        input::check_checkpoint(projection)?;
+        if let Some(stream) = &query.stream {
+            input::check_stream(stream)?;
+        }
+        let all = self.inner.dead_letters.lock();
+        let Some(letters) = all.get(projection) else {
+            return Ok(Vec::new());
+        };
+        Ok(letters
+            .by_position
+            .range((
+                std::ops::Bound::Excluded(query.after),
+                std::ops::Bound::Unbounded,
+            ))
+            .map(|(_, l)| l)
+            .filter(|l| !query.pending_only || l.is_pending())
+            .filter(|l| query.stream.as_ref().is_none_or(|s| *s == l.event.stream))
+            .take(query.limit.max(1))
+            .cloned()
+            .collect())
     }
 }

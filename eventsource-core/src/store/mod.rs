@@ -3,6 +3,7 @@
 //! The invariants every store keeps, the input it takes, its typed errors and the conformance
 //! suite that checks them: [the store contract](crate::docs::store_contract).
 
+pub mod dead_letters;
 pub(crate) mod dynamic;
 pub mod input;
 pub mod lock;
@@ -18,6 +19,9 @@ use crate::envelope::{Commit, FoldEvent, FoldItem, RecordedEvent, Snapshot, Stre
 use crate::error::StoreError;
 use crate::ids::{EventId, Position, StreamId, Version};
 
+pub use dead_letters::{
+    DeadLetter, DeadLetterChange, DeadLetterQuery, DeadLetterReason, Resolution, ResolutionKind,
+};
 pub use dynamic::{AnyStore, DynEventStore};
 pub use lock::StreamLock;
 
@@ -225,6 +229,25 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         name: &str,
         position: Position,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Applies `changes` to the dead letters of projection `projection`, all or none, in
+    /// order (see [`DeadLetterChange`]): a letter is keyed by (projection, event id), so the
+    /// same failure written twice (a batch handled again after a crash) is one letter with
+    /// one more attempt, never two letters. A runner writes a batch's letters before (or, on
+    /// a store whose batches are transactions, with) the checkpoint that passes them.
+    fn write_dead_letters(
+        &self,
+        projection: &str,
+        changes: &[DeadLetterChange],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The dead letters of projection `projection` that `query` selects, in position order,
+    /// with their events as stored.
+    fn dead_letters(
+        &self,
+        projection: &str,
+        query: &DeadLetterQuery,
+    ) -> impl Future<Output = Result<Vec<DeadLetter>, StoreError>> + Send;
 }
 
 /// [`EventStore::read_stream_from_snapshot`] as two reads, one after the other:

@@ -40,6 +40,8 @@ pub(crate) struct Watched {
     pub(crate) skip_version: Arc<std::sync::atomic::AtomicU64>,
     /// The next this many checkpoint saves fail with a retryable backend error.
     pub(crate) failing_saves: Arc<std::sync::atomic::AtomicUsize>,
+    /// Dead-letter writes fail with a backend error that is not retryable, while set.
+    pub(crate) failing_letters: Arc<AtomicBool>,
     /// The next this many log reads fail with a retryable backend error.
     pub(crate) failing_reads: Arc<std::sync::atomic::AtomicUsize>,
     /// A log read after this position never returns (until it is dropped).
@@ -191,5 +193,29 @@ impl EventStore for Watched {
         let saved = self.inner.save_checkpoint(name, position).await;
         self.calls.lock().push(Call::SaveEnd(position));
         saved
+    }
+    async fn write_dead_letters(
+        &self,
+        projection: &str,
+        changes: &[eventsource_core::store::DeadLetterChange],
+    ) -> Result<(), StoreError> {
+        if self
+            .failing_letters
+            .load(std::sync::atomic::Ordering::SeqCst)
+        {
+            return Err(StoreError::backend(
+                "writing dead letters",
+                false,
+                "the dead letters' table is gone",
+            ));
+        }
+        self.inner.write_dead_letters(projection, changes).await
+    }
+    async fn dead_letters(
+        &self,
+        projection: &str,
+        query: &eventsource_core::store::DeadLetterQuery,
+    ) -> Result<Vec<eventsource_core::store::DeadLetter>, StoreError> {
+        self.inner.dead_letters(projection, query).await
     }
 }
