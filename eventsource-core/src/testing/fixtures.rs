@@ -169,6 +169,11 @@ pub struct AddedLog {
     pub panic_on: Option<i64>,
     /// Panic in `reset`.
     pub panic_on_reset: bool,
+    /// Fail while an event adds an amount in this set (take it out: the bug is fixed).
+    pub poisoned: Arc<Mutex<std::collections::BTreeSet<i64>>>,
+    /// Fail with an error marked transient while this is above zero, taking one off each
+    /// time.
+    pub transient_failures: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl Projection for AddedLog {
@@ -194,6 +199,17 @@ impl Projection for AddedLog {
         }
         if self.panic_on == Some(n) {
             panic!("told to panic on {n}");
+        }
+        if self.poisoned.lock().contains(&n) {
+            return Err(format!("{n} is poison").into());
+        }
+        let transient = self.transient_failures.fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |k| k.checked_sub(1),
+        );
+        if transient.is_ok() {
+            return Err(crate::projection::Transient::new("the mail relay is down").into());
         }
         self.seen
             .lock()

@@ -7,6 +7,7 @@
 #![forbid(dead_code)]
 
 mod appends;
+mod dead_letters;
 mod idempotency;
 mod input;
 mod locks;
@@ -75,6 +76,13 @@ macro_rules! __conformance_cases {
                 events_are_found_by_id,
                 waiting_for_events_wakes_on_append,
                 concurrent_writers_and_a_live_subscriber_lose_nothing,
+            ],
+            dead_letters: [
+                a_poison_event_parks_its_stream_while_others_flow_and_a_retry_replays_it_in_order,
+                a_skipped_event_is_a_durable_letter_and_a_discard_is_recorded,
+                a_rebuild_fails_fast_on_a_poison_event_and_names_it,
+                transient_errors_are_tried_again_then_go_to_the_policy,
+                instances_named_at_run_time_keep_their_own_checkpoints_and_letters,
             ],
             snapshots_checkpoints: [
                 snapshots_are_selected_by_schema_version_and_bound,
