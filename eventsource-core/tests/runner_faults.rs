@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use common::Watched;
 use eventsource_core::testing::fixtures::AddedLog;
-use eventsource_core::{Position, ProjectionError, ProjectionRunner, StoreError, subscribe};
+use eventsource_core::{
+    EventStore, Position, ProjectionError, ProjectionRunner, StoreError, subscribe,
+};
 use futures::StreamExt;
 
 async fn add_events(store: &Watched, n: i64) -> Position {
@@ -126,5 +128,57 @@ async fn a_subscription_rides_out_transient_faults_and_yields_each_event_once() 
         versions,
         (1..=8).collect::<Vec<u64>>(),
         "in order, nothing twice"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_write_that_fails_stops_the_runner_before_the_checkpoint_passes_the_event() {
+    use eventsource_core::projection::{FailurePolicy, OnFailure};
+    use eventsource_core::store::DeadLetterQuery;
+    let store = Watched::default();
+    let before = common::add(&store.inner, "counter-c", &[1]).await.position;
+    let poison = common::add(&store.inner, "counter-c", &[2]).await.position;
+    common::add(&store.inner, "counter-c", &[3]).await;
+    store.failing_letters.store(true, Ordering::SeqCst);
+    let log = AddedLog::default();
+    log.poisoned.lock().insert(2);
+    let handle = ProjectionRunner::new(store.clone(), log.clone())
+        .on_failure(FailurePolicy::default().live(OnFailure::Skip))
+        .spawn();
+    let stopped = async {
+        while !handle.status().stopped {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), stopped)
+        .await
+        .expect("the runner stops");
+    let ended = handle.shutdown().await;
+    assert!(
+        matches!(&ended, Err(ProjectionError::Store { source, .. }) if !source.is_retryable()),
+        "{ended:?}"
+    );
+    let saved = store
+        .inner
+        .load_checkpoint("conformance.added-log")
+        .await
+        .unwrap();
+    assert!(
+        saved.is_some_and(|c| c >= before && c < poison),
+        "{saved:?}"
+    );
+    let seen: Vec<i64> = log.seen.lock().iter().map(|(_, _, n)| *n).collect();
+    assert_eq!(
+        seen,
+        vec![1],
+        "nothing after the event that could not be dead-lettered"
+    );
+    assert!(
+        store
+            .inner
+            .dead_letters("conformance.added-log", &DeadLetterQuery::all())
+            .await
+            .unwrap()
+            .is_empty()
     );
 }

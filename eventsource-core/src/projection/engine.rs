@@ -314,6 +314,11 @@ where
                             parking.push(event.stream.clone());
                         }
                         handled_to = event.position;
+                        if !B::ATOMIC {
+                            // No handler runs past a letter until it is durable: the batch
+                            // ends at it.
+                            return self.commit(ctx, handled_to, letters).await;
+                        }
                         continue;
                     }
                     if let Err(failure) =
