@@ -39,6 +39,7 @@ mod append;
 mod builder;
 mod conns;
 mod context;
+mod dead_letters;
 mod errors;
 mod horizon;
 mod inline;

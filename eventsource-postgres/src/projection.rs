@@ -5,11 +5,13 @@
 use std::time::Duration;
 
 use eventsource_core::projection::{BackendError, RunnerBackend};
+use eventsource_core::store::{DeadLetterChange, input};
 use eventsource_core::{Position, Projection, ProjectionError, ProjectionHandle, ProjectionRunner};
 use sqlx::{Connection, PgConnection};
 use uuid::Uuid;
 
 use crate::context::PgProjectionContext;
+use crate::dead_letters;
 use crate::errors::backend;
 use crate::meta::checkpoint_from;
 use crate::rows::position_params;
@@ -101,7 +103,7 @@ impl PgBatches {
 
     /// Tries to take the lease of `name`: its checkpoint when taken, `None` while another
     /// runner holds it.
-    async fn take_lease(&mut self, name: &'static str) -> Result<Option<Position>, BackendError> {
+    async fn take_lease(&mut self, name: &str) -> Result<Option<Position>, BackendError> {
         let options = self.store.pool().connect_options();
         // A standby keeps its connection between attempts.
         let mut conn = match self.standby.take() {
@@ -136,10 +138,7 @@ impl PgBatches {
 
     /// The durable checkpoint of `name` if this runner's lease is whole: its session alive,
     /// its token still on the checkpoint row. `None` (and the lease dropped) otherwise.
-    async fn confirm_lease(
-        &mut self,
-        name: &'static str,
-    ) -> Result<Option<Position>, BackendError> {
+    async fn confirm_lease(&mut self, name: &str) -> Result<Option<Position>, BackendError> {
         let Some(lease) = self.lease.as_ref() else {
             return Ok(None);
         };
@@ -189,7 +188,7 @@ impl RunnerBackend for PgBatches {
     type Context = PgProjectionContext;
     const ATOMIC: bool = true;
 
-    async fn lead(&mut self, name: &'static str) -> Result<Option<Position>, BackendError> {
+    async fn lead(&mut self, name: &str) -> Result<Option<Position>, BackendError> {
         if let Some(checkpoint) = self.confirm_lease(name).await? {
             return Ok(Some(checkpoint));
         }
@@ -217,9 +216,13 @@ impl RunnerBackend for PgBatches {
     async fn commit(
         &mut self,
         mut ctx: PgProjectionContext,
-        name: &'static str,
+        name: &str,
         to: Position,
+        letters: &[DeadLetterChange],
     ) -> Result<(), BackendError> {
+        // Checked before any statement runs: a letter the store would refuse fails the batch
+        // (its transaction rolled back) without a round trip.
+        input::check_dead_letters(name, letters).map_err(BackendError::Store)?;
         let token = self
             .lease
             .as_ref()
@@ -237,6 +240,13 @@ impl RunnerBackend for PgBatches {
         if saved.rows_affected() == 0 {
             // Dropping the transaction rolls the batch back.
             return Err(BackendError::LeaseLost);
+        }
+        if !letters.is_empty() {
+            // In the batch's transaction: the letters are written exactly when the checkpoint
+            // that passes their events is, and only while this runner holds the lease.
+            dead_letters::write(ctx.conn(), self.store.sql(), name, letters)
+                .await
+                .map_err(|e| backend("writing dead letters", e))?;
         }
         ctx.commit()
             .await
@@ -311,6 +321,30 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
     /// batches in memory (one handled, two read ahead).
     pub fn batch_size(mut self, n: usize) -> Self {
         self.runner = self.runner.batch_size(n);
+        self
+    }
+
+    /// Runs the projection under `name` instead of its type's (see
+    /// [`ProjectionRunner::named`]): its checkpoint, lease and dead letters are keyed by it.
+    pub fn named(mut self, name: &str) -> Result<Self, eventsource_core::StoreError> {
+        self.runner = self.runner.named(name)?;
+        Ok(self)
+    }
+
+    /// Hands the projection only the events `keep` keeps (see [`ProjectionRunner::filter`]).
+    pub fn filter(
+        mut self,
+        keep: impl Fn(&eventsource_core::RecordedEvent) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.runner = self.runner.filter(keep);
+        self
+    }
+
+    /// What the runner does when a handler fails on an event (see
+    /// [`FailurePolicy`](eventsource_core::projection::FailurePolicy)). A dead letter is
+    /// written in the transaction of the batch whose checkpoint passes it.
+    pub fn on_failure(mut self, policy: eventsource_core::projection::FailurePolicy) -> Self {
+        self.runner = self.runner.on_failure(policy);
         self
     }
 

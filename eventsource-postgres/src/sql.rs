@@ -97,6 +97,9 @@ pub(crate) struct Sql {
     pub(crate) take_lease: String,
     pub(crate) load_leased_checkpoint: String,
     pub(crate) lag: String,
+    pub(crate) write_dead_letters: String,
+    pub(crate) dead_letters: String,
+    pub(crate) pending_dead_letters: String,
 }
 
 impl Sql {
@@ -335,6 +338,56 @@ impl Sql {
                       WHERE e.commit_id >= (m.era << 48) | (pg_snapshot_xmin(pg_current_snapshot())::text::bigint)) \
                  FROM {s}.store_meta m"
             ),
+            // One call's dead-letter changes of projection $1, in one statement (no
+            // transaction to open, one round trip). The caller collapses the changes to one
+            // row per event id (`crate::dead_letters`), so no row is touched twice: $2..$9 the
+            // events that failed in the call (their position and stream, the last failure's
+            // reason and error, how many failures, and the kind of the first resolution after
+            // the last failure, or NULL), upserted: a new letter, or one with that many more
+            // attempts, pending again or resolved as the call ended; $10, $11 the events only
+            // resolved in the call, whose letters are resolved if pending. The two sets are
+            // disjoint, so the UPDATE (which sees the table as before the statement) never
+            // misses a row the INSERT wrote.
+            write_dead_letters: format!(
+                "WITH failed AS ( \
+                   INSERT INTO {s}.dead_letters AS d (projection, event_id, commit_id, seq, \
+                     stream_id, reason, error, attempts, first_failed_at, last_failed_at, \
+                     resolution, resolved_at) \
+                   SELECT $1, f.event_id, f.commit_id, f.seq, f.stream_id, f.reason, f.error, \
+                     f.failures, now(), now(), f.resolution, \
+                     CASE WHEN f.resolution IS NOT NULL THEN now() END \
+                   FROM unnest($2::uuid[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], \
+                     $7::text[], $8::integer[], $9::text[]) \
+                     AS f (event_id, commit_id, seq, stream_id, reason, error, failures, resolution) \
+                   ON CONFLICT (projection, event_id) DO UPDATE SET \
+                     attempts = least(d.attempts::bigint + excluded.attempts, 2147483647)::integer, \
+                     reason = excluded.reason, error = excluded.error, \
+                     last_failed_at = excluded.last_failed_at, \
+                     resolution = excluded.resolution, resolved_at = excluded.resolved_at) \
+                 UPDATE {s}.dead_letters d SET resolution = r.kind, resolved_at = now() \
+                 FROM unnest($10::uuid[], $11::text[]) AS r (event_id, kind) \
+                 WHERE d.projection = $1 AND d.event_id = r.event_id AND d.resolution IS NULL"
+            ),
+            // A page of projection $1's letters after position ($2, $3), at most $4, only of
+            // stream $5 unless it is NULL, each with its event (the columns `rows::event`
+            // decodes, then the letter's own): walks `dead_letters_position` in order.
+            dead_letters: dead_letters(&s, ""),
+            // The same, pending letters only: walks the partial index `dead_letters_pending`,
+            // past no resolved letter (a statement of its own, as a generic plan could not
+            // use the partial index for a parameter that says "pending only").
+            pending_dead_letters: dead_letters(&s, "AND d.resolution IS NULL"),
         }
     }
+}
+
+/// The listing of dead letters (see `Sql::dead_letters`), with the extra condition `only`.
+fn dead_letters(s: &str, only: &str) -> String {
+    format!(
+        "SELECT e.stream_id, {EVENT_FIELDS}, d.reason, d.error, d.attempts::bigint, \
+           d.first_failed_at, d.last_failed_at, d.resolution, d.resolved_at \
+         FROM {s}.dead_letters d JOIN {s}.events e ON e.event_id = d.event_id \
+         WHERE d.projection = $1 AND (d.commit_id, d.seq) > ($2, $3) {only} \
+           AND ($5::text IS NULL OR d.stream_id = $5::text) \
+         ORDER BY d.commit_id, d.seq LIMIT $4"
+    )
 }

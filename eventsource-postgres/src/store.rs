@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use eventsource_core::store::lock::{LocalLocks, lock_order};
-use eventsource_core::store::{input, snapshot_then_events};
+use eventsource_core::store::{
+    DeadLetter, DeadLetterChange, DeadLetterQuery, input, snapshot_then_events,
+};
 use eventsource_core::{
     Commit, EventId, EventStore, FoldEvent, FoldItem, LogPage, Position, ReadUntil, RecordedEvent,
     Snapshot, StoreError, StreamId, StreamLock, StreamWrite, Version,
@@ -26,7 +28,7 @@ use crate::rows::{self, Bound};
 use crate::schema::PgSchema;
 use crate::sql::Sql;
 use crate::wait::{Live, Polls};
-use crate::{meta, migrate, read_log, read_stream};
+use crate::{dead_letters, meta, migrate, read_log, read_stream};
 
 /// The PostgreSQL event store. Cheap to clone: clones share one pool.
 ///
@@ -345,5 +347,21 @@ impl EventStore for PgStore {
 
     async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
         meta::save_checkpoint(self.reader(), name, position).await
+    }
+
+    async fn write_dead_letters(
+        &self,
+        projection: &str,
+        changes: &[DeadLetterChange],
+    ) -> Result<(), StoreError> {
+        dead_letters::save(self.reader(), projection, changes).await
+    }
+
+    async fn dead_letters(
+        &self,
+        projection: &str,
+        query: &DeadLetterQuery,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        dead_letters::list(self.reader(), projection, query).await
     }
 }

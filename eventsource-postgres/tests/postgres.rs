@@ -11,6 +11,8 @@ mod appends;
 mod clusters;
 #[path = "postgres/connections.rs"]
 mod connections;
+#[path = "postgres/dead_letters.rs"]
+mod dead_letters;
 #[path = "postgres/faults.rs"]
 mod faults;
 #[path = "postgres/ordering.rs"]

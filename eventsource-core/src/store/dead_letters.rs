@@ -75,9 +75,8 @@ pub struct Resolution {
     pub at: DateTime<Utc>,
 }
 
-/// A dead letter as the store keeps it.
+/// A dead letter as the store keeps it. (Not `non_exhaustive`: every store builds them.)
 #[derive(Clone, Debug, PartialEq)]
-#[non_exhaustive]
 pub struct DeadLetter {
     /// The projection (instance) that passed the event by.
     pub projection: String,

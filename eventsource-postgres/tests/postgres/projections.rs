@@ -190,7 +190,7 @@ async fn a_spawned_runner_stopped_by_its_handler_reports_the_failed_event() {
                 version,
                 ..
             } => assert_eq!(
-                (*projection, stream.as_str(), version.get()),
+                (&**projection, stream.as_str(), version.get()),
                 ("sums", "s", 3)
             ),
             other => panic!("expected the handler's error, got {other:?}"),
@@ -273,7 +273,7 @@ async fn a_runner_that_lost_its_lease_gets_a_typed_error_and_writes_nothing() {
 
     append(6, 8).await;
     match first.catch_up().await {
-        Err(ProjectionError::LeaseLost { projection }) => assert_eq!(projection, "sums"),
+        Err(ProjectionError::LeaseLost { projection }) => assert_eq!(&*projection, "sums"),
         other => panic!("expected LeaseLost, got {other:?}"),
     }
     assert_eq!(

@@ -166,11 +166,11 @@ async fn running(
     let status = runner.status();
     if status.stopped {
         return Err(ProjectionError::Stopped {
-            projection: name,
+            projection: name.into(),
             cause: status.failed,
         });
     }
-    Ok(position)
+    Ok(position.checkpoint)
 }
 
 /// Resolves once the projection `name` run by `runner` has stopped, with why.
@@ -180,7 +180,7 @@ async fn stopped(name: &'static str, runner: &ProjectionHandle) -> (&'static str
     let error = match runner.wait_for(never, Duration::MAX).await {
         Err(error) => error,
         Ok(_) => ProjectionError::Stopped {
-            projection: name,
+            projection: name.into(),
             cause: None,
         },
     };
