@@ -13,6 +13,8 @@ mod clusters;
 mod connections;
 #[path = "postgres/dead_letters.rs"]
 mod dead_letters;
+#[path = "postgres/failure_policy.rs"]
+mod failure_policy;
 #[path = "postgres/faults.rs"]
 mod faults;
 #[path = "postgres/ordering.rs"]

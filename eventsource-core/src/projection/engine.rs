@@ -755,31 +755,37 @@ where
         Arc::new(self.pending.positions.keys().copied().collect())
     }
 
-    /// Answers a retry or a discard of dead letters, between batches; the status follows.
+    /// Answers a retry or a discard of dead letters, between batches. The status shows what
+    /// it changed before the caller hears back, so a `wait_for` after it sees its letters.
     async fn answer(
         &mut self,
         request: Control,
         status: &watch::Sender<ProjectionStatus>,
     ) -> Result<Flow, Halt> {
-        let result = match request {
+        match request {
             Control::Retry(select, ack) => {
                 let done = self.retry(&select).await;
+                self.publish_letters(status);
                 let (reply, flow) = split(done, self.lease_lost());
                 let _ = ack.send(reply);
                 flow
             }
             Control::Discard(select, ack) => {
                 let done = self.discard(&select).await;
+                self.publish_letters(status);
                 let (reply, flow) = split(done, self.lease_lost());
                 let _ = ack.send(reply);
                 flow
             }
-            Control::Rebuild(ack) => return self.rebuild_now(ack, status).await,
-            Control::Shutdown => return Ok(Flow::Stop),
-        };
+            Control::Rebuild(ack) => self.rebuild_now(ack, status).await,
+            Control::Shutdown => Ok(Flow::Stop),
+        }
+    }
+
+    /// Shows the pending letters in the status.
+    fn publish_letters(&self, status: &watch::Sender<ProjectionStatus>) {
         let positions = self.pending_positions();
         status.send_modify(|s| s.dead_letters = positions);
-        result
     }
 
     /// The pending letters `select` takes, in position order, a page after `after`.
@@ -907,9 +913,11 @@ where
     ) -> Result<Flow, Halt> {
         let result = self.reset().await;
         let checkpoint = self.checkpoint;
+        let positions = self.pending_positions();
         status.send_modify(|s| {
             s.checkpoint = checkpoint;
             s.caught_up = false;
+            s.dead_letters = positions;
         });
         match result {
             Ok(()) => {
