@@ -51,14 +51,15 @@ pub use event::{DomainEvent, EventSet, EventType, IntoEvents};
 pub use ids::{EventId, ExpectedVersion, ParsePositionError, Position, StreamId, Version};
 pub use metadata::Metadata;
 pub use projection::{
-    Handle, HandlerError, ListsEvent, Projection, ProjectionError, ProjectionHandle,
-    ProjectionRunner, ProjectionStatus,
+    DeadLetterSelect, FailurePolicy, Handle, HandlerError, ListsEvent, OnFailure, Projection,
+    ProjectionError, ProjectionHandle, ProjectionRunner, ProjectionStatus, Reached, Transient,
 };
 pub use registry::{EventRegistry, RegistryError};
 pub use repository::{At, CommandOptions, Executed, Loaded, Repository, RetryPolicy};
 pub use store::memory::InMemoryStore;
 pub use store::{
-    AnyStore, DynEventStore, EventStore, LogPage, ReadUntil, StreamLock, validate_writes,
+    AnyStore, DeadLetter, DeadLetterQuery, DynEventStore, EventStore, LogPage, ReadUntil,
+    StreamLock, validate_writes,
 };
 pub use subscription::subscribe;
 
