@@ -10,8 +10,15 @@ use crate::schema::PgSchema;
 use crate::xid::Xid8;
 
 /// The store's migrations: plain SQL files with unqualified names, run with `search_path` set
-/// to the store's schema.
-static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+/// to the store's schema. Migrations that a newer binary applied and this one does not know
+/// are let be: every migration only adds (a table, a column with a default, a function that
+/// keeps its signature), so a process of this version restarting during a rolling upgrade,
+/// after a newer one migrated the schema, starts and works beside it.
+fn migrator() -> Migrator {
+    let mut migrator = sqlx::migrate!("./migrations");
+    migrator.set_ignore_missing(true);
+    migrator
+}
 
 /// The advisory lock key that serialises store setup across processes (any schema).
 const SETUP_LOCK: i64 = 0x6576_656e_7473_7263; // "eventsrc"
@@ -73,7 +80,7 @@ async fn setup_locked(conn: &mut PgConnection, schema: &PgSchema) -> Result<(), 
         .execute(&mut *conn)
         .await
         .map_err(|e| backend("setting search_path", e))?;
-    MIGRATOR.run_direct(&mut *conn).await.map_err(|e| {
+    migrator().run_direct(&mut *conn).await.map_err(|e| {
         StoreError::Config(format!(
             "migrating schema `{schema}` failed: {e} (source: {:?})",
             std::error::Error::source(&e).map(|s| s.to_string())

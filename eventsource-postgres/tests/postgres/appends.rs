@@ -511,3 +511,28 @@ async fn hot_stream_writers_split_over_two_processes_all_commit_and_none_starves
         }
     }
 }
+
+/// During a rolling upgrade a newer binary migrates the schema first; a process of this
+/// version that restarts after it (a migration it does not know is recorded) starts, and
+/// works beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_store_starts_on_a_schema_a_newer_binary_migrated_further() {
+    let _horizon = crate::common::horizon_shared().await;
+    let store = common::fresh_store().await;
+    let schema = store.schema().as_str().to_owned();
+    let mut conn = common::raw().await;
+    sqlx::query(&format!(
+        "INSERT INTO \"{schema}\"._sqlx_migrations \
+           (version, description, success, checksum, execution_time) \
+         VALUES (9999, 'from a newer binary', true, '\\x00'::bytea, 0)"
+    ))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let restarted = common::same_schema(&store, &common::database_url()).await;
+    restarted
+        .append(vec![write("s", ExpectedVersion::NoStream, vec![event(1)])])
+        .await
+        .unwrap();
+    assert_eq!(versions(&store, "s").await, vec![1]);
+}
