@@ -371,3 +371,33 @@ pub async fn instances_named_at_run_time_keep_their_own_checkpoints_and_letters<
         ));
     }
 }
+
+/// An event that cannot be decoded (a corrupt payload of a listed type) goes through the
+/// same policy as a handler's error: under skip it is a dead letter naming why, and the
+/// stream's next event is handled.
+pub async fn an_undecodable_event_goes_through_the_failure_policy<S: EventStore>(store: S) {
+    use crate::envelope::NewEvent;
+    add(&store, "u", &[1]).await;
+    let corrupt = store
+        .append(vec![StreamWrite::new(
+            "u",
+            ExpectedVersion::Any,
+            vec![NewEvent::new("counter.added", 1, &b"{not json"[..])],
+        )])
+        .await
+        .expect("append");
+    add(&store, "u", &[2]).await;
+    let log = AddedLog::default();
+    let mut runner = ProjectionRunner::new(store.clone(), log.clone())
+        .on_failure(FailurePolicy::default().live(OnFailure::Skip));
+    runner.catch_up().await.expect("caught up");
+    assert_eq!(seen_of(&log, "u"), vec![1, 2]);
+    let letters = store
+        .dead_letters("conformance.added-log", &DeadLetterQuery::pending())
+        .await
+        .expect("letters");
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0].event.position, corrupt.position);
+    assert_eq!(letters[0].event.payload.as_ref(), b"{not json");
+    assert_eq!(letters[0].reason, DeadLetterReason::Failed);
+}
