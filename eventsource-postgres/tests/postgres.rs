@@ -11,8 +11,6 @@ mod appends;
 mod clusters;
 #[path = "postgres/connections.rs"]
 mod connections;
-#[path = "postgres/dead_letters.rs"]
-mod dead_letters;
 #[path = "postgres/failure_policy.rs"]
 mod failure_policy;
 #[path = "postgres/faults.rs"]

@@ -7,6 +7,7 @@
 #![forbid(dead_code)]
 
 mod appends;
+mod dead_letter_store;
 mod dead_letters;
 mod idempotency;
 mod input;
@@ -76,6 +77,15 @@ macro_rules! __conformance_cases {
                 events_are_found_by_id,
                 waiting_for_events_wakes_on_append,
                 concurrent_writers_and_a_live_subscriber_lose_nothing,
+            ],
+            dead_letter_store: [
+                a_failure_written_twice_is_one_letter_with_two_attempts,
+                a_resolved_letter_is_listed_only_with_resolved_ones,
+                a_failure_after_resolution_makes_the_letter_pending_again,
+                letters_are_paged_in_position_order_and_filtered_by_stream,
+                a_nul_in_an_error_is_refused_and_nothing_of_the_call_is_written,
+                the_letters_of_two_projections_are_separate,
+                one_call_with_the_same_event_many_times_applies_its_changes_in_order,
             ],
             dead_letters: [
                 a_poison_event_parks_its_stream_while_others_flow_and_a_retry_replays_it_in_order,

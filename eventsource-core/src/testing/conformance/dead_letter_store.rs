@@ -1,33 +1,33 @@
-//! Dead letters through the `EventStore` API: one letter per (projection, event id), how
+//! Dead letters through the store trait: one letter per (projection, event id), how
 //! resolutions and new failures change it, listing in position order, and input checks.
 
-use eventsource_core::store::{
+use crate::store::{
     DeadLetter, DeadLetterChange, DeadLetterQuery, DeadLetterReason, ResolutionKind,
 };
-use eventsource_core::{
+use crate::testing::fixtures::CounterEvent;
+use crate::{
     EventStore, ExpectedVersion, InMemoryStore, Position, ReadUntil, RecordedEvent, StoreError,
-    StreamId, Version,
+    StreamId, StreamWrite, Version,
 };
-use eventsource_postgres::PgStore;
 use futures::TryStreamExt;
 
-use crate::common::{self, event, write};
-
 /// Appends `n` events to `stream` and reads them back as stored.
-async fn recorded(store: &PgStore, stream: &str, n: u64) -> Vec<RecordedEvent> {
+async fn recorded<S: EventStore>(store: &S, stream: &str, n: u64) -> Vec<RecordedEvent> {
     store
-        .append(vec![write(
+        .append(vec![StreamWrite::new(
             stream,
             ExpectedVersion::Any,
-            (1..=n).map(event).collect(),
+            (1..=n as i64)
+                .map(|k| CounterEvent::Added(k).to_new_event())
+                .collect(),
         )])
         .await
-        .unwrap();
+        .expect("store");
     store
         .read_stream(&StreamId::new(stream), Version::FIRST, ReadUntil::End)
         .try_collect()
         .await
-        .unwrap()
+        .expect("store")
 }
 
 fn failed(event: &RecordedEvent, error: &str) -> DeadLetterChange {
@@ -49,26 +49,27 @@ fn positions(letters: &[DeadLetter]) -> Vec<Position> {
     letters.iter().map(|l| l.event.position).collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_failure_written_twice_is_one_letter_with_two_attempts() {
-    let _horizon = common::horizon_shared().await;
-    let store = common::fresh_store().await;
+/// A failure written twice (a batch handled again) is one letter with two attempts.
+pub async fn a_failure_written_twice_is_one_letter_with_two_attempts<S: EventStore>(store: S) {
     let events = recorded(&store, "s", 1).await;
     store
         .write_dead_letters("p", &[failed(&events[0], "first")])
         .await
-        .unwrap();
+        .expect("store");
     let parked = DeadLetterChange::Failed {
         event: events[0].clone(),
         reason: DeadLetterReason::Parked,
         error: "second".to_owned(),
     };
-    store.write_dead_letters("p", &[parked]).await.unwrap();
+    store
+        .write_dead_letters("p", &[parked])
+        .await
+        .expect("store");
 
     let letters = store
         .dead_letters("p", &DeadLetterQuery::pending())
         .await
-        .unwrap();
+        .expect("store");
     assert_eq!(letters.len(), 1);
     let letter = &letters[0];
     assert_eq!(letter.projection, "p");
@@ -80,34 +81,32 @@ async fn a_failure_written_twice_is_one_letter_with_two_attempts() {
     assert!(letter.is_pending());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_resolved_letter_is_listed_only_with_resolved_ones() {
-    let _horizon = common::horizon_shared().await;
-    let store = common::fresh_store().await;
+/// A resolved letter is kept, with how and when, but listed only when resolved ones are asked for.
+pub async fn a_resolved_letter_is_listed_only_with_resolved_ones<S: EventStore>(store: S) {
     let events = recorded(&store, "s", 2).await;
     store
         .write_dead_letters("p", &[failed(&events[0], "e0"), failed(&events[1], "e1")])
         .await
-        .unwrap();
+        .expect("store");
     store
         .write_dead_letters("p", &[resolved(&events[0], ResolutionKind::Discarded)])
         .await
-        .unwrap();
+        .expect("store");
     // A resolved letter is not resolved again.
     store
         .write_dead_letters("p", &[resolved(&events[0], ResolutionKind::Retried)])
         .await
-        .unwrap();
+        .expect("store");
 
     let pending = store
         .dead_letters("p", &DeadLetterQuery::pending())
         .await
-        .unwrap();
+        .expect("store");
     assert_eq!(positions(&pending), vec![events[1].position]);
     let all = store
         .dead_letters("p", &DeadLetterQuery::all())
         .await
-        .unwrap();
+        .expect("store");
     assert_eq!(
         positions(&all),
         vec![events[0].position, events[1].position]
@@ -119,33 +118,31 @@ async fn a_resolved_letter_is_listed_only_with_resolved_ones() {
     assert!(all[1].is_pending());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_failure_after_resolution_makes_the_letter_pending_again() {
-    let _horizon = common::horizon_shared().await;
-    let store = common::fresh_store().await;
+/// A failure after a resolution makes the letter pending again, one more attempt.
+pub async fn a_failure_after_resolution_makes_the_letter_pending_again<S: EventStore>(store: S) {
     let events = recorded(&store, "s", 2).await;
     store
         .write_dead_letters("p", &[failed(&events[0], "once")])
         .await
-        .unwrap();
+        .expect("store");
     store
         .write_dead_letters("p", &[resolved(&events[0], ResolutionKind::Retried)])
         .await
-        .unwrap();
+        .expect("store");
     // Resolving an event with no letter writes nothing.
     store
         .write_dead_letters("p", &[resolved(&events[1], ResolutionKind::Retried)])
         .await
-        .unwrap();
+        .expect("store");
     store
         .write_dead_letters("p", &[failed(&events[0], "again")])
         .await
-        .unwrap();
+        .expect("store");
 
     let all = store
         .dead_letters("p", &DeadLetterQuery::all())
         .await
-        .unwrap();
+        .expect("store");
     assert_eq!(all.len(), 1);
     assert!(all[0].is_pending());
     assert_eq!(all[0].attempts, 2);
@@ -154,23 +151,21 @@ async fn a_failure_after_resolution_makes_the_letter_pending_again() {
         store
             .dead_letters("p", &DeadLetterQuery::pending())
             .await
-            .unwrap()
+            .expect("store")
             .len(),
         1
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn letters_are_paged_in_position_order_and_filtered_by_stream() {
-    let _horizon = common::horizon_shared().await;
-    let store = common::fresh_store().await;
+/// Letters are listed in position order, a page after a position, and by stream.
+pub async fn letters_are_paged_in_position_order_and_filtered_by_stream<S: EventStore>(store: S) {
     let a = recorded(&store, "a", 3).await;
     let b = recorded(&store, "b", 2).await;
     // Written out of order, across two calls.
     store
         .write_dead_letters("p", &[failed(&b[1], "b2"), failed(&a[2], "a3")])
         .await
-        .unwrap();
+        .expect("store");
     store
         .write_dead_letters(
             "p",
@@ -181,7 +176,7 @@ async fn letters_are_paged_in_position_order_and_filtered_by_stream() {
             ],
         )
         .await
-        .unwrap();
+        .expect("store");
     let order: Vec<Position> = a.iter().chain(&b).map(|e| e.position).collect();
 
     let mut paged = Vec::new();
@@ -190,7 +185,7 @@ async fn letters_are_paged_in_position_order_and_filtered_by_stream() {
         let page = store
             .dead_letters("p", &DeadLetterQuery::pending().after(after).limit(2))
             .await
-            .unwrap();
+            .expect("store");
         assert!(page.len() <= 2);
         let Some(last) = page.last() else { break };
         after = last.event.position;
@@ -201,7 +196,7 @@ async fn letters_are_paged_in_position_order_and_filtered_by_stream() {
     let only_b = store
         .dead_letters("p", &DeadLetterQuery::all().stream(StreamId::new("b")))
         .await
-        .unwrap();
+        .expect("store");
     assert_eq!(positions(&only_b), vec![b[0].position, b[1].position]);
     assert!(only_b.iter().all(|l| l.event.stream.as_str() == "b"));
     let b_after_first = store
@@ -212,14 +207,14 @@ async fn letters_are_paged_in_position_order_and_filtered_by_stream() {
                 .after(b[0].position),
         )
         .await
-        .unwrap();
+        .expect("store");
     assert_eq!(positions(&b_after_first), vec![b[1].position]);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_nul_in_an_error_is_refused_and_nothing_of_the_call_is_written() {
-    let _horizon = common::horizon_shared().await;
-    let store = common::fresh_store().await;
+/// A NUL in an error text is refused, and nothing of the call is written.
+pub async fn a_nul_in_an_error_is_refused_and_nothing_of_the_call_is_written<S: EventStore>(
+    store: S,
+) {
     let events = recorded(&store, "s", 2).await;
     let err = store
         .write_dead_letters(
@@ -235,7 +230,7 @@ async fn a_nul_in_an_error_is_refused_and_nothing_of_the_call_is_written() {
     let all = store
         .dead_letters("p", &DeadLetterQuery::all())
         .await
-        .unwrap();
+        .expect("store");
     assert!(all.is_empty(), "nothing written: {all:?}");
     // The read's input is checked too.
     let err = store
@@ -245,28 +240,26 @@ async fn a_nul_in_an_error_is_refused_and_nothing_of_the_call_is_written() {
     assert!(matches!(err, StoreError::InvalidRequest(_)), "{err:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn the_letters_of_two_projections_are_separate() {
-    let _horizon = common::horizon_shared().await;
-    let store = common::fresh_store().await;
+/// The letters of two projections are separate.
+pub async fn the_letters_of_two_projections_are_separate<S: EventStore>(store: S) {
     let events = recorded(&store, "s", 2).await;
     store
         .write_dead_letters("p", &[failed(&events[0], "p0")])
         .await
-        .unwrap();
+        .expect("store");
     store
         .write_dead_letters("q", &[failed(&events[0], "q0"), failed(&events[1], "q1")])
         .await
-        .unwrap();
+        .expect("store");
     store
         .write_dead_letters("q", &[resolved(&events[0], ResolutionKind::Discarded)])
         .await
-        .unwrap();
+        .expect("store");
 
     let p = store
         .dead_letters("p", &DeadLetterQuery::all())
         .await
-        .unwrap();
+        .expect("store");
     assert_eq!(positions(&p), vec![events[0].position]);
     assert_eq!((p[0].attempts, p[0].error.as_str()), (1, "p0"));
     assert!(p[0].is_pending());
@@ -274,14 +267,14 @@ async fn the_letters_of_two_projections_are_separate() {
     let q = store
         .dead_letters("q", &DeadLetterQuery::pending())
         .await
-        .unwrap();
+        .expect("store");
     assert_eq!(positions(&q), vec![events[1].position]);
     assert!(q.iter().all(|l| l.projection == "q"));
     assert!(
         store
             .dead_letters("r", &DeadLetterQuery::all())
             .await
-            .unwrap()
+            .expect("store")
             .is_empty()
     );
 }
@@ -305,10 +298,10 @@ fn summary(l: &DeadLetter) -> Summary {
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn one_call_with_the_same_event_many_times_applies_its_changes_in_order() {
-    let _horizon = common::horizon_shared().await;
-    let store = common::fresh_store().await;
+/// One call with the same event many times applies its changes in order, as the in-memory store does.
+pub async fn one_call_with_the_same_event_many_times_applies_its_changes_in_order<S: EventStore>(
+    store: S,
+) {
     let memory = InMemoryStore::new();
     let e = recorded(&store, "s", 4).await;
     let calls = vec![
@@ -336,16 +329,19 @@ async fn one_call_with_the_same_event_many_times_applies_its_changes_in_order() 
         vec![],
     ];
     for changes in &calls {
-        store.write_dead_letters("p", changes).await.unwrap();
-        memory.write_dead_letters("p", changes).await.unwrap();
+        store.write_dead_letters("p", changes).await.expect("store");
+        memory
+            .write_dead_letters("p", changes)
+            .await
+            .expect("store");
         let pg = store
             .dead_letters("p", &DeadLetterQuery::all())
             .await
-            .unwrap();
+            .expect("store");
         let mem = memory
             .dead_letters("p", &DeadLetterQuery::all())
             .await
-            .unwrap();
+            .expect("store");
         assert_eq!(
             pg.iter().map(summary).collect::<Vec<_>>(),
             mem.iter().map(summary).collect::<Vec<_>>(),
