@@ -23,6 +23,8 @@ use tokio_tungstenite::tungstenite::Message;
 /// A running server: its address, and the switch that stops it.
 struct Server {
     address: String,
+    /// The service: its shop is what an operator reaches beside the routes.
+    api: Arc<OrdersApi>,
     http: reqwest::Client,
     stop: Option<oneshot::Sender<()>>,
 }
@@ -34,11 +36,12 @@ impl Server {
         let address = listener.local_addr().unwrap().to_string();
         let api = Arc::new(OrdersApi::new(shop, Duration::from_secs(10)));
         let (stop, stopped) = oneshot::channel::<()>();
-        tokio::spawn(api.serve(listener, async {
+        tokio::spawn(Arc::clone(&api).serve(listener, async {
             let _ = stopped.await;
         }));
         Self {
             address,
+            api,
             http: reqwest::Client::new(),
             stop: Some(stop),
         }
@@ -657,50 +660,97 @@ async fn a_line_whose_total_would_overflow_is_refused_and_the_shop_keeps_serving
 }
 
 #[tokio::test]
-async fn an_event_whose_amounts_overflow_in_the_log_stops_its_read_model_visibly_on_the_in_memory_store()
+async fn an_event_whose_amounts_overflow_in_the_log_is_dead_lettered_and_retried_once_fixed_on_the_in_memory_store()
  {
     a_poisoned_log_is_served(common::in_memory()).await;
 }
 
 #[tokio::test]
-async fn an_event_whose_amounts_overflow_in_the_log_stops_its_read_model_visibly_on_postgres() {
+async fn an_event_whose_amounts_overflow_in_the_log_is_dead_lettered_and_retried_once_fixed_on_postgres()
+ {
     a_poisoned_log_is_served(common::postgres("orders_http_poisoned").await).await;
 }
 
+/// The pending dead letters of read model `name`, as the service lists them.
+async fn letters(server: &Server, name: &str) -> Vec<Value> {
+    let (status, listed) = server
+        .get(&format!("/read-models/{name}/dead-letters"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{listed}");
+    assert_eq!(listed["read_model"], name, "{listed}");
+    listed["dead_letters"].as_array().unwrap().clone()
+}
+
 /// An order whose line's total overflows is written straight into the store, as a version of
-/// the shop without the rule (or a hand) could have: no decision ever sees it. The service
-/// starts anyway, at every start, and says what it cannot answer and why.
+/// the shop without the rule (or a hand) could have: no decision ever sees it; then a later
+/// event of that order. The service starts anyway, at every start, and answers: the read model
+/// parks the line in its dead letters, and the order's later event behind it, and goes on with
+/// the other orders. A retry fails until the fix is deployed; then it applies both.
 async fn a_poisoned_log_is_served(store: AnyStore) {
     let ada = unique("ada");
     let poisoned = uuid::Uuid::new_v4().to_string();
     let event = |event_type: &str, payload: Value| {
         NewEvent::new(event_type, 1, serde_json::to_vec(&payload).unwrap())
     };
+    let gold = event(
+        "order.line_added",
+        json!({ "sku": "gold", "quantity": u32::MAX, "unit_price_cents": i64::MAX }),
+    );
+    let submitted = event("order.submitted", json!({ "total_cents": 0 }));
+    let (gold_id, submitted_id) = (gold.id.to_string(), submitted.id.to_string());
     store
         .append(vec![StreamWrite::new(
             Order::stream_id(&poisoned),
             ExpectedVersion::NoStream,
             vec![
                 event("order.placed", json!({ "customer": ada })),
-                event(
-                    "order.line_added",
-                    json!({ "sku": "gold", "quantity": u32::MAX, "unit_price_cents": i64::MAX }),
-                ),
+                gold,
+                submitted,
             ],
         )])
         .await
         .unwrap();
 
-    for _start in 0..2 {
+    for start in 0..2 {
         let server = Server::start(store.clone()).await;
 
-        // Commands and the read model the event does not concern go on.
-        let (status, placed) = server.post("/orders", json!({ "customer": ada })).await;
-        assert_eq!(status, StatusCode::CREATED, "{placed}");
+        // Commands, and both read models, go on.
+        let healthy = server.place(&ada).await;
+        let (status, added) = server
+            .post(
+                &format!("/orders/{healthy}/lines"),
+                json!({ "sku": "tea", "quantity": 2, "unit_price_cents": 450 }),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{added}");
         let (status, revenue) = server
-            .get(&format!("/revenue?after={}", position(&placed)))
+            .get(&format!("/revenue?after={}", position(&added)))
             .await;
         assert_eq!(status, StatusCode::OK, "{revenue}");
+        let (status, read) = server
+            .get(&format!(
+                "/customers/{ada}/orders?after={}",
+                position(&added)
+            ))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{read}");
+        let orders = read["orders"].as_array().unwrap();
+        // One healthy order per start so far, and the poisoned one as it was before its line:
+        // placed, no line, not submitted.
+        assert_eq!(orders.len(), start + 2, "{read}");
+        let row = |id: &str| orders.iter().find(|o| o["order_id"] == id).unwrap().clone();
+        let ok = row(&healthy);
+        assert_eq!(
+            (&ok["total_cents"], &ok["total_overflowed"], &ok["version"]),
+            (&json!(900), &json!(false), &json!(2)),
+            "{ok}"
+        );
+        let before = row(&poisoned);
+        assert_eq!(
+            (&before["status"], &before["lines"], &before["version"]),
+            (&json!("open"), &json!({}), &json!(1)),
+            "{before}"
+        );
 
         // The poisoned order answers JSON errors, never a closed connection.
         let (status, error) = server.get(&format!("/orders/{poisoned}")).await;
@@ -709,75 +759,263 @@ async fn a_poisoned_log_is_served(store: AnyStore) {
             (StatusCode::INTERNAL_SERVER_ERROR, Some("corrupt_order")),
             "{error}"
         );
-        let (status, error) = server
-            .post(&format!("/orders/{poisoned}/submit"), json!({}))
-            .await;
+
+        // The dead letters say what the read model passed by, and why; the store keeps them
+        // across starts (each start's rebuild meets the line again: one attempt more).
+        let listed = letters(&server, "orders_by_customer").await;
+        assert_eq!(listed.len(), 2, "{listed:?}");
+        let (line, parked) = (&listed[0], &listed[1]);
         assert_eq!(
-            (status, error["error"].as_str()),
-            (StatusCode::INTERNAL_SERVER_ERROR, Some("corrupt_order")),
-            "{error}"
+            (
+                line["event_id"].as_str(),
+                line["event_type"].as_str(),
+                line["reason"].as_str(),
+                line["stream"].as_str(),
+                line["version"].as_u64(),
+            ),
+            (
+                Some(gold_id.as_str()),
+                Some("order.line_added"),
+                Some("failed"),
+                Some(format!("order-{poisoned}").as_str()),
+                Some(2)
+            ),
+            "{line}"
+        );
+        assert!(
+            line["error"].as_str().unwrap().contains("overflows"),
+            "{line}"
+        );
+        assert!(line["attempts"].as_u64().unwrap() > start as u64, "{line}");
+        assert!(
+            line["position"]
+                .as_str()
+                .unwrap()
+                .parse::<Position>()
+                .is_ok()
+        );
+        for time in ["first_failed_at", "last_failed_at"] {
+            let time = line[time].as_str().unwrap();
+            assert!(chrono::DateTime::parse_from_rfc3339(time).is_ok(), "{time}");
+        }
+        assert_eq!(
+            (
+                parked["event_id"].as_str(),
+                parked["reason"].as_str(),
+                parked["version"].as_u64()
+            ),
+            (Some(submitted_id.as_str()), Some("parked"), Some(3)),
+            "{parked}"
+        );
+        assert_eq!(
+            letters(&server, "revenue_per_day").await,
+            Vec::<Value>::new()
         );
 
-        // The read model it stopped says so, and why, with or without `after`.
-        for query in [
-            format!("/customers/{ada}/orders"),
-            format!("/customers/{ada}/orders?after={}", position(&placed)),
-        ] {
-            let (status, error) = server.get(&query).await;
-            assert_eq!(
-                (status, error["error"].as_str()),
-                (StatusCode::SERVICE_UNAVAILABLE, Some("read_model_stopped")),
-                "{query}: {error}"
-            );
-            let message = error["message"].as_str().unwrap();
-            for names in ["orders_by_customer", "order.line_added", "overflow"] {
-                assert!(message.contains(names), "{query}: {message}");
-            }
+        // Retried before the fix, the line fails again; its stream's later letter waits.
+        let (status, retried) = server
+            .post(
+                "/read-models/orders_by_customer/dead-letters/retry",
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{retried}");
+        assert_eq!(
+            retried,
+            json!({ "handled": [], "failed": [gold_id] }),
+            "{retried}"
+        );
+        assert_eq!(letters(&server, "orders_by_customer").await.len(), 2);
+
+        if start == 0 {
+            // Not fixed yet: the next start finds the letters again.
+            continue;
         }
 
-        // A subscriber is told it will get no more of that read model's changes.
+        // The fix is deployed: a retry applies the line, clamped and flagged, and the event
+        // parked behind it, in order; a subscriber is pushed the row.
         let mut changes = server.changes().await;
-        let stopped = next_json(&mut changes).await;
-        assert_eq!(stopped["read_model"], "orders_by_customer", "{stopped}");
-        assert!(
-            stopped["stopped"].as_str().unwrap().contains("overflow"),
-            "{stopped}"
+        server.api.shop().saturate_totals();
+        let (status, retried) = server
+            .post(
+                "/read-models/orders_by_customer/dead-letters/retry",
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{retried}");
+        assert_eq!(
+            retried,
+            json!({ "handled": [gold_id, submitted_id], "failed": [] }),
+            "{retried}"
+        );
+        let pushed = loop {
+            let change = next_json(&mut changes).await;
+            if change["order"]["order_id"] == poisoned.as_str() && change["order"]["version"] == 3 {
+                break change;
+            }
+        };
+        assert_eq!(pushed["order"]["total_overflowed"], true, "{pushed}");
+        assert_eq!(
+            letters(&server, "orders_by_customer").await,
+            Vec::<Value>::new()
+        );
+
+        let (status, read) = server.get(&format!("/customers/{ada}/orders")).await;
+        assert_eq!(status, StatusCode::OK, "{read}");
+        let after = read["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["order_id"] == poisoned.as_str())
+            .unwrap()
+            .clone();
+        assert_eq!(
+            after,
+            json!({
+                "order_id": poisoned,
+                "customer": ada,
+                "status": "submitted",
+                "total_cents": i64::MAX,
+                "lines": { "gold": i64::MAX },
+                "total_overflowed": true,
+                "version": 3,
+            })
         );
     }
 }
 
 #[tokio::test]
-async fn a_read_model_that_stops_while_a_subscriber_listens_says_so() {
+async fn an_undecodable_event_is_dead_lettered_by_both_read_models_and_discarded() {
     let store = common::in_memory();
     let server = Server::start(store.clone()).await;
     let mut changes = server.changes().await;
-    // A payment whose amount is not a number: no decision writes it, its handler cannot
+    // A payment whose amount is not a number: no decision writes it, its handlers cannot
     // read it.
+    let by_hand = unique("by-hand");
     let paid = NewEvent::new("order.paid", 1, br#"{"amount_cents":"lots"}"#.to_vec());
-    store
+    let paid_id = paid.id.to_string();
+    let commit = store
         .append(vec![StreamWrite::new(
-            Order::stream_id("by-hand"),
+            Order::stream_id(&by_hand),
             ExpectedVersion::NoStream,
             vec![paid],
         )])
         .await
         .unwrap();
-    // Both read models take payments: both stop on it, and each says so, once.
-    let mut stopped = Vec::new();
-    while stopped.len() < 2 {
-        let message = next_json(&mut changes).await;
-        if message.get("stopped").is_some() {
-            stopped.push(message["read_model"].as_str().unwrap().to_owned());
-        }
+
+    // Both read models take payments: both pass it by and go on answering.
+    let (status, revenue) = server
+        .get(&format!("/revenue?after={}", commit.position))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{revenue}");
+    assert_eq!(revenue["revenue_cents_by_day"], json!({}), "{revenue}");
+    let (status, read) = server
+        .get(&format!(
+            "/customers/nobody/orders?after={}",
+            commit.position
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{read}");
+    for name in ["orders_by_customer", "revenue_per_day"] {
+        let listed = letters(&server, name).await;
+        assert_eq!(listed.len(), 1, "{name}: {listed:?}");
+        let letter = &listed[0];
+        assert_eq!(
+            (
+                letter["event_id"].as_str(),
+                letter["event_type"].as_str(),
+                letter["reason"].as_str(),
+                letter["position"].as_str(),
+                letter["attempts"].as_u64(),
+            ),
+            (
+                Some(paid_id.as_str()),
+                Some("order.paid"),
+                Some("failed"),
+                Some(commit.position.to_string().as_str()),
+                Some(1)
+            ),
+            "{name}: {letter}"
+        );
+        assert!(!letter["error"].as_str().unwrap().is_empty(), "{letter}");
     }
-    stopped.sort();
-    assert_eq!(stopped, ["orders_by_customer", "revenue_per_day"]);
-    let (status, error) = server.get("/revenue").await;
+
+    // Nothing to fix there: an operator discards it, in each read model.
+    for name in ["orders_by_customer", "revenue_per_day"] {
+        let (status, discarded) = server
+            .post(
+                &format!("/read-models/{name}/dead-letters/discard"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(
+            (status, discarded),
+            (StatusCode::OK, json!({ "discarded": 1 })),
+            "{name}"
+        );
+        assert_eq!(letters(&server, name).await, Vec::<Value>::new(), "{name}");
+        let (status, retried) = server
+            .post(
+                &format!("/read-models/{name}/dead-letters/retry"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(
+            (status, retried),
+            (StatusCode::OK, json!({ "handled": [], "failed": [] })),
+            "{name}"
+        );
+    }
+
+    // Neither read model stopped: a subscriber listening all along is told no stop, and is
+    // pushed the next change.
+    let lea = unique("lea");
+    server.place(&lea).await;
+    let next = next_json(&mut changes).await;
+    assert_eq!(
+        (
+            next["read_model"].as_str(),
+            next["order"]["customer"].as_str()
+        ),
+        (Some("orders_by_customer"), Some(lea.as_str())),
+        "{next}"
+    );
+}
+
+#[tokio::test]
+async fn the_dead_letters_of_a_read_model_the_shop_does_not_have_are_not_found() {
+    let server = Server::start(common::in_memory()).await;
+    let (status, error) = server.get("/read-models/nope/dead-letters").await;
     assert_eq!(
         (status, error["error"].as_str()),
-        (StatusCode::SERVICE_UNAVAILABLE, Some("read_model_stopped")),
+        (StatusCode::NOT_FOUND, Some("no_such_read_model")),
         "{error}"
     );
+    assert!(
+        error["message"].as_str().unwrap().contains("nope"),
+        "{error}"
+    );
+    for action in ["retry", "discard"] {
+        let (status, error) = server
+            .post(
+                &format!("/read-models/nope/dead-letters/{action}"),
+                json!({}),
+            )
+            .await;
+        assert_eq!(
+            (status, error["error"].as_str()),
+            (StatusCode::NOT_FOUND, Some("no_such_read_model")),
+            "{action}: {error}"
+        );
+    }
+    // The route takes the methods it lists, like the others.
+    let response = server
+        .http
+        .delete(server.url("/read-models/orders_by_customer/dead-letters"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
 }
 
 // --- idempotency keys -----------------------------------------------------------------------

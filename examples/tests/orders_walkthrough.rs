@@ -54,6 +54,29 @@ async fn walk(store: AnyStore) -> Result<(), OrdersWalkthroughError> {
     assert_eq!(tour.pushed_changes, 15);
     assert!(tour.last_position > eventsource_core::Position::ZERO);
     assert!(tour.to_string().contains("reading your own writes"));
+
+    // The line an older release stored: dead-lettered, then, the fix deployed, retried.
+    let letter = &tour.dead_letter;
+    assert_eq!(
+        (
+            letter.event.event_type.as_str(),
+            letter.event.version.get(),
+            letter.reason.as_str()
+        ),
+        ("order.line_added", 2, "failed")
+    );
+    assert!(letter.error.contains("overflows"), "{}", letter.error);
+    let repaired = &tour.repaired;
+    assert_eq!(
+        (
+            repaired.total_cents,
+            repaired.total_overflowed,
+            repaired.version.get()
+        ),
+        (i64::MAX, true, 2)
+    );
+    assert_eq!(tour.letters_left, 0);
+    assert!(tour.to_string().contains("dead letters"));
     shop.shutdown().await?;
     Ok(())
 }

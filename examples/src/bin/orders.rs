@@ -16,6 +16,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
         )
+        // Logs (a read model passing an event by into its dead letters, say) go to stderr:
+        // stdout is the tour.
+        .with_writer(std::io::stderr)
         .init();
     let address = std::env::args()
         .nth(1)
@@ -26,8 +29,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     println!("A shop, event-sourced. Store: {}.", chosen.description);
     match run_walkthrough(&shop).await {
         Ok(tour) => print!("{tour}"),
-        // A read model stopped on an event in the log, say: the service still serves what it
-        // can, and its answers say what it cannot and why.
+        // A read model stopped (a handler's panic, a store failure), say: the service still
+        // serves what it can, and its answers say what it cannot and why.
         Err(e) => println!(
             "\nThe tour stopped: {}. Serving anyway.",
             eventsource_examples::errors::error_chain(&e)
@@ -44,6 +47,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         "  curl -s -XPOST {base}/orders/<order_id>/lines -H 'content-type: application/json' -d '{{\"sku\":\"tea\",\"quantity\":2,\"unit_price_cents\":450}}'"
     );
     println!("  curl -s '{base}/customers/ada/orders?after=<position from the answer>'");
+    println!(
+        "  curl -s {base}/read-models/orders_by_customer/dead-letters   # events a read model passed by"
+    );
     println!(
         "  cargo run -p eventsource-examples --bin watch -- ws://{address}/changes   # read-model changes, live"
     );

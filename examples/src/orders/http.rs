@@ -11,6 +11,18 @@
 //! | `GET /customers/{customer}/orders?after=<position>` | read model: a customer's orders |
 //! | `GET /revenue?after=<position>` | read model: revenue per day |
 //! | `GET /changes` (WebSocket) | every read-model change, as JSON, as it is applied |
+//! | `GET /read-models/{name}/dead-letters` | the events read model `name` passed by, pending |
+//! | `POST /read-models/{name}/dead-letters/retry` | hands them to its handler again (after a fix) |
+//! | `POST /read-models/{name}/dead-letters/discard` | gives up on them |
+//!
+//! A read model (`orders_by_customer`, `revenue_per_day`) that fails on an event (one it cannot
+//! decode, or whose amounts do not add up) does not stop: it parks the event in its dead
+//! letters, with the later events of that order, and goes on with the other orders. The
+//! dead-letter list answers `{"read_model", "dead_letters": [{"event_id", "stream", "version",
+//! "position", "event_type", "reason", "error", "attempts", "first_failed_at",
+//! "last_failed_at"}]}` (`reason`: `failed`, or `parked` behind an earlier letter of its
+//! stream); a retry answers `{"handled": [<event id>...], "failed": [...]}`, a discard
+//! `{"discarded": <count>}`.
 //!
 //! Every command answers `{"order_id", "version", "position"}`: the order's new version and
 //! the global position of the commit, printed `"commit.sequence"`. A client that passes that
@@ -21,11 +33,12 @@
 //! and a key already used for another request (another order, command or body) answers `422`.
 //!
 //! Errors are JSON, `{"error": "<code>", "message": "..."}`, unknown routes and methods
-//! included: `404` unknown order or route, `405` a method the route does not have, `400`
+//! included: `404` unknown order, read model or route, `405` a method the route does not have, `400`
 //! malformed body, path or position, `415` a body that is not `application/json`, `422` a value
 //! no order can hold or a reused idempotency key, `409` a shop rule refused the command or it
 //! kept conflicting with concurrent writers, `500` an order whose stored history does not add
-//! up, `503` the read model did not catch up in time or has stopped.
+//! up, `503` the read model did not catch up in time or has stopped (a handler's panic, a store
+//! failure).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,7 +64,7 @@ use uuid::Uuid;
 use super::commands::OrderError;
 use super::model::{Order, OrderEvent};
 use super::read_models::{OrderSummary, ReadModelChange};
-use super::shop::Shop;
+use super::shop::{ReadModel, Shop, UnknownReadModel};
 use crate::request::Request;
 
 /// How long a query waits for its read model to reach the position it was given.
@@ -70,6 +83,11 @@ impl OrdersApi {
         Self { shop, catch_up }
     }
 
+    /// The shop served: what an operator reaches beside the routes (to deploy a fix, say).
+    pub fn shop(&self) -> &Shop {
+        &self.shop
+    }
+
     /// The routes.
     pub fn router(self: Arc<Self>) -> Router {
         Router::new()
@@ -84,6 +102,15 @@ impl OrdersApi {
             .route("/customers/{customer}/orders", get(orders_of))
             .route("/revenue", get(revenue))
             .route("/changes", get(changes))
+            .route("/read-models/{name}/dead-letters", get(dead_letters))
+            .route(
+                "/read-models/{name}/dead-letters/retry",
+                post(retry_dead_letters),
+            )
+            .route(
+                "/read-models/{name}/dead-letters/discard",
+                post(discard_dead_letters),
+            )
             // After the routes: it applies to those registered before it.
             .method_not_allowed_fallback(method_not_allowed)
             .fallback(no_such_route)
@@ -449,6 +476,105 @@ async fn revenue(
     }))
 }
 
+/// A read model's name in a path: one the shop does not have answers `404`.
+struct ReadModelName(ReadModel);
+
+impl<S: Send + Sync> FromRequestParts<S> for ReadModelName {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Segment(name) = Segment::from_request_parts(parts, state).await?;
+        Ok(Self(name.parse()?))
+    }
+}
+
+/// One dead letter, as `GET /read-models/{name}/dead-letters` lists it.
+#[derive(Debug, Serialize)]
+struct DeadLetterJson {
+    event_id: String,
+    stream: String,
+    version: u64,
+    position: String,
+    event_type: String,
+    reason: &'static str,
+    error: String,
+    attempts: u32,
+    first_failed_at: chrono::DateTime<chrono::Utc>,
+    last_failed_at: chrono::DateTime<chrono::Utc>,
+}
+
+impl From<eventsource_core::store::DeadLetter> for DeadLetterJson {
+    fn from(letter: eventsource_core::store::DeadLetter) -> Self {
+        let event = letter.event;
+        Self {
+            event_id: event.id.to_string(),
+            stream: event.stream.to_string(),
+            version: event.version.get(),
+            position: event.position.to_string(),
+            event_type: event.event_type,
+            reason: letter.reason.as_str(),
+            error: letter.error,
+            attempts: letter.attempts,
+            first_failed_at: letter.first_failed_at,
+            last_failed_at: letter.last_failed_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct DeadLetters {
+    read_model: &'static str,
+    dead_letters: Vec<DeadLetterJson>,
+}
+
+async fn dead_letters(
+    State(api): Api,
+    ReadModelName(read_model): ReadModelName,
+) -> Result<Json<DeadLetters>, ApiError> {
+    let letters = api
+        .shop
+        .dead_letters(read_model)
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(Json(DeadLetters {
+        read_model: read_model.name(),
+        dead_letters: letters.into_iter().map(DeadLetterJson::from).collect(),
+    }))
+}
+
+/// What `POST /read-models/{name}/dead-letters/retry` answers: the event ids of the letters
+/// handled (resolved) and of those that failed again (still pending).
+#[derive(Debug, Serialize)]
+struct RetriedJson {
+    handled: Vec<String>,
+    failed: Vec<String>,
+}
+
+async fn retry_dead_letters(
+    State(api): Api,
+    ReadModelName(read_model): ReadModelName,
+) -> Result<Json<RetriedJson>, ApiError> {
+    let retried = api.shop.retry_dead_letters(read_model).await?;
+    let ids = |ids: Vec<eventsource_core::EventId>| ids.iter().map(ToString::to_string).collect();
+    Ok(Json(RetriedJson {
+        handled: ids(retried.handled),
+        failed: ids(retried.failed),
+    }))
+}
+
+#[derive(Debug, Serialize)]
+struct Discarded {
+    discarded: usize,
+}
+
+async fn discard_dead_letters(
+    State(api): Api,
+    ReadModelName(read_model): ReadModelName,
+) -> Result<Json<Discarded>, ApiError> {
+    let discarded = api.shop.discard_dead_letters(read_model).await?;
+    Ok(Json(Discarded { discarded }))
+}
+
 /// `GET /changes`: upgrades to a WebSocket that receives every read-model change as a JSON
 /// text message. The subscription starts before the upgrade answers, so a client that has
 /// its socket open sees every change caused by a command it sends afterwards. A read model
@@ -648,6 +774,13 @@ impl From<ProjectionError> for ApiError {
                 code: "not_caught_up",
                 message: e.to_string(),
             },
+            // A retry or a discard asked of a runner that does not run the projection now
+            // (it is waiting out a fault): later, it will.
+            e @ ProjectionError::NotLeading { .. } => Self {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                code: "not_leading",
+                message: e.to_string(),
+            },
             // Says why: the cause (the event it stopped on) is the part a reader needs.
             e @ ProjectionError::Stopped { .. } => Self {
                 status: StatusCode::SERVICE_UNAVAILABLE,
@@ -658,6 +791,16 @@ impl From<ProjectionError> for ApiError {
                 ),
             },
             e => Self::internal(e),
+        }
+    }
+}
+
+impl From<UnknownReadModel> for ApiError {
+    fn from(e: UnknownReadModel) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            code: "no_such_read_model",
+            message: e.to_string(),
         }
     }
 }

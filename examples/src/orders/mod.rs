@@ -3,7 +3,7 @@
 //! - [`model`]: the events and the order aggregate;
 //! - [`commands`]: the shop's rules (no changes after submit, no shipping before payment, ...);
 //! - [`read_models`]: orders by customer, revenue per day, and the channel of their changes;
-//! - [`shop`]: the repository and the read models together;
+//! - [`shop`]: the repository and the read models together, their dead letters included;
 //! - [`http`]: the axum service the `orders` binary runs;
 //! - [`walkthrough`]: the tour the binary prints before it starts serving.
 
@@ -23,7 +23,7 @@ pub use model::{
 pub use read_models::{
     Changes, OrderSummary, OrdersByCustomer, ReadModelChange, ReadModelError, RevenuePerDay,
 };
-pub use shop::{AsOf, Shop};
+pub use shop::{AsOf, ReadModel, Shop, UnknownReadModel};
 pub use walkthrough::{OrdersWalkthrough, run_walkthrough};
 
 use eventsource_core::StreamId;

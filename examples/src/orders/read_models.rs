@@ -3,11 +3,17 @@
 //! WebSocket clients.
 //!
 //! Their arithmetic is checked: an event whose amounts do not add up (one the shop's rules
-//! refuse, written by hand or before those rules) fails its handler with a [`ReadModelError`],
-//! which stops the projection on it, named in the runner's status.
+//! refuse, written by hand or before those rules) fails its handler with a [`ReadModelError`]
+//! and changes nothing. The shop runs them under a failure policy that parks such an event in
+//! the projection's dead letters, with the later events of its stream, while the read model
+//! goes on with the other streams (see [`crate::projections::start_in_memory`]); an operator
+//! lists the letters, deploys a fix ([`OrdersByCustomer::saturate_totals`] stands in for one),
+//! and retries them. A runner left to its default policy stops on the event instead, its
+//! checkpoint before it, the event named in its status.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::NaiveDate;
 use eventsource_core::prelude::*;
@@ -42,8 +48,9 @@ pub enum ReadModelChange {
     },
 }
 
-/// Why a read model could not apply an event. The projection stops on it, its checkpoint
-/// before the event, and its status names the event.
+/// Why a read model could not apply an event: the runner's failure policy decides what
+/// follows (the shop's parks the event in the projection's dead letters; the default stops the
+/// projection, its checkpoint before the event, its status naming the event).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReadModelError {
@@ -91,12 +98,25 @@ pub struct OrderSummary {
     pub customer: String,
     /// Where the order is.
     pub status: OrderStatus,
-    /// What the lines add up to, in cents.
+    /// What the lines add up to, in cents (at most `i64::MAX`: see `total_overflowed`).
     pub total_cents: i64,
     /// The line subtotals, by product, in cents.
     pub lines: BTreeMap<String, i64>,
+    /// Whether a line's subtotal or the order's total overflowed and was clamped to
+    /// `i64::MAX` (only once [`OrdersByCustomer::saturate_totals`] is set; before, such an
+    /// event fails): then `total_cents` and that line are not the true amounts, only a
+    /// bound below them.
+    pub total_overflowed: bool,
     /// The version of the order's stream this row reflects.
     pub version: Version,
+}
+
+/// A row of `orders_by_customer` as the read model keeps it: the summary it shows, and which
+/// of its lines were clamped (to tell the row's flag when a line is replaced or removed).
+#[derive(Debug, Clone)]
+struct Row {
+    summary: OrderSummary,
+    clamped_lines: BTreeSet<String>,
 }
 
 /// The `orders_by_customer` read model. Cloning it shares the data.
@@ -115,7 +135,9 @@ pub struct OrderSummary {
     )
 )]
 pub struct OrdersByCustomer {
-    orders: Arc<Mutex<BTreeMap<String, OrderSummary>>>,
+    orders: Arc<Mutex<BTreeMap<String, Row>>>,
+    /// Set by [`OrdersByCustomer::saturate_totals`]; shared by the clones.
+    saturate: Arc<AtomicBool>,
     changes: Changes,
 }
 
@@ -124,6 +146,7 @@ impl OrdersByCustomer {
     pub fn new(changes: Changes) -> Self {
         Self {
             orders: Arc::default(),
+            saturate: Arc::default(),
             changes,
         }
     }
@@ -133,9 +156,25 @@ impl OrdersByCustomer {
         let orders = self.orders.lock();
         orders
             .values()
-            .filter(|o| o.customer == customer)
-            .cloned()
+            .filter(|row| row.summary.customer == customer)
+            .map(|row| row.summary.clone())
             .collect()
+    }
+
+    /// Stands in for deploying a fixed handler, the fix for events whose amounts overflow:
+    /// from now on (for this read model and its clones, the runner's included), a line's
+    /// subtotal or an order's total that does not fit in an `i64` is clamped to `i64::MAX`
+    /// and its row flagged ([`OrderSummary::total_overflowed`]), instead of failing the
+    /// event. The events that failed before are not changed by it: retry their dead letters
+    /// ([`ProjectionHandle::retry_dead_letters`](eventsource_core::ProjectionHandle::retry_dead_letters))
+    /// to apply them with the fix.
+    pub fn saturate_totals(&self) {
+        self.saturate.store(true, Ordering::Release);
+    }
+
+    /// Whether [`OrdersByCustomer::saturate_totals`] was called.
+    pub fn saturates_totals(&self) -> bool {
+        self.saturate.load(Ordering::Acquire)
     }
 
     /// Forgets everything: the derive's `reset` hook, called before a rebuild replays the log.
@@ -145,40 +184,63 @@ impl OrdersByCustomer {
     }
 
     /// Applies one event to its order's row, skipping replays (at-least-once delivery). The
-    /// row is changed on a copy, kept once its total adds up: an event that overflows leaves
-    /// the read model as it was.
+    /// row is changed on a copy, kept once its total adds up (or, saturating, is clamped): an
+    /// event that overflows leaves the read model as it was.
     fn update(
         &self,
         envelope: &RecordedEvent,
-        change: impl FnOnce(&mut OrderSummary),
+        change: impl FnOnce(&mut Row),
     ) -> Result<(), HandlerError> {
         let order_id = super::order_id(&envelope.stream);
         let mut orders = self.orders.lock();
         let mut row = match orders.get(order_id) {
-            Some(row) if envelope.version <= row.version => return Ok(()),
+            Some(row) if envelope.version <= row.summary.version => return Ok(()),
             Some(row) => row.clone(),
-            None => OrderSummary {
-                order_id: order_id.to_owned(),
-                customer: String::new(),
-                status: OrderStatus::Unknown,
-                total_cents: 0,
-                lines: BTreeMap::new(),
-                version: Version::ZERO,
+            None => Row {
+                summary: OrderSummary {
+                    order_id: order_id.to_owned(),
+                    customer: String::new(),
+                    status: OrderStatus::Unknown,
+                    total_cents: 0,
+                    lines: BTreeMap::new(),
+                    total_overflowed: false,
+                    version: Version::ZERO,
+                },
+                clamped_lines: BTreeSet::new(),
             },
         };
         change(&mut row);
-        row.total_cents = row
+        let total = row
+            .summary
             .lines
             .values()
-            .try_fold(0_i64, |sum, line| sum.checked_add(*line))
-            .ok_or(overflow("order total"))?;
-        row.version = envelope.version;
-        orders.insert(order_id.to_owned(), row.clone());
+            .try_fold(0_i64, |sum, line| sum.checked_add(*line));
+        let (total, clamped) = match total {
+            Some(total) => (total, false),
+            None if self.saturates_totals() => (i64::MAX, true),
+            None => return Err(overflow("order total").into()),
+        };
+        let summary = &mut row.summary;
+        summary.total_cents = total;
+        summary.total_overflowed = clamped || !row.clamped_lines.is_empty();
+        summary.version = envelope.version;
+        let summary = summary.clone();
+        orders.insert(order_id.to_owned(), row);
         self.changes.publish(ReadModelChange::OrdersByCustomer {
             position: envelope.position.to_string(),
-            order: row,
+            order: summary,
         });
         Ok(())
+    }
+
+    /// The subtotal of `line`, and whether it was clamped: `i64::MAX` for one that
+    /// overflows, once saturating; an error before.
+    fn subtotal(&self, line: &LineAdded) -> Result<(i64, bool), ReadModelError> {
+        match line.line().total_cents() {
+            Some(subtotal) => Ok((subtotal, false)),
+            None if self.saturates_totals() => Ok((i64::MAX, true)),
+            None => Err(overflow("line total")),
+        }
     }
 }
 
@@ -190,8 +252,8 @@ impl Handle<OrderPlaced> for OrdersByCustomer {
         _: &mut (),
     ) -> Result<(), HandlerError> {
         self.update(at, |row| {
-            row.customer = e.customer;
-            row.status = OrderStatus::Open;
+            row.summary.customer = e.customer;
+            row.summary.status = OrderStatus::Open;
         })
     }
 }
@@ -203,9 +265,14 @@ impl Handle<LineAdded> for OrdersByCustomer {
         at: &RecordedEvent,
         _: &mut (),
     ) -> Result<(), HandlerError> {
-        let subtotal = e.line().total_cents().ok_or(overflow("line total"))?;
+        let (subtotal, clamped) = self.subtotal(&e)?;
         self.update(at, |row| {
-            row.lines.insert(e.sku, subtotal);
+            if clamped {
+                row.clamped_lines.insert(e.sku.clone());
+            } else {
+                row.clamped_lines.remove(&e.sku);
+            }
+            row.summary.lines.insert(e.sku, subtotal);
         })
     }
 }
@@ -218,7 +285,8 @@ impl Handle<LineRemoved> for OrdersByCustomer {
         _: &mut (),
     ) -> Result<(), HandlerError> {
         self.update(at, |row| {
-            row.lines.remove(&e.sku);
+            row.clamped_lines.remove(&e.sku);
+            row.summary.lines.remove(&e.sku);
         })
     }
 }
@@ -230,7 +298,7 @@ impl Handle<OrderSubmitted> for OrdersByCustomer {
         at: &RecordedEvent,
         _: &mut (),
     ) -> Result<(), HandlerError> {
-        self.update(at, |row| row.status = OrderStatus::Submitted)
+        self.update(at, |row| row.summary.status = OrderStatus::Submitted)
     }
 }
 
@@ -241,7 +309,7 @@ impl Handle<OrderPaid> for OrdersByCustomer {
         at: &RecordedEvent,
         _: &mut (),
     ) -> Result<(), HandlerError> {
-        self.update(at, |row| row.status = OrderStatus::Paid)
+        self.update(at, |row| row.summary.status = OrderStatus::Paid)
     }
 }
 
@@ -252,7 +320,7 @@ impl Handle<OrderShipped> for OrdersByCustomer {
         at: &RecordedEvent,
         _: &mut (),
     ) -> Result<(), HandlerError> {
-        self.update(at, |row| row.status = OrderStatus::Shipped)
+        self.update(at, |row| row.summary.status = OrderStatus::Shipped)
     }
 }
 
@@ -263,7 +331,7 @@ impl Handle<OrderCancelled> for OrdersByCustomer {
         at: &RecordedEvent,
         _: &mut (),
     ) -> Result<(), HandlerError> {
-        self.update(at, |row| row.status = OrderStatus::Cancelled)
+        self.update(at, |row| row.summary.status = OrderStatus::Cancelled)
     }
 }
 

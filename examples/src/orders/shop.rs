@@ -1,11 +1,16 @@
 //! The shop: the order repository and the two read models, behind the operations the HTTP
-//! service (and the walkthrough) call. Nothing here knows about HTTP.
+//! service (and the walkthrough) call, their dead letters included. Nothing here knows about
+//! HTTP.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::NaiveDate;
 use eventsource_core::prelude::*;
+use eventsource_core::projection::{DeadLetterSelect, Retried};
+use eventsource_core::store::{DeadLetter, DeadLetterQuery};
 use eventsource_core::{
     CommandOptions, EventId, IntoEvents, Loaded, ProjectionError, ProjectionHandle, StoreError,
 };
@@ -22,6 +27,51 @@ pub struct AsOf<T> {
     pub position: Position,
     /// The answer.
     pub value: T,
+}
+
+/// One of the shop's read models, by the name its projection runs under (its checkpoint's
+/// and its dead letters' key): `orders_by_customer` or `revenue_per_day`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ReadModel {
+    /// [`OrdersByCustomer`].
+    OrdersByCustomer,
+    /// [`RevenuePerDay`].
+    RevenuePerDay,
+}
+
+impl ReadModel {
+    /// Every read model of the shop.
+    pub const ALL: [ReadModel; 2] = [ReadModel::OrdersByCustomer, ReadModel::RevenuePerDay];
+
+    /// Its name: its projection's [`Projection::NAME`].
+    pub fn name(self) -> &'static str {
+        match self {
+            ReadModel::OrdersByCustomer => OrdersByCustomer::NAME,
+            ReadModel::RevenuePerDay => RevenuePerDay::NAME,
+        }
+    }
+}
+
+impl fmt::Display for ReadModel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A name that is not one of the shop's read models.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the shop has no read model `{0}`: it has `orders_by_customer` and `revenue_per_day`")]
+pub struct UnknownReadModel(pub String);
+
+impl FromStr for ReadModel {
+    type Err = UnknownReadModel;
+
+    fn from_str(name: &str) -> Result<Self, UnknownReadModel> {
+        ReadModel::ALL
+            .into_iter()
+            .find(|model| model.name() == name)
+            .ok_or_else(|| UnknownReadModel(name.to_owned()))
+    }
 }
 
 /// The running shop: commands go to the orders' streams, queries to the read models.
@@ -46,8 +96,11 @@ impl std::fmt::Debug for Shop {
 
 impl Shop {
     /// Opens the shop on `store`: builds both read models from the log, then keeps them
-    /// following it. A read model that fails on a stored event stops there, and its queries
-    /// say why (see [`crate::projections::start_in_memory`]); the shop opens anyway.
+    /// following it. An event a read model fails on is parked in its dead letters, with the
+    /// later events of its stream, and the read model goes on with the others (see
+    /// [`crate::projections::start_in_memory`]): [`Shop::dead_letters`] lists them,
+    /// [`Shop::retry_dead_letters`] retries them once fixed. A read model that stops (a
+    /// handler's panic, a store failure) says why in its queries; the shop opens anyway.
     pub async fn start(store: AnyStore) -> Result<Self, ProjectionError> {
         let changes = Changes::new(1024);
         let by_customer = OrdersByCustomer::new(changes.clone());
@@ -101,7 +154,8 @@ impl Shop {
     }
 
     /// The orders of `customer`, once the read model has reached `after` (waiting at most
-    /// `within`). Fails with [`ProjectionError::Stopped`] when the read model has stopped,
+    /// `within`). An order whose stream has a pending dead letter shows the row before that
+    /// event. Fails with [`ProjectionError::Stopped`] when the read model has stopped,
     /// whatever `after` is: what it holds is no longer the log's.
     pub async fn orders_of(
         &self,
@@ -131,9 +185,73 @@ impl Shop {
         })
     }
 
+    /// The pending dead letters of `read_model`, in log order, with their events and errors,
+    /// as the store keeps them (durable: a restart finds them again).
+    pub async fn dead_letters(&self, read_model: ReadModel) -> Result<Vec<DeadLetter>, StoreError> {
+        let mut letters = Vec::new();
+        let mut query = DeadLetterQuery::pending();
+        loop {
+            let page = self.store.dead_letters(read_model.name(), &query).await?;
+            let full = page.len() >= query.limit;
+            let Some(last) = page.last().map(|letter| letter.event.position) else {
+                break;
+            };
+            letters.extend(page);
+            if !full {
+                break;
+            }
+            query = query.after(last);
+        }
+        Ok(letters)
+    }
+
+    /// Hands every pending dead letter of `read_model` to its handler again (after a fix),
+    /// through its runner: each stream's letters in order, up to its first that fails again.
+    /// Says which were handled and which failed.
+    pub async fn retry_dead_letters(
+        &self,
+        read_model: ReadModel,
+    ) -> Result<Retried, ProjectionError> {
+        self.runner(read_model)
+            .retry_dead_letters(DeadLetterSelect::All)
+            .await
+    }
+
+    /// Resolves every pending dead letter of `read_model` as discarded: the read model will
+    /// never reflect those events (the letters are kept, resolved). Returns how many.
+    pub async fn discard_dead_letters(
+        &self,
+        read_model: ReadModel,
+    ) -> Result<usize, ProjectionError> {
+        self.runner(read_model)
+            .discard_dead_letters(DeadLetterSelect::All)
+            .await
+    }
+
+    /// Deploys the fix for line and order totals that overflow
+    /// ([`OrdersByCustomer::saturate_totals`]): from now on they are clamped and flagged
+    /// instead of failing. Retry the dead letters of [`ReadModel::OrdersByCustomer`] to
+    /// apply the events that failed before.
+    pub fn saturate_totals(&self) {
+        self.by_customer.saturate_totals();
+    }
+
+    /// The store the shop runs on.
+    pub fn store(&self) -> &AnyStore {
+        &self.store
+    }
+
+    /// The runner of `read_model`.
+    fn runner(&self, read_model: ReadModel) -> &ProjectionHandle {
+        match read_model {
+            ReadModel::OrdersByCustomer => &self.by_customer_runner,
+            ReadModel::RevenuePerDay => &self.revenue_runner,
+        }
+    }
+
     /// One future per read model, resolving once it has stopped, with its name and why (at
-    /// once for one already stopped; never while it runs): a read model that stopped
-    /// publishes no more changes, and a subscriber is told so.
+    /// once for one already stopped; never while it runs, dead letters or not): a read model
+    /// that stopped publishes no more changes, and a subscriber is told so.
     pub fn stops(&self) -> [impl Future<Output = (&'static str, ProjectionError)> + Send + '_; 2] {
         [
             stopped(OrdersByCustomer::NAME, &self.by_customer_runner),
