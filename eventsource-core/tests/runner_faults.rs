@@ -182,3 +182,31 @@ async fn a_dead_letter_write_that_fails_stops_the_runner_before_the_checkpoint_p
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_that_empties_the_read_model_but_cannot_save_the_checkpoint_at_zero_stops() {
+    let store = Watched::default();
+    let last = add_events(&store, 4).await;
+    let log = AddedLog::default();
+    let handle = ProjectionRunner::new(store.clone(), log.clone()).spawn();
+    handle
+        .wait_for(last, Duration::from_secs(10))
+        .await
+        .expect("caught up");
+    // On this backend the reset and the checkpoint at zero are two writes: the second fails.
+    store.failing_saves.store(1, Ordering::SeqCst);
+    let rebuilt = handle.rebuild().await;
+    assert!(rebuilt.is_err(), "{rebuilt:?}");
+    let ended = tokio::time::timeout(Duration::from_secs(10), handle.shutdown())
+        .await
+        .expect("stopped");
+    assert!(
+        ended.is_err(),
+        "the runner stops rather than go on from the old checkpoint"
+    );
+    assert!(log.seen.lock().is_empty(), "the read model was emptied");
+    // A runner started again rebuilds from where it is durable: nothing is left out.
+    let mut again = ProjectionRunner::new(store.clone(), log.clone());
+    again.rebuild().await.expect("rebuilt");
+    assert_eq!(log.seen.lock().len(), 4);
+}

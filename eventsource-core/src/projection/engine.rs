@@ -64,6 +64,9 @@ pub(crate) enum Halt {
     Again,
     /// What retrying cannot fix: the runner stops with it.
     Fatal(ProjectionError),
+    /// A rebuild emptied the read model but could not move the checkpoint to zero (a
+    /// backend whose batches are not atomic): the runner stops, whatever asked for it.
+    Broken(ProjectionError),
 }
 
 /// The loop's state: the projection, its store and backend, and where it stands.
@@ -88,8 +91,9 @@ pub(crate) struct Engine<P, S, B> {
     /// Events a batch failed on that the policy passes by: the batch is handled again with
     /// these written as dead letters (the reason, the error's text).
     condemned: HashMap<EventId, Condemned>,
-    /// The event a [`Transient`] error was met on (its id and position), and how many times.
-    transient: Option<(EventId, Position, u32)>,
+    /// The events a [`Transient`] error was met on (with their positions), and how many
+    /// times: forgotten once a batch commits past them.
+    transient: HashMap<EventId, (Position, u32)>,
     /// Whether the rebuild default of the policy applies (from a reset until caught up).
     rebuilding: bool,
 }
@@ -154,7 +158,7 @@ where
             filter: None,
             pending: Pending::default(),
             condemned: HashMap::new(),
-            transient: None,
+            transient: HashMap::new(),
             rebuilding: false,
             leadership,
             store,
@@ -240,8 +244,10 @@ where
                 _ => break,
             }
         }
+        // What this runner condemned stays condemned across its own faults (a batch it
+        // handles again writes the same letters); another runner's progress prunes it at
+        // the next commit, and a lease lost clears it.
         self.pending = pending;
-        self.condemned.clear();
         Ok(())
     }
 
@@ -293,6 +299,12 @@ where
                     }
                     if parks && (self.pending.has(&event.stream) || parking.contains(&event.stream))
                     {
+                        handled_to = event.position;
+                        if self.pending.positions.contains_key(&event.position) {
+                            // Its own letter is pending already (written before a fault the
+                            // batch is handled again after): it keeps its reason and error.
+                            continue;
+                        }
                         letters.push(DeadLetterChange::Failed {
                             event: event.clone(),
                             reason: DeadLetterReason::Parked,
@@ -301,7 +313,6 @@ where
                                 event.stream
                             ),
                         });
-                        handled_to = event.position;
                         continue;
                     }
                     if let Some(condemned) = self.condemned.get(&event.id) {
@@ -351,9 +362,7 @@ where
         self.note(&letters);
         self.checkpoint = to;
         self.condemned.retain(|_, c| c.position > to);
-        if self.transient.is_some_and(|(_, at, _)| at <= to) {
-            self.transient = None;
-        }
+        self.transient.retain(|_, (at, _)| *at > to);
         if !letters.is_empty() {
             tracing::warn!(
                 letters = letters.len(),
@@ -400,16 +409,13 @@ where
             return halt;
         }
         if marked {
-            let tries = match self.transient {
-                Some((id, _, n)) if id == event.id => n + 1,
-                _ => 1,
-            };
+            let tries = self.transient.get(&event.id).map_or(1, |(_, n)| n + 1);
             if tries < self.policy.attempts() {
-                self.transient = Some((event.id, event.position, tries));
+                self.transient.insert(event.id, (event.position, tries));
                 return Halt::Fault(ProjectionError::handler(&self.name, event, error));
             }
         }
-        self.transient = None;
+        self.transient.remove(&event.id);
         let text = input::error_text(&error.to_string());
         let error = ProjectionError::handler(&self.name, event, error);
         match self.on_failure() {
@@ -462,14 +468,9 @@ where
     /// under the rebuild's policy).
     async fn reset(&mut self) -> Result<(), Halt> {
         tracing::info!("rebuilding from zero");
-        let mut ctx = self.backend.begin().await.map_err(|e| self.halt(e))?;
-        if let Err(failure) = guarded(self.projection.reset(&mut ctx)).await {
-            self.backend.abandon(ctx).await;
-            return Err(Halt::Fatal(ProjectionError::Reset {
-                projection: Arc::clone(&self.name),
-                source: failure.into_shared(),
-            }));
-        }
+        // The letters to resolve are read before the read model is emptied: nothing that
+        // can fault runs between the projection's reset and the batch's commit but the
+        // commit itself.
         let mut letters = Vec::new();
         let mut query = DeadLetterQuery::pending().limit(LETTER_PAGE);
         loop {
@@ -485,10 +486,27 @@ where
                 _ => break,
             }
         }
-        self.commit(ctx, Position::ZERO, letters).await?;
+        let mut ctx = self.backend.begin().await.map_err(|e| self.halt(e))?;
+        if let Err(failure) = guarded(self.projection.reset(&mut ctx)).await {
+            self.backend.abandon(ctx).await;
+            return Err(Halt::Fatal(ProjectionError::Reset {
+                projection: Arc::clone(&self.name),
+                source: failure.into_shared(),
+            }));
+        }
+        match self.commit(ctx, Position::ZERO, letters).await {
+            Ok(()) => {}
+            // Where batches are not atomic the read model is empty now while the durable
+            // checkpoint is not zero: going on from it would leave out everything before it.
+            // Stop, whatever the error: a rebuild run again starts over.
+            Err(Halt::Fault(error) | Halt::Fatal(error)) if !B::ATOMIC => {
+                return Err(Halt::Broken(error));
+            }
+            Err(halt) => return Err(halt),
+        }
         self.pending = Pending::default();
         self.condemned.clear();
-        self.transient = None;
+        self.transient.clear();
         self.rebuilding = true;
         Ok(())
     }
@@ -541,7 +559,7 @@ where
                     self.backend.step_down().await;
                     return Err(self.lease_lost());
                 }
-                Err(Halt::Fatal(error)) => return Err(error),
+                Err(Halt::Fatal(error) | Halt::Broken(error)) => return Err(error),
             }
         }
     }
@@ -556,12 +574,12 @@ where
                     tokio::time::sleep(self.next_backoff()).await;
                 }
                 Err(Halt::LeaseLost) => return Err(self.lease_lost()),
-                Err(Halt::Fatal(e)) => return Err(e),
+                Err(Halt::Fatal(e) | Halt::Broken(e)) => return Err(e),
             }
         }
         match self.reset().await {
             Ok(()) => {}
-            Err(Halt::Fatal(e) | Halt::Fault(e)) => return Err(e),
+            Err(Halt::Fatal(e) | Halt::Fault(e) | Halt::Broken(e)) => return Err(e),
             Err(Halt::LeaseLost | Halt::Again) => return Err(self.lease_lost()),
         }
         self.catch_up().await
@@ -622,11 +640,13 @@ where
             };
             feed.stop();
             match halt {
-                Halt::Fatal(error) => return Err(error),
+                Halt::Fatal(error) | Halt::Broken(error) => return Err(error),
                 // `step` goes on by itself after these.
                 Halt::Again => {}
                 Halt::LeaseLost => {
                     tracing::warn!("another runner leads the projection now: standing by");
+                    self.condemned.clear();
+                    self.transient.clear();
                     self.backend.step_down().await;
                 }
                 Halt::Fault(error) => {
@@ -668,7 +688,7 @@ where
                         return Ok(Flow::Stop);
                     }
                 }
-                Err(Halt::Fatal(error)) => return Err(error),
+                Err(Halt::Fatal(error) | Halt::Broken(error)) => return Err(error),
             }
         }
     }
@@ -788,27 +808,39 @@ where
         status.send_modify(|s| s.dead_letters = positions);
     }
 
-    /// The pending letters `select` takes, in position order, a page after `after`.
+    /// The pending letters `select` takes, in position order, a page after `after`, and
+    /// where the next page starts if there may be more.
     async fn selected(
         &mut self,
         select: &DeadLetterSelect,
         after: Position,
-    ) -> Result<Vec<DeadLetter>, Halt> {
+    ) -> Result<(Vec<DeadLetter>, Option<Position>), Halt> {
         let query = DeadLetterQuery::pending().limit(LETTER_PAGE).after(after);
-        match select {
-            DeadLetterSelect::All => self.letters(&query).await,
-            DeadLetterSelect::Stream(stream) => self.letters(&query.stream(stream.clone())).await,
+        let (mut page, upto) = match select {
+            DeadLetterSelect::All => (self.letters(&query).await?, None),
+            DeadLetterSelect::Stream(stream) => {
+                (self.letters(&query.stream(stream.clone())).await?, None)
+            }
             DeadLetterSelect::Event(id) => {
                 let found = self.store.event_by_id(*id).await;
                 let event = found.map_err(|e| self.halt(BackendError::Store(e)))?;
                 let Some(event) = event else {
-                    return Ok(Vec::new());
+                    return Ok((Vec::new(), None));
                 };
-                let mut page = self.letters(&query.stream(event.stream.clone())).await?;
-                page.retain(|l| l.event.position <= event.position);
-                Ok(page)
+                let page = self.letters(&query.stream(event.stream.clone())).await?;
+                (page, Some(event.position))
             }
+        };
+        let next = match page.last() {
+            Some(last) if page.len() >= LETTER_PAGE => Some(last.event.position),
+            _ => None,
+        };
+        if let Some(upto) = upto {
+            page.retain(|l| l.event.position <= upto);
+            // The letters of its stream after the event are not taken: no page after them.
+            return Ok((page, next.filter(|n| *n < upto)));
         }
+        Ok((page, next))
     }
 
     /// Hands the selected letters to the handler again, each in a batch of its own, in
@@ -818,15 +850,14 @@ where
         let mut blocked: Vec<StreamId> = Vec::new();
         let mut after = Position::ZERO;
         loop {
-            let page = self.selected(select, after).await?;
-            let Some(last) = page.last().map(|l| l.event.position) else {
-                return Ok(done);
-            };
-            let full = page.len() >= LETTER_PAGE;
+            let (page, next) = self.selected(select, after).await?;
             for letter in page {
                 let event = &letter.event;
                 if blocked.contains(&event.stream) {
                     continue;
+                }
+                if self.known_lost() {
+                    return Err(Halt::LeaseLost);
                 }
                 let mut ctx = self.backend.begin().await.map_err(|e| self.halt(e))?;
                 let change = match guarded(self.projection.handle_event(event, &mut ctx)).await {
@@ -865,10 +896,10 @@ where
                     self.pending.remove(event.position);
                 }
             }
-            if !full {
-                return Ok(done);
+            match next {
+                Some(next) => after = next,
+                None => return Ok(done),
             }
-            after = last;
         }
     }
 
@@ -877,13 +908,10 @@ where
         let mut discarded = 0;
         let mut after = Position::ZERO;
         loop {
-            let mut page = self.selected(select, after).await?;
+            let (mut page, next) = self.selected(select, after).await?;
             if let DeadLetterSelect::Event(id) = select {
                 page.retain(|l| l.event.id == *id);
             }
-            let Some(last) = page.last().map(|l| l.event.position) else {
-                return Ok(discarded);
-            };
             let changes: Vec<DeadLetterChange> = page
                 .iter()
                 .map(|l| DeadLetterChange::Resolved {
@@ -891,16 +919,21 @@ where
                     kind: ResolutionKind::Discarded,
                 })
                 .collect();
-            let ctx = self.backend.begin().await.map_err(|e| self.halt(e))?;
-            self.commit(ctx, self.checkpoint, changes).await?;
+            if !changes.is_empty() {
+                if self.known_lost() {
+                    return Err(Halt::LeaseLost);
+                }
+                let ctx = self.backend.begin().await.map_err(|e| self.halt(e))?;
+                self.commit(ctx, self.checkpoint, changes).await?;
+            }
             for letter in &page {
                 self.pending.remove(letter.event.position);
             }
             discarded += page.len();
-            if page.len() < LETTER_PAGE || matches!(select, DeadLetterSelect::Event(_)) {
-                return Ok(discarded);
+            match next {
+                Some(next) => after = next,
+                None => return Ok(discarded),
             }
-            after = last;
         }
     }
 
@@ -924,6 +957,11 @@ where
                 // The caller may have stopped waiting; the rebuild stands either way.
                 let _ = ack.send(Ok(()));
                 Ok(Flow::Go)
+            }
+            // The read model was emptied but the checkpoint is not at zero: stop.
+            Err(Halt::Broken(error)) => {
+                let _ = ack.send(Err(error.clone()));
+                Err(Halt::Fatal(error))
             }
             Err(Halt::Fatal(error)) => {
                 let _ = ack.send(Err(error));
@@ -1001,7 +1039,7 @@ fn split<T>(
     match done {
         Ok(value) => (Ok(value), Ok(Flow::Go)),
         Err(Halt::Fault(e)) => (Err(e.clone()), Err(Halt::Fault(e))),
-        Err(Halt::Fatal(e)) => (Err(e.clone()), Err(Halt::Fatal(e))),
+        Err(Halt::Fatal(e) | Halt::Broken(e)) => (Err(e.clone()), Err(Halt::Fatal(e))),
         Err(halt @ (Halt::LeaseLost | Halt::Again)) => (Err(lost), Err(halt)),
     }
 }

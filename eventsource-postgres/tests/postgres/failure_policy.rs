@@ -24,6 +24,8 @@ const WAIT: Duration = Duration::from_secs(60);
 #[derive(Clone, Default)]
 struct Ledger {
     poisoned: Arc<Mutex<BTreeSet<u64>>>,
+    /// Fail with a transient error on these, every time.
+    flaky: Arc<Mutex<BTreeSet<u64>>>,
 }
 
 impl Projection for Ledger {
@@ -39,6 +41,9 @@ impl Projection for Ledger {
         let n = v["n"].as_u64().ok_or("no n")?;
         if self.poisoned.lock().unwrap().contains(&n) {
             return Err(format!("{n} is poison").into());
+        }
+        if self.flaky.lock().unwrap().contains(&n) {
+            return Err(eventsource_core::Transient::new(format!("{n} times out")).into());
         }
         let schema = ctx.store().schema().as_str().to_owned();
         sqlx::query(&format!(
@@ -258,4 +263,36 @@ async fn a_dead_letter_write_that_fails_rolls_its_batch_back_and_stops_the_runne
         .map(|l| l.event.position)
         .collect();
     assert!(letters.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_transient_error_behind_a_poison_event_in_one_batch_still_reaches_the_policy() {
+    let _horizon = common::horizon_shared().await;
+    let store = ledger_store("es_fp_flaky").await;
+    add(&store, "a", 1).await;
+    let poison = add(&store, "a", 666).await;
+    let flaky = add(&store, "b", 777).await;
+    add(&store, "b", 2).await;
+    let ledger = Ledger::default();
+    ledger.poisoned.lock().unwrap().insert(666);
+    ledger.flaky.lock().unwrap().insert(777);
+    let mut runner = PgProjectionRunner::new(store.clone(), ledger).on_failure(
+        FailurePolicy::default()
+            .live(OnFailure::Skip)
+            .transient_attempts(3),
+    );
+    tokio::time::timeout(WAIT, runner.catch_up())
+        .await
+        .expect("the tries of one event are counted whatever else the batch meets")
+        .expect("caught up");
+    let letters: Vec<Position> = store
+        .dead_letters("ledger", &DeadLetterQuery::pending())
+        .await
+        .unwrap()
+        .iter()
+        .map(|l| l.event.position)
+        .collect();
+    assert_eq!(letters, vec![poison, flaky]);
+    assert_eq!(applied(&store, "a").await, vec![1]);
+    assert_eq!(applied(&store, "b").await, vec![2]);
 }

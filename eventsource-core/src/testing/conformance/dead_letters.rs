@@ -401,3 +401,58 @@ pub async fn an_undecodable_event_goes_through_the_failure_policy<S: EventStore>
     assert_eq!(letters[0].event.payload.as_ref(), b"{not json");
     assert_eq!(letters[0].reason, DeadLetterReason::Failed);
 }
+
+/// A letter deep in a parked stream (behind more letters than one read of them takes) is
+/// found by its event id: discarded alone, or retried with the letters before it.
+pub async fn one_letter_deep_in_a_parked_stream_is_found_by_its_event<S: EventStore>(store: S) {
+    let log = AddedLog::default();
+    log.poisoned.lock().insert(0);
+    let ns: Vec<i64> = (0..300).collect();
+    let commit = add(&store, "deep", &ns).await;
+    let mut runner = ProjectionRunner::new(store.clone(), log.clone())
+        .batch_size(100)
+        .on_failure(FailurePolicy::default().live(OnFailure::ParkStream));
+    runner.catch_up().await.expect("caught up");
+    let handle = runner.spawn();
+    handle
+        .wait_for(commit.position, WAIT)
+        .await
+        .expect("passed");
+    let mut letters = Vec::new();
+    let mut query = DeadLetterQuery::pending().limit(100);
+    loop {
+        let page = store
+            .dead_letters("conformance.added-log", &query)
+            .await
+            .expect("letters");
+        let Some(last) = page.last() else { break };
+        query = query.after(last.event.position);
+        letters.extend(page);
+    }
+    assert_eq!(letters.len(), 300);
+    let deep = letters[280].event.id;
+    assert_eq!(
+        handle
+            .discard_dead_letters(DeadLetterSelect::Event(deep))
+            .await
+            .expect("discard"),
+        1,
+        "the letter behind 280 others is found"
+    );
+    log.poisoned.lock().clear();
+    let target = letters[290].event.id;
+    let retried = handle
+        .retry_dead_letters(DeadLetterSelect::Event(target))
+        .await
+        .expect("retry");
+    assert_eq!(
+        retried.handled.len(),
+        290,
+        "the letters up to it, the discarded one aside"
+    );
+    let seen = seen_of(&log, "deep");
+    let expected: Vec<i64> = (0..=290).filter(|n| *n != 280).collect();
+    assert_eq!(seen, expected, "in stream order");
+    assert_eq!(handle.status().dead_letters.len(), 9);
+    handle.shutdown().await.expect("shutdown");
+}

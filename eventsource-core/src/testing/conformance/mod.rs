@@ -94,6 +94,7 @@ macro_rules! __conformance_cases {
                 transient_errors_are_tried_again_then_go_to_the_policy,
                 instances_named_at_run_time_keep_their_own_checkpoints_and_letters,
                 an_undecodable_event_goes_through_the_failure_policy,
+                one_letter_deep_in_a_parked_stream_is_found_by_its_event,
             ],
             snapshots_checkpoints: [
                 snapshots_are_selected_by_schema_version_and_bound,
