@@ -157,10 +157,7 @@ pub(crate) async fn list(
     projection: &str,
     query: &DeadLetterQuery,
 ) -> Result<Vec<DeadLetter>, StoreError> {
-    input::check_checkpoint(projection)?;
-    if let Some(stream) = &query.stream {
-        input::check_stream(stream)?;
-    }
+    input::check_dead_letter_query(projection, query)?;
     let sql = reader.sql();
     let statement = if query.pending_only {
         &sql.pending_dead_letters

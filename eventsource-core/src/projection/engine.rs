@@ -231,24 +231,29 @@ where
     /// a page at a time.
     async fn load_pending(&mut self) -> Result<(), Halt> {
         let mut pending = Pending::default();
-        let mut query = DeadLetterQuery::pending().limit(LETTER_PAGE);
-        loop {
-            let page = self.letters(&query).await?;
-            for letter in &page {
-                pending.add(letter.event.position, &letter.event.stream);
-            }
-            match page.last() {
-                Some(last) if page.len() >= LETTER_PAGE => {
-                    query = query.after(last.event.position);
-                }
-                _ => break,
-            }
-        }
+        self.each_pending(|letter| pending.add(letter.event.position, &letter.event.stream))
+            .await?;
         // What this runner condemned stays condemned across its own faults (a batch it
         // handles again writes the same letters); another runner's progress prunes it at
         // the next commit, and a lease lost clears it.
         self.pending = pending;
         Ok(())
+    }
+
+    /// Hands each pending dead letter to `f`, in position order, reading them a page at a
+    /// time.
+    async fn each_pending(&mut self, mut f: impl FnMut(&DeadLetter) + Send) -> Result<(), Halt> {
+        let mut query = DeadLetterQuery::pending().limit(LETTER_PAGE);
+        loop {
+            let page = self.letters(&query).await?;
+            page.iter().for_each(&mut f);
+            match page.last() {
+                Some(last) if page.len() >= LETTER_PAGE => {
+                    query = query.after(last.event.position);
+                }
+                _ => return Ok(()),
+            }
+        }
     }
 
     async fn letters(&mut self, query: &DeadLetterQuery) -> Result<Vec<DeadLetter>, Halt> {
@@ -472,20 +477,13 @@ where
         // can fault runs between the projection's reset and the batch's commit but the
         // commit itself.
         let mut letters = Vec::new();
-        let mut query = DeadLetterQuery::pending().limit(LETTER_PAGE);
-        loop {
-            let page = self.letters(&query).await?;
-            letters.extend(page.iter().map(|l| DeadLetterChange::Resolved {
+        self.each_pending(|l| {
+            letters.push(DeadLetterChange::Resolved {
                 event_id: l.event.id,
                 kind: ResolutionKind::Discarded,
-            }));
-            match page.last() {
-                Some(last) if page.len() >= LETTER_PAGE => {
-                    query = query.after(last.event.position);
-                }
-                _ => break,
-            }
-        }
+            });
+        })
+        .await?;
         let mut ctx = self.backend.begin().await.map_err(|e| self.halt(e))?;
         if let Err(failure) = guarded(self.projection.reset(&mut ctx)).await {
             self.backend.abandon(ctx).await;

@@ -98,6 +98,15 @@ pub fn check_dead_letters(
     Ok(())
 }
 
+/// Checks a listing of dead letters: the projection name and the query's stream.
+pub fn check_dead_letter_query(
+    projection: &str,
+    query: &crate::store::DeadLetterQuery,
+) -> Result<(), StoreError> {
+    check_checkpoint(projection)?;
+    query.stream.as_ref().map_or(Ok(()), check_stream)
+}
+
 /// Checks the event types of a log read's filter.
 pub fn check_types(types: Option<&[&str]>) -> Result<(), StoreError> {
     types

@@ -543,10 +543,7 @@ impl EventStore for InMemoryStore {
         projection: &str,
         query: &DeadLetterQuery,
     ) -> Result<Vec<DeadLetter>, StoreError> {
-        input::check_checkpoint(projection)?;
-        if let Some(stream) = &query.stream {
-            input::check_stream(stream)?;
-        }
+        input::check_dead_letter_query(projection, query)?;
         let all = self.inner.dead_letters.lock();
         let Some(letters) = all.get(projection) else {
             return Ok(Vec::new());
