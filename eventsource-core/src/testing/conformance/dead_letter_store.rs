@@ -1,25 +1,23 @@
 //! Dead letters through the store trait: one letter per (projection, event id), how
 //! resolutions and new failures change it, listing in position order, and input checks.
 
+use super::support::{added, write};
 use crate::store::{
     DeadLetter, DeadLetterChange, DeadLetterQuery, DeadLetterReason, ResolutionKind,
 };
-use crate::testing::fixtures::CounterEvent;
 use crate::{
     EventStore, ExpectedVersion, InMemoryStore, Position, ReadUntil, RecordedEvent, StoreError,
-    StreamId, StreamWrite, Version,
+    StreamId, Version,
 };
 use futures::TryStreamExt;
 
 /// Appends `n` events to `stream` and reads them back as stored.
 async fn recorded<S: EventStore>(store: &S, stream: &str, n: u64) -> Vec<RecordedEvent> {
     store
-        .append(vec![StreamWrite::new(
+        .append(vec![write(
             stream,
             ExpectedVersion::Any,
-            (1..=n as i64)
-                .map(|k| CounterEvent::Added(k).to_new_event())
-                .collect(),
+            (1..=n as i64).map(added).collect(),
         )])
         .await
         .expect("store");

@@ -12,18 +12,17 @@ use crate::projection::{
     DeadLetterSelect, FailurePolicy, OnFailure, ProjectionError, ProjectionRunner,
 };
 use crate::store::{DeadLetterQuery, DeadLetterReason, EventStore, ResolutionKind};
-use crate::testing::fixtures::{AddedLog, CounterEvent};
+use crate::testing::fixtures::AddedLog;
+
+use super::support::{added, write};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 /// Appends `Added(n)` for each of `ns` to `stream`, one commit.
 async fn add<S: EventStore>(store: &S, stream: &str, ns: &[i64]) -> Commit {
-    let events = ns
-        .iter()
-        .map(|n| CounterEvent::Added(*n).to_new_event())
-        .collect();
+    let events = ns.iter().copied().map(added).collect();
     store
-        .append(vec![StreamWrite::new(stream, ExpectedVersion::Any, events)])
+        .append(vec![write(stream, ExpectedVersion::Any, events)])
         .await
         .expect("append")
 }
