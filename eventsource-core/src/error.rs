@@ -87,6 +87,24 @@ pub enum StoreError {
     /// The store was shut down.
     #[error("the store is closed")]
     Closed,
+    /// The checkpoint is sealed: its version of the projection is being switched away from,
+    /// or was (see [`versions`](crate::store::versions)). Nothing was written; the version's
+    /// runner stands by until the switch ends.
+    #[error("checkpoint `{name}` is sealed: its version of the projection is switched away from")]
+    CheckpointSealed {
+        /// The checkpoint name.
+        name: String,
+    },
+    /// A step of a switch between versions of a projection did not apply to the versions as
+    /// they stand (another switch is under way, the version does not serve, the new version
+    /// has not caught up). Nothing was changed.
+    #[error("switch of projection `{projection}` refused: {reason}")]
+    SwitchRefused {
+        /// The projection.
+        projection: String,
+        /// Why.
+        reason: String,
+    },
     /// A projection the store runs inside every append's transaction (an inline projection)
     /// failed on one of the append's events, so the append was rolled back: nothing was
     /// written.

@@ -20,6 +20,9 @@ pub(crate) mod sqlstate {
     pub(crate) const UNDEFINED_TABLE: &str = "42P01";
     /// A function the store needs does not exist.
     pub(crate) const UNDEFINED_FUNCTION: &str = "42883";
+    /// A sealed checkpoint would have moved (migration 0008's trigger; the checkpoint's
+    /// name in the error's detail).
+    pub(crate) const CHECKPOINT_SEALED: &str = "ES001";
 }
 
 /// The SQLSTATE of a database error, if `e` is one.
@@ -141,6 +144,16 @@ pub(crate) fn append_failed(e: sqlx::Error) -> StoreError {
 /// The store error for a failed sqlx call made while doing `context`.
 pub(crate) fn backend(context: &str, e: sqlx::Error) -> StoreError {
     match code(&e).as_deref() {
+        Some(sqlstate::CHECKPOINT_SEALED) => StoreError::CheckpointSealed {
+            name: match &e {
+                sqlx::Error::Database(db) => db
+                    .try_downcast_ref::<sqlx::postgres::PgDatabaseError>()
+                    .and_then(|pg| pg.detail())
+                    .unwrap_or_default()
+                    .to_owned(),
+                _ => String::new(),
+            },
+        },
         Some(sqlstate::UNDEFINED_TABLE | sqlstate::UNDEFINED_FUNCTION) => {
             StoreError::Config(format!(
                 "{context}: the store's schema is missing or incomplete ({e}); run the migrations (PgStore::migrate)"

@@ -55,6 +55,7 @@ mod rows;
 mod schema;
 mod sql;
 mod store;
+mod versions;
 mod wait;
 mod xid;
 

@@ -331,6 +331,15 @@ impl<P: Projection<Context = PgProjectionContext>> PgProjectionRunner<P> {
         Ok(self)
     }
 
+    /// Runs `version` of the projection, beside the one that serves, and takes over once
+    /// caught up (see [`ProjectionRunner::version`]): a blue/green rebuild. Its handlers
+    /// write its own tables; readers find the serving version in the schema's
+    /// `projection_versions` row (see the crate's docs, "Versions").
+    pub fn version(mut self, version: u32) -> Result<Self, eventsource_core::StoreError> {
+        self.runner = self.runner.version(version)?;
+        Ok(self)
+    }
+
     /// Hands the projection only the events `keep` keeps (see [`ProjectionRunner::filter`]).
     pub fn filter(
         mut self,

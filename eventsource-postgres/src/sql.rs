@@ -96,6 +96,13 @@ pub(crate) struct Sql {
     pub(crate) save_checkpoint_fenced: String,
     pub(crate) take_lease: String,
     pub(crate) load_leased_checkpoint: String,
+    pub(crate) load_versions: String,
+    pub(crate) insert_versions: String,
+    pub(crate) lock_versions: String,
+    pub(crate) update_versions: String,
+    pub(crate) insert_checkpoint_at_zero: String,
+    pub(crate) lock_checkpoint: String,
+    pub(crate) seal_checkpoint: String,
     pub(crate) lag: String,
     pub(crate) write_dead_letters: String,
     pub(crate) dead_letters: String,
@@ -322,6 +329,35 @@ impl Sql {
             // The checkpoint, if this runner's lease token is still on it.
             load_leased_checkpoint: format!(
                 "SELECT commit_id, seq FROM {s}.checkpoints WHERE name = $1 AND lease_token = $2"
+            ),
+            // Where projection $1's versions stand (`crate::versions`).
+            load_versions: format!(
+                "SELECT serving, switching_to, switch_commit_id, switch_seq \
+                 FROM {s}.projection_versions WHERE name = $1"
+            ),
+            insert_versions: format!(
+                "INSERT INTO {s}.projection_versions (name, serving) VALUES ($1, 1) \
+                 ON CONFLICT (name) DO NOTHING"
+            ),
+            lock_versions: format!(
+                "SELECT serving, switching_to, switch_commit_id, switch_seq \
+                 FROM {s}.projection_versions WHERE name = $1 FOR UPDATE"
+            ),
+            update_versions: format!(
+                "UPDATE {s}.projection_versions SET serving = $2, switching_to = $3, \
+                   switch_commit_id = $4, switch_seq = $5, updated_at = now() WHERE name = $1"
+            ),
+            insert_checkpoint_at_zero: format!(
+                "INSERT INTO {s}.checkpoints (name, commit_id, seq) VALUES ($1, 0, 0) \
+                 ON CONFLICT (name) DO NOTHING"
+            ),
+            // Waits for a batch of that version committing now, and keeps the next one
+            // waiting until the switch's step commits.
+            lock_checkpoint: format!(
+                "SELECT commit_id, seq FROM {s}.checkpoints WHERE name = $1 FOR UPDATE"
+            ),
+            seal_checkpoint: format!(
+                "UPDATE {s}.checkpoints SET sealed = $2, updated_at = now() WHERE name = $1"
             ),
             take_lease: format!(
                 "INSERT INTO {s}.checkpoints (name, commit_id, seq, lease_token) \

@@ -28,7 +28,8 @@ use crate::rows::{self, Bound};
 use crate::schema::PgSchema;
 use crate::sql::Sql;
 use crate::wait::{Live, Polls};
-use crate::{dead_letters, meta, migrate, read_log, read_stream};
+use crate::{dead_letters, meta, migrate, read_log, read_stream, versions};
+use eventsource_core::store::{ProjectionVersions, VersionStep};
 
 /// The PostgreSQL event store. Cheap to clone: clones share one pool.
 ///
@@ -363,5 +364,17 @@ impl EventStore for PgStore {
         query: &DeadLetterQuery,
     ) -> Result<Vec<DeadLetter>, StoreError> {
         dead_letters::list(self.reader(), projection, query).await
+    }
+
+    async fn projection_versions(&self, name: &str) -> Result<ProjectionVersions, StoreError> {
+        versions::load(self.reader(), name).await
+    }
+
+    async fn switch_version(
+        &self,
+        name: &str,
+        step: VersionStep,
+    ) -> Result<ProjectionVersions, StoreError> {
+        versions::switch(self.reader(), name, step).await
     }
 }

@@ -84,6 +84,25 @@ pub enum ProjectionError {
         /// The projection.
         projection: Arc<str>,
     },
+    /// A newer version of the projection serves: this version was switched away from
+    /// (see [`ProjectionRunner::version`](crate::ProjectionRunner::version)) and does not
+    /// run any more.
+    #[error("projection `{projection}`: version {by} serves now, this version was switched away from")]
+    Superseded {
+        /// The projection (this version's name).
+        projection: Arc<str>,
+        /// The version that serves.
+        by: u32,
+    },
+    /// The projection's version did not take over in time (it is still warming up beside
+    /// the serving version).
+    #[error("projection `{projection}` did not take over before the timeout (it reached {reached})")]
+    NotServing {
+        /// The projection (this version's name).
+        projection: Arc<str>,
+        /// The checkpoint it reached.
+        reached: Position,
+    },
     /// The projection did not reach the position in time.
     #[error("projection `{projection}` reached {reached}, not {target}, before the timeout")]
     Timeout {

@@ -34,6 +34,14 @@ pub struct ProjectionStatus {
     /// [`FailurePolicy`](super::FailurePolicy)), as this runner knows them: loaded when it
     /// takes the projection over, kept as its batches, retries and discards change them.
     pub dead_letters: Arc<std::collections::BTreeSet<Position>>,
+    /// The version this runner runs (see
+    /// [`ProjectionRunner::version`](super::ProjectionRunner::version)), once it has led.
+    pub version: u32,
+    /// Whether its version is the one readers are pointed at: false while a newer version
+    /// warms up beside the serving one, true once it took over.
+    pub serving: bool,
+    /// Set when the runner stopped because a newer version serves: that version.
+    pub superseded_by: Option<u32>,
 }
 
 /// What [`ProjectionHandle::wait_for`] found: the projection's checkpoint passed the target,
@@ -180,6 +188,39 @@ impl ProjectionHandle {
             Err(_) => Err(ProjectionError::Timeout {
                 projection: Arc::clone(&self.name),
                 target: position,
+                reached: current.checkpoint,
+            }),
+        }
+    }
+
+    /// Waits until this runner's version serves (a new version has warmed up and taken
+    /// over: see [`ProjectionRunner::version`](super::ProjectionRunner::version)), at most
+    /// `timeout`; the checkpoint it took over at or after. A version that serves already
+    /// answers at once, once it has led.
+    pub async fn wait_serving(&self, timeout: Duration) -> Result<Position, ProjectionError> {
+        let mut status = self.status.clone();
+        let wait = async move {
+            status
+                .wait_for(|s| (s.serving && s.leader) || s.stopped)
+                .await
+                .map(drop)
+        };
+        let waited = tokio::time::timeout(timeout, wait).await;
+        let current = self.status();
+        match waited {
+            Ok(Ok(())) if current.serving && !current.stopped => Ok(current.checkpoint),
+            Ok(_) => match current.superseded_by {
+                Some(by) => Err(ProjectionError::Superseded {
+                    projection: Arc::clone(&self.name),
+                    by,
+                }),
+                None => Err(ProjectionError::Stopped {
+                    projection: Arc::clone(&self.name),
+                    cause: current.failed,
+                }),
+            },
+            Err(_) => Err(ProjectionError::NotServing {
+                projection: Arc::clone(&self.name),
                 reached: current.checkpoint,
             }),
         }

@@ -22,6 +22,7 @@ use crate::envelope::RecordedEvent;
 use crate::error::BoxError;
 
 pub use backend::{BackendError, Checkpoints, RunnerBackend};
+pub use engine::is_replay;
 pub use error::{HandlerFailure, ProjectionError, guarded, panic_message};
 pub use handle::{DeadLetterSelect, ProjectionHandle, ProjectionStatus, Reached, Retried};
 pub use policy::{FailurePolicy, OnFailure, Transient};

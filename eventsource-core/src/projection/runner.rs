@@ -87,8 +87,52 @@ where
     /// The name must be within the store's limits for names (see
     /// [`input`](crate::store::input)): 1 to 2,048 bytes, no NUL.
     pub fn named(mut self, name: &str) -> Result<Self, crate::error::StoreError> {
+        let key = crate::store::version_key(name, self.engine.version);
         crate::store::input::check_checkpoint(name)?;
-        self.engine.name = Arc::from(name);
+        crate::store::input::check_checkpoint(&key)?;
+        self.engine.base = Arc::from(name);
+        self.engine.name = Arc::from(key);
+        Ok(self)
+    }
+
+    /// Runs `version` of the projection (1 unless set): a blue/green rebuild. Each version
+    /// has its own checkpoint, lease and dead letters, under
+    /// [`version_key`](crate::store::version_key) (`name@v2`...), and writes its own read
+    /// model (the projection value given to this runner: its own tables, say). The store
+    /// keeps which version serves ([`EventStore::projection_versions`]); readers ask it, or
+    /// follow [`ProjectionStatus::serving`].
+    ///
+    /// A version newer than the serving one *warms up*: it catches up in the background,
+    /// reading the log only up to the serving version's checkpoint, so every event it
+    /// handles meanwhile is one the serving version handled ([`is_replay`](super::is_replay)
+    /// says so to its handlers, which send no email twice). Once it has caught up, it seals
+    /// the serving version where that stands (the store refuses to move its checkpoint from
+    /// then on, so its read model stays as it is), catches up to that position, and takes
+    /// over ([`EventStore::switch_version`]): readers never see a model that has not caught
+    /// up, nor a checkpoint that goes back. The old version's runner stops
+    /// ([`ProjectionStatus::superseded_by`]); the new one follows the log live. A warm-up
+    /// that is interrupted resumes from its own checkpoint; a runner stopped between the
+    /// seal and the takeover gives the switch up, and the old version serves on. A version
+    /// older than the serving one stops at once.
+    ///
+    /// ```
+    /// # use eventsource_core::*;
+    /// # async fn doc<P: Projection<Context = ()>>(store: InMemoryStore, v2: P) -> Result<(), ProjectionError> {
+    /// let v2 = ProjectionRunner::new(store.clone(), v2).version(2)?.spawn();
+    /// v2.wait_serving(std::time::Duration::from_secs(60)).await?; // version 1 stopped
+    /// # Ok(()) }
+    /// ```
+    pub fn version(mut self, version: u32) -> Result<Self, crate::error::StoreError> {
+        if version == 0 || version > crate::store::versions::MAX_VERSION {
+            return Err(crate::error::StoreError::InvalidRequest(format!(
+                "a projection's version runs from 1 to {}",
+                crate::store::versions::MAX_VERSION
+            )));
+        }
+        let key = crate::store::version_key(&self.engine.base, version);
+        crate::store::input::check_checkpoint(&key)?;
+        self.engine.version = version;
+        self.engine.name = Arc::from(key);
         Ok(self)
     }
 

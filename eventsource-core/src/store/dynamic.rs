@@ -7,7 +7,7 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
-use super::{
+use super::{ProjectionVersions, VersionStep, 
     DeadLetter, DeadLetterChange, DeadLetterQuery, EventStore, LogPage, ReadUntil, StreamLock,
 };
 use crate::envelope::{Commit, FoldEvent, FoldItem, RecordedEvent, Snapshot, StreamWrite};
@@ -105,6 +105,17 @@ pub trait DynEventStore: Send + Sync + 'static {
         projection: &'a str,
         query: &'a DeadLetterQuery,
     ) -> BoxFuture<'a, Result<Vec<DeadLetter>, StoreError>>;
+    /// See [`EventStore::projection_versions`].
+    fn projection_versions_dyn<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<ProjectionVersions, StoreError>>;
+    /// See [`EventStore::switch_version`].
+    fn switch_version_dyn<'a>(
+        &'a self,
+        name: &'a str,
+        step: VersionStep,
+    ) -> BoxFuture<'a, Result<ProjectionVersions, StoreError>>;
 }
 
 impl<S: EventStore> DynEventStore for S {
@@ -212,6 +223,19 @@ impl<S: EventStore> DynEventStore for S {
         query: &'a DeadLetterQuery,
     ) -> BoxFuture<'a, Result<Vec<DeadLetter>, StoreError>> {
         self.dead_letters(projection, query).boxed()
+    }
+    fn projection_versions_dyn<'a>(
+        &'a self,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<ProjectionVersions, StoreError>> {
+        self.projection_versions(name).boxed()
+    }
+    fn switch_version_dyn<'a>(
+        &'a self,
+        name: &'a str,
+        step: VersionStep,
+    ) -> BoxFuture<'a, Result<ProjectionVersions, StoreError>> {
+        self.switch_version(name, step).boxed()
     }
 }
 
@@ -331,5 +355,15 @@ impl EventStore for AnyStore {
         query: &DeadLetterQuery,
     ) -> Result<Vec<DeadLetter>, StoreError> {
         self.0.dead_letters_dyn(projection, query).await
+    }
+    async fn projection_versions(&self, name: &str) -> Result<ProjectionVersions, StoreError> {
+        self.0.projection_versions_dyn(name).await
+    }
+    async fn switch_version(
+        &self,
+        name: &str,
+        step: VersionStep,
+    ) -> Result<ProjectionVersions, StoreError> {
+        self.0.switch_version_dyn(name, step).await
     }
 }

@@ -18,6 +18,7 @@ use tokio::sync::watch;
 use super::input;
 use super::lock::{LocalGuard, LocalLocks, LockedStreams, lock_order};
 use super::{
+    ProjectionVersions, VersionStep, version_key,
     DeadLetter, DeadLetterChange, DeadLetterQuery, EventStore, LogPage, ReadUntil, Resolution,
     StreamLock,
 };
@@ -62,8 +63,19 @@ struct Inner {
     next_lock: AtomicU64,
     head: watch::Sender<Position>,
     snapshots: Mutex<HashMap<StreamId, Vec<Snapshot>>>,
-    checkpoints: Mutex<HashMap<String, Position>>,
+    checkpoints: Mutex<Checkpoints>,
     dead_letters: Mutex<HashMap<String, Letters>>,
+}
+
+/// The projections' checkpoints and versions, under one lock: a seal and the saves it
+/// refuses never interleave.
+#[derive(Default)]
+struct Checkpoints {
+    positions: HashMap<String, Position>,
+    /// Per projection name, where its versions stand (absent: version 1 serves).
+    versions: HashMap<String, ProjectionVersions>,
+    /// The checkpoint names of sealed versions.
+    sealed: std::collections::HashSet<String>,
 }
 
 /// One projection's dead letters.
@@ -469,16 +481,60 @@ impl EventStore for InMemoryStore {
 
     async fn load_checkpoint(&self, name: &str) -> Result<Option<Position>, StoreError> {
         input::check_checkpoint(name)?;
-        Ok(self.inner.checkpoints.lock().get(name).copied())
+        Ok(self.inner.checkpoints.lock().positions.get(name).copied())
     }
 
     async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
         input::check_checkpoint(name)?;
-        self.inner
-            .checkpoints
-            .lock()
-            .insert(name.to_owned(), position);
+        let mut all = self.inner.checkpoints.lock();
+        if all.sealed.contains(name) && all.positions.get(name) != Some(&position) {
+            return Err(StoreError::CheckpointSealed {
+                name: name.to_owned(),
+            });
+        }
+        all.positions.insert(name.to_owned(), position);
         Ok(())
+    }
+
+    async fn projection_versions(&self, name: &str) -> Result<ProjectionVersions, StoreError> {
+        input::check_checkpoint(name)?;
+        let all = self.inner.checkpoints.lock();
+        Ok(all.versions.get(name).cloned().unwrap_or_default())
+    }
+
+    async fn switch_version(
+        &self,
+        name: &str,
+        step: VersionStep,
+    ) -> Result<ProjectionVersions, StoreError> {
+        input::check_version_step(name, &step)?;
+        let (from, to) = step.versions();
+        let (from_key, to_key) = (version_key(name, from), version_key(name, to));
+        let mut all = self.inner.checkpoints.lock();
+        let found = all.versions.get(name).cloned().unwrap_or_default();
+        let key = match step {
+            VersionStep::Seal { .. } => &from_key,
+            _ => &to_key,
+        };
+        let checkpoint = all.positions.get(key).copied().unwrap_or(Position::ZERO);
+        let next = step
+            .apply(&found, checkpoint)
+            .map_err(|reason| StoreError::SwitchRefused {
+                projection: name.to_owned(),
+                reason,
+            })?;
+        match step {
+            VersionStep::Seal { .. } => {
+                all.positions.entry(from_key.clone()).or_insert(checkpoint);
+                all.sealed.insert(from_key);
+            }
+            VersionStep::Abort { .. } => {
+                all.sealed.remove(&from_key);
+            }
+            VersionStep::Promote { .. } => {}
+        }
+        all.versions.insert(name.to_owned(), next.clone());
+        Ok(next)
     }
 
     async fn write_dead_letters(

@@ -8,6 +8,7 @@ pub(crate) mod dynamic;
 pub mod input;
 pub mod lock;
 pub mod memory;
+pub mod versions;
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -24,6 +25,7 @@ pub use dead_letters::{
 };
 pub use dynamic::{AnyStore, DynEventStore};
 pub use lock::StreamLock;
+pub use versions::{ProjectionVersions, Switching, VersionStep, version_key};
 
 /// Where a stream read stops (inclusive).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -248,6 +250,25 @@ pub trait EventStore: Clone + Send + Sync + 'static {
         projection: &str,
         query: &DeadLetterQuery,
     ) -> impl Future<Output = Result<Vec<DeadLetter>, StoreError>> + Send;
+
+    /// Where the versions of projection `name` stand (see [`versions`]): which one serves
+    /// (1 for a projection that never switched) and the switch under way, if any. Readers
+    /// of a projection that switches versions ask this to find the read model to read.
+    fn projection_versions(
+        &self,
+        name: &str,
+    ) -> impl Future<Output = Result<ProjectionVersions, StoreError>> + Send;
+
+    /// Takes one step of a switch between versions of projection `name`, atomically: the
+    /// versions as they stand after it, or [`StoreError::SwitchRefused`] with nothing
+    /// changed (see [`VersionStep`] for the rules). While a version is sealed,
+    /// [`EventStore::save_checkpoint`] of its [`version_key`] (and any other way the store
+    /// moves that checkpoint) is refused with [`StoreError::CheckpointSealed`].
+    fn switch_version(
+        &self,
+        name: &str,
+        step: VersionStep,
+    ) -> impl Future<Output = Result<ProjectionVersions, StoreError>> + Send;
 }
 
 /// [`EventStore::read_stream_from_snapshot`] as two reads, one after the other:

@@ -218,4 +218,17 @@ impl EventStore for Watched {
     ) -> Result<Vec<eventsource_core::store::DeadLetter>, StoreError> {
         self.inner.dead_letters(projection, query).await
     }
+    async fn projection_versions(
+        &self,
+        name: &str,
+    ) -> Result<eventsource_core::ProjectionVersions, StoreError> {
+        self.inner.projection_versions(name).await
+    }
+    async fn switch_version(
+        &self,
+        name: &str,
+        step: eventsource_core::VersionStep,
+    ) -> Result<eventsource_core::ProjectionVersions, StoreError> {
+        self.inner.switch_version(name, step).await
+    }
 }

@@ -285,6 +285,8 @@ fn split<T>(
         Ok(value) => (Ok(value), Ok(Flow::Go)),
         Err(Halt::Fault(e)) => (Err(e.clone()), Err(Halt::Fault(e))),
         Err(Halt::Fatal(e) | Halt::Broken(e)) => (Err(e.clone()), Err(Halt::Fatal(e))),
-        Err(halt @ (Halt::LeaseLost | Halt::Again)) => (Err(lost), Err(halt)),
+        Err(halt @ (Halt::LeaseLost | Halt::Again | Halt::Relead | Halt::Superseded(_))) => {
+            (Err(lost), Err(halt))
+        }
     }
 }

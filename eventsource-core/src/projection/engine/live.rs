@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, watch};
 
-use super::{BACKOFF_START, Engine, Flow, Halt};
+use super::{BACKOFF_START, Engine, Flow, Halt, Role};
 use crate::projection::backend::{BackendError, RunnerBackend};
 use crate::projection::feed::LogFeed;
 use crate::projection::handle::{Control, ProjectionStatus};
@@ -47,6 +47,9 @@ where
             result = self.follow(&mut control, &status) => result,
             () = mirror => Ok(()),
         };
+        // Stopped between sealing the serving version and taking over from it: the serving
+        // version serves on.
+        self.abandon_switch().await;
         self.backend.step_down().await;
         result
     }
@@ -76,8 +79,12 @@ where
             feed.stop();
             match halt {
                 Halt::Fatal(error) | Halt::Broken(error) => return Err(error),
-                // `step` goes on by itself after these.
-                Halt::Again => {}
+                // `step` goes on by itself after these; leading again reads the versions.
+                Halt::Again | Halt::Relead => {}
+                Halt::Superseded(by) => {
+                    self.retire(by, status);
+                    return Ok(());
+                }
                 Halt::LeaseLost => {
                     tracing::warn!("another runner leads the projection now: standing by");
                     self.condemned.clear();
@@ -105,14 +112,22 @@ where
                 Ok(Some(checkpoint)) => {
                     self.checkpoint = checkpoint;
                     let letters = self.pending_positions();
+                    let serving = self.role == Role::Serving;
+                    let version = self.version;
                     status.send_modify(|s| {
                         s.leader = true;
                         s.checkpoint = checkpoint;
                         s.dead_letters = letters;
+                        s.version = version;
+                        s.serving = serving;
                     });
                     return Ok(Flow::Go);
                 }
-                Ok(None) | Err(Halt::LeaseLost | Halt::Again) => {
+                Err(Halt::Superseded(by)) => {
+                    self.retire(by, status);
+                    return Ok(Flow::Stop);
+                }
+                Ok(None) | Err(Halt::LeaseLost | Halt::Again | Halt::Relead) => {
                     let poll = self.backend.standby_poll();
                     if self.wait_or_answer(poll, control).await {
                         return Ok(Flow::Stop);
@@ -150,7 +165,18 @@ where
             .page(self.checkpoint)
             .await
             .map_err(|e| self.halt(BackendError::Store(e)))?;
+        let page = self.capped(page);
         if page.events.is_empty() && page.scanned_to <= self.checkpoint {
+            if let Role::Warming { cap, .. } = self.role
+                && self.checkpoint >= cap
+            {
+                // Caught up with the serving version: chase it, seal it, or take over.
+                feed.stop();
+                if self.at_cap().await? {
+                    status.send_modify(|s| s.serving = true);
+                }
+                return Ok(Flow::Go);
+            }
             self.rebuilding = false;
             status.send_modify(|s| {
                 s.caught_up = true;
@@ -243,6 +269,14 @@ where
                 let _ = ack.send(Err(self.lease_lost()));
                 Err(Halt::LeaseLost)
             }
+            Err(Halt::Relead) => {
+                let _ = ack.send(Err(self.not_leading()));
+                Err(Halt::Relead)
+            }
+            Err(Halt::Superseded(by)) => {
+                let _ = ack.send(Err(self.superseded(by)));
+                Err(Halt::Superseded(by))
+            }
         }
     }
 
@@ -261,6 +295,16 @@ where
             s.retrying = Some(Arc::new(error));
         });
         self.wait_or_answer(wait, control).await
+    }
+
+    /// Stops as a version that a newer one replaced (the status says by which).
+    fn retire(&self, by: u32, status: &watch::Sender<ProjectionStatus>) {
+        tracing::info!(by, "a newer version of the projection serves: this one stops");
+        status.send_modify(|s| {
+            s.leader = false;
+            s.serving = false;
+            s.superseded_by = Some(by);
+        });
     }
 
     pub(super) fn not_leading(&self) -> ProjectionError {

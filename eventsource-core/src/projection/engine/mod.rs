@@ -34,9 +34,12 @@ use tokio::sync::watch;
 mod failure;
 mod letters;
 mod live;
+mod versions;
 
 use failure::Condemned;
 use letters::Pending;
+pub use versions::is_replay;
+use versions::Role;
 
 use super::backend::{BackendError, RunnerBackend};
 use super::error::guarded;
@@ -73,12 +76,27 @@ pub(crate) enum Halt {
     /// A rebuild emptied the read model but could not move the checkpoint to zero (a
     /// backend whose batches are not atomic): the runner stops, whatever asked for it.
     Broken(ProjectionError),
+    /// The projection's versions changed under the runner (its checkpoint was sealed, a
+    /// step of its switch was refused): it leads again, which reads them anew.
+    Relead,
+    /// A newer version of the projection serves: this one stops.
+    Superseded(u32),
 }
 
 /// The loop's state: the projection, its store and backend, and where it stands.
 pub(crate) struct Engine<P, S, B> {
-    /// The name it runs under: its checkpoint's and its dead letters' key.
+    /// The name it runs under: its checkpoint's and its dead letters' key (the version's
+    /// key: [`version_key`](crate::store::version_key) of `base` and `version`).
     pub(crate) name: Arc<str>,
+    /// The projection's name, whatever its version: the key of its versions in the store.
+    pub(crate) base: Arc<str>,
+    /// The version it runs as (1 unless set).
+    pub(crate) version: u32,
+    /// What this version is to the projection (serving, or warming up beside the one that
+    /// serves), as the store said when the runner last led.
+    role: Role,
+    /// Events at or before this position are replays ([`is_replay`]).
+    replay_until: Option<Position>,
     pub(crate) policy: FailurePolicy,
     pub(crate) filter: Option<EventFilter>,
     pub(crate) store: S,
@@ -120,6 +138,10 @@ where
         let leadership = backend.leadership();
         Self {
             name: Arc::from(P::NAME),
+            base: Arc::from(P::NAME),
+            version: 1,
+            role: Role::Serving,
+            replay_until: None,
             policy: FailurePolicy::default(),
             filter: None,
             pending: Pending::default(),
@@ -153,6 +175,13 @@ where
         }
     }
 
+    fn superseded(&self, by: u32) -> ProjectionError {
+        ProjectionError::Superseded {
+            projection: Arc::clone(&self.name),
+            by,
+        }
+    }
+
     fn lease_lost(&self) -> ProjectionError {
         ProjectionError::LeaseLost {
             projection: Arc::clone(&self.name),
@@ -162,6 +191,10 @@ where
     fn halt(&self, e: BackendError) -> Halt {
         match e {
             BackendError::Store(e) if e.is_retryable() => Halt::Fault(self.store_error(e)),
+            // Its version is being switched away from: it finds out how things stand.
+            BackendError::Store(crate::error::StoreError::CheckpointSealed { .. }) => {
+                Halt::Relead
+            }
             BackendError::Store(e) => Halt::Fatal(self.store_error(e)),
             BackendError::LeaseLost => Halt::LeaseLost,
         }
@@ -183,6 +216,18 @@ where
     async fn try_lead(&mut self) -> Result<Option<Position>, Halt> {
         match self.backend.lead(&self.name).await {
             Ok(Some(checkpoint)) => {
+                let role = match self.take_role().await {
+                    Ok(go) => Ok(go),
+                    Err(halt) => {
+                        self.backend.step_down().await;
+                        Err(halt)
+                    }
+                };
+                if !role? {
+                    // A switch away from this version is under way: stand by.
+                    self.backend.step_down().await;
+                    return Ok(None);
+                }
                 self.has_led = true;
                 self.load_pending().await?;
                 Ok(Some(checkpoint))
@@ -209,7 +254,7 @@ where
             to = %page.scanned_to,
             events = page.events.len()
         );
-        tracing::Instrument::instrument(
+        let batch = tracing::Instrument::instrument(
             async {
                 let mut ctx = self.backend.begin().await.map_err(|e| self.halt(e))?;
                 let mut handled_to = self.checkpoint;
@@ -257,6 +302,7 @@ where
                         }
                         continue;
                     }
+                    versions::set_replay(self.is_replayed(event));
                     if let Err(failure) =
                         guarded(self.projection.handle_event(event, &mut ctx)).await
                     {
@@ -268,8 +314,8 @@ where
                 self.commit(ctx, to, letters).await
             },
             span,
-        )
-        .await
+        );
+        versions::replay_scope(batch).await
     }
 
     /// Makes a batch durable at `to` with `letters`, and takes what it did into the runner's
@@ -302,6 +348,11 @@ where
     /// under the rebuild's policy).
     async fn reset(&mut self) -> Result<(), Halt> {
         tracing::info!("rebuilding from zero");
+        // A version that is sealed (switched away from) keeps its read model as it is.
+        if !self.take_role().await? {
+            return Err(Halt::Relead);
+        }
+        let before = self.checkpoint;
         // The letters to resolve are read before the read model is emptied: nothing that
         // can fault runs between the projection's reset and the batch's commit but the
         // commit itself.
@@ -335,6 +386,8 @@ where
         self.condemned.clear();
         self.transient.clear();
         self.rebuilding = true;
+        // What the projection handled before is handled again: replays.
+        self.replay_until = Some(self.replay_until.map_or(before, |r| r.max(before)));
         Ok(())
     }
 
@@ -363,6 +416,7 @@ where
                     .page(self.checkpoint)
                     .await
                     .map_err(|e| self.halt(BackendError::Store(e)))?;
+                let page = self.capped(page);
                 if page.events.is_empty() && page.scanned_to <= self.checkpoint {
                     return Ok(true);
                 }
@@ -375,6 +429,11 @@ where
                 }
                 Ok(false) => self.backoff = BACKOFF_START,
                 Err(Halt::Again) => {}
+                Err(Halt::Relead) => {
+                    feed.stop();
+                    leading = false;
+                }
+                Err(Halt::Superseded(by)) => return Err(self.superseded(by)),
                 Err(Halt::Fault(error)) => {
                     feed.stop();
                     leading = false;
@@ -397,17 +456,19 @@ where
             match self.try_lead().await {
                 Ok(Some(_)) => break,
                 Ok(None) => tokio::time::sleep(self.backend.standby_poll()).await,
-                Err(Halt::Fault(_) | Halt::Again) => {
+                Err(Halt::Fault(_) | Halt::Again | Halt::Relead) => {
                     tokio::time::sleep(self.next_backoff()).await;
                 }
                 Err(Halt::LeaseLost) => return Err(self.lease_lost()),
+                Err(Halt::Superseded(by)) => return Err(self.superseded(by)),
                 Err(Halt::Fatal(e) | Halt::Broken(e)) => return Err(e),
             }
         }
         match self.reset().await {
             Ok(()) => {}
             Err(Halt::Fatal(e) | Halt::Fault(e) | Halt::Broken(e)) => return Err(e),
-            Err(Halt::LeaseLost | Halt::Again) => return Err(self.lease_lost()),
+            Err(Halt::LeaseLost | Halt::Again | Halt::Relead) => return Err(self.lease_lost()),
+            Err(Halt::Superseded(by)) => return Err(self.superseded(by)),
         }
         self.catch_up().await
     }
