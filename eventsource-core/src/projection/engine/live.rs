@@ -191,7 +191,16 @@ where
                     None => std::future::pending().await,
                 }
             };
+            // A switch of versions appends nothing: an idle runner looks at the versions
+            // now and then, so a version switched away from stops (or stands by while
+            // sealed) without waiting for the next event.
+            let look = self.backend.standby_poll() * 4;
             tokio::select! {
+                () = tokio::time::sleep(look) => {
+                    if !self.still_serving().await? {
+                        return Err(Halt::Relead);
+                    }
+                }
                 woke = self.store.wait_for_events(self.checkpoint) => {
                     if let Err(e) = woke {
                         return Err(self.halt(BackendError::Store(e)));

@@ -145,6 +145,20 @@ where
         }
     }
 
+    /// Whether the store's versions still make this runner's role what it is (a serving
+    /// version still serves, unsealed).
+    pub(super) async fn still_serving(&mut self) -> Result<bool, Halt> {
+        if self.role != Role::Serving {
+            return Ok(true);
+        }
+        let versions = self
+            .store
+            .projection_versions(&self.base)
+            .await
+            .map_err(|e| self.store_halt(e))?;
+        Ok(matches!(standing(self.version, &versions), Standing::Serving))
+    }
+
     async fn prior_checkpoint(&mut self, prior: u32) -> Result<Position, Halt> {
         let key = version_key(&self.base, prior);
         let saved = self

@@ -9,6 +9,7 @@
 mod appends;
 mod dead_letter_store;
 mod dead_letters;
+mod versions;
 mod idempotency;
 mod input;
 mod locks;
@@ -95,6 +96,12 @@ macro_rules! __conformance_cases {
                 instances_named_at_run_time_keep_their_own_checkpoints_and_letters,
                 an_undecodable_event_goes_through_the_failure_policy,
                 one_letter_deep_in_a_parked_stream_is_found_by_its_event,
+            ],
+            versions: [
+                version_steps_are_compare_and_set_and_a_sealed_checkpoint_never_moves,
+                a_new_version_takes_over_while_readers_read_and_writers_write,
+                an_interrupted_warm_up_or_switch_resumes_where_it_stopped,
+                a_switch_given_up_leaves_the_old_version_serving,
             ],
             snapshots_checkpoints: [
                 snapshots_are_selected_by_schema_version_and_bound,
