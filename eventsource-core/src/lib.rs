@@ -58,9 +58,8 @@ pub use registry::{EventRegistry, RegistryError};
 pub use repository::{At, CommandOptions, Executed, Loaded, Repository, RetryPolicy};
 pub use store::memory::InMemoryStore;
 pub use store::{
-    AnyStore, DeadLetter, DeadLetterQuery, DynEventStore, EventStore, LogPage,
-    ProjectionVersions, ReadUntil, StreamLock, Switching, VersionStep, validate_writes,
-    version_key,
+    AnyStore, DeadLetter, DeadLetterQuery, DynEventStore, EventStore, LogPage, ProjectionVersions,
+    ReadUntil, StreamLock, Switching, VersionStep, validate_writes, version_key,
 };
 pub use subscription::subscribe;
 

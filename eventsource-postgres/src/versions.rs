@@ -82,7 +82,10 @@ async fn switch_in(
     let from_key = version_key(name, from);
     let to_key = version_key(name, to);
     let mut tx = sqlx::Connection::begin(c).await?;
-    sqlx::query(&s.insert_versions).bind(name).execute(&mut *tx).await?;
+    sqlx::query(&s.insert_versions)
+        .bind(name)
+        .execute(&mut *tx)
+        .await?;
     let row: (i32, Option<i32>, Option<i64>, Option<i64>) = sqlx::query_as(&s.lock_versions)
         .bind(name)
         .fetch_one(&mut *tx)

@@ -7,6 +7,8 @@ mod common;
 
 #[path = "postgres/appends.rs"]
 mod appends;
+#[path = "postgres/blue_green.rs"]
+mod blue_green;
 #[path = "postgres/clusters.rs"]
 mod clusters;
 #[path = "postgres/connections.rs"]

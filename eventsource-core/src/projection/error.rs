@@ -87,7 +87,9 @@ pub enum ProjectionError {
     /// A newer version of the projection serves: this version was switched away from
     /// (see [`ProjectionRunner::version`](crate::ProjectionRunner::version)) and does not
     /// run any more.
-    #[error("projection `{projection}`: version {by} serves now, this version was switched away from")]
+    #[error(
+        "projection `{projection}`: version {by} serves now, this version was switched away from"
+    )]
     Superseded {
         /// The projection (this version's name).
         projection: Arc<str>,
@@ -96,7 +98,9 @@ pub enum ProjectionError {
     },
     /// The projection's version did not take over in time (it is still warming up beside
     /// the serving version).
-    #[error("projection `{projection}` did not take over before the timeout (it reached {reached})")]
+    #[error(
+        "projection `{projection}` did not take over before the timeout (it reached {reached})"
+    )]
     NotServing {
         /// The projection (this version's name).
         projection: Arc<str>,

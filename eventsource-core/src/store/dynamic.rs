@@ -7,8 +7,9 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 
-use super::{ProjectionVersions, VersionStep, 
-    DeadLetter, DeadLetterChange, DeadLetterQuery, EventStore, LogPage, ReadUntil, StreamLock,
+use super::{
+    DeadLetter, DeadLetterChange, DeadLetterQuery, EventStore, LogPage, ProjectionVersions,
+    ReadUntil, StreamLock, VersionStep,
 };
 use crate::envelope::{Commit, FoldEvent, FoldItem, RecordedEvent, Snapshot, StreamWrite};
 use crate::error::StoreError;

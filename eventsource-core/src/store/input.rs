@@ -101,10 +101,7 @@ pub fn check_dead_letters(
 /// Checks a step of a switch between versions of projection `name`: the name, and the
 /// checkpoint names of both versions (see [`version_key`](crate::store::version_key)), each
 /// within the limits of names.
-pub fn check_version_step(
-    name: &str,
-    step: &crate::store::VersionStep,
-) -> Result<(), StoreError> {
+pub fn check_version_step(name: &str, step: &crate::store::VersionStep) -> Result<(), StoreError> {
     check_checkpoint(name)?;
     let (from, to) = step.versions();
     check_checkpoint(&crate::store::version_key(name, from))?;

@@ -18,9 +18,8 @@ use tokio::sync::watch;
 use super::input;
 use super::lock::{LocalGuard, LocalLocks, LockedStreams, lock_order};
 use super::{
-    ProjectionVersions, VersionStep, version_key,
-    DeadLetter, DeadLetterChange, DeadLetterQuery, EventStore, LogPage, ReadUntil, Resolution,
-    StreamLock,
+    DeadLetter, DeadLetterChange, DeadLetterQuery, EventStore, LogPage, ProjectionVersions,
+    ReadUntil, Resolution, StreamLock, VersionStep, version_key,
 };
 use crate::envelope::{Commit, CommittedStream, RecordedEvent, Snapshot, StreamWrite};
 use crate::error::StoreError;

@@ -153,10 +153,7 @@ impl VersionStep {
                     found.serving
                 )),
                 Some(s) if s.to == to => Ok(found.clone()),
-                Some(s) => Err(format!(
-                    "a switch to version {} is under way already",
-                    s.to
-                )),
+                Some(s) => Err(format!("a switch to version {} is under way already", s.to)),
                 None => Ok(ProjectionVersions::with(
                     from,
                     Some(Switching::new(to, checkpoint)),
@@ -224,13 +221,37 @@ mod tests {
     #[test]
     fn steps_out_of_turn_are_refused() {
         let start = ProjectionVersions::new();
-        assert!(VersionStep::Seal { from: 2, to: 3 }.apply(&start, at(1)).is_err());
-        assert!(VersionStep::Seal { from: 1, to: 1 }.apply(&start, at(1)).is_err());
-        assert!(VersionStep::Seal { from: 0, to: 1 }.apply(&start, at(1)).is_err());
-        assert!(VersionStep::Promote { from: 1, to: 2 }.apply(&start, at(1)).is_err());
-        let sealed = VersionStep::Seal { from: 1, to: 2 }.apply(&start, at(1)).unwrap();
-        assert!(VersionStep::Seal { from: 1, to: 3 }.apply(&sealed, at(1)).is_err());
-        let aborted = VersionStep::Abort { from: 1, to: 2 }.apply(&sealed, at(1)).unwrap();
+        assert!(
+            VersionStep::Seal { from: 2, to: 3 }
+                .apply(&start, at(1))
+                .is_err()
+        );
+        assert!(
+            VersionStep::Seal { from: 1, to: 1 }
+                .apply(&start, at(1))
+                .is_err()
+        );
+        assert!(
+            VersionStep::Seal { from: 0, to: 1 }
+                .apply(&start, at(1))
+                .is_err()
+        );
+        assert!(
+            VersionStep::Promote { from: 1, to: 2 }
+                .apply(&start, at(1))
+                .is_err()
+        );
+        let sealed = VersionStep::Seal { from: 1, to: 2 }
+            .apply(&start, at(1))
+            .unwrap();
+        assert!(
+            VersionStep::Seal { from: 1, to: 3 }
+                .apply(&sealed, at(1))
+                .is_err()
+        );
+        let aborted = VersionStep::Abort { from: 1, to: 2 }
+            .apply(&sealed, at(1))
+            .unwrap();
         assert_eq!(aborted, start);
         assert!(!aborted.is_sealed(1));
     }

@@ -194,9 +194,12 @@ where
             // A switch of versions appends nothing: an idle runner looks at the versions
             // now and then, so a version switched away from stops (or stands by while
             // sealed) without waiting for the next event.
-            let look = self.backend.standby_poll() * 4;
+            let look = *self.next_look.get_or_insert_with(|| {
+                tokio::time::Instant::now() + self.backend.standby_poll() * 4
+            });
             tokio::select! {
-                () = tokio::time::sleep(look) => {
+                () = tokio::time::sleep_until(look) => {
+                    self.next_look = None;
                     if !self.still_serving().await? {
                         return Err(Halt::Relead);
                     }
@@ -308,7 +311,10 @@ where
 
     /// Stops as a version that a newer one replaced (the status says by which).
     fn retire(&self, by: u32, status: &watch::Sender<ProjectionStatus>) {
-        tracing::info!(by, "a newer version of the projection serves: this one stops");
+        tracing::info!(
+            by,
+            "a newer version of the projection serves: this one stops"
+        );
         status.send_modify(|s| {
             s.leader = false;
             s.serving = false;

@@ -38,8 +38,8 @@ mod versions;
 
 use failure::Condemned;
 use letters::Pending;
-pub use versions::is_replay;
 use versions::Role;
+pub use versions::is_replay;
 
 use super::backend::{BackendError, RunnerBackend};
 use super::error::guarded;
@@ -97,6 +97,9 @@ pub(crate) struct Engine<P, S, B> {
     role: Role,
     /// Events at or before this position are replays ([`is_replay`]).
     replay_until: Option<Position>,
+    /// When an idle runner looks at its versions next (a switch appends no event to wake
+    /// it).
+    next_look: Option<tokio::time::Instant>,
     pub(crate) policy: FailurePolicy,
     pub(crate) filter: Option<EventFilter>,
     pub(crate) store: S,
@@ -142,6 +145,7 @@ where
             version: 1,
             role: Role::Serving,
             replay_until: None,
+            next_look: None,
             policy: FailurePolicy::default(),
             filter: None,
             pending: Pending::default(),
@@ -192,9 +196,7 @@ where
         match e {
             BackendError::Store(e) if e.is_retryable() => Halt::Fault(self.store_error(e)),
             // Its version is being switched away from: it finds out how things stand.
-            BackendError::Store(crate::error::StoreError::CheckpointSealed { .. }) => {
-                Halt::Relead
-            }
+            BackendError::Store(crate::error::StoreError::CheckpointSealed { .. }) => Halt::Relead,
             BackendError::Store(e) => Halt::Fatal(self.store_error(e)),
             BackendError::LeaseLost => Halt::LeaseLost,
         }

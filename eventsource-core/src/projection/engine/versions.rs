@@ -13,8 +13,8 @@ use super::{Engine, Halt};
 use crate::envelope::RecordedEvent;
 use crate::error::StoreError;
 use crate::ids::Position;
-use crate::projection::backend::{BackendError, RunnerBackend};
 use crate::projection::Projection;
+use crate::projection::backend::{BackendError, RunnerBackend};
 use crate::store::{EventStore, LogPage, ProjectionVersions, VersionStep, version_key};
 
 tokio::task_local! {
@@ -156,7 +156,10 @@ where
             .projection_versions(&self.base)
             .await
             .map_err(|e| self.store_halt(e))?;
-        Ok(matches!(standing(self.version, &versions), Standing::Serving))
+        Ok(matches!(
+            standing(self.version, &versions),
+            Standing::Serving
+        ))
     }
 
     async fn prior_checkpoint(&mut self, prior: u32) -> Result<Position, Halt> {

@@ -9,7 +9,6 @@
 mod appends;
 mod dead_letter_store;
 mod dead_letters;
-mod versions;
 mod idempotency;
 mod input;
 mod locks;
@@ -19,6 +18,7 @@ mod repository;
 mod snapshots_checkpoints;
 mod streams;
 mod support;
+mod versions;
 
 // The hot-stream case reaches the contention harness as `super::contention`.
 use super::contention;

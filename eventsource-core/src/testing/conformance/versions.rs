@@ -59,7 +59,11 @@ impl Projection for Model {
         Some(&["counter.added"])
     }
 
-    async fn handle_event(&mut self, event: &RecordedEvent, _: &mut ()) -> Result<(), HandlerError> {
+    async fn handle_event(
+        &mut self,
+        event: &RecordedEvent,
+        _: &mut (),
+    ) -> Result<(), HandlerError> {
         let CounterEvent::Added(n) =
             CounterEvent::decode(&event.event_type, event.schema_version, &event.payload)?
         else {
@@ -95,7 +99,10 @@ async fn log_positions<S: EventStore>(store: &S) -> Vec<Position> {
     let mut all = Vec::new();
     let mut after = Position::ZERO;
     loop {
-        let page = store.read_all(after, 500, None).await.expect("read the log");
+        let page = store
+            .read_all(after, 500, None)
+            .await
+            .expect("read the log");
         if page.events.is_empty() {
             return all;
         }
@@ -115,7 +122,9 @@ async fn stopped(handle: &ProjectionHandle) -> crate::projection::ProjectionStat
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     };
-    tokio::time::timeout(WAIT, wait).await.expect("the runner stops")
+    tokio::time::timeout(WAIT, wait)
+        .await
+        .expect("the runner stops")
 }
 
 /// The store's steps: each is a compare-and-set, repeats answer as the first did, a sealed
@@ -144,7 +153,10 @@ pub async fn version_steps_are_compare_and_set_and_a_sealed_checkpoint_never_mov
         store.save_checkpoint(NAME, Position::ZERO).await,
         Err(StoreError::CheckpointSealed { .. })
     ));
-    store.save_checkpoint(NAME, p(10)).await.expect("saved where it is");
+    store
+        .save_checkpoint(NAME, p(10))
+        .await
+        .expect("saved where it is");
     assert_eq!(store.load_checkpoint(NAME).await.unwrap(), Some(p(10)));
     // Repeated: the same seal, at the same place.
     assert_eq!(store.switch_version(NAME, seal).await.unwrap(), sealed);
@@ -238,7 +250,11 @@ pub async fn a_new_version_takes_over_while_readers_read_and_writers_write<S: Ev
             while !stop.load(Ordering::SeqCst) {
                 let version = store.projection_versions(NAME).await.unwrap().serving;
                 let key = version_key(NAME, version);
-                let checkpoint = store.load_checkpoint(&key).await.unwrap().unwrap_or_default();
+                let checkpoint = store
+                    .load_checkpoint(&key)
+                    .await
+                    .unwrap()
+                    .unwrap_or_default();
                 let held = models[version as usize - 1].held_to(checkpoint);
                 samples.lock().push((version, checkpoint, held));
                 tokio::task::yield_now().await;
@@ -268,7 +284,9 @@ pub async fn a_new_version_takes_over_while_readers_read_and_writers_write<S: Ev
         writer.await.expect("writer");
     }
     let head = store.head().await.unwrap();
-    next.wait_for(head, WAIT).await.expect("version 2 follows live");
+    next.wait_for(head, WAIT)
+        .await
+        .expect("version 2 follows live");
     stop.store(true, Ordering::SeqCst);
     reader.await.expect("reader");
 
@@ -316,7 +334,10 @@ pub async fn a_new_version_takes_over_while_readers_read_and_writers_write<S: Ev
         if *p <= at {
             assert_eq!(sent, 1, "emails for {p}, before the seal at {at}");
         } else {
-            assert!((1..=2).contains(&sent), "emails for {p}, after the seal: {sent}");
+            assert!(
+                (1..=2).contains(&sent),
+                "emails for {p}, after the seal: {sent}"
+            );
         }
     }
     next.shutdown().await.expect("shut down");
@@ -349,12 +370,19 @@ pub async fn an_interrupted_warm_up_or_switch_resumes_where_it_stopped<S: EventS
         .spawn();
     let status = stopped(&first).await;
     assert!(
-        matches!(status.failed.as_deref(), Some(ProjectionError::Handler { .. })),
+        matches!(
+            status.failed.as_deref(),
+            Some(ProjectionError::Handler { .. })
+        ),
         "{:?}",
         status.failed
     );
     let v2_key = version_key(NAME, 2);
-    let resumed_from = store.load_checkpoint(&v2_key).await.unwrap().expect("saved");
+    let resumed_from = store
+        .load_checkpoint(&v2_key)
+        .await
+        .unwrap()
+        .expect("saved");
     assert_eq!(v2.calls.lock().len(), 29);
     assert_eq!(
         store.projection_versions(NAME).await.unwrap(),
@@ -372,7 +400,11 @@ pub async fn an_interrupted_warm_up_or_switch_resumes_where_it_stopped<S: EventS
         add(&store, "late", n).await;
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert_eq!(store.load_checkpoint(NAME).await.unwrap(), Some(at), "sealed");
+    assert_eq!(
+        store.load_checkpoint(NAME).await.unwrap(),
+        Some(at),
+        "sealed"
+    );
     assert!(!serving.status().leader, "the sealed version stands by");
 
     *v2.poison.lock() = None;
