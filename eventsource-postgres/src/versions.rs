@@ -15,11 +15,14 @@ use crate::meta::checkpoint_from;
 use crate::read::Reader;
 use crate::rows::{position_from, position_params};
 
+/// A `projection_versions` row: serving, switching_to, switch_commit_id, switch_seq.
+type VersionsRow = (i32, Option<i32>, Option<i64>, Option<i64>);
+
 /// The versions of projection `name` as they stand (version 1 serving, when it has no row).
 pub(crate) async fn load(reader: Reader<'_>, name: &str) -> Result<ProjectionVersions, StoreError> {
     input::check_checkpoint(name)?;
     let s = reader.sql();
-    let row: Option<(i32, Option<i32>, Option<i64>, Option<i64>)> = reader
+    let row: Option<VersionsRow> = reader
         .run("loading a projection's versions", async |c| {
             sqlx::query_as(&s.load_versions)
                 .bind(name)
@@ -35,7 +38,7 @@ pub(crate) async fn load(reader: Reader<'_>, name: &str) -> Result<ProjectionVer
 
 fn versions_from(
     name: &str,
-    (serving, to, commit, seq): (i32, Option<i32>, Option<i64>, Option<i64>),
+    (serving, to, commit, seq): VersionsRow,
 ) -> Result<ProjectionVersions, StoreError> {
     let corrupt = |what: &str| StoreError::CorruptCheckpoint {
         name: name.to_owned(),
@@ -86,7 +89,7 @@ async fn switch_in(
         .bind(name)
         .execute(&mut *tx)
         .await?;
-    let row: (i32, Option<i32>, Option<i64>, Option<i64>) = sqlx::query_as(&s.lock_versions)
+    let row: VersionsRow = sqlx::query_as(&s.lock_versions)
         .bind(name)
         .fetch_one(&mut *tx)
         .await?;

@@ -117,7 +117,7 @@ where
     ///
     /// ```
     /// # use eventsource_core::*;
-    /// # async fn doc<P: Projection<Context = ()>>(store: InMemoryStore, v2: P) -> Result<(), ProjectionError> {
+    /// # async fn doc<P: Projection<Context = ()>>(store: InMemoryStore, v2: P) -> Result<(), Box<dyn std::error::Error>> {
     /// let v2 = ProjectionRunner::new(store.clone(), v2).version(2)?.spawn();
     /// v2.wait_serving(std::time::Duration::from_secs(60)).await?; // version 1 stopped
     /// # Ok(()) }
