@@ -16,11 +16,12 @@ CREATE TABLE projection_versions (
        AND (switch_commit_id IS NULL) = (switch_seq IS NULL))
 );
 
--- A sealed checkpoint never moves: every update that would move it fails with SQLSTATE
--- ES001 (the checkpoint's name in the error's detail), whatever wrote it: the store's own
--- saves, a transactional runner's fenced commit, or a store of an earlier version during a
--- rolling upgrade, which knows nothing of seals. Taking a lease on it still works (the
--- position stays), and the seal itself is set and lifted by an update that changes it.
+-- A sealed checkpoint is never saved: every save (each sets `updated_at`) or move of it
+-- fails with SQLSTATE ES001 (the checkpoint's name in the error's detail), whatever wrote it:
+-- the store's own saves, a transactional runner's fenced commit (its batch rolls back, with
+-- a dead-letter retry's writes), or a store of an earlier version, which knows nothing of
+-- seals. Taking a lease on it still works (neither the position nor `updated_at` changes),
+-- and the seal itself is set and lifted by an update that changes it.
 ALTER TABLE checkpoints ADD COLUMN sealed boolean NOT NULL DEFAULT false;
 
 CREATE FUNCTION refuse_sealed_checkpoint() RETURNS trigger
@@ -33,10 +34,11 @@ BEGIN
 END
 $$;
 
--- The condition is the trigger's own, so the function runs only for a move of a sealed
+-- The condition is the trigger's own, so the function runs only for a save of a sealed
 -- checkpoint: other checkpoint saves pay for no call.
 CREATE TRIGGER checkpoints_sealed BEFORE UPDATE ON checkpoints
 FOR EACH ROW
 WHEN (OLD.sealed AND NEW.sealed
-      AND (NEW.commit_id, NEW.seq) IS DISTINCT FROM (OLD.commit_id, OLD.seq))
+      AND ((NEW.commit_id, NEW.seq) IS DISTINCT FROM (OLD.commit_id, OLD.seq)
+           OR NEW.updated_at IS DISTINCT FROM OLD.updated_at))
 EXECUTE FUNCTION refuse_sealed_checkpoint();

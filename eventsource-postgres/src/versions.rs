@@ -4,7 +4,7 @@
 //!
 //! A seal also locks the serving version's checkpoint row (`FOR UPDATE`): a batch of that
 //! version committing at that moment is waited for, and the seal is taken at the checkpoint
-//! it left. From the seal's commit on, migration 0008's trigger refuses to move that
+//! it left. From the seal's commit on, migration 0008's trigger refuses every save of that
 //! checkpoint, whichever runner or binary tries.
 
 use eventsource_core::store::{ProjectionVersions, Switching, VersionStep, input, version_key};
@@ -69,10 +69,7 @@ pub(crate) async fn switch(
             switch_in(c, s, name, step).await
         })
         .await?;
-    answer.map_err(|reason| StoreError::SwitchRefused {
-        projection: name.to_owned(),
-        reason,
-    })
+    answer
 }
 
 async fn switch_in(
@@ -80,7 +77,7 @@ async fn switch_in(
     s: &crate::sql::Sql,
     name: &str,
     step: VersionStep,
-) -> Result<Result<ProjectionVersions, String>, sqlx::Error> {
+) -> Result<Result<ProjectionVersions, StoreError>, sqlx::Error> {
     let (from, to) = step.versions();
     let from_key = version_key(name, from);
     let to_key = version_key(name, to);
@@ -95,7 +92,7 @@ async fn switch_in(
         .await?;
     let found = match versions_from(name, row) {
         Ok(found) => found,
-        Err(e) => return Ok(Err(e.to_string())),
+        Err(e) => return Ok(Err(e)),
     };
     // The checkpoint the step is decided on: the serving version's for a seal (locked, and
     // created at zero if it never saved one, so that the seal holds it), the new version's
@@ -118,12 +115,17 @@ async fn switch_in(
         None => Position::ZERO,
         Some((commit, seq)) => match checkpoint_from(key, commit, seq) {
             Ok(p) => p,
-            Err(e) => return Ok(Err(e.to_string())),
+            Err(e) => return Ok(Err(e)),
         },
     };
     let next = match step.apply(&found, checkpoint) {
         Ok(next) => next,
-        Err(reason) => return Ok(Err(reason)),
+        Err(reason) => {
+            return Ok(Err(StoreError::SwitchRefused {
+                projection: name.to_owned(),
+                reason,
+            }));
+        }
     };
     if next != found {
         let (to, commit, seq) = match next.switching {

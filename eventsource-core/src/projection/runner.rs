@@ -106,7 +106,7 @@ where
     /// reading the log only up to the serving version's checkpoint, so every event it
     /// handles meanwhile is one the serving version handled ([`is_replay`](super::is_replay)
     /// says so to its handlers, which send no email twice). Once it has caught up, it seals
-    /// the serving version where that stands (the store refuses to move its checkpoint from
+    /// the serving version where that stands (the store refuses to save its checkpoint from
     /// then on, so its read model stays as it is), catches up to that position, and takes
     /// over ([`EventStore::switch_version`]): readers never see a model that has not caught
     /// up, nor a checkpoint that goes back. The old version's runner stops

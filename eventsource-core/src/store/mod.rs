@@ -263,7 +263,7 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     /// versions as they stand after it, or [`StoreError::SwitchRefused`] with nothing
     /// changed (see [`VersionStep`] for the rules). While a version is sealed,
     /// [`EventStore::save_checkpoint`] of its [`version_key`] (and any other way the store
-    /// moves that checkpoint) is refused with [`StoreError::CheckpointSealed`].
+    /// saves that checkpoint) is refused with [`StoreError::CheckpointSealed`].
     fn switch_version(
         &self,
         name: &str,

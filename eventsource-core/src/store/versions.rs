@@ -5,7 +5,7 @@
 //! one atomic in the store and each one safe to repeat (see [`VersionStep`]):
 //!
 //! 1. [`VersionStep::Seal`]: `from`'s checkpoint is sealed where it stands, at `at`. From then
-//!    on the store refuses to move it ([`StoreError::CheckpointSealed`](crate::StoreError)),
+//!    on the store refuses every save of it ([`StoreError::CheckpointSealed`](crate::StoreError)),
 //!    so `from`'s read model stays as it was at `at`, whatever process runs it.
 //! 2. `to` catches up to `at` (its own runner does, under its own checkpoint).
 //! 3. [`VersionStep::Promote`]: readers are pointed at `to`, which the store allows only once

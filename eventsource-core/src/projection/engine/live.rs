@@ -63,6 +63,7 @@ where
         loop {
             // Lead: from the durable checkpoint.
             feed.stop();
+            self.forget_switch();
             status.send_modify(|s| s.leader = false);
             match self.lead(control, status).await? {
                 Flow::Go => {}

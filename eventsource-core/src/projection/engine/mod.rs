@@ -256,6 +256,9 @@ where
             to = %page.scanned_to,
             events = page.events.len()
         );
+        // Only a runner that replays (a warm-up, a rebuild) answers `is_replay` per event;
+        // the others pay for no task-local.
+        let replays = self.replay_until.is_some();
         let batch = tracing::Instrument::instrument(
             async {
                 let mut ctx = self.backend.begin().await.map_err(|e| self.halt(e))?;
@@ -304,7 +307,9 @@ where
                         }
                         continue;
                     }
-                    versions::set_replay(self.is_replayed(event));
+                    if replays {
+                        versions::set_replay(self.is_replayed(event));
+                    }
                     if let Err(failure) =
                         guarded(self.projection.handle_event(event, &mut ctx)).await
                     {
@@ -317,7 +322,11 @@ where
             },
             span,
         );
-        versions::replay_scope(batch).await
+        if replays {
+            versions::replay_scope(batch).await
+        } else {
+            batch.await
+        }
     }
 
     /// Makes a batch durable at `to` with `letters`, and takes what it did into the runner's
@@ -350,6 +359,9 @@ where
     /// under the rebuild's policy).
     async fn reset(&mut self) -> Result<(), Halt> {
         tracing::info!("rebuilding from zero");
+        // A rebuild of a version that sealed the serving one for its switch gives the
+        // switch up first: the serving version serves on while this one replays.
+        self.abandon_switch().await;
         // A version that is sealed (switched away from) keeps its read model as it is.
         if !self.take_role().await? {
             return Err(Halt::Relead);

@@ -34,6 +34,11 @@ tokio::task_local! {
 /// resumed by another process does not know that position). False otherwise, and outside a
 /// handler. Asked on the handler's own task (not on one it spawns).
 ///
+/// "Handled before" is the serving version's checkpoint passing the event: a new version
+/// that lists event types (or has a filter) the serving one did not have is told its
+/// replays of those are replays too, though no version made their side effects. Give such
+/// effects a version of their own, or make them idempotent.
+///
 /// ```
 /// # use eventsource_core::*;
 /// # async fn send_welcome(_: &RecordedEvent) {}
@@ -57,6 +62,10 @@ pub(super) fn set_replay(replay: bool) {
     let _ = REPLAYING.try_with(|r| r.set(replay));
 }
 
+/// How many times a warming version reads the serving version's checkpoint again before it
+/// seals it wherever it stands.
+const MAX_CHASES: u32 = 4;
+
 /// What this version is to the projection, as the store said when the runner last led.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Role {
@@ -65,12 +74,13 @@ pub(crate) enum Role {
     /// It is newer than the serving version `prior` and builds beside it: it handles the
     /// log only up to `cap`, the prior version's checkpoint (`sealed`: where the store
     /// sealed it, for the switch under way to this version). `batches`: how many batches it
-    /// handled since `cap` was read.
+    /// handled since `cap` was read; `chases`: how many times it read `cap` again.
     Warming {
         prior: u32,
         cap: Position,
         sealed: bool,
         batches: usize,
+        chases: u32,
     },
 }
 
@@ -138,6 +148,7 @@ where
                     cap,
                     sealed,
                     batches: 0,
+                    chases: 0,
                 };
                 self.replay_until = Some(self.replay_until.map_or(cap, |r| r.max(cap)));
                 Ok(true)
@@ -200,6 +211,7 @@ where
             cap,
             sealed,
             batches,
+            chases,
         } = self.role
         else {
             return Ok(true);
@@ -213,13 +225,17 @@ where
             self.role = Role::Serving;
             return Ok(true);
         }
-        if batches > 1 {
+        // Under a load that keeps the serving version as busy as this one, a chase may
+        // never take a single batch: after a few, the seal is taken wherever it stands, and
+        // the last catch-up is longer.
+        if batches > 1 && chases < MAX_CHASES {
             let cap = self.prior_checkpoint(prior).await?;
             self.role = Role::Warming {
                 prior,
                 cap,
                 sealed: false,
                 batches: 0,
+                chases: chases + 1,
             };
             self.replay_until = Some(self.replay_until.map_or(cap, |r| r.max(cap)));
             return Ok(false);
@@ -232,6 +248,7 @@ where
             cap: at,
             sealed: true,
             batches: 0,
+            chases: 0,
         };
         self.replay_until = Some(self.replay_until.map_or(at, |r| r.max(at)));
         Ok(false)
@@ -248,6 +265,15 @@ where
                 Err(Halt::Relead)
             }
             Err(e) => Err(self.store_halt(e)),
+        }
+    }
+
+    /// Forgets the switch this runner was taking part in: it no longer leads (another
+    /// process running this version may carry the switch on), so it must not give it up
+    /// when it stops. Leading again reads the switch anew.
+    pub(super) fn forget_switch(&mut self) {
+        if let Role::Warming { sealed, .. } = &mut self.role {
+            *sealed = false;
         }
     }
 
@@ -277,12 +303,13 @@ where
                     "stopped during a switch and could not give it up: the serving version stays sealed until this version runs again or the switch is aborted"
                 ),
             }
-            self.role = Role::Warming {
-                prior,
-                cap: Position::ZERO,
-                sealed: false,
-                batches: 0,
-            };
+            if let Role::Warming {
+                sealed, batches, ..
+            } = &mut self.role
+            {
+                *sealed = false;
+                *batches = 0;
+            }
         }
     }
 }
