@@ -64,12 +64,11 @@ pub(crate) async fn switch(
 ) -> Result<ProjectionVersions, StoreError> {
     input::check_version_step(name, &step)?;
     let s = reader.sql();
-    let answer = reader
+    reader
         .run("switching a projection's version", async |c| {
             switch_in(c, s, name, step).await
         })
-        .await?;
-    answer
+        .await?
 }
 
 async fn switch_in(
