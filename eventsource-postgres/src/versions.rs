@@ -77,9 +77,7 @@ async fn switch_in(
     name: &str,
     step: VersionStep,
 ) -> Result<Result<ProjectionVersions, StoreError>, sqlx::Error> {
-    let (from, to) = step.versions();
-    let from_key = version_key(name, from);
-    let to_key = version_key(name, to);
+    let from_key = version_key(name, step.versions().0);
     let mut tx = sqlx::Connection::begin(c).await?;
     sqlx::query(&s.insert_versions)
         .bind(name)
@@ -96,23 +94,20 @@ async fn switch_in(
     // The checkpoint the step is decided on: the serving version's for a seal (locked, and
     // created at zero if it never saved one, so that the seal holds it), the new version's
     // for a promote.
-    let key = match step {
-        VersionStep::Seal { .. } => {
-            sqlx::query(&s.insert_checkpoint_at_zero)
-                .bind(&from_key)
-                .execute(&mut *tx)
-                .await?;
-            &from_key
-        }
-        _ => &to_key,
-    };
+    let key = step.decided_on(name);
+    if matches!(step, VersionStep::Seal { .. }) {
+        sqlx::query(&s.insert_checkpoint_at_zero)
+            .bind(&key)
+            .execute(&mut *tx)
+            .await?;
+    }
     let saved: Option<(i64, i64)> = sqlx::query_as(&s.lock_checkpoint)
-        .bind(key)
+        .bind(&key)
         .fetch_optional(&mut *tx)
         .await?;
     let checkpoint = match saved {
         None => Position::ZERO,
-        Some((commit, seq)) => match checkpoint_from(key, commit, seq) {
+        Some((commit, seq)) => match checkpoint_from(&key, commit, seq) {
             Ok(p) => p,
             Err(e) => return Ok(Err(e)),
         },

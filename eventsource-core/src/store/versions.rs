@@ -131,6 +131,17 @@ impl VersionStep {
         }
     }
 
+    /// The checkpoint name the step is decided on (see [`VersionStep::apply`]): `from`'s
+    /// for a seal (the position it seals), `to`'s otherwise (a promote's condition).
+    pub fn decided_on(&self, name: &str) -> String {
+        match *self {
+            VersionStep::Seal { from, .. } => version_key(name, from),
+            VersionStep::Promote { to, .. } | VersionStep::Abort { to, .. } => {
+                version_key(name, to)
+            }
+        }
+    }
+
     /// What the step makes of `found`, the versions as they stand, given `checkpoint`, the
     /// checkpoint of `from` (for a seal) or of `to` (for a promote): the versions after it,
     /// or why it is refused. The rules every store applies, in one place.

@@ -126,12 +126,7 @@ where
     /// `Ok(false)` to stand by (it is sealed), [`Halt::Superseded`] when a newer version
     /// serves.
     pub(super) async fn take_role(&mut self) -> Result<bool, Halt> {
-        let versions = self
-            .store
-            .projection_versions(&self.base)
-            .await
-            .map_err(|e| self.store_halt(e))?;
-        match standing(self.version, &versions) {
+        match self.standing().await? {
             Standing::Serving => {
                 self.role = Role::Serving;
                 Ok(true)
@@ -162,15 +157,17 @@ where
         if self.role != Role::Serving {
             return Ok(true);
         }
+        Ok(matches!(self.standing().await?, Standing::Serving))
+    }
+
+    /// What the store's versions make of this version now.
+    async fn standing(&mut self) -> Result<Standing, Halt> {
         let versions = self
             .store
             .projection_versions(&self.base)
             .await
             .map_err(|e| self.store_halt(e))?;
-        Ok(matches!(
-            standing(self.version, &versions),
-            Standing::Serving
-        ))
+        Ok(standing(self.version, &versions))
     }
 
     async fn prior_checkpoint(&mut self, prior: u32) -> Result<Position, Halt> {

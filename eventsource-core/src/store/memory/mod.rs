@@ -5,6 +5,8 @@
 //! or a batch read (no I/O, no encoding, no awaiting under it). Live readers are woken through a
 //! watch channel on the log head, never by polling.
 
+mod projections;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,11 +21,12 @@ use super::input;
 use super::lock::{LocalGuard, LocalLocks, LockedStreams, lock_order};
 use super::{
     DeadLetter, DeadLetterChange, DeadLetterQuery, EventStore, LogPage, ProjectionVersions,
-    ReadUntil, Resolution, StreamLock, VersionStep, version_key,
+    ReadUntil, StreamLock, VersionStep,
 };
 use crate::envelope::{Commit, CommittedStream, RecordedEvent, Snapshot, StreamWrite};
 use crate::error::StoreError;
 use crate::ids::{EventId, Position, StreamId, Version};
+use projections::{Checkpoints, Letters};
 
 /// How many events a stream read copies out per lock acquisition.
 const READ_BATCH: usize = 256;
@@ -64,24 +67,6 @@ struct Inner {
     snapshots: Mutex<HashMap<StreamId, Vec<Snapshot>>>,
     checkpoints: Mutex<Checkpoints>,
     dead_letters: Mutex<HashMap<String, Letters>>,
-}
-
-/// The projections' checkpoints and versions, under one lock: a seal and the saves it
-/// refuses never interleave.
-#[derive(Default)]
-struct Checkpoints {
-    positions: HashMap<String, Position>,
-    /// Per projection name, where its versions stand (absent: version 1 serves).
-    versions: HashMap<String, ProjectionVersions>,
-    /// The checkpoint names of sealed versions.
-    sealed: std::collections::HashSet<String>,
-}
-
-/// One projection's dead letters.
-#[derive(Default)]
-struct Letters {
-    by_position: std::collections::BTreeMap<Position, DeadLetter>,
-    positions: HashMap<EventId, Position>,
 }
 
 impl Default for Inner {
@@ -485,20 +470,12 @@ impl EventStore for InMemoryStore {
 
     async fn save_checkpoint(&self, name: &str, position: Position) -> Result<(), StoreError> {
         input::check_checkpoint(name)?;
-        let mut all = self.inner.checkpoints.lock();
-        if all.sealed.contains(name) {
-            return Err(StoreError::CheckpointSealed {
-                name: name.to_owned(),
-            });
-        }
-        all.positions.insert(name.to_owned(), position);
-        Ok(())
+        self.inner.checkpoints.lock().save(name, position)
     }
 
     async fn projection_versions(&self, name: &str) -> Result<ProjectionVersions, StoreError> {
         input::check_checkpoint(name)?;
-        let all = self.inner.checkpoints.lock();
-        Ok(all.versions.get(name).cloned().unwrap_or_default())
+        Ok(self.inner.checkpoints.lock().versions(name))
     }
 
     async fn switch_version(
@@ -507,33 +484,7 @@ impl EventStore for InMemoryStore {
         step: VersionStep,
     ) -> Result<ProjectionVersions, StoreError> {
         input::check_version_step(name, &step)?;
-        let (from, to) = step.versions();
-        let (from_key, to_key) = (version_key(name, from), version_key(name, to));
-        let mut all = self.inner.checkpoints.lock();
-        let found = all.versions.get(name).cloned().unwrap_or_default();
-        let key = match step {
-            VersionStep::Seal { .. } => &from_key,
-            _ => &to_key,
-        };
-        let checkpoint = all.positions.get(key).copied().unwrap_or(Position::ZERO);
-        let next = step
-            .apply(&found, checkpoint)
-            .map_err(|reason| StoreError::SwitchRefused {
-                projection: name.to_owned(),
-                reason,
-            })?;
-        match step {
-            VersionStep::Seal { .. } => {
-                all.positions.entry(from_key.clone()).or_insert(checkpoint);
-                all.sealed.insert(from_key);
-            }
-            VersionStep::Abort { .. } => {
-                all.sealed.remove(&from_key);
-            }
-            VersionStep::Promote { .. } => {}
-        }
-        all.versions.insert(name.to_owned(), next.clone());
-        Ok(next)
+        self.inner.checkpoints.lock().switch(name, step)
     }
 
     async fn write_dead_letters(
@@ -542,54 +493,10 @@ impl EventStore for InMemoryStore {
         changes: &[DeadLetterChange],
     ) -> Result<(), StoreError> {
         input::check_dead_letters(projection, changes)?;
-        let now = Utc::now();
         let mut all = self.inner.dead_letters.lock();
-        let letters = all.entry(projection.to_owned()).or_default();
-        for change in changes {
-            match change {
-                DeadLetterChange::Failed {
-                    event,
-                    reason,
-                    error,
-                } => match letters.by_position.get_mut(&event.position) {
-                    Some(letter) => {
-                        letter.attempts = letter.attempts.saturating_add(1);
-                        letter.reason = *reason;
-                        letter.error.clone_from(error);
-                        letter.last_failed_at = now;
-                        letter.resolution = None;
-                    }
-                    None => {
-                        letters.positions.insert(event.id, event.position);
-                        letters.by_position.insert(
-                            event.position,
-                            DeadLetter {
-                                projection: projection.to_owned(),
-                                event: event.clone(),
-                                reason: *reason,
-                                error: error.clone(),
-                                attempts: 1,
-                                first_failed_at: now,
-                                last_failed_at: now,
-                                resolution: None,
-                            },
-                        );
-                    }
-                },
-                DeadLetterChange::Resolved { event_id, kind } => {
-                    let letter = letters
-                        .positions
-                        .get(event_id)
-                        .and_then(|p| letters.by_position.get_mut(p));
-                    if let Some(letter) = letter.filter(|l| l.resolution.is_none()) {
-                        letter.resolution = Some(Resolution {
-                            kind: *kind,
-                            at: now,
-                        });
-                    }
-                }
-            }
-        }
+        all.entry(projection.to_owned())
+            .or_default()
+            .write(projection, changes, Utc::now());
         Ok(())
     }
 
@@ -600,20 +507,9 @@ impl EventStore for InMemoryStore {
     ) -> Result<Vec<DeadLetter>, StoreError> {
         input::check_dead_letter_query(projection, query)?;
         let all = self.inner.dead_letters.lock();
-        let Some(letters) = all.get(projection) else {
-            return Ok(Vec::new());
-        };
-        Ok(letters
-            .by_position
-            .range((
-                std::ops::Bound::Excluded(query.after),
-                std::ops::Bound::Unbounded,
-            ))
-            .map(|(_, l)| l)
-            .filter(|l| !query.pending_only || l.is_pending())
-            .filter(|l| query.stream.as_ref().is_none_or(|s| *s == l.event.stream))
-            .take(query.limit.max(1))
-            .cloned()
-            .collect())
+        Ok(all
+            .get(projection)
+            .map(|l| l.page(query))
+            .unwrap_or_default())
     }
 }
