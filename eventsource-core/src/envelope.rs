@@ -90,14 +90,14 @@ pub struct NewEvent {
 }
 
 impl NewEvent {
-    /// An event with a random id and empty metadata.
+    /// An event with a fresh, time-ordered id ([`EventId::new_time_ordered`]) and empty metadata.
     pub fn new(
         event_type: impl Into<String>,
         schema_version: u32,
         payload: impl Into<Bytes>,
     ) -> Self {
         Self {
-            id: EventId::new_random(),
+            id: EventId::new_time_ordered(),
             event_type: event_type.into(),
             schema_version,
             payload: payload.into(),

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use eventsource_core::testing::fixtures::{Counter, CounterEvent, Tally};
 use eventsource_core::{
-    Aggregate, EventSet, EventStore, ExpectedVersion, NewEvent, Position, ProjectionRunner,
+    Aggregate, EventId, EventSet, EventStore, ExpectedVersion, NewEvent, Position, ProjectionRunner,
     Repository, RetryPolicy, Snapshot, StreamWrite, Version,
 };
 use eventsource_postgres::{PgStore, Xid8};
@@ -89,7 +89,7 @@ async fn raw_locked_command(pool: &PgPool, s: &str, stream: &str) {
     ))
     .bind(stream)
     .bind(version + 1)
-    .bind(Uuid::new_v4())
+    .bind(Uuid::now_v7())
     .bind(CounterEvent::Added(1).encode().unwrap().as_ref())
     .execute(&mut *tx)
     .await
@@ -97,9 +97,26 @@ async fn raw_locked_command(pool: &PgPool, s: &str, stream: &str) {
     tx.commit().await.unwrap();
 }
 
-async fn raw_bulk(pool: &PgPool, s: &str, stream: &str, n: usize) {
+/// The event ids W5 appends: time-ordered (UUID v7, what the store gives events by default)
+/// or random (UUID v4).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ids {
+    TimeOrdered,
+    Random,
+}
+
+impl Ids {
+    fn uuid(self) -> Uuid {
+        match self {
+            Ids::TimeOrdered => Uuid::now_v7(),
+            Ids::Random => Uuid::new_v4(),
+        }
+    }
+}
+
+async fn raw_bulk(pool: &PgPool, s: &str, stream: &str, n: usize, ids: Ids) {
     let versions: Vec<i64> = (1..=n as i64).collect();
-    let ids: Vec<Uuid> = (0..n).map(|_| Uuid::new_v4()).collect();
+    let ids: Vec<Uuid> = (0..n).map(|_| ids.uuid()).collect();
     let payloads: Vec<Vec<u8>> = (0..n)
         .map(|i| CounterEvent::Added(i as i64).encode().unwrap().to_vec())
         .collect();
@@ -110,6 +127,40 @@ async fn raw_bulk(pool: &PgPool, s: &str, stream: &str, n: usize) {
     .bind(stream)
     .bind(&versions)
     .bind(&ids)
+    .bind(&payloads)
+    .execute(pool)
+    .await
+    .unwrap();
+}
+
+/// A schema whose events table has only what a bare log needs: (stream, version) as its one
+/// key, the type and a `jsonb` payload; no event id, no sequence, no commit.
+async fn keyless_schema(pool: &PgPool) -> String {
+    let s = common::schema();
+    for ddl in [
+        format!("CREATE SCHEMA {s}"),
+        format!(
+            "CREATE TABLE {s}.events (stream_id text NOT NULL, version bigint NOT NULL, \
+             event_type text NOT NULL, payload jsonb NOT NULL, PRIMARY KEY (stream_id, version))"
+        ),
+    ] {
+        sqlx::query(&ddl).execute(pool).await.unwrap();
+    }
+    s
+}
+
+/// The keyless form of [`raw_bulk`].
+async fn raw_bulk_keyless(pool: &PgPool, s: &str, stream: &str, n: usize) {
+    let versions: Vec<i64> = (1..=n as i64).collect();
+    let payloads: Vec<String> = (0..n)
+        .map(|i| String::from_utf8(CounterEvent::Added(i as i64).encode().unwrap().to_vec()).unwrap())
+        .collect();
+    sqlx::query(&format!(
+        "INSERT INTO {s}.events (stream_id, version, event_type, payload) \
+         SELECT $1, v, 'counter.added', p::jsonb FROM unnest($2::bigint[], $3::text[]) AS t (v, p)"
+    ))
+    .bind(stream)
+    .bind(&versions)
     .bind(&payloads)
     .execute(pool)
     .await
@@ -420,7 +471,7 @@ async fn w3(env: &Env, target: Option<Kind>, snapshot: bool) -> f64 {
                 let versions: Vec<i64> = (0..k as i64)
                     .map(|i| (chunk * 1000) as i64 + i + 1)
                     .collect();
-                let ids: Vec<Uuid> = (0..k).map(|_| Uuid::new_v4()).collect();
+                let ids: Vec<Uuid> = (0..k).map(|_| Uuid::now_v7()).collect();
                 let payloads: Vec<Vec<u8>> = (0..k)
                     .map(|i| CounterEvent::Added(i as i64).encode().unwrap().to_vec())
                     .collect();
@@ -550,7 +601,7 @@ async fn w4(env: &Env, target: Option<Kind>) -> f64 {
         Some(k) => {
             let s = baseline(env, k).await;
             for b in 0..batches {
-                raw_bulk(&env.pool, &s, &format!("s-{b}"), 1000).await;
+                raw_bulk(&env.pool, &s, &format!("s-{b}"), 1000, Ids::TimeOrdered).await;
             }
             quiesce(env).await;
             let clock = Clock::start();
@@ -563,35 +614,55 @@ async fn w4(env: &Env, target: Option<Kind>) -> f64 {
     }
 }
 
-/// W5: events per second appended in batches of 1,000.
-async fn w5(env: &Env, target: Option<Kind>) -> f64 {
+/// Who W5 times: the store, a baseline (with the unique keys the store has), or the bare
+/// keyless log ([`keyless_schema`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Bulk {
+    Store,
+    Baseline(Kind),
+    Keyless,
+}
+
+/// W5: events per second appended in batches of 1,000, with event ids `ids`.
+async fn w5(env: &Env, who: Bulk, ids: Ids) -> f64 {
     let batches = scaled(env, 100_000).div_ceil(1000);
-    let (store, s) = match target {
-        None => store(env).await,
-        Some(k) => (store(env).await.0, baseline(env, k).await),
+    let (store, s) = store(env).await;
+    let s = match who {
+        Bulk::Store => s,
+        Bulk::Baseline(k) => baseline(env, k).await,
+        Bulk::Keyless => keyless_schema(&env.pool).await,
     };
     let batch_events: Vec<Vec<NewEvent>> = (0..batches)
-        .map(|_| (0..1000).map(|i| added(i as i64)).collect())
+        .map(|_| {
+            (0..1000)
+                .map(|i| match ids {
+                    Ids::TimeOrdered => added(i as i64),
+                    Ids::Random => added(i as i64).with_id(EventId::new_random()),
+                })
+                .collect()
+        })
         .collect();
     let clock = Clock::start();
     for (b, events) in batch_events.into_iter().enumerate() {
-        match target {
-            None => {
+        let stream = format!("s-{b}");
+        match who {
+            Bulk::Store => {
                 store
                     .append(vec![StreamWrite::new(
-                        format!("s-{b}"),
+                        stream,
                         ExpectedVersion::NoStream,
                         events,
                     )])
                     .await
                     .unwrap();
             }
-            Some(_) => raw_bulk(&env.pool, &s, &format!("s-{b}"), 1000).await,
+            Bulk::Baseline(_) => raw_bulk(&env.pool, &s, &stream, 1000, ids).await,
+            Bulk::Keyless => raw_bulk_keyless(&env.pool, &s, &stream, 1000).await,
         }
     }
     let secs = clock.secs();
     drop_schema(env, &s).await;
-    if target.is_some() {
+    if who != Bulk::Store {
         drop_schema(env, store.schema().as_str()).await;
     }
     (batches * 1000) as f64 / secs
@@ -704,6 +775,8 @@ async fn main() {
         "W3 snapshot (ms)",
         "W4 catch-up (ev/s)",
         "W5 bulk (ev/s)",
+        "W5 bulk, v4 ids",
+        "W5 bulk, keyless",
     ];
     let mut rows: Vec<Row3> = names
         .iter()
@@ -727,6 +800,15 @@ async fn main() {
                 if !sides.split(',').any(|s| s.trim() == side) {
                     continue;
                 }
+                // The keyless row's baseline is the bare log, in the `plain` column.
+                if i == 15 && slot == 2 {
+                    continue;
+                }
+                let bulk = match (i, target) {
+                    (_, None) => Bulk::Store,
+                    (15, Some(_)) => Bulk::Keyless,
+                    (_, Some(k)) => Bulk::Baseline(k),
+                };
                 quiesce(&env).await;
                 take_cpu();
                 let v = match i {
@@ -743,7 +825,9 @@ async fn main() {
                     10 => w3(&env, target, false).await,
                     11 => w3(&env, target, true).await,
                     12 => w4(&env, target).await,
-                    _ => w5(&env, target).await,
+                    13 => w5(&env, bulk, Ids::TimeOrdered).await,
+                    14 => w5(&env, bulk, Ids::Random).await,
+                    _ => w5(&env, bulk, Ids::TimeOrdered).await,
                 };
                 match slot {
                     0 => {

@@ -27,7 +27,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             for event in events {
                 let id = match &options.idempotency_key {
                     Some(key) => EventId::derived(key, index),
-                    None => EventId::new_random(),
+                    None => EventId::new_time_ordered(),
                 };
                 index += 1;
                 new_events.push(NewEvent {

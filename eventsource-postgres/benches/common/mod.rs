@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 /// Which hand-written baseline: a plain events table, or one with the gap-safe `xid8`
 /// column and index (readers below `pg_snapshot_xmin`).
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Kind {
     Plain,
     GapSafe,
@@ -167,7 +167,7 @@ macro_rules! command_on {
         ))
         .bind(stream)
         .bind(version + 1)
-        .bind(Uuid::new_v4())
+        .bind(Uuid::now_v7())
         .bind(payload.as_ref())
         .execute($on)
         .await
