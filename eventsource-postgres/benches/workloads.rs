@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use eventsource_core::testing::fixtures::{Counter, CounterEvent, Tally};
 use eventsource_core::{
-    Aggregate, EventId, EventSet, EventStore, ExpectedVersion, NewEvent, Position, ProjectionRunner,
-    Repository, RetryPolicy, Snapshot, StreamWrite, Version,
+    Aggregate, EventId, EventSet, EventStore, ExpectedVersion, NewEvent, Position,
+    ProjectionRunner, Repository, RetryPolicy, Snapshot, StreamWrite, Version,
 };
 use eventsource_postgres::{PgStore, Xid8};
 use sqlx::{PgPool, Row};
@@ -153,7 +153,9 @@ async fn keyless_schema(pool: &PgPool) -> String {
 async fn raw_bulk_keyless(pool: &PgPool, s: &str, stream: &str, n: usize) {
     let versions: Vec<i64> = (1..=n as i64).collect();
     let payloads: Vec<String> = (0..n)
-        .map(|i| String::from_utf8(CounterEvent::Added(i as i64).encode().unwrap().to_vec()).unwrap())
+        .map(|i| {
+            String::from_utf8(CounterEvent::Added(i as i64).encode().unwrap().to_vec()).unwrap()
+        })
         .collect();
     sqlx::query(&format!(
         "INSERT INTO {s}.events (stream_id, version, event_type, payload) \

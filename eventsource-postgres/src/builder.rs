@@ -5,6 +5,7 @@ use std::time::Duration;
 use eventsource_core::StoreError;
 use sqlx::PgPool;
 
+use crate::append::GroupCommit;
 use crate::conns;
 use crate::errors::backend;
 use crate::schema::PgSchema;
@@ -22,6 +23,7 @@ pub struct PgStoreBuilder {
     max_connections: u32,
     reuse_connections: Option<usize>,
     read_retry_for: Duration,
+    group_commit: Option<GroupCommit>,
 }
 
 impl Default for PgStoreBuilder {
@@ -35,6 +37,7 @@ impl Default for PgStoreBuilder {
             max_connections: 16,
             reuse_connections: None,
             read_retry_for: Duration::from_secs(10),
+            group_commit: None,
         }
     }
 }
@@ -99,6 +102,15 @@ impl PgStoreBuilder {
         self
     }
 
+    /// Group commit (default off): once `settings.in_flight()` appends are running, the
+    /// appends that come meanwhile wait and go together, in one statement and one commit.
+    /// Each keeps its own outcome: a conflict fails only its own append. `None` turns it off.
+    /// What is grouped and what it costs: [Group commit](crate#group-commit).
+    pub fn group_commit(mut self, settings: impl Into<Option<GroupCommit>>) -> Self {
+        self.group_commit = settings.into();
+        self
+    }
+
     /// Connects to `url` with a pool of its own, which checks a connection before handing it
     /// out only after [`IDLE_CHECK_AFTER`](crate::IDLE_CHECK_AFTER) idle (see
     /// [Connections](crate#connections)).
@@ -124,7 +136,15 @@ impl PgStoreBuilder {
             held: self.poll_interval,
             idle: self.idle_poll_interval,
         };
-        let store = PgStore::new(pool, schema, reuse, self.listen, polls, self.read_retry_for);
+        let store = PgStore::new(
+            pool,
+            schema,
+            reuse,
+            self.listen,
+            polls,
+            self.read_retry_for,
+            self.group_commit,
+        );
         if self.migrate {
             store.migrate().await?;
         }

@@ -59,6 +59,7 @@ mod versions;
 mod wait;
 mod xid;
 
+pub use append::GroupCommit;
 pub use builder::PgStoreBuilder;
 pub use conns::IDLE_CHECK_AFTER;
 pub use context::PgProjectionContext;

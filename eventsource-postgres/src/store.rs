@@ -16,7 +16,7 @@ use futures::stream::BoxStream;
 use sqlx::PgPool;
 use tracing::Instrument;
 
-use crate::append::{Appender, Outcome};
+use crate::append::{Appender, GroupCommit, Groups, Outcome};
 use crate::builder::PgStoreBuilder;
 use crate::conns::{Conns, Kept};
 use crate::context::PgProjectionContext;
@@ -68,6 +68,8 @@ struct Inner {
     /// Writers' locks handed on from one locker of this process to the next (see
     /// [`crate::lock`]).
     handoffs: crate::lock::Handoffs,
+    /// The groups of group commit, when it is on ([`PgStoreBuilder::group_commit`]).
+    groups: Option<Groups>,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -96,8 +98,8 @@ impl PgStore {
     }
 
     /// A store on `pool` in `schema`, keeping at most `reuse` connections between operations,
-    /// its waiters woken through LISTEN/NOTIFY when `listen`, polling at `polls`, and its reads
-    /// retrying for `read_retry_for`.
+    /// its waiters woken through LISTEN/NOTIFY when `listen`, polling at `polls`, its reads
+    /// retrying for `read_retry_for`, and its appends grouped by `group_commit`.
     pub(crate) fn new(
         pool: PgPool,
         schema: PgSchema,
@@ -105,6 +107,7 @@ impl PgStore {
         listen: bool,
         polls: Polls,
         read_retry_for: Duration,
+        group_commit: Option<GroupCommit>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -118,6 +121,7 @@ impl PgStore {
                 inline: Inlines::default(),
                 local: LocalLocks::default(),
                 handoffs: crate::lock::Handoffs::default(),
+                groups: group_commit.map(Groups::new),
             }),
         }
     }
@@ -185,6 +189,17 @@ impl PgStore {
     }
 
     /// The connections the store keeps between operations.
+    /// The groups of group commit, when it is on.
+    pub(crate) fn groups(&self) -> Option<&Groups> {
+        self.inner.groups.as_ref()
+    }
+
+    /// What an append needs of the store.
+    pub(crate) fn appender(&self) -> Appender<'_> {
+        let inner = &*self.inner;
+        Appender::new(&inner.conns, &inner.pool, &inner.sql, &inner.inline, self)
+    }
+
     pub(crate) fn conns(&self) -> &Arc<Conns> {
         &self.inner.conns
     }
@@ -232,8 +247,7 @@ impl PgStore {
             streams = writes.len()
         );
         async {
-            let appender = Appender::new(&inner.conns, &inner.pool, &inner.sql, &inner.inline, self);
-            let (commit, written) = match appender.append(&writes, lock).await? {
+            let (commit, written) = match self.appender().append(&writes, lock).await? {
                 Outcome::Written(commit, _) => (commit, true),
                 Outcome::AlreadyStored(commit) => (commit, false),
             };

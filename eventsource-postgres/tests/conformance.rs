@@ -16,3 +16,17 @@ mod through_any_store {
         eventsource_core::AnyStore::new(common::fresh_store().await)
     });
 }
+
+/// The same suite on a store whose appends group as soon as one is running
+/// (`GroupCommit::new(1)`): the racing cases' appends share statements and commits.
+mod with_group_commit {
+    use super::common;
+
+    eventsource_core::conformance_tests!(|| async {
+        common::builder()
+            .group_commit(eventsource_postgres::GroupCommit::new(1))
+            .connect(&common::database_url())
+            .await
+            .unwrap()
+    });
+}

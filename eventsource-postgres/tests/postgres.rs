@@ -17,6 +17,8 @@ mod connections;
 mod failure_policy;
 #[path = "postgres/faults.rs"]
 mod faults;
+#[path = "postgres/group_commit.rs"]
+mod group_commit;
 #[path = "postgres/ordering.rs"]
 mod ordering;
 #[path = "postgres/projections.rs"]

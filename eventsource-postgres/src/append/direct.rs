@@ -139,7 +139,7 @@ fn batch_written(
 
 /// What a direct append wrote: `write`'s events numbered from version `first` on, in request
 /// order, with their sequences, in one commit at one recorded-at time.
-fn written(
+pub(super) fn written(
     writes: &[StreamWrite],
     write: &StreamWrite,
     first: i64,
@@ -168,7 +168,12 @@ fn written(
 /// Why a direct append at `expected` on `write` wrote nothing: its stream is at `actual`;
 /// `locked`: another session holds the stream's writers' lock. A stream at the expected
 /// version that was not written was kept out by the lock.
-fn not_written(write: &StreamWrite, expected: i64, actual: i64, locked: bool) -> StoreError {
+pub(super) fn not_written(
+    write: &StreamWrite,
+    expected: i64,
+    actual: i64,
+    locked: bool,
+) -> StoreError {
     if locked && actual == expected {
         return StoreError::StreamLocked {
             stream: write.stream.clone(),

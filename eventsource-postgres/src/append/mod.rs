@@ -4,6 +4,7 @@
 //! and why: the crate docs' [Appends](crate#appends).
 
 mod direct;
+mod group;
 mod locked;
 mod outcome;
 mod request;
@@ -14,6 +15,9 @@ use eventsource_core::{StoreError, StreamWrite};
 use sqlx::{PgConnection, PgPool};
 
 use self::direct::Direct;
+use self::group::Entry;
+pub use self::group::GroupCommit;
+pub(crate) use self::group::Groups;
 pub(crate) use self::outcome::Outcome;
 use self::request::Request;
 use crate::conns::{Conns, Kept};
@@ -61,7 +65,7 @@ enum Attempt {
         /// The connection was lost: pause before the next attempt.
         connection_lost: bool,
         /// The failure, returned once the attempts run out.
-        error: sqlx::Error,
+        error: StoreError,
     },
 }
 
@@ -105,7 +109,7 @@ impl Attempt {
                 Self::Retry {
                     check_ids: is_stored_id(&e) || connection_lost,
                     connection_lost,
-                    error: e,
+                    error: append_failed(e),
                 }
             }
             Err(AttemptError::Sql(e)) => Self::Failed(append_failed(e)),
@@ -143,14 +147,43 @@ impl<'a> Appender<'a> {
             Some(expected) => Path::Direct(expected),
             None => Path::Locked { check_ids: false },
         };
+        // The first attempt of a direct append, outside a writers' lock and inline
+        // projections, may go in a group.
+        let mut entry = match (path, self.store.groups()) {
+            (Path::Direct(expected), Some(groups)) if lock.is_none() && self.inline.is_empty() => {
+                writes
+                    .first()
+                    .map(|w| groups.enter(self.store, w, expected))
+            }
+            _ => None,
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.once(&request, path, lock.as_deref_mut()).await {
+            let tried = match entry.take() {
+                None => self.once(&request, path, lock.as_deref_mut()).await,
+                Some(Entry::Alone(place)) => {
+                    let tried = self.once(&request, path, None).await;
+                    drop(place);
+                    tried
+                }
+                // The flusher ended without an answer (its runtime is shutting down): the
+                // group may have committed.
+                Some(Entry::Queued(answer)) => answer.await.unwrap_or_else(|_| Attempt::Retry {
+                    check_ids: true,
+                    connection_lost: false,
+                    error: StoreError::backend(
+                        "appending",
+                        true,
+                        "a group commit was not answered",
+                    ),
+                }),
+            };
+            match tried {
                 Attempt::Done(outcome) => return Ok(outcome),
                 Attempt::Failed(e) => return Err(e),
                 Attempt::Retry { error, .. } if attempt >= APPEND_ATTEMPTS => {
-                    return Err(append_failed(error));
+                    return Err(error);
                 }
                 Attempt::Retry {
                     check_ids,
