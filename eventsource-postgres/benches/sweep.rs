@@ -12,7 +12,10 @@ use eventsource_core::testing::fixtures::Tally;
 use sqlx::PgPool;
 
 mod common;
-use common::{Kind, baseline_schema, bench_pool, median, new_store, raw_command, raw_command_held};
+use common::{
+    Kind, baseline_schema, bench_pool, median, new_store_grouped, raw_command, raw_command_held,
+};
+use eventsource_postgres::GroupCommit;
 
 /// The concurrent tasks of each point.
 const TASKS: [usize; 7] = [1, 2, 4, 8, 16, 32, 64];
@@ -33,19 +36,36 @@ enum Workload {
 enum Side {
     Store,
     StoreCached,
+    /// The store with group commit (`GroupCommit::new(BENCH_GROUP_IN_FLIGHT)`, default 4).
+    Grouped,
+    /// The same, with the state cache.
+    GroupedCached,
     /// The gap-safe baseline, statement by statement on the pool.
     Pool,
     /// The gap-safe baseline, each task on a connection it holds.
     Held,
 }
 
-const SIDES: [Side; 4] = [Side::Store, Side::StoreCached, Side::Pool, Side::Held];
+const SIDES: [Side; 6] = [
+    Side::Store,
+    Side::StoreCached,
+    Side::Grouped,
+    Side::GroupedCached,
+    Side::Pool,
+    Side::Held,
+];
+
+/// Where the baselines sit in [`SIDES`].
+const POOL_SIDE: usize = 4;
+const HELD_SIDE: usize = 5;
 
 impl Side {
     fn name(self) -> &'static str {
         match self {
             Side::Store => "store",
             Side::StoreCached => "store, cached",
+            Side::Grouped => "grouped",
+            Side::GroupedCached => "grouped, cached",
             Side::Pool => "gap-safe, pool",
             Side::Held => "gap-safe, held",
         }
@@ -93,8 +113,10 @@ async fn point(
         Workload::W2 => "hot".to_owned(),
     };
     let (store, s) = match side {
-        Side::Store | Side::StoreCached => {
-            let store = new_store(url, pool).await;
+        Side::Store | Side::StoreCached | Side::Grouped | Side::GroupedCached => {
+            let group = matches!(side, Side::Grouped | Side::GroupedCached)
+                .then(|| GroupCommit::new(common::env_or("BENCH_GROUP_IN_FLIGHT", 4)));
+            let store = new_store_grouped(url, pool, group).await;
             let s = store.schema().as_str().to_owned();
             (Some(store), s)
         }
@@ -102,7 +124,7 @@ async fn point(
     };
     let repo = store.map(|store| {
         let repo = Repository::<Tally, _>::new(store);
-        if side == Side::StoreCached {
+        if matches!(side, Side::StoreCached | Side::GroupedCached) {
             repo.with_cache(1000)
         } else {
             repo
@@ -181,9 +203,14 @@ async fn main() {
     // samples[(workload, tasks, side)]: one per run.
     let mut samples: std::collections::BTreeMap<(usize, usize, usize), Vec<Sample>> =
         Default::default();
+    // `BENCH_TASKS=1,8,64`: only those points.
+    let points: Vec<usize> = std::env::var("BENCH_TASKS")
+        .ok()
+        .map(|v| v.split(',').filter_map(|t| t.trim().parse().ok()).collect())
+        .unwrap_or_else(|| TASKS.to_vec());
     for run in 0..runs {
         for (wi, &workload) in workloads.iter().enumerate() {
-            for &tasks in &TASKS {
+            for &tasks in &points {
                 // The sides' order turns with the run, so none always runs first.
                 for k in 0..SIDES.len() {
                     let si = (k + run) % SIDES.len();
@@ -209,7 +236,7 @@ async fn main() {
         "", "tasks", "side", "commands", "cmd/s", "p50", "p99", "p99.9", "/pool", "/held"
     );
     for (wi, workload) in workloads.iter().enumerate() {
-        for &tasks in &TASKS {
+        for &tasks in &points {
             let rates = |si: usize| -> Vec<f64> {
                 samples
                     .get(&(wi, tasks, si))
@@ -241,8 +268,8 @@ async fn main() {
                     q(0.5),
                     q(0.99),
                     q(0.999),
-                    ratio(2),
-                    ratio(3),
+                    ratio(POOL_SIDE),
+                    ratio(HELD_SIDE),
                 );
             }
         }

@@ -115,7 +115,6 @@ impl Sql {
         let s = schema.quoted();
         let name = schema.as_str();
         let may = may_append(name, "$1");
-        let may_m = may_append(name, "m.s");
         let h = horizon(&s);
         let fields = EVENT_FIELDS;
         let cols = format!("e.stream_id, {fields}");
@@ -159,46 +158,10 @@ impl Sql {
                 "EXISTS (SELECT 1 FROM unnest($3::uuid[]) AS u (id) CROSS JOIN LATERAL \
                    (SELECT 1 FROM {s}.events x WHERE x.event_id = u.id LIMIT 1) y)",
             ),
-            // Group commit (`append::group`): the direct appends of several members, each to
-            // its own stream at an exact version, in one statement and one commit. `m` reads
-            // each member's stream (once: it is referenced twice, so it is materialised) and
-            // whether it may be written; only members at their expected version are inserted,
-            // in (stream, version) order, the order every group takes rows in (two groups never
-            // wait on each other in a cycle), and ON CONFLICT DO NOTHING turns a lost race or
-            // a stored id into a member that wrote nothing, not an error for all. One row per
-            // member, in member order: the stream's version before, how many events were
-            // written, the commit, the sequences in version order and the time, whether an id
-            // is stored (only asked of a member that was not at its version) and whether the
-            // writers' lock kept it out. A member written in part calls
-            // `append_group_split` (migration 0009), whose error rolls the group back.
+            // Group commit (`append::group`): migration 0009's function, one row per member.
             append_group: format!(
-                "WITH m AS (SELECT m.ord, m.s, m.x, m.n, coalesce(c.version, 0) AS cur, \
-                   c.recorded_at AS last_at, {may_m} AS may \
-                   FROM unnest($1::text[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS m (s, x, n, ord) \
-                   LEFT JOIN LATERAL (SELECT e.version, e.recorded_at FROM {s}.events e \
-                     WHERE e.stream_id = m.s ORDER BY e.version DESC LIMIT 1) c ON true), \
-                 i AS (SELECT i.w, i.id, i.ty, i.sv, i.p, i.md, \
-                   row_number() OVER (PARTITION BY i.w ORDER BY i.ord) AS k \
-                   FROM unnest($4::bigint[], $5::uuid[], $6::text[], $7::bigint[], $8::bytea[], \
-                     $9::text[]::jsonb[]) WITH ORDINALITY AS i (w, id, ty, sv, p, md, ord)), \
-                 ins AS (INSERT INTO {s}.events (commit_id, stream_id, version, event_id, event_type, \
-                   schema_version, payload, metadata, recorded_at) \
-                   SELECT (SELECT CASE WHEN x.id < (1::bigint << 48) THEN ({s}.store_era() << 48) | x.id END \
-                     FROM (SELECT pg_current_xact_id()::text::bigint AS id) x), \
-                     m.s, m.x + i.k, i.id, i.ty, i.sv, i.p, i.md, greatest(now(), coalesce(m.last_at, now())) \
-                   FROM i JOIN m ON m.ord = i.w WHERE m.cur = m.x AND m.may ORDER BY m.s, i.k \
-                   ON CONFLICT DO NOTHING \
-                   RETURNING stream_id, version, commit_id, seq, recorded_at) \
-                 SELECT m.cur, count(ins.seq), min(ins.commit_id), \
-                   array_agg(ins.seq ORDER BY ins.version) FILTER (WHERE ins.seq IS NOT NULL), \
-                   min(ins.recorded_at), \
-                   CASE WHEN count(ins.seq) = 0 AND m.cur <> m.x THEN EXISTS (SELECT 1 \
-                     FROM unnest($4::bigint[], $5::uuid[]) AS u (w, id) CROSS JOIN LATERAL \
-                     (SELECT 1 FROM {s}.events y WHERE y.event_id = u.id LIMIT 1) z WHERE u.w = m.ord) END, \
-                   NOT m.may, \
-                   CASE WHEN count(ins.seq) > 0 AND count(ins.seq) < m.n THEN {s}.append_group_split(m.s) END \
-                 FROM m LEFT JOIN ins ON ins.stream_id = m.s \
-                 GROUP BY m.ord, m.s, m.x, m.n, m.cur, m.may ORDER BY m.ord"
+                "SELECT r_actual, r_written, r_commit, r_seqs, r_recorded, r_stored, r_locked \
+                 FROM {s}.append_group($1, $2, $3, $4, $5, $6, $7, $8, $9::text[]::jsonb[])"
             ),
             // After a one-event direct append wrote nothing, or a direct append lost a race
             // on the primary key: the stream's version, whether any of the event ids is

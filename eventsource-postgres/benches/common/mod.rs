@@ -5,7 +5,7 @@
 
 use eventsource_core::testing::fixtures::CounterEvent;
 use eventsource_core::{EventSet, HandlerError, Projection, RecordedEvent};
-use eventsource_postgres::PgStore;
+use eventsource_postgres::{GroupCommit, PgStore};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
@@ -62,6 +62,15 @@ pub(crate) async fn bench_pool(url: &str, max: u32) -> PgPool {
 /// opening connections that the other side finds open. (Migrating takes a connection out of
 /// its pool and closes it, since it changes the connection's `search_path`.)
 pub(crate) async fn new_store(url: &str, pool: &PgPool) -> PgStore {
+    new_store_grouped(url, pool, None).await
+}
+
+/// [`new_store`] with group commit set to `group`.
+pub(crate) async fn new_store_grouped(
+    url: &str,
+    pool: &PgPool,
+    group: Option<GroupCommit>,
+) -> PgStore {
     let s = schema();
     PgStore::builder()
         .schema(&s)
@@ -69,14 +78,20 @@ pub(crate) async fn new_store(url: &str, pool: &PgPool) -> PgStore {
         .connect(url)
         .await
         .unwrap();
-    on_pool(pool, &s).await
+    on_pool_grouped(pool, &s, group).await
 }
 
 /// A handle on the store in schema `s` (already migrated) over `pool`.
 pub(crate) async fn on_pool(pool: &PgPool, s: &str) -> PgStore {
+    on_pool_grouped(pool, s, None).await
+}
+
+/// [`on_pool`] with group commit set to `group`.
+pub(crate) async fn on_pool_grouped(pool: &PgPool, s: &str, group: Option<GroupCommit>) -> PgStore {
     PgStore::builder()
         .schema(s)
         .migrate(false)
+        .group_commit(group)
         .with_pool(pool.clone())
         .await
         .unwrap()

@@ -369,14 +369,13 @@ async fn a_group_whose_session_is_ended_leaves_each_append_written_once() {
     let schema = store.schema().as_str().to_owned();
     let mut killer = common::raw().await;
     // End the lone append's session: it goes on under the streams' locks (and waits again),
-    // and its place goes to the group, whose statement waits in turn: end that one too. (The
-    // group's statement is told by its start: `pg_stat_activity` cuts long texts short.)
+    // and its place goes to the group, whose statement waits in turn: end that one too.
     let end = |what: &'static str| {
         format!(
             "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
              WHERE wait_event_type = 'Lock' AND datname = current_database() \
              AND query LIKE '%' || $1 || '%' AND query NOT LIKE '%append_events%' \
-             AND query {what} LIKE 'WITH m AS (SELECT m.ord%') t"
+             AND query {what} LIKE '%append_group(%') t"
         )
     };
     let lone: i64 = sqlx::query_scalar(&end("NOT"))
