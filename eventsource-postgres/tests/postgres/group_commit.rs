@@ -69,6 +69,19 @@ async fn until_waiting(store: &PgStore, n: i64) {
     panic!("{n} statements never waited for the table lock");
 }
 
+/// Blocks inserts ([`block_inserts`]), then starts an append of `e` to stream `alone` and
+/// waits until it waits for the lock, holding the store's one place: appends started now
+/// queue. Commit the returned session to let them go.
+async fn hold_the_place(
+    store: &PgStore,
+    e: NewEvent,
+) -> (PgConnection, JoinHandle<Result<Commit, StoreError>>) {
+    let blocker = block_inserts(store).await;
+    let alone = spawn_append(store, write("alone", ExpectedVersion::NoStream, vec![e]));
+    until_waiting(store, 1).await;
+    (blocker, alone)
+}
+
 fn spawn_append(store: &PgStore, w: StreamWrite) -> JoinHandle<Result<Commit, StoreError>> {
     let store = store.clone();
     tokio::spawn(async move { store.append(vec![w]).await })
@@ -143,12 +156,7 @@ async fn a_group_gives_each_append_its_own_outcome_and_writes_the_rest_in_one_co
         .await
         .unwrap();
 
-    let mut blocker = block_inserts(&store).await;
-    let alone = spawn_append(
-        &store,
-        write("alone", ExpectedVersion::NoStream, vec![event(4)]),
-    );
-    until_waiting(&store, 1).await;
+    let (mut blocker, alone) = hold_the_place(&store, event(4)).await;
     let good: Vec<_> = (0..10)
         .map(|i| {
             spawn_append(
@@ -290,12 +298,7 @@ async fn a_member_written_in_part_rolls_the_group_back_and_only_it_fails() {
         .await
         .unwrap();
 
-    let mut blocker = block_inserts(&store).await;
-    let alone = spawn_append(
-        &store,
-        write("alone", ExpectedVersion::NoStream, vec![event(1)]),
-    );
-    until_waiting(&store, 1).await;
+    let (mut blocker, alone) = hold_the_place(&store, event(1)).await;
     let good: Vec<_> = (0..6)
         .map(|i| {
             spawn_append(
@@ -344,12 +347,7 @@ async fn a_member_written_in_part_rolls_the_group_back_and_only_it_fails() {
 async fn a_group_whose_session_is_ended_leaves_each_append_written_once() {
     let _horizon = common::horizon_exclusive().await;
     let store = grouped_store().await;
-    let mut blocker = block_inserts(&store).await;
-    let alone = spawn_append(
-        &store,
-        write("alone", ExpectedVersion::NoStream, vec![event(0)]),
-    );
-    until_waiting(&store, 1).await;
+    let (mut blocker, alone) = hold_the_place(&store, event(0)).await;
     let members: Vec<NewEvent> = (0..8).map(event).collect();
     let handles: Vec<_> = members
         .iter()
