@@ -100,6 +100,12 @@ pub(crate) fn is_version_taken(e: &sqlx::Error) -> bool {
     violates(e, "events_stream_version")
 }
 
+/// Whether `e` says a function the statement calls does not exist (a schema not migrated
+/// far enough).
+pub(crate) fn is_undefined_function(e: &sqlx::Error) -> bool {
+    code(e).as_deref() == Some(sqlstate::UNDEFINED_FUNCTION)
+}
+
 /// Whether `e` says that an event id of the append is already stored.
 pub(crate) fn is_stored_id(e: &sqlx::Error) -> bool {
     violates(e, "events_event_id")

@@ -69,7 +69,18 @@ struct Inner {
     /// [`crate::lock`]).
     handoffs: crate::lock::Handoffs,
     /// The groups of group commit, when it is on ([`PgStoreBuilder::group_commit`]).
-    groups: Option<Groups>,
+    groups: Option<Arc<Groups>>,
+}
+
+/// A store that may be gone: [`PgStore::downgrade`].
+#[derive(Clone)]
+pub(crate) struct WeakStore(std::sync::Weak<Inner>);
+
+impl WeakStore {
+    /// The store, while a handle on it lives.
+    pub(crate) fn upgrade(&self) -> Option<PgStore> {
+        self.0.upgrade().map(|inner| PgStore { inner })
+    }
 }
 
 impl std::fmt::Debug for PgStore {
@@ -121,7 +132,7 @@ impl PgStore {
                 inline: Inlines::default(),
                 local: LocalLocks::default(),
                 handoffs: crate::lock::Handoffs::default(),
-                groups: group_commit.map(Groups::new),
+                groups: group_commit.map(|g| Arc::new(Groups::new(g))),
             }),
         }
     }
@@ -188,10 +199,15 @@ impl PgStore {
         Ok(self)
     }
 
-    /// The connections the store keeps between operations.
     /// The groups of group commit, when it is on.
-    pub(crate) fn groups(&self) -> Option<&Groups> {
+    pub(crate) fn groups(&self) -> Option<&Arc<Groups>> {
         self.inner.groups.as_ref()
+    }
+
+    /// A handle that does not keep the store alive (nor count as a clone: see
+    /// [`PgStore::with_inline_projection`]).
+    pub(crate) fn downgrade(&self) -> WeakStore {
+        WeakStore(Arc::downgrade(&self.inner))
     }
 
     /// What an append needs of the store.
@@ -200,6 +216,7 @@ impl PgStore {
         Appender::new(&inner.conns, &inner.pool, &inner.sql, &inner.inline, self)
     }
 
+    /// The connections the store keeps between operations.
     pub(crate) fn conns(&self) -> &Arc<Conns> {
         &self.inner.conns
     }

@@ -9,8 +9,10 @@
 //! [`GroupCommit::max_members`] of them, one per stream, in the order they came, and writes
 //! them in one statement, until the queue is empty.
 
-use std::collections::VecDeque;
-use std::sync::Mutex;
+use std::collections::{HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use eventsource_core::{StoreError, StreamWrite};
@@ -24,8 +26,8 @@ use super::direct::{self, Direct};
 use super::outcome::corrupt_reply;
 use super::request::metadata_json;
 use super::{Attempt, Path, Request};
-use crate::errors::is_connection_lost;
-use crate::store::PgStore;
+use crate::errors::{is_connection_lost, is_undefined_function};
+use crate::store::{PgStore, WeakStore};
 
 /// How concurrent appends share statements and commits (off unless set with
 /// [`PgStoreBuilder::group_commit`](crate::PgStoreBuilder::group_commit)). What a group is,
@@ -34,6 +36,7 @@ use crate::store::PgStore;
 pub struct GroupCommit {
     in_flight: usize,
     max_members: usize,
+    stalled_after: Duration,
 }
 
 impl GroupCommit {
@@ -43,6 +46,7 @@ impl GroupCommit {
         Self {
             in_flight: in_flight.max(1),
             max_members: 64,
+            stalled_after: Duration::from_millis(100),
         }
     }
 
@@ -52,9 +56,29 @@ impl GroupCommit {
         self
     }
 
+    /// An append or a group still running after `bound` (default 100 ms) gives its place up
+    /// to the appends that wait, and runs on outside the count of
+    /// [`in_flight`](Self::in_flight): one that waits for a row another transaction holds
+    /// (a slow writer of the same stream, say) holds up only itself, not every append of the
+    /// store.
+    pub fn stalled_after(mut self, bound: Duration) -> Self {
+        self.stalled_after = bound;
+        self
+    }
+
     /// How many appends or groups may run at once.
     pub fn in_flight(&self) -> usize {
         self.in_flight
+    }
+
+    /// How many appends at most go in one statement.
+    pub fn members(&self) -> usize {
+        self.max_members
+    }
+
+    /// How long an append or a group runs before it gives its place up.
+    pub fn stall_bound(&self) -> Duration {
+        self.stalled_after
     }
 }
 
@@ -77,7 +101,7 @@ struct Member {
 
 #[derive(Default)]
 struct State {
-    /// Appends or flushers running.
+    /// Appends or flushers holding a place.
     running: usize,
     /// Oldest first.
     waiting: VecDeque<Member>,
@@ -87,6 +111,9 @@ struct State {
 pub(crate) struct Groups {
     settings: GroupCommit,
     state: Mutex<State>,
+    /// Set once the schema turned out to lack `append_group` (a schema not migrated to 0009):
+    /// appends then run as without grouping.
+    off: AtomicBool,
 }
 
 /// How an append takes part.
@@ -100,19 +127,40 @@ pub(super) enum Entry {
 /// A place among those [`GroupCommit::in_flight`] allows; given up on drop, to a flusher when
 /// appends wait (so a cancelled append, or a flusher that ends however it ends, never leaves
 /// the queue without one).
+///
+/// It holds the store weakly: a flusher that is done keeps no handle on it.
 pub(super) struct Place {
-    store: PgStore,
+    groups: Arc<Groups>,
+    store: WeakStore,
+    /// False for a flusher's place until the flusher first runs. One dropped before (its
+    /// runtime shut down, or there is none) empties the queue instead of starting another
+    /// flusher that would be dropped the same way: each waiting append sees its answer lost
+    /// (and looks its ids up when it tries again).
+    started: bool,
 }
 
 impl Drop for Place {
     fn drop(&mut self) {
-        let Some(groups) = self.store.groups() else {
+        let groups = &self.groups;
+        if !self.started {
+            let dropped = {
+                let mut state = groups.lock();
+                state.running -= 1;
+                std::mem::take(&mut state.waiting)
+            };
+            // Outside the lock: dropping a member wakes its caller.
+            drop(dropped);
             return;
+        }
+        let start = {
+            let mut state = groups.lock();
+            state.running -= 1;
+            groups.claim(&mut state)
         };
-        let mut state = groups.lock();
-        state.running -= 1;
-        if !state.waiting.is_empty() {
-            groups.start_flusher(&mut state, &self.store);
+        // Outside the lock: a spawn on a closed runtime drops the flusher (and its place) at
+        // once, on this thread.
+        if start {
+            groups.start_flusher(self.store.clone());
         }
     }
 }
@@ -122,6 +170,7 @@ impl Groups {
         Self {
             settings,
             state: Mutex::new(State::default()),
+            off: AtomicBool::new(false),
         }
     }
 
@@ -132,103 +181,182 @@ impl Groups {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Whether appends may be grouped (the schema has `append_group`).
+    pub(super) fn on(&self) -> bool {
+        !self.off.load(Ordering::Relaxed)
+    }
+
     /// Takes part with `write` at `expected`: alone if a place is free and nobody waits,
     /// else in the queue.
-    pub(super) fn enter(&self, store: &PgStore, write: &StreamWrite, expected: i64) -> Entry {
-        let mut state = self.lock();
-        if state.running < self.settings.in_flight && state.waiting.is_empty() {
-            state.running += 1;
-            return Entry::Alone(Place {
-                store: store.clone(),
-            });
-        }
+    pub(super) fn enter(
+        self: &Arc<Self>,
+        store: &PgStore,
+        write: &StreamWrite,
+        expected: i64,
+    ) -> Entry {
         let (reply, answer) = oneshot::channel();
-        state.waiting.push_back(Member {
-            write: write.clone(),
-            expected,
-            reply,
-        });
-        if state.running < self.settings.in_flight {
-            self.start_flusher(&mut state, store);
+        let start = {
+            let mut state = self.lock();
+            if state.running < self.settings.in_flight && state.waiting.is_empty() {
+                state.running += 1;
+                return Entry::Alone(Place {
+                    groups: Arc::clone(self),
+                    store: store.downgrade(),
+                    started: true,
+                });
+            }
+            state.waiting.push_back(Member {
+                write: write.clone(),
+                expected,
+                reply,
+            });
+            self.claim(&mut state)
+        };
+        if start {
+            self.start_flusher(store.downgrade());
         }
         Entry::Queued(answer)
     }
 
-    /// Starts a flusher on a free place. Without a runtime (a store dropped after its
-    /// runtime) the waiting appends are dropped, and each sees its answer lost.
-    fn start_flusher(&self, state: &mut State, store: &PgStore) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            state.waiting.clear();
-            return;
-        };
-        state.running += 1;
+    /// Takes a free place for a flusher when appends wait for one; the caller then starts
+    /// it ([`Groups::start_flusher`]), after letting the lock go.
+    fn claim(&self, state: &mut State) -> bool {
+        let free = !state.waiting.is_empty() && state.running < self.settings.in_flight;
+        if free {
+            state.running += 1;
+        }
+        free
+    }
+
+    /// Starts a flusher on the place [`Groups::claim`] took. Without a runtime, or on one
+    /// that is shutting down, the flusher's place is dropped before it runs, and the waiting
+    /// appends with it.
+    fn start_flusher(self: &Arc<Self>, store: WeakStore) {
         let place = Place {
-            store: store.clone(),
+            groups: Arc::clone(self),
+            store,
+            started: false,
         };
-        let span = tracing::debug_span!("group commit", schema = store.schema().as_str());
-        runtime.spawn(flush(place).instrument(span));
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => {
+                let span = tracing::debug_span!("group commit");
+                drop(runtime.spawn(flush(place).instrument(span)));
+            }
+            Err(_) => drop(place),
+        }
     }
 
     /// The next group: up to `max_members` waiting appends, one per stream, oldest first
     /// (an append to a stream already in the group waits for the next). Appends whose
     /// caller is gone are dropped unwritten.
     fn next_group(&self) -> Vec<Member> {
-        let mut state = self.lock();
-        state.waiting.retain(|m| !m.reply.is_closed());
         let mut group: Vec<Member> = Vec::new();
-        let mut i = 0;
-        while i < state.waiting.len() && group.len() < self.settings.max_members {
-            let taken = group
-                .iter()
-                .any(|m| m.write.stream == state.waiting[i].write.stream);
-            if taken {
-                i += 1;
-            } else if let Some(m) = state.waiting.remove(i) {
-                group.push(m);
+        let mut gone = Vec::new();
+        {
+            let mut state = self.lock();
+            let mut streams = HashSet::new();
+            let queue = std::mem::take(&mut state.waiting);
+            for m in queue {
+                if m.reply.is_closed() {
+                    gone.push(m);
+                } else if group.len() < self.settings.max_members
+                    && streams.insert(m.write.stream.clone())
+                {
+                    group.push(m);
+                } else {
+                    state.waiting.push_back(m);
+                }
             }
         }
+        drop(gone);
         group
+    }
+
+    /// Turns grouping off for good: the schema has no `append_group`.
+    fn turn_off(&self, e: &sqlx::Error) {
+        if !self.off.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                error = %e,
+                "group commit is off: the schema lacks append_group (migration 0009); \
+                 run the store's migrations"
+            );
+        }
     }
 }
 
-/// Writes groups until none waits; holds `place` meanwhile.
-async fn flush(place: Place) {
-    let store = &place.store;
-    let Some(groups) = store.groups() else {
-        return;
+/// Runs `work` holding `place` until it ends or runs longer than the stall bound
+/// ([`GroupCommit::stalled_after`]); then the place is given up (to a flusher, when appends
+/// wait) and `work` goes on without it.
+pub(super) async fn hold<T>(place: &mut Option<Place>, work: impl Future<Output = T>) -> T {
+    let Some(bound) = place.as_ref().map(|p| p.groups.settings.stalled_after) else {
+        return work.await;
     };
-    loop {
+    let mut work = std::pin::pin!(work);
+    tokio::select! {
+        biased;
+        out = &mut work => return out,
+        () = tokio::time::sleep(bound) => {}
+    }
+    tracing::debug!(
+        ?bound,
+        "an append is stalled; its place goes to the waiting ones"
+    );
+    *place = None;
+    work.await
+}
+
+/// Writes groups until none waits; holds `place` meanwhile, or until a group stalls.
+async fn flush(mut place: Place) {
+    place.started = true;
+    let groups = Arc::clone(&place.groups);
+    let store = place.store.clone();
+    let mut place = Some(place);
+    while place.is_some() {
         let group = groups.next_group();
-        match group.as_slice() {
-            [] => return,
-            [one] => {
-                // Alone after all: the plain direct statement, cheaper than a group of one.
-                let writes = std::slice::from_ref(&one.write);
-                let attempt = store
-                    .appender()
-                    .once(&Request::new(writes), Path::Direct(one.expected), None)
-                    .await;
-                if let Some(m) = group.into_iter().next() {
-                    let _ = m.reply.send(attempt);
-                }
-            }
-            _ => {
-                tracing::debug!(members = group.len(), "group");
-                let attempts = write_group(store, &group).await;
-                for (m, attempt) in group.into_iter().zip(attempts) {
-                    // A caller that is gone needs no answer.
-                    let _ = m.reply.send(attempt);
-                }
-            }
+        if group.is_empty() {
+            return;
+        }
+        // Upgraded for the group's statement only: a handle held between groups would count
+        // as a clone of the store.
+        let Some(store) = store.upgrade() else {
+            return;
+        };
+        let attempts = hold(&mut place, write_members(&store, &groups, &group)).await;
+        drop(store);
+        for (m, attempt) in group.into_iter().zip(attempts) {
+            // A caller that is gone needs no answer.
+            let _ = m.reply.send(attempt);
         }
     }
+}
+
+/// One attempt for each member of `group` (one or more, on distinct streams), in order.
+async fn write_members(store: &PgStore, groups: &Groups, group: &[Member]) -> Vec<Attempt> {
+    if let [one] = group {
+        // Alone after all: the plain direct statement, cheaper than a group of one.
+        let writes = std::slice::from_ref(&one.write);
+        let attempt = store
+            .appender()
+            .once(&Request::new(writes), Path::Direct(one.expected), None)
+            .await;
+        return vec![attempt];
+    }
+    tracing::debug!(members = group.len(), "group");
+    write_group(store, groups, group).await
 }
 
 /// One attempt for each member of `group` (two or more, on distinct streams), in order.
-async fn write_group(store: &PgStore, group: &[Member]) -> Vec<Attempt> {
+async fn write_group(store: &PgStore, groups: &Groups, group: &[Member]) -> Vec<Attempt> {
     let rows = match run_group(store, group).await {
         Ok(rows) => rows,
-        Err(e) => return failed_group(group.len(), &e),
+        Err(e) => {
+            if let GroupError::Sql(e) = &e
+                && is_undefined_function(e)
+            {
+                groups.turn_off(e);
+            }
+            return failed_group(group.len(), &e);
+        }
     };
     if rows.len() != group.len() {
         return failed_group(

@@ -150,7 +150,9 @@ impl<'a> Appender<'a> {
         // The first attempt of a direct append, outside a writers' lock and inline
         // projections, may go in a group.
         let mut entry = match (path, self.store.groups()) {
-            (Path::Direct(expected), Some(groups)) if lock.is_none() && self.inline.is_empty() => {
+            (Path::Direct(expected), Some(groups))
+                if lock.is_none() && self.inline.is_empty() && groups.on() =>
+            {
                 writes
                     .first()
                     .map(|w| groups.enter(self.store, w, expected))
@@ -163,9 +165,7 @@ impl<'a> Appender<'a> {
             let tried = match entry.take() {
                 None => self.once(&request, path, lock.as_deref_mut()).await,
                 Some(Entry::Alone(place)) => {
-                    let tried = self.once(&request, path, None).await;
-                    drop(place);
-                    tried
+                    group::hold(&mut Some(place), self.once(&request, path, None)).await
                 }
                 // The flusher ended without an answer (its runtime is shutting down): the
                 // group may have committed.

@@ -20,13 +20,39 @@ use tokio::task::JoinHandle;
 
 use crate::common::{self, event, write};
 
-/// A store in a fresh schema whose appends group once one is running.
-async fn grouped_store() -> PgStore {
+/// A store in a fresh schema whose appends group once one is running, and whose stalled
+/// appends and groups give up their place after `stalled_after`.
+async fn grouped_store_stalling_after(stalled_after: Duration) -> PgStore {
     common::builder()
-        .group_commit(GroupCommit::new(1))
+        .group_commit(GroupCommit::new(1).stalled_after(stalled_after))
         .connect(&common::database_url())
         .await
         .unwrap()
+}
+
+/// A store in a fresh schema whose appends group once one is running, and whose appends keep
+/// their place however long they wait (the tests hold it on purpose).
+async fn grouped_store() -> PgStore {
+    grouped_store_stalling_after(Duration::from_secs(600)).await
+}
+
+/// A raw session in a transaction that has inserted version 1 of `stream` (uncommitted): a
+/// writer of that version waits for it.
+async fn hold_version_one(store: &PgStore, stream: &str) -> PgConnection {
+    let s = store.schema().as_str();
+    let mut conn = common::raw().await;
+    sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+    sqlx::query(&format!(
+        "INSERT INTO {s}.events (commit_id, stream_id, version, event_id, event_type, \
+         schema_version, payload, recorded_at) SELECT \
+         ({s}.store_era() << 48) | pg_current_xact_id()::text::bigint, $1, 1, \
+         gen_random_uuid(), 'test.added', 1, '\\x7b7d'::bytea, now()"
+    ))
+    .bind(stream)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn
 }
 
 /// A raw session holding `events` in share mode (every insert waits) until committed.
@@ -142,17 +168,19 @@ async fn a_group_gives_each_append_its_own_outcome_and_writes_the_rest_in_one_co
         )])
         .await
         .unwrap();
-    store
-        .append(vec![write(
-            "locked",
-            ExpectedVersion::NoStream,
-            vec![event(3)],
-        )])
-        .await
-        .unwrap();
+    for locked in ["locked", "locked-reusing"] {
+        store
+            .append(vec![write(
+                locked,
+                ExpectedVersion::NoStream,
+                vec![event(3)],
+            )])
+            .await
+            .unwrap();
+    }
     let other = common::same_schema(&store, &common::database_url()).await;
     let held = other
-        .lock_streams(&[StreamId::new("locked")])
+        .lock_streams(&[StreamId::new("locked"), StreamId::new("locked-reusing")])
         .await
         .unwrap();
 
@@ -203,6 +231,16 @@ async fn a_group_gives_each_append_its_own_outcome_and_writes_the_rest_in_one_co
             "locked",
             ExpectedVersion::Exact(Version::new(1)),
             vec![event(6)],
+        ),
+    );
+    // At its version on a locked stream, with an id another stream holds: the reuse is what
+    // it is told, as without grouping.
+    let locked_reusing = spawn_append(
+        &store,
+        write(
+            "locked-reusing",
+            ExpectedVersion::Exact(Version::new(1)),
+            vec![NewEvent::new("test.added", 1, b"{\"n\":98}".to_vec()).with_id(owner.id)],
         ),
     );
     // Two appends to one stream at the same version: they never share a group, and one wins.
@@ -260,6 +298,10 @@ async fn a_group_gives_each_append_its_own_outcome_and_writes_the_rest_in_one_co
         Err(StoreError::StreamLocked { stream }) => assert_eq!(stream.as_str(), "locked"),
         other => panic!("expected a locked stream, got {other:?}"),
     }
+    match locked_reusing.await.unwrap() {
+        Err(StoreError::EventIdReused { id, .. }) => assert_eq!(id, owner.id),
+        other => panic!("expected a reused id, got {other:?}"),
+    }
     let twins: Vec<_> = futures::future::join_all(twins).await;
     let won = twins.iter().filter(|t| matches!(t, Ok(Ok(_)))).count();
     let lost = twins
@@ -274,18 +316,19 @@ async fn a_group_gives_each_append_its_own_outcome_and_writes_the_rest_in_one_co
     assert_eq!(versions(&store, "repeated").await, vec![1]);
     assert_eq!(versions(&store, "thief").await, Vec::<u64>::new());
     assert_eq!(versions(&store, "locked").await, vec![1]);
+    assert_eq!(versions(&store, "locked-reusing").await, vec![1]);
     assert_eq!(versions(&store, "twin").await, vec![1]);
     let log = log(&store).await;
-    assert_eq!(log.len(), 4 + 1 + 10 + 3 + 1, "{log:?}");
+    assert_eq!(log.len(), 5 + 1 + 10 + 3 + 1, "{log:?}");
     let ids: HashSet<_> = log.iter().map(|e| e.2).collect();
     assert_eq!(ids.len(), log.len(), "every id once");
 }
 
-/// A member that would be written in part (its second event's id is stored) rolls the whole
-/// group back; every member then goes on alone: the others are written, it fails by itself,
-/// and nothing of it stands.
+/// A member one of whose ids is stored is left out of its group's insert, not inserted in
+/// part: the others are written together in one commit, and it fails by itself (as it would
+/// alone), nothing of it written.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_member_written_in_part_rolls_the_group_back_and_only_it_fails() {
+async fn a_member_with_a_stored_id_is_left_out_and_the_group_commits_the_rest() {
     let _horizon = common::horizon_exclusive().await;
     let store = grouped_store().await;
     let owner = event(0);
@@ -326,10 +369,17 @@ async fn a_member_written_in_part_rolls_the_group_back_and_only_it_fails() {
     sqlx::query("COMMIT").execute(&mut blocker).await.unwrap();
 
     alone.await.unwrap().unwrap();
+    let mut commits = HashSet::new();
     for h in good {
         let c = h.await.unwrap().unwrap();
         assert_eq!(c.streams[0].last_version, Version::new(2));
+        commits.insert(c.position.commit());
     }
+    assert_eq!(
+        commits.len(),
+        1,
+        "the group was not rolled back: one commit"
+    );
     match split.await.unwrap() {
         Err(StoreError::EventIdReused { id, .. }) => assert_eq!(id, owner.id),
         other => panic!("expected a reused id, got {other:?}"),
@@ -339,6 +389,197 @@ async fn a_member_written_in_part_rolls_the_group_back_and_only_it_fails() {
         assert_eq!(versions(&store, &format!("good-{i}")).await, vec![1, 2]);
     }
     assert_eq!(log(&store).await.len(), 1 + 1 + 12);
+}
+
+/// A member of two events loses the race for its first version to a writer that commits
+/// while the group waits for it: the group is rolled back rather than write the member in
+/// part, the member gets its conflict, and the other member is written on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_member_written_in_part_rolls_the_group_back_and_only_it_fails() {
+    let _horizon = common::horizon_exclusive().await;
+    let store = grouped_store().await;
+    // The lone append waits for `held`'s writer, holding the place; `racy`'s writer is still
+    // open when the group starts.
+    let mut held = hold_version_one(&store, "held").await;
+    let mut racy_writer = hold_version_one(&store, "racy").await;
+    let alone = spawn_append(
+        &store,
+        write("held", ExpectedVersion::NoStream, vec![event(0)]),
+    );
+    until_waiting(&store, 1).await;
+    let racy = spawn_append(
+        &store,
+        write("racy", ExpectedVersion::NoStream, vec![event(1), event(2)]),
+    );
+    let other = spawn_append(
+        &store,
+        write("other", ExpectedVersion::NoStream, vec![event(3)]),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    sqlx::query("COMMIT").execute(&mut held).await.unwrap();
+    assert!(matches!(
+        alone.await.unwrap(),
+        Err(StoreError::Conflict { .. })
+    ));
+    // The group [racy, other] now waits for racy's writer.
+    until_waiting(&store, 1).await;
+    sqlx::query("COMMIT")
+        .execute(&mut racy_writer)
+        .await
+        .unwrap();
+    match racy.await.unwrap() {
+        Err(StoreError::Conflict { stream, actual, .. }) => {
+            assert_eq!(stream.as_str(), "racy");
+            assert_eq!(actual, Version::new(1));
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    other.await.unwrap().unwrap();
+    assert_eq!(versions(&store, "racy").await, vec![1]);
+    assert_eq!(versions(&store, "other").await, vec![1]);
+    assert_eq!(log(&store).await.len(), 3);
+}
+
+/// An append, then a group, that waits for a row another transaction holds gives up its
+/// place after the stall bound: appends to other streams go on meanwhile instead of waiting
+/// behind it, and the stalled ones end as they would have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_append_or_group_holds_up_only_itself() {
+    let _horizon = common::horizon_exclusive().await;
+    let store = grouped_store_stalling_after(Duration::from_millis(500)).await;
+    let mut held = hold_version_one(&store, "held").await;
+    let mut racy_writer = hold_version_one(&store, "racy").await;
+    // Alone, holding the one place, waiting for `held`'s writer.
+    let alone = spawn_append(
+        &store,
+        write("held", ExpectedVersion::NoStream, vec![event(0)]),
+    );
+    until_waiting(&store, 1).await;
+    let free = tokio::time::timeout(
+        Duration::from_secs(10),
+        store.append(vec![write(
+            "free",
+            ExpectedVersion::NoStream,
+            vec![event(1)],
+        )]),
+    )
+    .await
+    .expect("an append to another stream waited behind the stalled one");
+    free.unwrap();
+
+    // A group that waits: a new lone append holds the place, waiting for `lone`'s writer,
+    // while two more queue; once it stalls, they go as the group [racy, queued], which waits
+    // for racy's writer. (Not a table lock: it would wait for the writers above.)
+    let mut lone_writer = hold_version_one(&store, "lone").await;
+    let lone = spawn_append(
+        &store,
+        write("lone", ExpectedVersion::NoStream, vec![event(2)]),
+    );
+    until_waiting(&store, 2).await;
+    let racy = spawn_append(
+        &store,
+        write("racy", ExpectedVersion::NoStream, vec![event(3)]),
+    );
+    let queued = spawn_append(
+        &store,
+        write("queued", ExpectedVersion::NoStream, vec![event(4)]),
+    );
+    until_waiting(&store, 3).await;
+    let after = tokio::time::timeout(
+        Duration::from_secs(10),
+        store.append(vec![write(
+            "after",
+            ExpectedVersion::NoStream,
+            vec![event(5)],
+        )]),
+    )
+    .await
+    .expect("an append waited behind the stalled group");
+    after.unwrap();
+    assert!(!racy.is_finished() && !queued.is_finished());
+    assert!(!alone.is_finished() && !lone.is_finished());
+
+    for writer in [&mut held, &mut lone_writer] {
+        sqlx::query("COMMIT").execute(writer).await.unwrap();
+    }
+    sqlx::query("COMMIT")
+        .execute(&mut racy_writer)
+        .await
+        .unwrap();
+    assert!(matches!(
+        alone.await.unwrap(),
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(matches!(
+        lone.await.unwrap(),
+        Err(StoreError::Conflict { .. })
+    ));
+    assert!(matches!(
+        racy.await.unwrap(),
+        Err(StoreError::Conflict { .. })
+    ));
+    queued.await.unwrap().unwrap();
+    for (stream, n) in [
+        ("free", 1),
+        ("lone", 1),
+        ("queued", 1),
+        ("after", 1),
+        ("held", 1),
+        ("racy", 1),
+    ] {
+        assert_eq!(versions(&store, stream).await.len(), n, "{stream}");
+    }
+}
+
+/// Dropping the runtime while an append holds the one place and another waits for a group
+/// ends: the flusher that the place would go to cannot run, and the queue is let go.
+fn runtime_dropped_with_a_queued_append(runtime: tokio::runtime::Runtime) {
+    let (done, ended) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let (blocker, horizon) = runtime.block_on(async {
+            let horizon = common::horizon_exclusive().await;
+            let store = grouped_store().await;
+            let blocker = block_inserts(&store).await;
+            let _alone = spawn_append(
+                &store,
+                write("alone", ExpectedVersion::NoStream, vec![event(0)]),
+            );
+            until_waiting(&store, 1).await;
+            let _queued = spawn_append(
+                &store,
+                write("queued", ExpectedVersion::NoStream, vec![event(1)]),
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            (blocker, horizon)
+        });
+        drop(runtime);
+        let _ = done.send(());
+        drop(blocker);
+        drop(horizon);
+    });
+    assert!(
+        ended.recv_timeout(Duration::from_secs(30)).is_ok(),
+        "dropping the runtime with a queued append hung"
+    );
+}
+
+#[test]
+fn a_current_thread_runtime_dropped_with_a_queued_append_ends() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime_dropped_with_a_queued_append(runtime);
+}
+
+#[test]
+fn a_multi_thread_runtime_dropped_with_a_queued_append_ends() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime_dropped_with_a_queued_append(runtime);
 }
 
 /// The server ends the session of a group's statement while it waits: every member is tried
