@@ -25,7 +25,7 @@ pub enum CounterEvent {
 }
 
 impl CounterEvent {
-    /// The event as an appendable [`NewEvent`] with a random id.
+    /// The event as an appendable [`NewEvent`] with a fresh, time-ordered id.
     pub fn to_new_event(&self) -> NewEvent {
         let payload = self.encode().unwrap_or_default();
         NewEvent::new(self.event_type(), 1, payload)
