@@ -440,6 +440,22 @@ async fn a_member_written_in_part_rolls_the_group_back_and_only_it_fails() {
     assert_eq!(log(&store).await.len(), 3);
 }
 
+/// Appends event `n` to the new stream `stream`, which must be written well before a stalled
+/// append or group ends (those below wait for transactions the test holds open).
+async fn goes_on_meanwhile(store: &PgStore, stream: &str, n: u64) {
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        store.append(vec![write(
+            stream,
+            ExpectedVersion::NoStream,
+            vec![event(n)],
+        )]),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("the append to {stream} waited behind a stalled one"))
+    .unwrap();
+}
+
 /// An append, then a group, that waits for a row another transaction holds gives up its
 /// place after the stall bound: appends to other streams go on meanwhile instead of waiting
 /// behind it, and the stalled ones end as they would have.
@@ -455,17 +471,7 @@ async fn a_stalled_append_or_group_holds_up_only_itself() {
         write("held", ExpectedVersion::NoStream, vec![event(0)]),
     );
     until_waiting(&store, 1).await;
-    let free = tokio::time::timeout(
-        Duration::from_secs(10),
-        store.append(vec![write(
-            "free",
-            ExpectedVersion::NoStream,
-            vec![event(1)],
-        )]),
-    )
-    .await
-    .expect("an append to another stream waited behind the stalled one");
-    free.unwrap();
+    goes_on_meanwhile(&store, "free", 1).await;
 
     // A group that waits: a new lone append holds the place, waiting for `lone`'s writer,
     // while two more queue; once it stalls, they go as the group [racy, queued], which waits
@@ -485,17 +491,7 @@ async fn a_stalled_append_or_group_holds_up_only_itself() {
         write("queued", ExpectedVersion::NoStream, vec![event(4)]),
     );
     until_waiting(&store, 3).await;
-    let after = tokio::time::timeout(
-        Duration::from_secs(10),
-        store.append(vec![write(
-            "after",
-            ExpectedVersion::NoStream,
-            vec![event(5)],
-        )]),
-    )
-    .await
-    .expect("an append waited behind the stalled group");
-    after.unwrap();
+    goes_on_meanwhile(&store, "after", 5).await;
     assert!(!racy.is_finished() && !queued.is_finished());
     assert!(!alone.is_finished() && !lone.is_finished());
 
