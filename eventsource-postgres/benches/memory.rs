@@ -28,6 +28,9 @@ fn rss_kib() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
+/// The prefix of the line on which a phase tells the parent its time, in seconds.
+const SECS: &str = "phase secs: ";
+
 fn scaled(n: u64) -> u64 {
     let scale: f64 = common::env_or("BENCH_SCALE", 1.0);
     // Whole batches of 1,000.
@@ -91,21 +94,51 @@ async fn main() {
                 started.elapsed().as_secs_f64()
             );
             // The first pass over fresh rows also sets their hint bits (writes): a reading of
-            // the log goes first, and each reading of the whole log runs twice, in turn.
-            for phase in ["load", "pages", "catch-up", "pages", "catch-up"] {
+            // the log goes first, and each reading of the whole log runs `BENCH_RUNS` times
+            // (default 2), in turn.
+            let runs: usize = common::env_or("BENCH_RUNS", 2);
+            let mut phases = vec!["load"];
+            for _ in 0..runs {
+                phases.extend(["pages", "catch-up"]);
+            }
+            let (mut pages, mut ratios) = (None, Vec::new());
+            for phase in phases {
                 let out = std::process::Command::new(std::env::current_exe().unwrap())
                     .env("BENCH_MEMORY_PHASE", phase)
                     .env("BENCH_MEMORY_SCHEMA", &schema)
                     .output()
                     .unwrap();
-                print!("{}", String::from_utf8_lossy(&out.stdout));
+                let stdout = String::from_utf8_lossy(&out.stdout);
                 eprint!("{}", String::from_utf8_lossy(&out.stderr));
                 assert!(
                     out.status.success(),
                     "the {phase} phase failed: {}",
                     out.status
                 );
+                for line in stdout.lines() {
+                    match line.strip_prefix(SECS) {
+                        Some(secs) => {
+                            let secs: f64 = secs.parse().unwrap();
+                            match phase {
+                                "pages" => pages = Some(secs),
+                                "catch-up" => ratios.extend(pages.take().map(|p| p / secs)),
+                                _ => {}
+                            }
+                        }
+                        None => println!("{line}"),
+                    }
+                }
             }
+            let mut sorted = ratios.clone();
+            sorted.sort_by(f64::total_cmp);
+            println!(
+                "catch-up through the runner against read_all_pages (events/s, each pair in turn): {:?}; median {:.3}",
+                ratios
+                    .iter()
+                    .map(|r| (r * 1000.0).round() / 1000.0)
+                    .collect::<Vec<_>>(),
+                sorted.get(sorted.len() / 2).copied().unwrap_or(f64::NAN)
+            );
             sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
                 .execute(store.pool())
                 .await
@@ -177,6 +210,7 @@ async fn main() {
             };
             let secs = started.elapsed().as_secs_f64();
             let (_, peak) = rss_kib();
+            println!("{SECS}{secs}");
             println!(
                 "{what}: {secs:.1} s; peak RSS {:.1} MiB (before: {:.1} MiB resident, {:.1} MiB peak): +{:.1} MiB",
                 peak as f64 / 1024.0,
