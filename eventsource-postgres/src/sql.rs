@@ -158,10 +158,12 @@ impl Sql {
                 "EXISTS (SELECT 1 FROM unnest($3::uuid[]) AS u (id) CROSS JOIN LATERAL \
                    (SELECT 1 FROM {s}.events x WHERE x.event_id = u.id LIMIT 1) y)",
             ),
-            // Group commit (`append::group`): migration 0009's function, one row per member.
+            // Group commit (`append::group`): migration 0009's function (0010's body), one row
+            // per member, with its lock waits bounded by `$1` (migration 0011).
             append_group: format!(
                 "SELECT r_actual, r_written, r_commit, r_seqs, r_recorded, r_stored, r_locked \
-                 FROM {s}.append_group($1, $2, $3, $4, $5, $6, $7, $8, $9::text[]::jsonb[])"
+                 FROM {s}.append_group_within($1, $2, $3, $4, $5, $6, $7, $8, $9, \
+                   $10::text[]::jsonb[])"
             ),
             // After a one-event direct append wrote nothing, or a direct append lost a race
             // on the primary key: the stream's version, whether any of the event ids is

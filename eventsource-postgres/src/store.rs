@@ -120,6 +120,7 @@ impl PgStore {
         read_retry_for: Duration,
         group_commit: Option<GroupCommit>,
     ) -> Self {
+        let groups = group_commit.map(|g| Arc::new(Groups::new(g, schema.as_str())));
         Self {
             inner: Arc::new(Inner {
                 live: Live::new(pool.clone(), &schema, listen, polls),
@@ -132,7 +133,7 @@ impl PgStore {
                 inline: Inlines::default(),
                 local: LocalLocks::default(),
                 handoffs: crate::lock::Handoffs::default(),
-                groups: group_commit.map(|g| Arc::new(Groups::new(g))),
+                groups,
             }),
         }
     }
@@ -186,8 +187,9 @@ impl PgStore {
 
     /// Registers an inline projection: it runs inside every append's own transaction, so its
     /// read model is updated the moment the append returns (or not at all). Register before
-    /// sharing the store (it needs the only handle). Appends run one at a time through each
-    /// inline projection's handlers.
+    /// sharing the store or appending with it (it needs the only handle, and with group
+    /// commit on, a group that just answered may still hold a weak one for a moment).
+    /// Appends run one at a time through each inline projection's handlers.
     pub fn with_inline_projection<P>(mut self, projection: P) -> Result<Self, StoreError>
     where
         P: eventsource_core::Projection<Context = PgProjectionContext>,
@@ -204,8 +206,8 @@ impl PgStore {
         self.inner.groups.as_ref()
     }
 
-    /// A handle that does not keep the store alive (nor count as a clone: see
-    /// [`PgStore::with_inline_projection`]).
+    /// A handle that does not keep the store alive (while it lives,
+    /// [`PgStore::with_inline_projection`] refuses, as for a clone).
     pub(crate) fn downgrade(&self) -> WeakStore {
         WeakStore(Arc::downgrade(&self.inner))
     }

@@ -4,7 +4,7 @@
 //! [Group commit](crate#group-commit).
 //!
 //! An append that finds a free place runs alone, as without grouping, and holds its place
-//! ([`Place`]) until it ends. One that finds none waits in the queue. A place that is given
+//! ([`Place`]) until it ends or stalls ([`hold`]). One that finds none waits in the queue. A place that is given
 //! up while appends wait goes to a flusher task, which takes up to
 //! [`GroupCommit::max_members`] of them, one per stream, in the order they came, and writes
 //! them in one statement, until the queue is empty.
@@ -56,13 +56,16 @@ impl GroupCommit {
         self
     }
 
-    /// An append or a group still running after `bound` (default 100 ms) gives its place up
-    /// to the appends that wait, and runs on outside the count of
-    /// [`in_flight`](Self::in_flight): one that waits for a row another transaction holds
-    /// (a slow writer of the same stream, say) holds up only itself, not every append of the
-    /// store.
+    /// An append or a group still running after `bound` (default 100 ms, at least 1 ms)
+    /// gives its place up to the appends that wait, and runs on outside the count of
+    /// [`in_flight`](Self::in_flight), with at most `in_flight` others that stalled (beyond
+    /// them, a stalled one keeps its place). A group's lock waits end at `bound` too: a
+    /// member that waits for a row another transaction holds (a slow writer of the same
+    /// stream, say) fails its group, and each member goes on alone. So a stalled append
+    /// holds up only itself, not every append of the store, nor for long the members of its
+    /// group.
     pub fn stalled_after(mut self, bound: Duration) -> Self {
-        self.stalled_after = bound;
+        self.stalled_after = bound.max(Duration::from_millis(1));
         self
     }
 
@@ -103,6 +106,8 @@ struct Member {
 struct State {
     /// Appends or flushers holding a place.
     running: usize,
+    /// Appends or groups that gave their place up when they stalled and still run.
+    stalled: usize,
     /// Oldest first.
     waiting: VecDeque<Member>,
 }
@@ -110,9 +115,11 @@ struct State {
 /// The groups of one store.
 pub(crate) struct Groups {
     settings: GroupCommit,
+    /// The store's schema, for the flushers' spans.
+    schema: String,
     state: Mutex<State>,
-    /// Set once the schema turned out to lack `append_group` (a schema not migrated to 0009):
-    /// appends then run as without grouping.
+    /// Set once the schema turned out to lack `append_group_within` (a schema not migrated
+    /// to 0011): appends then run as without grouping.
     off: AtomicBool,
 }
 
@@ -166,9 +173,10 @@ impl Drop for Place {
 }
 
 impl Groups {
-    pub(crate) fn new(settings: GroupCommit) -> Self {
+    pub(crate) fn new(settings: GroupCommit, schema: &str) -> Self {
         Self {
             settings,
+            schema: schema.to_owned(),
             state: Mutex::new(State::default()),
             off: AtomicBool::new(false),
         }
@@ -181,7 +189,7 @@ impl Groups {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// Whether appends may be grouped (the schema has `append_group`).
+    /// Whether appends may be grouped (the schema has `append_group_within`).
     pub(super) fn on(&self) -> bool {
         !self.off.load(Ordering::Relaxed)
     }
@@ -239,7 +247,7 @@ impl Groups {
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
-                let span = tracing::debug_span!("group commit");
+                let span = tracing::debug_span!("group commit", schema = self.schema.as_str());
                 drop(runtime.spawn(flush(place).instrument(span)));
             }
             Err(_) => drop(place),
@@ -272,12 +280,12 @@ impl Groups {
         group
     }
 
-    /// Turns grouping off for good: the schema has no `append_group`.
+    /// Turns grouping off for good: the schema has no `append_group_within`.
     fn turn_off(&self, e: &sqlx::Error) {
         if !self.off.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 error = %e,
-                "group commit is off: the schema lacks append_group (migration 0009); \
+                "group commit is off: the schema lacks append_group_within (migration 0011); \
                  run the store's migrations"
             );
         }
@@ -297,12 +305,42 @@ pub(super) async fn hold<T>(place: &mut Option<Place>, work: impl Future<Output 
         out = &mut work => return out,
         () = tokio::time::sleep(bound) => {}
     }
+    let Some(groups) = place.as_ref().map(|p| Arc::clone(&p.groups)) else {
+        return work.await;
+    };
+    let Some(_stalled) = Stalled::enter(&groups) else {
+        // As many run stalled as may run at all: this one keeps its place, so a server slow
+        // for every append does not make the appends in flight grow with the queue.
+        return work.await;
+    };
     tracing::debug!(
         ?bound,
         "an append is stalled; its place goes to the waiting ones"
     );
     *place = None;
     work.await
+}
+
+/// One of the at most [`GroupCommit::in_flight`] appends or groups that run on stalled, having
+/// given their place up; counted until dropped.
+struct Stalled(Arc<Groups>);
+
+impl Stalled {
+    /// Counts one more stalled, unless as many as `in_flight` are.
+    fn enter(groups: &Arc<Groups>) -> Option<Self> {
+        let mut state = groups.lock();
+        if state.stalled >= groups.settings.in_flight {
+            return None;
+        }
+        state.stalled += 1;
+        Some(Self(Arc::clone(groups)))
+    }
+}
+
+impl Drop for Stalled {
+    fn drop(&mut self) {
+        self.0.lock().stalled -= 1;
+    }
 }
 
 /// Writes groups until none waits; holds `place` meanwhile, or until a group stalls.
@@ -347,7 +385,7 @@ async fn write_members(store: &PgStore, groups: &Groups, group: &[Member]) -> Ve
 
 /// One attempt for each member of `group` (two or more, on distinct streams), in order.
 async fn write_group(store: &PgStore, groups: &Groups, group: &[Member]) -> Vec<Attempt> {
-    let rows = match run_group(store, group).await {
+    let rows = match run_group(store, groups, group).await {
         Ok(rows) => rows,
         Err(e) => {
             if let GroupError::Sql(e) = &e
@@ -399,7 +437,11 @@ fn failed_group(n: usize, e: &GroupError) -> Vec<Attempt> {
 }
 
 /// The group's statement, on a connection the store keeps.
-async fn run_group(store: &PgStore, group: &[Member]) -> Result<Vec<PgRow>, GroupError> {
+async fn run_group(
+    store: &PgStore,
+    groups: &Groups,
+    group: &[Member],
+) -> Result<Vec<PgRow>, GroupError> {
     let n: usize = group.iter().map(|m| m.write.events.len()).sum();
     let mut streams = Vec::with_capacity(group.len());
     let mut expected = Vec::with_capacity(group.len());
@@ -424,7 +466,13 @@ async fn run_group(store: &PgStore, group: &[Member]) -> Result<Vec<PgRow>, Grou
             metadata.push(metadata_json(e).map_err(GroupError::Reply)?);
         }
     }
+    // A group's lock waits end with the stall bound (at least 1 ms: 0 would mean none), so
+    // one member that waits for another transaction's row fails the group rather than hold
+    // up every other member; each is then tried again on its own.
+    let stall_ms = u64::try_from(groups.settings.stalled_after.as_millis()).unwrap_or(u64::MAX);
+    let lock_wait = format!("{}ms", stall_ms.clamp(1, i32::MAX as u64));
     let query = sqlx::query(&store.sql().append_group)
+        .bind(&lock_wait)
         .bind(&streams)
         .bind(&expected)
         .bind(&counts)

@@ -456,16 +456,16 @@ async fn goes_on_meanwhile(store: &PgStore, stream: &str, n: u64) {
     .unwrap();
 }
 
-/// An append, then a group, that waits for a row another transaction holds gives up its
-/// place after the stall bound: appends to other streams go on meanwhile instead of waiting
-/// behind it, and the stalled ones end as they would have.
+/// An append that waits for a row another transaction holds gives up its place after the
+/// stall bound, so appends to other streams go on meanwhile; no more than `in_flight` do (one
+/// more that stalls keeps its place); and a group whose member waits for such a row fails
+/// after the bound, so its other members are written on their own while that one waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stalled_append_or_group_holds_up_only_itself() {
     let _horizon = common::horizon_exclusive().await;
-    let store = grouped_store_stalling_after(Duration::from_millis(500)).await;
+    let store = grouped_store_stalling_after(Duration::from_millis(800)).await;
     let mut held = hold_version_one(&store, "held").await;
-    let mut racy_writer = hold_version_one(&store, "racy").await;
-    // Alone, holding the one place, waiting for `held`'s writer.
+    // Alone, holding the one place, waiting for `held`'s writer; it stalls and lets go.
     let alone = spawn_append(
         &store,
         write("held", ExpectedVersion::NoStream, vec![event(0)]),
@@ -473,15 +473,51 @@ async fn a_stalled_append_or_group_holds_up_only_itself() {
     until_waiting(&store, 1).await;
     goes_on_meanwhile(&store, "free", 1).await;
 
-    // A group that waits: a new lone append holds the place, waiting for `lone`'s writer,
-    // while two more queue; once it stalls, they go as the group [racy, queued], which waits
-    // for racy's writer. (Not a table lock: it would wait for the writers above.)
+    // One stalled is as many as `GroupCommit::new(1)` lets run outside the count: the next
+    // that stalls keeps its place, and an append to another stream waits for it.
+    let mut capped_writer = hold_version_one(&store, "capped").await;
+    let capped = spawn_append(
+        &store,
+        write("capped", ExpectedVersion::NoStream, vec![event(6)]),
+    );
+    until_waiting(&store, 2).await;
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let behind = spawn_append(
+        &store,
+        write("behind", ExpectedVersion::NoStream, vec![event(7)]),
+    );
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !behind.is_finished(),
+        "a second stalled append gave its place up"
+    );
+    sqlx::query("COMMIT")
+        .execute(&mut capped_writer)
+        .await
+        .unwrap();
+    assert!(matches!(
+        capped.await.unwrap(),
+        Err(StoreError::Conflict { .. })
+    ));
+    behind.await.unwrap().unwrap();
+    sqlx::query("COMMIT").execute(&mut held).await.unwrap();
+    assert!(matches!(
+        alone.await.unwrap(),
+        Err(StoreError::Conflict { .. })
+    ));
+
+    // A group that waits: a lone append holds the place, waiting for `lone`'s writer, while
+    // two more queue; once it stalls, they go as the group [racy, queued], which waits for
+    // racy's writer until the bound, fails, and leaves each to go on alone: `queued` is
+    // written while racy's writer is still open. (Not a table lock: it would wait for the
+    // writers above.)
+    let mut racy_writer = hold_version_one(&store, "racy").await;
     let mut lone_writer = hold_version_one(&store, "lone").await;
     let lone = spawn_append(
         &store,
         write("lone", ExpectedVersion::NoStream, vec![event(2)]),
     );
-    until_waiting(&store, 2).await;
+    until_waiting(&store, 1).await;
     let racy = spawn_append(
         &store,
         write("racy", ExpectedVersion::NoStream, vec![event(3)]),
@@ -490,22 +526,18 @@ async fn a_stalled_append_or_group_holds_up_only_itself() {
         &store,
         write("queued", ExpectedVersion::NoStream, vec![event(4)]),
     );
-    until_waiting(&store, 3).await;
+    until_waiting(&store, 2).await;
     goes_on_meanwhile(&store, "after", 5).await;
-    assert!(!racy.is_finished() && !queued.is_finished());
-    assert!(!alone.is_finished() && !lone.is_finished());
+    tokio::time::timeout(Duration::from_secs(10), queued)
+        .await
+        .expect("a member waited behind its group's stalled one")
+        .unwrap()
+        .unwrap();
+    assert!(!racy.is_finished() && !lone.is_finished());
 
-    for writer in [&mut held, &mut lone_writer] {
+    for writer in [&mut lone_writer, &mut racy_writer] {
         sqlx::query("COMMIT").execute(writer).await.unwrap();
     }
-    sqlx::query("COMMIT")
-        .execute(&mut racy_writer)
-        .await
-        .unwrap();
-    assert!(matches!(
-        alone.await.unwrap(),
-        Err(StoreError::Conflict { .. })
-    ));
     assert!(matches!(
         lone.await.unwrap(),
         Err(StoreError::Conflict { .. })
@@ -514,16 +546,10 @@ async fn a_stalled_append_or_group_holds_up_only_itself() {
         racy.await.unwrap(),
         Err(StoreError::Conflict { .. })
     ));
-    queued.await.unwrap().unwrap();
-    for (stream, n) in [
-        ("free", 1),
-        ("lone", 1),
-        ("queued", 1),
-        ("after", 1),
-        ("held", 1),
-        ("racy", 1),
+    for stream in [
+        "free", "capped", "behind", "held", "lone", "queued", "after", "racy",
     ] {
-        assert_eq!(versions(&store, stream).await.len(), n, "{stream}");
+        assert_eq!(versions(&store, stream).await, vec![1], "{stream}");
     }
 }
 
@@ -610,7 +636,7 @@ async fn a_group_whose_session_is_ended_leaves_each_append_written_once() {
             "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
              WHERE wait_event_type = 'Lock' AND datname = current_database() \
              AND query LIKE '%' || $1 || '%' AND query NOT LIKE '%append_events%' \
-             AND query {what} LIKE '%append_group(%') t"
+             AND query {what} LIKE '%append_group_within(%') t"
         )
     };
     let lone: i64 = sqlx::query_scalar(&end("NOT"))
@@ -688,4 +714,60 @@ async fn racing_commands_through_groups_lose_and_double_nothing() {
     }
     assert_eq!(total, done, "every command that succeeded, once");
     assert_eq!(log(&store).await.len() as u64, done);
+}
+
+/// On a schema without `append_group_within` (a binary newer than a schema it does not
+/// migrate), the first group fails, its members are written on their own, and grouping is
+/// off from then on: appends that come while one runs no longer queue, each runs alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_schema_without_the_group_function_turns_grouping_off() {
+    let _horizon = common::horizon_exclusive().await;
+    let store = grouped_store().await;
+    let s = store.schema().as_str().to_owned();
+    let mut admin = common::raw().await;
+    sqlx::query(&format!("DROP FUNCTION {s}.append_group_within"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+
+    let (mut blocker, alone) = hold_the_place(&store, event(0)).await;
+    let first: Vec<_> = (1..4)
+        .map(|i| {
+            spawn_append(
+                &store,
+                write(
+                    &format!("first-{i}"),
+                    ExpectedVersion::NoStream,
+                    vec![event(i)],
+                ),
+            )
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sqlx::query("COMMIT").execute(&mut blocker).await.unwrap();
+    alone.await.unwrap().unwrap();
+    for h in first {
+        h.await.unwrap().unwrap();
+    }
+
+    // Grouping is off: three appends behind the table lock all wait on the server.
+    let mut blocker = block_inserts(&store).await;
+    let second: Vec<_> = (4..7)
+        .map(|i| {
+            spawn_append(
+                &store,
+                write(
+                    &format!("second-{i}"),
+                    ExpectedVersion::NoStream,
+                    vec![event(i)],
+                ),
+            )
+        })
+        .collect();
+    until_waiting(&store, 3).await;
+    sqlx::query("COMMIT").execute(&mut blocker).await.unwrap();
+    for h in second {
+        h.await.unwrap().unwrap();
+    }
+    assert_eq!(log(&store).await.len(), 7);
 }
