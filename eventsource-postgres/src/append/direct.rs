@@ -3,7 +3,9 @@
 //! that explains an append it did not write.
 
 use chrono::{DateTime, Utc};
-use eventsource_core::{ExpectedVersion, StoreError, StreamWrite, Version};
+use eventsource_core::{
+    Commit, CommittedStream, ExpectedVersion, StoreError, StreamWrite, Version,
+};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
@@ -41,7 +43,9 @@ pub(super) enum Direct {
 /// Runs the direct path for the request (one write, at `expected`) on `conn`: one round
 /// trip, and a second ([`probe`]) when one event was not written or the insert lost the race
 /// for its version (`in_transaction`: `conn` is in a transaction, which that failed insert
-/// aborted; the caller retries through `append_events` instead).
+/// aborted; the caller retries through `append_events` instead). A transaction is for inline
+/// projections, which are handed every event's position: a batch whose sequences another
+/// insert interleaved reads them in a second round trip; outside one, only the commit's.
 pub(super) async fn append(
     conn: &mut PgConnection,
     sql: &Sql,
@@ -52,7 +56,7 @@ pub(super) async fn append(
     let Some(write) = request.writes.first() else {
         return Err(corrupt_reply("no write").into());
     };
-    match insert(conn, sql, request, write, expected).await {
+    match insert(conn, sql, request, write, expected, in_transaction).await {
         Err(AttemptError::Sql(e)) if is_version_taken(&e) && !in_transaction => {
             probe(conn, sql, write, expected).await
         }
@@ -60,13 +64,15 @@ pub(super) async fn append(
     }
 }
 
-/// The direct statement for the request, whose one write is `write`.
+/// The direct statement for the request, whose one write is `write`. `each_position`: the
+/// caller needs every event's position (inline projections), not only the commit's.
 async fn insert(
     conn: &mut PgConnection,
     sql: &Sql,
     request: &Request<'_>,
     write: &StreamWrite,
     expected: i64,
+    each_position: bool,
 ) -> Result<Direct, AttemptError> {
     if let [e] = write.events.as_slice() {
         let row = sqlx::query(&sql.append_one)
@@ -85,8 +91,29 @@ async fn insert(
         };
     }
     let query = request.batch_query(&sql.append_batch, write, expected)?;
-    let rows = query.fetch_all(conn).await?;
-    Ok(batch_written(request.writes, write, expected, &rows)?)
+    let rows = query.fetch_all(&mut *conn).await?;
+    match batch_written(request.writes, write, expected, &rows)? {
+        Batch::Decided(direct) => Ok(direct),
+        Batch::Interleaved(span) if each_position => {
+            // In the append's own transaction: its rows, whatever commits meanwhile.
+            let last = expected + i64::try_from(write.events.len()).unwrap_or(i64::MAX);
+            let seqs: Vec<i64> = sqlx::query_scalar(&sql.batch_seqs)
+                .bind(write.stream.as_str())
+                .bind(expected)
+                .bind(last)
+                .fetch_all(conn)
+                .await?;
+            Ok(written(
+                request.writes,
+                write,
+                expected + 1,
+                span.commit,
+                seqs,
+                span.recorded_at,
+            )?)
+        }
+        Batch::Interleaved(span) => Ok(span.commit_of(write, expected + 1)?),
+    }
 }
 
 /// The row of a written one-event direct append: its commit, sequence and recorded-at time.
@@ -103,38 +130,101 @@ fn one_written(
     written(writes, write, expected + 1, commit, [seq], recorded_at)
 }
 
+/// What a batch direct append's row says.
+enum Batch {
+    /// Written with contiguous sequences (so every event's position is known), or not
+    /// written.
+    Decided(Direct),
+    /// Written, but a concurrent insert took sequences between the first and the last: the
+    /// commit's first and last positions are known, not every event's.
+    Interleaved(Span),
+}
+
+/// Where a written batch landed: one commit part, its first and last sequence, one time.
+struct Span {
+    commit: i64,
+    first_seq: i64,
+    last_seq: i64,
+    recorded_at: DateTime<Utc>,
+}
+
+impl Span {
+    /// The outcome of `write`, written from version `first` on, without each event's
+    /// position: the commit says where it begins and ends, which is all a caller without
+    /// inline projections is handed.
+    fn commit_of(&self, write: &StreamWrite, first: i64) -> Result<Direct, StoreError> {
+        let position =
+            |seq| position_from(self.commit, seq).ok_or_else(|| corrupt_reply("a position"));
+        let (first_position, last_position) = (position(self.first_seq)?, position(self.last_seq)?);
+        let first = u64::try_from(first).map_err(|_| corrupt_reply("a version"))?;
+        let count = u64::try_from(write.events.len()).map_err(|_| corrupt_reply("a count"))?;
+        let commit = Commit {
+            streams: vec![CommittedStream {
+                stream: write.stream.clone(),
+                first_version: Version::new(first),
+                last_version: Version::new(first + count.saturating_sub(1)),
+                last_position,
+                last_recorded_at: self.recorded_at,
+            }],
+            first_position,
+            position: last_position,
+        };
+        Ok(Direct::Written(Outcome::Written(commit, Vec::new())))
+    }
+}
+
 /// The row of a batch direct append: what it wrote, or why it wrote nothing.
 fn batch_written(
     writes: &[StreamWrite],
     write: &StreamWrite,
     expected: i64,
     rows: &[PgRow],
-) -> Result<Direct, StoreError> {
+) -> Result<Batch, StoreError> {
     let bad = |_| corrupt_reply("a direct append row");
     let [row] = rows else {
         return Err(corrupt_reply("not one row"));
     };
-    let seqs: Option<Vec<i64>> = row.try_get(3).map_err(bad)?;
-    let Some(seqs) = seqs else {
-        let stored: Option<bool> = row.try_get(5).map_err(bad)?;
+    let count: i64 = row.try_get(1).map_err(bad)?;
+    if count == 0 {
+        let stored: Option<bool> = row.try_get(6).map_err(bad)?;
         if stored == Some(true) {
-            return Ok(Direct::StoredIds);
+            return Ok(Batch::Decided(Direct::StoredIds));
         }
         let actual: i64 = row.try_get(0).map_err(bad)?;
-        let locked: Option<bool> = row.try_get(6).map_err(bad)?;
+        let locked: Option<bool> = row.try_get(7).map_err(bad)?;
         return Err(not_written(write, expected, actual, locked == Some(true)));
-    };
-    let first: Option<i64> = row.try_get(1).map_err(bad)?;
+    }
+    let actual: i64 = row.try_get(0).map_err(bad)?;
     let commit: Option<i64> = row.try_get(2).map_err(bad)?;
-    let recorded_at: Option<DateTime<Utc>> = row.try_get(4).map_err(bad)?;
-    let (Some(first), Some(commit), Some(recorded_at)) = (first, commit, recorded_at) else {
+    let first_seq: Option<i64> = row.try_get(3).map_err(bad)?;
+    let last_seq: Option<i64> = row.try_get(4).map_err(bad)?;
+    let recorded_at: Option<DateTime<Utc>> = row.try_get(5).map_err(bad)?;
+    let (Some(commit), Some(first_seq), Some(last_seq), Some(recorded_at)) =
+        (commit, first_seq, last_seq, recorded_at)
+    else {
         return Err(corrupt_reply("a null column"));
     };
-    if first != expected + 1 || seqs.len() != write.events.len() {
+    if actual != expected || usize::try_from(count).ok() != Some(write.events.len()) {
         return Err(corrupt_reply("versions outside the append"));
     }
-    // The events were numbered from the expected version on, in request order.
-    written(writes, write, first, commit, seqs, recorded_at)
+    if last_seq - first_seq + 1 != count {
+        return Ok(Batch::Interleaved(Span {
+            commit,
+            first_seq,
+            last_seq,
+            recorded_at,
+        }));
+    }
+    // The events were numbered from the expected version on, in request order, and took
+    // the sequences from the first to the last.
+    Ok(Batch::Decided(written(
+        writes,
+        write,
+        expected + 1,
+        commit,
+        first_seq..=last_seq,
+        recorded_at,
+    )?))
 }
 
 /// What a direct append wrote: `write`'s events numbered from version `first` on, in request

@@ -283,6 +283,10 @@ impl<'a> Appender<'a> {
             return (result, ctx.rollback().await.ok().flatten());
         };
         let events = outcome::recorded(request.writes, written);
+        if events.len() != request.writes.iter().map(|w| w.events.len()).sum::<usize>() {
+            let error = outcome::corrupt_reply("an event without its position");
+            return (Err(error.into()), ctx.rollback().await.ok().flatten());
+        }
         if let Err(error) = self.inline.handle_all(&events, &mut ctx).await {
             return (Err(error.into()), ctx.rollback().await.ok().flatten());
         }
