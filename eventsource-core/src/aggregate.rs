@@ -18,7 +18,10 @@ pub trait Aggregate: Default + Send + Sync + 'static {
     /// letters, digits, `_` and `.`, starting with a letter. A hand-written impl may use any
     /// string: [`Aggregate::stream_id`] escapes what it must, so no two aggregates share a stream.
     const NAME: &'static str;
-    /// Take a snapshot every this many events (`None`: never).
+    /// Take a snapshot every this many events (`None`: never). A repository loads a stream it
+    /// last saw shorter than this (loaded to its end, or committed) without asking the store
+    /// for a snapshot: none is due on it, and the lookup is most of what snapshots cost a
+    /// short stream.
     const SNAPSHOT_EVERY: Option<u64> = None;
     /// The schema version of the snapshot encoding. Bump it when the state's shape or meaning
     /// changes: snapshots of another schema version are ignored, never decoded.

@@ -147,7 +147,8 @@ fn commands_snapshots_and_projection_batches_are_traced_with_streams_versions_an
     );
 }
 
-/// A snapshot its stream does not hold is passed over on every load, and reported once.
+/// A snapshot its stream does not hold is passed over on every load, and reported once. (The
+/// stream is longer than the snapshot interval: a shorter one is loaded without a snapshot.)
 #[test]
 fn a_snapshot_passed_over_is_reported_once_not_on_every_load() {
     use eventsource_core::{EventStore, Position, Snapshot, StreamId, Version};
@@ -161,7 +162,9 @@ fn a_snapshot_passed_over_is_reported_once_not_on_every_load() {
     rt.block_on(async {
         let store = InMemoryStore::new();
         let repo = Repository::<Counter, _>::new(store.clone());
-        repo.execute("c", |c| c.add(1)).await.unwrap();
+        for _ in 0..6 {
+            repo.execute("c", |c| c.add(1)).await.unwrap();
+        }
         store
             .save_snapshot(Snapshot {
                 stream: StreamId::new("counter-c"),
@@ -175,7 +178,8 @@ fn a_snapshot_passed_over_is_reported_once_not_on_every_load() {
             .unwrap();
         for _ in 0..3 {
             let loaded = repo.clone().load("c").await.unwrap();
-            assert_eq!(loaded.version.get(), 1);
+            assert_eq!(loaded.version.get(), 6);
+            assert_eq!(loaded.state.value, 6);
         }
     });
     let reports = capture
@@ -188,4 +192,57 @@ fn a_snapshot_passed_over_is_reported_once_not_on_every_load() {
         })
         .count();
     assert_eq!(reports, 1);
+}
+
+/// With snapshots every 5 events, a stream the repository (or a clone) last saw shorter than
+/// that is loaded without asking for a snapshot; one another process grew past it meanwhile
+/// is folded from its start once, to the right state, and then loaded from its snapshot.
+#[test]
+fn a_stream_last_seen_shorter_than_the_snapshot_interval_is_loaded_without_a_snapshot() {
+    let capture = Capture::default();
+    let subscriber = tracing_subscriber::registry().with(capture.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let short_loads = || -> Vec<bool> {
+        let spans = std::mem::take(&mut *capture.0.lock());
+        spans
+            .iter()
+            .filter(|(n, _)| n == "load")
+            .map(|(_, f)| f.get("short").is_some_and(|v| v == "true"))
+            .collect()
+    };
+    rt.block_on(async {
+        let store = InMemoryStore::new();
+        let other = Repository::<Counter, _>::new(store.clone());
+        for _ in 0..3 {
+            other.execute("c", |c| c.add(1)).await.unwrap();
+        }
+        let repo = Repository::<Counter, _>::new(store.clone());
+        let _ = short_loads();
+        // Unknown to `repo`: asked for a snapshot; then known short, by its clones too.
+        assert_eq!(repo.load("c").await.unwrap().version.get(), 3);
+        assert_eq!(repo.clone().load("c").await.unwrap().version.get(), 3);
+        repo.execute("c", |c| c.add(1)).await.unwrap();
+        assert_eq!(short_loads(), [false, true, true]);
+        // At the interval (a snapshot is taken at 5): asked for one again.
+        repo.execute("c", |c| c.add(1)).await.unwrap();
+        let loaded = repo.load("c").await.unwrap();
+        assert_eq!((loaded.version.get(), loaded.state.value), (5, 5));
+        assert_eq!(short_loads(), [true, false]);
+        // Another stream, grown past the interval by another repository after `repo` saw it
+        // short: folded from the start once, to the same state, then from its snapshot.
+        repo.execute("d", |c| c.add(1)).await.unwrap();
+        for _ in 0..11 {
+            other.execute("d", |c| c.add(1)).await.unwrap();
+        }
+        let _ = short_loads();
+        for _ in 0..2 {
+            let loaded = repo.load("d").await.unwrap();
+            assert_eq!((loaded.version.get(), loaded.state.value), (12, 12));
+        }
+        assert_eq!(short_loads(), [true, false]);
+    });
 }

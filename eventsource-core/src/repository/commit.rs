@@ -116,6 +116,9 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             else {
                 continue;
             };
+            if let Some(short) = &self.short {
+                short.saw(stream, committed.last_version);
+            }
             let snapshot_due = snapshot_due::<A>(loaded.version, committed.last_version.get());
             if !snapshot_due && self.cache.is_none() {
                 continue;

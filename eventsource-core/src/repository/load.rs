@@ -6,6 +6,11 @@
 //! state that does not match (the stream was restored from an older backup, a snapshot was
 //! written by hand or for another history) is never believed: the load goes on from an older
 //! snapshot, or from the start. Snapshots and the cache are optimisations only.
+//!
+//! With snapshots on, a stream the repository last saw (loaded to its end, or committed)
+//! shorter than `A::SNAPSHOT_EVERY` is folded from the start without asking for a snapshot:
+//! none is due on it (`short.rs`). Should it have grown elsewhere meanwhile, that one load
+//! folds more events than a snapshot would have left, to the same state.
 
 use futures::{Stream, StreamExt, TryStreamExt};
 use tracing::Instrument;
@@ -90,6 +95,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             ?until,
             cached = Empty,
             snapshot_version = Empty,
+            short = Empty,
             version = Empty,
             position = Empty,
         );
@@ -108,6 +114,11 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
                 cache.remove(stream);
             }
             let loaded = self.load_from_snapshots(stream, until).await?;
+            if until == ReadUntil::End
+                && let Some(short) = &self.short
+            {
+                short.saw(stream, loaded.version);
+            }
             if let Some(cache) = cache {
                 cache.put(stream, &loaded);
             }
@@ -127,7 +138,14 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         until: ReadUntil,
     ) -> Result<Loaded<A>, Error> {
         let mut loaded = Loaded::empty();
-        if A::SNAPSHOT_EVERY.is_none() {
+        // No snapshot is due on a stream shorter than the interval: folding it from the start
+        // spares the store the snapshot lookup (on PostgreSQL a second relation in the
+        // statement, measured at a tenth of a short stream's load).
+        let short = self.short.as_ref().is_some_and(|s| s.is_short(stream));
+        if A::SNAPSHOT_EVERY.is_none() || short {
+            if short {
+                tracing::Span::current().record("short", true);
+            }
             self.fold_from(stream, &mut loaded, until).await?;
             return Ok(loaded);
         }

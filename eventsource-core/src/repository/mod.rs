@@ -13,6 +13,7 @@ mod command;
 mod commit;
 mod load;
 mod retry;
+mod short;
 
 use std::collections::HashSet;
 use std::marker::PhantomData;
@@ -29,6 +30,7 @@ use crate::store::lock::LocalLocks;
 
 use cache::StateCache;
 pub use retry::{Executed, RetryPolicy};
+use short::ShortStreams;
 
 /// An aggregate's state as loaded, with the version and position it reflects.
 #[derive(Clone, Debug, PartialEq)]
@@ -102,6 +104,9 @@ pub struct Repository<A, S> {
     store: S,
     retry: RetryPolicy,
     cache: Option<Arc<StateCache<A>>>,
+    /// The streams last seen shorter than `A::SNAPSHOT_EVERY` (with snapshots on), loaded
+    /// without asking for a snapshot. Shared with clones.
+    short: Option<Arc<ShortStreams>>,
     /// The snapshots already reported as not matching their streams (see `load.rs`), so each
     /// is reported once, not on every load. Shared with clones.
     reported: Arc<Mutex<HashSet<(StreamId, Version)>>>,
@@ -117,6 +122,7 @@ impl<A, S: Clone> Clone for Repository<A, S> {
             store: self.store.clone(),
             retry: self.retry,
             cache: self.cache.clone(),
+            short: self.short.clone(),
             reported: self.reported.clone(),
             queue: self.queue.clone(),
             _aggregate: PhantomData,
@@ -142,6 +148,9 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
             store,
             retry: RetryPolicy::default(),
             cache: None,
+            short: A::SNAPSHOT_EVERY
+                .filter(|n| *n > 0)
+                .map(|n| Arc::new(ShortStreams::new(n))),
             reported: Arc::default(),
             queue: LocalLocks::default(),
             _aggregate: PhantomData,
