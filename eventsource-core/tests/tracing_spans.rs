@@ -1,6 +1,9 @@
 //! A user sees what happened without adding prints: load, decide, append, snapshot and each
 //! projection batch are spans whose fields carry the stream, versions and positions.
 
+// Test code: a failed expectation is a failed test.
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -65,16 +68,21 @@ impl<S: tracing::Subscriber + for<'a> LookupSpan<'a>> Layer<S> for Capture {
     }
 }
 
+/// Runs `body` on a current-thread runtime, with every span and event captured in `capture`.
+fn traced<F: std::future::Future>(capture: &Capture, body: F) -> F::Output {
+    let subscriber = tracing_subscriber::registry().with(capture.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(body)
+}
+
 #[test]
 fn commands_snapshots_and_projection_batches_are_traced_with_streams_versions_and_positions() {
     let capture = Capture::default();
-    let subscriber = tracing_subscriber::registry().with(capture.clone());
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let (last_position, checkpoint) = rt.block_on(async {
+    let (last_position, checkpoint) = traced(&capture, async {
         let store = InMemoryStore::new();
         let repo = Repository::<Counter, _>::new(store.clone());
         let mut last = None;
@@ -153,13 +161,7 @@ fn commands_snapshots_and_projection_batches_are_traced_with_streams_versions_an
 fn a_snapshot_passed_over_is_reported_once_not_on_every_load() {
     use eventsource_core::{EventStore, Position, Snapshot, StreamId, Version};
     let capture = Capture::default();
-    let subscriber = tracing_subscriber::registry().with(capture.clone());
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
+    traced(&capture, async {
         let store = InMemoryStore::new();
         let repo = Repository::<Counter, _>::new(store.clone());
         for _ in 0..6 {
@@ -199,13 +201,8 @@ fn a_snapshot_passed_over_is_reported_once_not_on_every_load() {
 /// is folded from its start once, to the right state, and then loaded from its snapshot.
 #[test]
 fn a_stream_last_seen_shorter_than_the_snapshot_interval_is_loaded_without_a_snapshot() {
+    use eventsource_core::{At, Version};
     let capture = Capture::default();
-    let subscriber = tracing_subscriber::registry().with(capture.clone());
-    let _guard = tracing::subscriber::set_default(subscriber);
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
     let short_loads = || -> Vec<bool> {
         let spans = std::mem::take(&mut *capture.0.lock());
         spans
@@ -214,7 +211,7 @@ fn a_stream_last_seen_shorter_than_the_snapshot_interval_is_loaded_without_a_sna
             .map(|(_, f)| f.get("short").is_some_and(|v| v == "true"))
             .collect()
     };
-    rt.block_on(async {
+    traced(&capture, async {
         let store = InMemoryStore::new();
         let other = Repository::<Counter, _>::new(store.clone());
         for _ in 0..3 {
@@ -232,17 +229,35 @@ fn a_stream_last_seen_shorter_than_the_snapshot_interval_is_loaded_without_a_sna
         let loaded = repo.load("c").await.unwrap();
         assert_eq!((loaded.version.get(), loaded.state.value), (5, 5));
         assert_eq!(short_loads(), [true, false]);
-        // Another stream, grown past the interval by another repository after `repo` saw it
-        // short: folded from the start once, to the same state, then from its snapshot.
-        repo.execute("d", |c| c.add(1)).await.unwrap();
-        for _ in 0..11 {
-            other.execute("d", |c| c.add(1)).await.unwrap();
+        // Time travel within a short stream folds it too.
+        repo.execute("e", |c| c.add(1)).await.unwrap();
+        repo.execute("e", |c| c.add(1)).await.unwrap();
+        let _ = short_loads();
+        let at = repo
+            .load_at("e", At::Version(Version::new(1)))
+            .await
+            .unwrap();
+        assert_eq!((at.version.get(), at.state.value), (1, 1));
+        assert_eq!(short_loads(), [true]);
+        // Streams grown past the interval by another repository after `repo` saw them short:
+        // the fold stops at the interval and the load asks for the snapshot, to the same state,
+        // by time travel too; from then on they are known long.
+        for s in ["d", "f"] {
+            repo.execute(s, |c| c.add(1)).await.unwrap();
+            for _ in 0..11 {
+                other.execute(s, |c| c.add(1)).await.unwrap();
+            }
         }
         let _ = short_loads();
         for _ in 0..2 {
             let loaded = repo.load("d").await.unwrap();
             assert_eq!((loaded.version.get(), loaded.state.value), (12, 12));
+            let at = repo
+                .load_at("f", At::Version(Version::new(8)))
+                .await
+                .unwrap();
+            assert_eq!((at.version.get(), at.state.value), (8, 8));
         }
-        assert_eq!(short_loads(), [true, false]);
+        assert_eq!(short_loads(), [false, false, false, false]);
     });
 }

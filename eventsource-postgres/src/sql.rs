@@ -155,8 +155,9 @@ impl Sql {
                  RETURNING commit_id, seq, recorded_at"
             ),
             // A batch binds arrays (planning is small beside its rows) and answers in one
-            // row, conflict included: the stream's version before, then the first version,
-            // commit, sequences and time, or NULLs and whether any of the ids is stored.
+            // row, conflict included: the stream's version before, the number of events
+            // written, their commit, first and last sequence and time, or 0, NULLs and
+            // whether any of the ids is stored (see `direct`).
             append_batch: direct(
                 &s,
                 name,

@@ -1,24 +1,28 @@
 //! The streams a repository last saw shorter than `A::SNAPSHOT_EVERY`: no snapshot is due on
 //! them, so their loads fold from the start without asking the store for one (see
-//! `load.rs`). A hint only, never the authority: a stream that grew elsewhere meanwhile is
-//! folded from its start once, which gives the same state, and is then known again.
+//! `load.rs: load_short`). A hint only, never the authority: a stream that grew elsewhere
+//! meanwhile costs one fold of at most the interval's events before the load asks for its
+//! snapshot, and is then known again.
 
 use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::ids::{StreamId, Version};
 
 /// How many streams the table can tell apart: a fixed 32 KiB, whatever the number of streams.
-const SLOTS: usize = 4096;
+const SLOTS: u64 = 4096;
 
-/// A direct-mapped table of stream hashes: a slot holds the full 64-bit hash of the one stream
-/// it says is short (its low bit set, so no hash is the empty slot's 0). Two streams on one
-/// slot evict each other, which only costs a snapshot lookup; a stream is taken for short
-/// only when its full hash matches. Shared by a repository and its clones, without a lock.
+/// A direct-mapped table of stream hashes: a slot holds the 64-bit hash of the one stream it
+/// says is short, with its low bit set (so no hash is the empty slot's 0); the hash's low bits
+/// pick the slot. Two streams on one slot evict each other, which only costs a snapshot
+/// lookup; a stream is taken for short only when its whole hash matches. Shared by a
+/// repository and its clones, without a lock; made on the first stream seen short, so a
+/// repository that never sees one costs nothing.
 pub(super) struct ShortStreams {
     every: u64,
-    slots: Box<[AtomicU64]>,
+    slots: OnceLock<Box<[AtomicU64]>>,
     hasher: RandomState,
 }
 
@@ -27,31 +31,41 @@ impl ShortStreams {
     pub(super) fn new(every: u64) -> Self {
         Self {
             every,
-            slots: (0..SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            slots: OnceLock::new(),
             hasher: RandomState::new(),
         }
     }
 
-    fn slot(&self, stream: &StreamId) -> Option<(&AtomicU64, u64)> {
-        let hash = self.hasher.hash_one(stream.as_str());
-        let at = usize::try_from(hash % SLOTS as u64).ok()?;
-        Some((self.slots.get(at)?, hash | 1))
+    /// The snapshot interval.
+    pub(super) fn every(&self) -> u64 {
+        self.every
     }
 
-    /// Whether `stream` was shorter than a snapshot's interval when last seen.
+    /// `stream`'s slot in `slots`, and the value that marks it there.
+    fn slot<'s>(&self, slots: &'s [AtomicU64], stream: &StreamId) -> Option<(&'s AtomicU64, u64)> {
+        let hash = self.hasher.hash_one(stream.as_str());
+        let at = usize::try_from(hash % SLOTS).ok()?;
+        Some((slots.get(at)?, hash | 1))
+    }
+
+    /// Whether `stream` was shorter than the interval when last seen.
     pub(super) fn is_short(&self, stream: &StreamId) -> bool {
-        self.slot(stream)
+        self.slots
+            .get()
+            .and_then(|slots| self.slot(slots, stream))
             .is_some_and(|(slot, tag)| slot.load(Ordering::Relaxed) == tag)
     }
 
-    /// `stream` is at `version` (loaded to its end, or just committed).
+    /// `stream` is at `version` (loaded to its end, or just committed), or at least there.
     pub(super) fn saw(&self, stream: &StreamId, version: Version) {
-        let Some((slot, tag)) = self.slot(stream) else {
-            return;
-        };
         if version.get() < self.every {
-            slot.store(tag, Ordering::Relaxed);
-        } else {
+            let slots = self
+                .slots
+                .get_or_init(|| (0..SLOTS).map(|_| AtomicU64::new(0)).collect());
+            if let Some((slot, tag)) = self.slot(slots, stream) {
+                slot.store(tag, Ordering::Relaxed);
+            }
+        } else if let Some((slot, tag)) = self.slots.get().and_then(|s| self.slot(s, stream)) {
             // Only its own mark: another stream's on the same slot stays.
             let _ = slot.compare_exchange(tag, 0, Ordering::Relaxed, Ordering::Relaxed);
         }
@@ -79,7 +93,7 @@ mod tests {
     #[test]
     fn streams_on_one_slot_never_pass_for_each_other() {
         let short = ShortStreams::new(100);
-        let streams: Vec<StreamId> = (0..3 * SLOTS)
+        let streams: Vec<StreamId> = (0..3 * SLOTS as usize)
             .map(|i| StreamId::new(format!("s-{i}")))
             .collect();
         for s in &streams {
@@ -87,7 +101,10 @@ mod tests {
         }
         // More streams than slots: every slot holds at most one of them, the last it saw.
         let held = streams.iter().filter(|s| short.is_short(s)).count();
-        assert!(held <= SLOTS && held > SLOTS / 2, "{held}");
+        assert!(
+            held <= SLOTS as usize && held > SLOTS as usize / 2,
+            "{held}"
+        );
         for s in &streams {
             short.saw(s, Version::new(100));
         }

@@ -110,7 +110,9 @@ pub trait EventStore: Clone + Send + Sync + 'static {
     /// is for the reader to see (the first event must have its version and position).
     ///
     /// This is what a [`Repository`](crate::Repository) load reads when its aggregate takes
-    /// snapshots. The default makes the two reads one after the other; a store that answers
+    /// snapshots (but on a stream it last saw shorter than the interval, which it folds
+    /// from the start: see [`Aggregate::SNAPSHOT_EVERY`](crate::Aggregate::SNAPSHOT_EVERY)).
+    /// The default makes the two reads one after the other; a store that answers
     /// over a network makes them one round trip.
     fn read_stream_from_snapshot<'a>(
         &'a self,

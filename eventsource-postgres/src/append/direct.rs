@@ -96,13 +96,22 @@ async fn insert(
         Batch::Decided(direct) => Ok(direct),
         Batch::Interleaved(span) if each_position => {
             // In the append's own transaction: its rows, whatever commits meanwhile.
-            let last = expected + i64::try_from(write.events.len()).unwrap_or(i64::MAX);
+            let last = i64::try_from(write.events.len())
+                .ok()
+                .and_then(|n| expected.checked_add(n))
+                .ok_or_else(|| corrupt_reply("a version"))?;
             let seqs: Vec<i64> = sqlx::query_scalar(&sql.batch_seqs)
                 .bind(write.stream.as_str())
                 .bind(expected)
                 .bind(last)
                 .fetch_all(conn)
                 .await?;
+            if seqs.len() != write.events.len()
+                || seqs.first() != Some(&span.first_seq)
+                || seqs.last() != Some(&span.last_seq)
+            {
+                return Err(corrupt_reply("sequences other than the append's").into());
+            }
             Ok(written(
                 request.writes,
                 write,
@@ -207,7 +216,11 @@ fn batch_written(
     if actual != expected || usize::try_from(count).ok() != Some(write.events.len()) {
         return Err(corrupt_reply("versions outside the append"));
     }
-    if last_seq - first_seq + 1 != count {
+    if last_seq
+        .checked_sub(first_seq)
+        .and_then(|d| d.checked_add(1))
+        != Some(count)
+    {
         return Ok(Batch::Interleaved(Span {
             commit,
             first_seq,

@@ -284,7 +284,12 @@ impl<'a> Appender<'a> {
         };
         let events = outcome::recorded(request.writes, written);
         if events.len() != request.writes.iter().map(|w| w.events.len()).sum::<usize>() {
-            let error = outcome::corrupt_reply("an event without its position");
+            // Unreachable: in a transaction, the direct path reads every position.
+            let error = StoreError::backend(
+                "appending",
+                false,
+                "an append with inline projections came back without each event's position",
+            );
             return (Err(error.into()), ctx.rollback().await.ok().flatten());
         }
         if let Err(error) = self.inline.handle_all(&events, &mut ctx).await {

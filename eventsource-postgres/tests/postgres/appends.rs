@@ -586,6 +586,7 @@ async fn stored(store: &PgStore, stream: &str) -> Vec<RecordedEvent> {
 /// position.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_batch_whose_sequences_are_not_contiguous_reports_the_stored_positions() {
+    let _horizon = crate::common::horizon_shared().await;
     let plain = common::fresh_store().await;
     let mut raw = common::raw().await;
     sqlx::query(&format!(
@@ -630,6 +631,7 @@ async fn a_batch_whose_sequences_are_not_contiguous_reports_the_stored_positions
 /// stored one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn racing_batches_report_the_positions_they_were_stored_at() {
+    let _horizon = crate::common::horizon_shared().await;
     const WRITERS: usize = 6;
     const BATCHES: usize = 15;
     let plain = common::fresh_store().await;

@@ -263,6 +263,12 @@ pub async fn a_new_version_takes_over_while_readers_read_and_writers_write<S: Ev
             }
         })
     };
+    // The reader sees version 1 serve before version 2 starts (on a busy machine it might
+    // not be scheduled before the switch is over).
+    let first_sample = tokio::time::Instant::now() + WAIT;
+    while samples.lock().is_empty() && tokio::time::Instant::now() < first_sample {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
     let writers: Vec<_> = (0..4)
         .map(|w| {
             let store = store.clone();
