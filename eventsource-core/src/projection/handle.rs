@@ -239,6 +239,10 @@ impl ProjectionHandle {
     /// with its new events. The runner that holds the projection does it, between batches,
     /// so a letter is never handled by two runners: a runner that does not lead now answers
     /// [`ProjectionError::NotLeading`]. A handler's panic stops the runner, as in a batch.
+    ///
+    /// Each letter is resolved in its own commit, so a retry that ends in an error (the
+    /// lease lost midway, say) may have resolved its first letters; asking again retries
+    /// what is still pending, and [`Retried`] names only what that call handled.
     pub async fn retry_dead_letters(
         &self,
         select: DeadLetterSelect,

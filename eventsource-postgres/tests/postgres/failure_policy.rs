@@ -180,7 +180,11 @@ async fn a_poison_event_parks_its_stream_while_4_writers_go_on_and_sessions_end_
     ledger.poisoned.lock().unwrap().clear();
     // The ended sessions may still be making the runner lead again (its lease's watchdog
     // finds a dead session within a few seconds): a retry asks the runner that leads.
+    // A retry cut short (the lease lost midway) may have applied its first letters: the one
+    // that succeeds then applies the rest, and every letter is applied once, in order (the
+    // ledger below).
     let deadline = tokio::time::Instant::now() + WAIT;
+    let mut cut_short = Vec::new();
     let retried = loop {
         match handle
             .retry_dead_letters(DeadLetterSelect::Stream("p".into()))
@@ -189,13 +193,25 @@ async fn a_poison_event_parks_its_stream_while_4_writers_go_on_and_sessions_end_
             Ok(retried) => break retried,
             Err(e @ (ProjectionError::NotLeading { .. } | ProjectionError::LeaseLost { .. })) => {
                 assert!(tokio::time::Instant::now() < deadline, "{e:?}");
+                cut_short.push(e);
             }
-            Err(e) if e.is_transient() => assert!(tokio::time::Instant::now() < deadline),
+            Err(e) if e.is_transient() => {
+                assert!(tokio::time::Instant::now() < deadline);
+                cut_short.push(e);
+            }
             Err(e) => panic!("retry: {e:?}"),
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(retried.handled.len(), 3);
+    assert!(retried.failed.is_empty(), "{retried:?}");
+    if cut_short.is_empty() {
+        assert_eq!(retried.handled.len(), 3, "{retried:?}");
+    } else {
+        assert!(
+            (1..=3).contains(&retried.handled.len()),
+            "{retried:?} after {cut_short:?}"
+        );
+    }
     let later = add(&writer, "p", 5).await;
     let reached = handle.wait_for(later, WAIT).await.unwrap();
     assert!(reached.is_complete(), "{reached:?}");
