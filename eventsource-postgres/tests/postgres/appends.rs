@@ -11,14 +11,21 @@ use futures::TryStreamExt;
 
 use crate::common::{self, event, write};
 
-async fn versions(store: &PgStore, stream: &str) -> Vec<u64> {
-    let id = StreamId::new(stream);
+/// The events of `stream`, in order.
+async fn stored(store: &PgStore, stream: &str) -> Vec<RecordedEvent> {
     store
-        .read_stream(&id, Version::FIRST, ReadUntil::End)
-        .map_ok(|e| e.version.get())
+        .read_stream(&StreamId::new(stream), Version::FIRST, ReadUntil::End)
         .try_collect()
         .await
         .expect("read")
+}
+
+async fn versions(store: &PgStore, stream: &str) -> Vec<u64> {
+    stored(store, stream)
+        .await
+        .iter()
+        .map(|e| e.version.get())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -570,14 +577,6 @@ fn assert_commit_of(commit: &Commit, stored: &[RecordedEvent]) {
     );
     assert_eq!(s.last_position, last.position);
     assert_eq!(s.last_recorded_at, last.recorded_at);
-}
-
-async fn stored(store: &PgStore, stream: &str) -> Vec<RecordedEvent> {
-    store
-        .read_stream(&StreamId::new(stream), Version::FIRST, ReadUntil::End)
-        .try_collect()
-        .await
-        .expect("read")
 }
 
 /// A direct batch gets back only its first and last sequence; when another insert took
