@@ -35,9 +35,12 @@ pub(super) fn expected(writes: &[StreamWrite]) -> Option<i64> {
 pub(super) enum Direct {
     /// The events were written.
     Written(Outcome),
-    /// The stream was not at the expected version and some event ids are stored: only
-    /// `append_events` with `check_ids` tells a retried append from a conflict.
-    StoredIds,
+    /// Nothing was written, and the direct statements cannot tell why: some event ids are
+    /// stored (a retried append, or a conflict), or the stream is at the expected version
+    /// and no longer locked (the writers' lock that kept the insert out was released, or a
+    /// writer caught the stream up, before the look at why). Only `append_events` with
+    /// `check_ids`, under the locks, decides.
+    Undecided,
 }
 
 /// Runs the direct path for the request (one write, at `expected`) on `conn`: one round
@@ -196,12 +199,16 @@ fn batch_written(
     let count: i64 = row.try_get(1).map_err(bad)?;
     if count == 0 {
         let stored: Option<bool> = row.try_get(6).map_err(bad)?;
-        if stored == Some(true) {
-            return Ok(Batch::Decided(Direct::StoredIds));
-        }
         let actual: i64 = row.try_get(0).map_err(bad)?;
         let locked: Option<bool> = row.try_get(7).map_err(bad)?;
-        return Err(not_written(write, expected, actual, locked == Some(true)));
+        let why = why_not_written(
+            write,
+            expected,
+            actual,
+            stored == Some(true),
+            locked == Some(true),
+        );
+        return why.map(Batch::Decided);
     }
     let actual: i64 = row.try_get(0).map_err(bad)?;
     let commit: Option<i64> = row.try_get(2).map_err(bad)?;
@@ -289,10 +296,27 @@ pub(super) fn not_written(
     }
 }
 
+/// Why a direct append of `write` at `expected` wrote nothing, from the stream's version
+/// `actual`, whether any of its ids is `stored` and whether another session holds the
+/// stream's writers' lock (each read after the insert, so the lock may have gone since):
+/// a conflict, the stream locked, or [`Direct::Undecided`].
+fn why_not_written(
+    write: &StreamWrite,
+    expected: i64,
+    actual: i64,
+    stored: bool,
+    locked: bool,
+) -> Result<Direct, StoreError> {
+    if stored || (actual == expected && !locked) {
+        return Ok(Direct::Undecided);
+    }
+    Err(not_written(write, expected, actual, locked))
+}
+
 /// After a one-event direct append of `write` at `expected` wrote nothing, or a direct
 /// append met [`is_version_taken`]: a conflict with the stream's actual version, the stream
-/// locked by another session, or [`Direct::StoredIds`] when some event ids are stored (one
-/// read-only round trip: cheaper than deciding it in `append_events`).
+/// locked by another session, or [`Direct::Undecided`] (one read-only round trip: cheaper
+/// than deciding it in `append_events`).
 async fn probe(
     conn: &mut PgConnection,
     sql: &Sql,
@@ -305,8 +329,5 @@ async fn probe(
         .bind(&ids)
         .fetch_one(conn)
         .await?;
-    if stored {
-        return Ok(Direct::StoredIds);
-    }
-    Err(not_written(write, expected, actual, locked).into())
+    Ok(why_not_written(write, expected, actual, stored, locked)?)
 }

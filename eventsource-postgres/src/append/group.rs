@@ -510,7 +510,7 @@ fn member_row(m: &Member, row: &PgRow) -> Result<Attempt, StoreError> {
         };
         return match direct::written(writes, &m.write, m.expected + 1, commit, seqs, recorded_at)? {
             Direct::Written(outcome) => Ok(Attempt::Done(outcome)),
-            Direct::StoredIds => Err(corrupt_reply("a group's row")),
+            Direct::Undecided => Err(corrupt_reply("a group's row")),
         };
     }
     let stored: Option<bool> = row.try_get(5).map_err(bad)?;

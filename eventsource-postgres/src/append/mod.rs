@@ -314,7 +314,7 @@ impl<'a> Appender<'a> {
                 match direct::append(conn, self.sql, request, expected, in_transaction).await? {
                     Direct::Written(outcome) => return Ok(outcome),
                     // A retried append must get its first commit, not a conflict.
-                    Direct::StoredIds => true,
+                    Direct::Undecided => true,
                 }
             }
             Path::Locked { check_ids } => check_ids,

@@ -691,3 +691,43 @@ async fn racing_batches_report_the_positions_they_were_stored_at() {
     // Not asserted (it depends on the scheduling), but said: how often the race interleaved.
     eprintln!("{interleaved} of {} batches interleaved", WRITERS * BATCHES);
 }
+
+/// An append racing the release of another session's writers' lock (taken and released
+/// again and again) either writes or is told the stream is locked: it never gets a conflict
+/// at the version the stream is at, whether the lock went between its insert and its look at
+/// why nothing was written (one event: two statements) or within the one statement (a
+/// batch).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_append_racing_a_lock_release_is_written_or_locked_never_a_conflict_at_its_version() {
+    let _horizon = crate::common::horizon_shared().await;
+    let store = common::fresh_store().await;
+    let holder = common::same_schema(&store, &common::database_url()).await;
+    for (round, size) in (0..60).flat_map(|r| [(r, 1), (r, 3)]) {
+        let stream = StreamId::new(format!("r{round}-{size}"));
+        let lock = holder
+            .lock_streams(std::slice::from_ref(&stream))
+            .await
+            .expect("lock");
+        let release = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_micros(fastrand::u64(0..1500))).await;
+            lock.release().await.expect("release");
+        });
+        let events: Vec<NewEvent> = (0..size).map(event).collect();
+        loop {
+            match store
+                .append(vec![write(
+                    stream.as_str(),
+                    ExpectedVersion::NoStream,
+                    events.clone(),
+                )])
+                .await
+            {
+                Ok(_) => break,
+                Err(StoreError::StreamLocked { .. }) => tokio::task::yield_now().await,
+                Err(other) => panic!("round {round}, {size} events: {other:?}"),
+            }
+        }
+        release.await.unwrap();
+        assert_eq!(versions(&store, stream.as_str()).await.len(), size as usize);
+    }
+}
