@@ -9,8 +9,8 @@
 //!
 //! With snapshots on, a stream the repository last saw (loaded to its end, or committed)
 //! shorter than `A::SNAPSHOT_EVERY` is folded from the start without asking for a snapshot:
-//! none is due on it (`short.rs`). Should it have grown elsewhere meanwhile, that one load
-//! folds more events than a snapshot would have left, to the same state.
+//! none is due on it (`short.rs`, `load_short`). Should it have grown elsewhere meanwhile,
+//! the fold stops at the interval and the load asks for the snapshot after all.
 
 use futures::{Stream, StreamExt, TryStreamExt};
 use tracing::Instrument;
@@ -213,7 +213,7 @@ impl<A: Aggregate, S: EventStore> Repository<A, S> {
         self.fold_from(stream, &mut loaded, ReadUntil::Version(bound))
             .await?;
         if loaded.version >= cap {
-            short.saw(stream, loaded.version);
+            // `load_stream` forgets the hint once the load reached the interval.
             tracing::debug!(%stream, "a stream seen short has grown: asking for its snapshot");
             return Ok(None);
         }

@@ -3,9 +3,7 @@
 //! that explains an append it did not write.
 
 use chrono::{DateTime, Utc};
-use eventsource_core::{
-    Commit, CommittedStream, ExpectedVersion, StoreError, StreamWrite, Version,
-};
+use eventsource_core::{ExpectedVersion, NewEvent, StoreError, StreamWrite, Version};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
@@ -47,8 +45,9 @@ pub(super) enum Direct {
 /// trip, and a second ([`probe`]) when one event was not written or the insert lost the race
 /// for its version (`in_transaction`: `conn` is in a transaction, which that failed insert
 /// aborted; the caller retries through `append_events` instead). A transaction is for inline
-/// projections, which are handed every event's position: a batch whose sequences another
-/// insert interleaved reads them in a second round trip; outside one, only the commit's.
+/// projections, which are handed every event's position: the append lists them (a batch
+/// whose sequences another insert interleaved reads them in a second round trip); outside
+/// one, only the commit is built, from the first and last events.
 pub(super) async fn append(
     conn: &mut PgConnection,
     sql: &Sql,
@@ -77,7 +76,7 @@ async fn insert(
     expected: i64,
     each_position: bool,
 ) -> Result<Direct, AttemptError> {
-    if let [e] = write.events.as_slice() {
+    let span = if let [e] = write.events.as_slice() {
         let row = sqlx::query(&sql.append_one)
             .bind(write.stream.as_str())
             .bind(expected)
@@ -88,71 +87,57 @@ async fn insert(
             .bind(metadata_json(e)?)
             .fetch_optional(&mut *conn)
             .await?;
-        return match row {
-            Some(row) => Ok(one_written(request.writes, write, expected, &row)?),
-            None => probe(conn, sql, write, expected).await,
-        };
-    }
-    let query = request.batch_query(&sql.append_batch, write, expected)?;
-    let rows = query.fetch_all(&mut *conn).await?;
-    match batch_written(request.writes, write, expected, &rows)? {
-        Batch::Decided(direct) => Ok(direct),
-        Batch::Interleaved(span) if each_position => {
-            // In the append's own transaction: its rows, whatever commits meanwhile.
-            let last = i64::try_from(write.events.len())
-                .ok()
-                .and_then(|n| expected.checked_add(n))
-                .ok_or_else(|| corrupt_reply("a version"))?;
-            let seqs: Vec<i64> = sqlx::query_scalar(&sql.batch_seqs)
-                .bind(write.stream.as_str())
-                .bind(expected)
-                .bind(last)
-                .fetch_all(conn)
-                .await?;
-            if seqs.len() != write.events.len()
-                || seqs.first() != Some(&span.first_seq)
-                || seqs.last() != Some(&span.last_seq)
-            {
-                return Err(corrupt_reply("sequences other than the append's").into());
-            }
-            Ok(written(
-                request.writes,
-                write,
-                expected + 1,
-                span.commit,
-                seqs,
-                span.recorded_at,
-            )?)
+        match row {
+            Some(row) => one_span(&row)?,
+            None => return probe(conn, sql, write, expected).await,
         }
-        Batch::Interleaved(span) => Ok(span.commit_of(write, expected + 1)?),
+    } else {
+        let query = request.batch_query(&sql.append_batch, write, expected)?;
+        let rows = query.fetch_all(&mut *conn).await?;
+        match batch_span(write, expected, &rows)? {
+            Some(span) => span,
+            None => return Ok(Direct::Undecided),
+        }
+    };
+    if !each_position {
+        return Ok(span.commit_of(request.writes, write, expected + 1)?);
     }
+    let count = i64::try_from(write.events.len()).map_err(|_| corrupt_reply("a count"))?;
+    let seqs: Vec<i64> = if span.last_seq.checked_sub(span.first_seq) == Some(count - 1) {
+        // The events took the sequences from the first to the last.
+        (span.first_seq..=span.last_seq).collect()
+    } else {
+        // A concurrent insert took some in between: read them, in the append's own
+        // transaction (its rows, whatever commits meanwhile).
+        let last = expected
+            .checked_add(count)
+            .ok_or_else(|| corrupt_reply("a version"))?;
+        let seqs: Vec<i64> = sqlx::query_scalar(&sql.batch_seqs)
+            .bind(write.stream.as_str())
+            .bind(expected)
+            .bind(last)
+            .fetch_all(conn)
+            .await?;
+        if seqs.len() != write.events.len()
+            || seqs.first() != Some(&span.first_seq)
+            || seqs.last() != Some(&span.last_seq)
+        {
+            return Err(corrupt_reply("sequences other than the append's").into());
+        }
+        seqs
+    };
+    Ok(written(
+        request.writes,
+        write,
+        expected + 1,
+        span.commit,
+        seqs,
+        span.recorded_at,
+    )?)
 }
 
-/// The row of a written one-event direct append: its commit, sequence and recorded-at time.
-fn one_written(
-    writes: &[StreamWrite],
-    write: &StreamWrite,
-    expected: i64,
-    row: &PgRow,
-) -> Result<Direct, StoreError> {
-    let bad = |_| corrupt_reply("a direct append row");
-    let commit: i64 = row.try_get(0).map_err(bad)?;
-    let seq: i64 = row.try_get(1).map_err(bad)?;
-    let recorded_at: DateTime<Utc> = row.try_get(2).map_err(bad)?;
-    written(writes, write, expected + 1, commit, [seq], recorded_at)
-}
-
-/// What a batch direct append's row says.
-enum Batch {
-    /// Written with contiguous sequences (so every event's position is known), or not
-    /// written.
-    Decided(Direct),
-    /// Written, but a concurrent insert took sequences between the first and the last: the
-    /// commit's first and last positions are known, not every event's.
-    Interleaved(Span),
-}
-
-/// Where a written batch landed: one commit part, its first and last sequence, one time.
+/// Where a direct append's events landed: one commit part, the first and last event's
+/// sequences (rising with the versions), one recorded-at time.
 struct Span {
     commit: i64,
     first_seq: i64,
@@ -162,55 +147,74 @@ struct Span {
 
 impl Span {
     /// The outcome of `write`, written from version `first` on, without each event's
-    /// position: the commit says where it begins and ends, which is all a caller without
-    /// inline projections is handed.
-    fn commit_of(&self, write: &StreamWrite, first: i64) -> Result<Direct, StoreError> {
-        let position =
-            |seq| position_from(self.commit, seq).ok_or_else(|| corrupt_reply("a position"));
-        let (first_position, last_position) = (position(self.first_seq)?, position(self.last_seq)?);
+    /// position: its first and last events say where the commit begins and ends, which is
+    /// all a caller without inline projections is handed.
+    fn commit_of(
+        &self,
+        writes: &[StreamWrite],
+        write: &StreamWrite,
+        first: i64,
+    ) -> Result<Direct, StoreError> {
+        let (Some(head), Some(tail)) = (write.events.first(), write.events.last()) else {
+            return Err(corrupt_reply("no events"));
+        };
         let first = u64::try_from(first).map_err(|_| corrupt_reply("a version"))?;
         let count = u64::try_from(write.events.len()).map_err(|_| corrupt_reply("a count"))?;
-        let commit = Commit {
-            streams: vec![CommittedStream {
+        let end = |event: &NewEvent, version: u64, seq: i64| {
+            Ok::<_, StoreError>(WrittenEvent {
+                id: event.id,
                 stream: write.stream.clone(),
-                first_version: Version::new(first),
-                last_version: Version::new(first + count.saturating_sub(1)),
-                last_position,
-                last_recorded_at: self.recorded_at,
-            }],
-            first_position,
-            position: last_position,
+                version: Version::new(version),
+                position: position_from(self.commit, seq)
+                    .ok_or_else(|| corrupt_reply("a position"))?,
+                recorded_at: self.recorded_at,
+            })
         };
-        Ok(Direct::Written(Outcome::Written(commit, Vec::new())))
+        let ends = [
+            end(head, first, self.first_seq)?,
+            end(tail, first + count - 1, self.last_seq)?,
+        ];
+        Ok(Direct::Written(Outcome::Written(
+            commit_of(writes, &ends),
+            Vec::new(),
+        )))
     }
 }
 
-/// The row of a batch direct append: what it wrote, or why it wrote nothing.
-fn batch_written(
-    writes: &[StreamWrite],
+/// The row of a written one-event direct append: its commit, sequence and recorded-at time.
+fn one_span(row: &PgRow) -> Result<Span, StoreError> {
+    let bad = |_| corrupt_reply("a direct append row");
+    let seq: i64 = row.try_get(1).map_err(bad)?;
+    Ok(Span {
+        commit: row.try_get(0).map_err(bad)?,
+        first_seq: seq,
+        last_seq: seq,
+        recorded_at: row.try_get(2).map_err(bad)?,
+    })
+}
+
+/// The row of a batch direct append: where it landed, or, when it wrote nothing, a conflict,
+/// the stream locked, or `None` ([`Direct::Undecided`]).
+fn batch_span(
     write: &StreamWrite,
     expected: i64,
     rows: &[PgRow],
-) -> Result<Batch, StoreError> {
+) -> Result<Option<Span>, StoreError> {
     let bad = |_| corrupt_reply("a direct append row");
     let [row] = rows else {
         return Err(corrupt_reply("not one row"));
     };
+    let actual: i64 = row.try_get(0).map_err(bad)?;
     let count: i64 = row.try_get(1).map_err(bad)?;
     if count == 0 {
         let stored: Option<bool> = row.try_get(6).map_err(bad)?;
-        let actual: i64 = row.try_get(0).map_err(bad)?;
         let locked: Option<bool> = row.try_get(7).map_err(bad)?;
-        let why = why_not_written(
-            write,
-            expected,
-            actual,
-            stored == Some(true),
-            locked == Some(true),
-        );
-        return why.map(Batch::Decided);
+        let (stored, locked) = (stored == Some(true), locked == Some(true));
+        return match not_written(write, expected, actual, stored, locked) {
+            Some(error) => Err(error),
+            None => Ok(None),
+        };
     }
-    let actual: i64 = row.try_get(0).map_err(bad)?;
     let commit: Option<i64> = row.try_get(2).map_err(bad)?;
     let first_seq: Option<i64> = row.try_get(3).map_err(bad)?;
     let last_seq: Option<i64> = row.try_get(4).map_err(bad)?;
@@ -223,28 +227,12 @@ fn batch_written(
     if actual != expected || usize::try_from(count).ok() != Some(write.events.len()) {
         return Err(corrupt_reply("versions outside the append"));
     }
-    if last_seq
-        .checked_sub(first_seq)
-        .and_then(|d| d.checked_add(1))
-        != Some(count)
-    {
-        return Ok(Batch::Interleaved(Span {
-            commit,
-            first_seq,
-            last_seq,
-            recorded_at,
-        }));
-    }
-    // The events were numbered from the expected version on, in request order, and took
-    // the sequences from the first to the last.
-    Ok(Batch::Decided(written(
-        writes,
-        write,
-        expected + 1,
+    Ok(Some(Span {
         commit,
-        first_seq..=last_seq,
+        first_seq,
+        last_seq,
         recorded_at,
-    )?))
+    }))
 }
 
 /// What a direct append wrote: `write`'s events numbered from version `first` on, in request
@@ -275,42 +263,32 @@ pub(super) fn written(
     Ok(Direct::Written(Outcome::Written(commit, events)))
 }
 
-/// Why a direct append at `expected` on `write` wrote nothing: its stream is at `actual`;
-/// `locked`: another session holds the stream's writers' lock. A stream at the expected
-/// version that was not written was kept out by the lock.
-pub(super) fn not_written(
-    write: &StreamWrite,
-    expected: i64,
-    actual: i64,
-    locked: bool,
-) -> StoreError {
-    if locked && actual == expected {
-        return StoreError::StreamLocked {
-            stream: write.stream.clone(),
-        };
-    }
-    StoreError::Conflict {
-        stream: write.stream.clone(),
-        expected: write.expected,
-        actual: Version::new(u64::try_from(actual).unwrap_or(0)),
-    }
-}
-
 /// Why a direct append of `write` at `expected` wrote nothing, from the stream's version
 /// `actual`, whether any of its ids is `stored` and whether another session holds the
-/// stream's writers' lock (each read after the insert, so the lock may have gone since):
-/// a conflict, the stream locked, or [`Direct::Undecided`].
-fn why_not_written(
+/// stream's writers' lock (each read after the insert, so the lock may have gone since): a
+/// conflict, or the stream locked; `None` when that does not tell ([`Direct::Undecided`]: an
+/// id is stored, or the stream is at the expected version with no lock left to have kept the
+/// insert out).
+pub(super) fn not_written(
     write: &StreamWrite,
     expected: i64,
     actual: i64,
     stored: bool,
     locked: bool,
-) -> Result<Direct, StoreError> {
+) -> Option<StoreError> {
     if stored || (actual == expected && !locked) {
-        return Ok(Direct::Undecided);
+        return None;
     }
-    Err(not_written(write, expected, actual, locked))
+    if locked && actual == expected {
+        return Some(StoreError::StreamLocked {
+            stream: write.stream.clone(),
+        });
+    }
+    Some(StoreError::Conflict {
+        stream: write.stream.clone(),
+        expected: write.expected,
+        actual: Version::new(u64::try_from(actual).unwrap_or(0)),
+    })
 }
 
 /// After a one-event direct append of `write` at `expected` wrote nothing, or a direct
@@ -329,5 +307,8 @@ async fn probe(
         .bind(&ids)
         .fetch_one(conn)
         .await?;
-    Ok(why_not_written(write, expected, actual, stored, locked)?)
+    match not_written(write, expected, actual, stored, locked) {
+        Some(error) => Err(error.into()),
+        None => Ok(Direct::Undecided),
+    }
 }

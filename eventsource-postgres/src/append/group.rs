@@ -515,15 +515,17 @@ fn member_row(m: &Member, row: &PgRow) -> Result<Attempt, StoreError> {
     }
     let stored: Option<bool> = row.try_get(5).map_err(bad)?;
     let locked: bool = row.try_get(6).map_err(bad)?;
-    if stored == Some(true) || (actual == m.expected && !locked) {
-        // A repeat of an append that committed (its ids are stored), or the stream was at the
-        // expected version and the insert still met a stored row: a writer that committed
-        // after this statement's snapshot, or an id stored since. `append_events` tells which.
-        return Ok(Attempt::Retry {
-            check_ids: true,
-            connection_lost: false,
-            error: StoreError::backend("appending", true, "a grouped append kept losing races"),
-        });
+    if let Some(error) =
+        direct::not_written(&m.write, m.expected, actual, stored == Some(true), locked)
+    {
+        return Err(error);
     }
-    Err(direct::not_written(&m.write, m.expected, actual, locked))
+    // A repeat of an append that committed (its ids are stored), or the stream was at the
+    // expected version and the insert still met a stored row: a writer that committed after
+    // this statement's snapshot, or an id stored since. `append_events` tells which.
+    Ok(Attempt::Retry {
+        check_ids: true,
+        connection_lost: false,
+        error: StoreError::backend("appending", true, "a grouped append kept losing races"),
+    })
 }

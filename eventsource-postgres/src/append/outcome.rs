@@ -21,8 +21,8 @@ pub(super) fn corrupt_reply(what: &str) -> StoreError {
 /// What an append came to.
 pub(crate) enum Outcome {
     /// The events were written in this call: the commit, and where each event landed (for
-    /// inline projections; a direct batch outside a transaction leaves it empty when its
-    /// sequences are not contiguous, see `direct::append`).
+    /// inline projections; the direct path leaves it empty outside their transaction, where
+    /// only the commit is handed on, see `direct::append`).
     Written(Commit, Vec<WrittenEvent>),
     /// The events were already stored: the original commit.
     AlreadyStored(Commit),
