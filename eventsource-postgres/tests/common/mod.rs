@@ -138,7 +138,8 @@ pub async fn horizon_shared() -> tokio::sync::RwLockReadGuard<'static, ()> {
     HORIZON.read().await
 }
 
-/// Exclusive use of the horizon (a test that holds it back on purpose).
+/// Exclusive use of the horizon (a test that holds it back on purpose, or whose pages must
+/// not be cut short by another test's transaction).
 pub async fn horizon_exclusive() -> tokio::sync::RwLockWriteGuard<'static, ()> {
     HORIZON.write().await
 }
